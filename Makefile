@@ -1,0 +1,40 @@
+# berth: two commands on a fresh Debian 12 machine, as root:
+#   make demo   the main job end to end on real parts
+#   make test   every test (unit, then integration with runc, mounts and GlusterFS)
+SHELL := /bin/bash
+.ONESHELL:
+.PHONY: deps build test test-unit test-integration demo bench clean
+
+STAMP := node_modules/.berth-deps
+
+deps: $(STAMP)
+$(STAMP): package.json package-lock.json scripts/install-deps
+	scripts/install-deps
+	npm ci --no-audit --no-fund
+	touch $(STAMP)
+
+build: deps
+	npm run build --silent
+
+UNIT := $(sort $(wildcard test/unit/*.test.ts))
+INTEGRATION := $(sort $(wildcard test/integration/*.test.ts))
+
+test: build
+	scripts/gluster-up
+	node --import tsx --test --test-concurrency=1 $(UNIT) $(INTEGRATION)
+
+test-unit: build
+	node --import tsx --test $(UNIT)
+
+test-integration: build
+	scripts/gluster-up
+	node --import tsx --test --test-concurrency=1 $(INTEGRATION)
+
+demo: build
+	scripts/demo
+
+bench: build
+	for b in bench/*.ts; do node --import tsx $$b || exit 1; done
+
+clean:
+	rm -rf dist

@@ -1,0 +1,149 @@
+/**
+ * The berth CLI entry: parses argv (CBSD `key=value` and `--key value`), lazily loads the
+ * command module, calls it, and prints: data to stdout (text or one JSON document with
+ * --json), everything else to stderr; exit code per design/product.md.
+ */
+import { readFileSync } from 'node:fs';
+import { COMMANDS } from './registry.js';
+import type { CmdDef, CmdIO, Opts } from './types.js';
+
+const COMMON = ['json', 'verbose', 'workdir', 'debug'];
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Finds the command an argv names: one word (`jstart`) or two (`base import`). */
+function findCommand(argv: string[]): { def: CmdDef; at: number; words: number } | undefined {
+  const i = argv.findIndex((a) => !a.startsWith('-'));
+  if (i < 0) return undefined;
+  const two = `${argv[i]} ${argv[i + 1] ?? ''}`;
+  for (const d of COMMANDS) {
+    if (d.name === two) return { def: d, at: i, words: 2 };
+  }
+  for (const d of COMMANDS) {
+    if (d.name === argv[i] || d.aliases?.includes(argv[i]!)) return { def: d, at: i, words: 1 };
+  }
+  return undefined;
+}
+
+/**
+ * Rewrites CBSD-style `key=value` words after the command into `--key=value` when `key` is
+ * one of the command's options (or a common one). Stops at `--` and, for commands taking a
+ * trailing command line (jexec), at the first word that is not an option.
+ */
+export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): string[] {
+  const keys = new Set([...def.options.map((o) => o.key), ...COMMON]);
+  const out = argv.slice(0, from);
+  let passthrough = false;
+  for (let i = from; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (passthrough) { out.push(a); continue; }
+    if (a === '--') { out.push(a); passthrough = true; continue; }
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=([\s\S]*)$/.exec(a);
+    if (m && keys.has(m[1]!)) {
+      const flag = def.options.find((o) => o.key === m[1])?.flag || m[1] === 'json' || m[1] === 'verbose';
+      if (flag) { if (m[2] === '1' || m[2] === 'true') out.push(`--${m[1]}`); }
+      else out.push(`--${m[1]}=${m[2]}`);
+      continue;
+    }
+    out.push(a);
+    if (!a.startsWith('-') && def.positional?.startsWith('[command')) passthrough = true;
+  }
+  return out;
+}
+
+/** Runs the CLI with `argv` (without node and script). Sets process.exitCode. */
+export async function main(argv: string[]): Promise<void> {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(version() + '\n');
+    return;
+  }
+  const found = findCommand(argv);
+  if (found) argv = rewriteKeyValues(argv, found.def, found.at + found.words);
+  const { Command, CommanderError, Option } = await import('commander');
+  const program = new Command('berth')
+    .description('berth: jails, containers and VMs on any storage, moved between nodes without copying')
+    .version(version(), '-V, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', HELP_AFTER);
+  const groups = new Map<string, InstanceType<typeof Command>>();
+  let chosen: { def: CmdDef; opts: Opts; args: string[] } | undefined;
+  for (const def of COMMANDS) {
+    const [g, v] = def.name.split(' ');
+    let parent = program;
+    let name = def.name;
+    if (v) {
+      if (!groups.has(g!)) groups.set(g!, program.command(g!).description(`${g} commands`).exitOverride());
+      parent = groups.get(g!)!;
+      name = v;
+    }
+    const c = parent.command(name).description(def.summary).exitOverride().allowExcessArguments(false);
+    for (const a of def.aliases ?? []) c.alias(a);
+    if (def.positional) c.argument(def.positional);
+    for (const o of def.options) {
+      c.addOption(new Option(o.flag ? `--${o.key}` : `--${o.key} <${o.arg ?? 'value'}>`, o.desc));
+    }
+    c.option('--json', 'print one JSON document on stdout')
+      .option('-v, --verbose', 'show hook output and progress on stderr')
+      .option('--debug', 'log every external command (argv, exit status, duration) to stderr')
+      .option('--workdir <dir>', 'berth workdir (default $BERTH_WORKDIR, /var/lib/berth on Linux, /usr/jails on FreeBSD)');
+    c.addHelpText('after', `\nArguments may be given CBSD style as key=value (e.g. jname='web*') or as --key value.${def.help ? '\n\n' + def.help : ''}`);
+    c.action((...params: unknown[]) => {
+      const cmd = params[params.length - 1] as InstanceType<typeof Command>;
+      const opts = cmd.opts() as Opts;
+      const args = (params.slice(0, -2).flat() as unknown[]).filter((x): x is string => typeof x === 'string');
+      chosen = { def, opts, args };
+    });
+  }
+  const wantsJson = argv.includes('--json');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') { process.exitCode = 0; return; }
+      if (wantsJson) process.stdout.write(JSON.stringify({ ok: false, error: { code: 'E_USAGE', message: e.message, exitCode: 2 } }) + '\n');
+      process.exitCode = 2;
+      return;
+    }
+    throw e;
+  }
+  if (!chosen) {
+    if (argv.length === 0) { program.outputHelp(); process.exitCode = 2; }
+    return;
+  }
+  await runChosen(chosen.def, chosen.opts, chosen.args);
+}
+
+async function runChosen(def: CmdDef, opts: Opts, args: string[]): Promise<void> {
+  if (opts.debug) process.env.BERTH_LOG_LEVEL = 'debug';
+  const io: CmdIO = {
+    interactive: !!process.stderr.isTTY && !opts.json,
+    verbose: !!opts.verbose,
+    note: (line) => process.stderr.write(line + '\n'),
+  };
+  try {
+    const handler = await def.load();
+    const out = await handler(opts, args, io);
+    if (opts.json) process.stdout.write(JSON.stringify({ ok: (out.exitCode ?? 0) === 0, ...out.data }) + '\n');
+    else if (out.text) process.stdout.write(out.text.endsWith('\n') ? out.text : out.text + '\n');
+    process.exitCode = out.exitCode ?? 0;
+  } catch (e) {
+    const { toBerthError } = await import('../errors.js');
+    const err = toBerthError(e);
+    if (opts.json) process.stdout.write(JSON.stringify({ ok: false, error: err.toJSON() }) + '\n');
+    process.stderr.write(`berth ${def.name}: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+    if (err.code === 'E_INTERNAL' && process.env.BERTH_LOG_LEVEL === 'debug') process.stderr.write(String((e as Error).stack) + '\n');
+    process.exitCode = err.exitCode;
+  }
+}
+
+const HELP_AFTER = `
+Engines: runc (Linux containers, run live) and jail (FreeBSD jail(8); verified by command
+transcripts and generated jail.conf files, not run on a FreeBSD host). bhyve/qemu: later.
+
+Exit codes: 0 ok, 1 failure, 2 usage error, 3 no such env/base/node, 4 owned by another
+node or locked, 5 engine or mount failure, 124 hook timeout, 128+N killed by signal N.`;

@@ -1,0 +1,82 @@
+/**
+ * Every berth command: name, options (CBSD key names) and the module that handles it,
+ * loaded only when that command runs (so `berth --version` stays fast).
+ */
+import type { CmdDef, OptDef } from './types.js';
+
+const o = (key: string, desc: string, arg?: string): OptDef => ({ key, desc, arg });
+const f = (key: string, desc: string): OptDef => ({ key, desc, flag: true });
+
+const JNAME = o('jname', "env name, or a glob such as 'web*'", 'jname');
+const ENV_KEYS: OptDef[] = [
+  o('emulator', 'runc (Linux) or jail (FreeBSD); default: the platform\'s'),
+  o('base', 'base name under bases/'),
+  o('baserw', '0: base mounted read-only, data holds etc root tmp home var usr/local; 1: data holds the whole root', '0|1'),
+  o('host_hostname', 'hostname inside the env (default: jname)'),
+  o('ip4_addr', "0 shares the host network; A/N gives the env that address (with vnet=1)"),
+  o('ip6_addr', 'IPv6 address(es) (jail only)'),
+  o('interface', 'bridge the env\'s veth/epair joins (vnet=1)'),
+  o('vnet', '1: own network namespace/vnet jail with a veth/epair on interface', '0|1'),
+  o('exec_start', 'the env\'s main command (runc default: /bin/sh -c "trap exit TERM; while :; do sleep 1; done"; jail default: /bin/sh /etc/rc)'),
+  o('exec_stop', 'command run inside to stop (jail: exec.stop)'),
+  o('stop_timeout', 'seconds to wait before killing on stop (default 10)'),
+  o('astart', '1: the agent starts it at boot when this node holds its lease', '0|1'),
+  o('mnt_start', 'storage hook run before the env\'s files are needed (absolute path or 0)'),
+  o('mnt_stop', 'storage hook run after the env stops (absolute path or 0)'),
+  o('mnt_timeout', 'hook timeout in seconds (default: node setting, 300; 0 = none)'),
+  o('clone_script', 'storage-side clone hook for jclone (absolute path or 0)'),
+  o('protected', '1 refuses jremove', '0|1'),
+  o('devfs_ruleset', 'jail: devfs ruleset number'),
+  o('enforce_statfs', 'jail: enforce_statfs'),
+  o('allow_raw_sockets', 'jail: allow.raw_sockets', '0|1'),
+  o('allow_mount', 'jail: allow.mount', '0|1'),
+  o('allow_sysvipc', 'jail: allow.sysvipc', '0|1'),
+  o('persist', 'jail: persist', '0|1'),
+  o('childrenmax', 'jail: children.max'),
+  o('exec_timeout', 'jail: exec.timeout seconds'),
+  o('exec_consolelog', 'jail: exec.consolelog (1 = var/log/<jname>.console.log)'),
+  o('exec_prestart', 'jail: exec.prestart'), o('exec_poststart', 'jail: exec.poststart'),
+  o('exec_prestop', 'jail: exec.prestop'), o('exec_poststop', 'jail: exec.poststop'),
+  o('devfs', 'jail: 0 to not mount devfs', '0|1'),
+];
+
+const load = <M>(imp: () => Promise<M>, name: keyof M) => async () => (await imp())[name] as never;
+const env = () => import('./commands/env.js');
+const base = () => import('./commands/base.js');
+const reg = () => import('./commands/register.js');
+const node = () => import('./commands/node.js');
+
+export const COMMANDS: CmdDef[] = [
+  {
+    name: 'initenv', summary: 'initialise (or re-initialise) this node\'s workdir, non-interactively',
+    options: [o('nodename', 'this node\'s name (default: the hostname)'), o('zfsfeat', 'use ZFS datasets for env data (workdir must be on ZFS)', '0|1'),
+      o('hammerfeat', 'HAMMER2 (DragonFly only)', '0|1'), o('lease_ttl', 'lease time to live, seconds (default 30)'),
+      o('mnt_timeout', 'default hook timeout, seconds (default 300)'), o('default_mnt_start', 'node default mnt_start hook'),
+      o('default_mnt_stop', 'node default mnt_stop hook'), o('api_port', 'agent API loopback TCP port (0 = unix socket only)')],
+    load: load(() => import('./commands/initenv.js'), 'initenv'),
+  },
+  { name: 'base import', summary: 'import a base from a directory, .tar, .tar.gz, .tar.xz or base.txz', options: [o('name', 'base name'), o('source', 'directory or archive')], load: load(base, 'baseImport') },
+  { name: 'base busybox', summary: 'make a minimal base from the host\'s busybox-static (tests, demo)', options: [o('name', 'base name')], load: load(base, 'baseBusybox') },
+  { name: 'base fetch', summary: 'download a FreeBSD base.txz (checksum checked against MANIFEST) into bases/', options: [o('name', 'base name (default <ver>-<arch>)'), o('ver', 'release, e.g. 14.1'), o('arch', 'amd64, arm64 ...'), o('mirror', 'mirror URL')], load: load(base, 'baseFetch') },
+  { name: 'base list', summary: 'list bases', options: [], load: load(base, 'baseList') },
+  { name: 'base remove', summary: 'remove a base (refused while an env uses it)', options: [o('name', 'base name')], positional: '[name]', load: load(base, 'baseRemove') },
+  { name: 'jcreate', summary: 'create an env from a base', options: [JNAME, o('jconf', 'a descriptor file to create from'), ...ENV_KEYS], positional: '[jname]', load: load(env, 'jcreate') },
+  { name: 'jstart', summary: 'start env(s)', options: [JNAME], positional: '[jname...]', load: load(env, 'jstart') },
+  { name: 'jstop', summary: 'stop env(s)', options: [JNAME], positional: '[jname...]', load: load(env, 'jstop') },
+  { name: 'jrestart', summary: 'stop then start env(s)', options: [JNAME], positional: '[jname...]', load: load(env, 'jrestart') },
+  { name: 'jremove', aliases: ['jdestroy'], summary: 'remove env(s): data, sysdir, fstab, inventory row', options: [JNAME], positional: '[jname...]', load: load(env, 'jremove') },
+  { name: 'jls', summary: 'list envs (CBSD columns JNAME JID IP4_ADDR HOST_HOSTNAME PATH STATUS)', options: [JNAME, o('display', 'comma list of columns'), o('header', '0 hides the header', '0|1')], positional: '[jname...]', load: load(env, 'jls') },
+  { name: 'jexec', summary: 'run a command inside a running env', options: [JNAME], positional: '[command...]', help: "Example: berth jexec jname=web1 cat /etc/hostname", load: load(env, 'jexec') },
+  { name: 'jset', summary: 'change env settings (key=value ...)', options: [JNAME, ...ENV_KEYS], positional: '[jname]', load: load(env, 'jset') },
+  { name: 'jget', summary: 'show env settings', options: [JNAME, o('key', 'one key only')], positional: '[jname]', load: load(env, 'jget') },
+  { name: 'jclone', summary: 'clone an env (local copy, zfs clone, or a storage clone hook)', options: [o('old', 'source env'), o('new', 'new env name'), o('host_hostname', 'hostname of the clone'), o('ip4_addr', 'address of the clone')], load: load(env, 'jclone') },
+  { name: 'jregister', summary: 'adopt env(s) whose data exists (from jails-rcconf/ or rcfile=)', options: [JNAME, o('rcfile', 'descriptor file'), o('mnt_start', 'hook to mount the env first'), o('mnt_stop', 'hook to unmount'), f('force', 'take over a lease whose owner stopped heartbeating (waits lease_ttl)')], positional: '[jname...]', load: load(reg, 'jregister') },
+  { name: 'junregister', summary: 'let env(s) go: write jails-rcconf/rc.conf_<jname>, release the lease', options: [JNAME, o('rcfile', 'where to write the descriptor')], positional: '[jname...]', load: load(reg, 'junregister') },
+  { name: 'jmigrate', summary: 'move an env to another node through its agent, without copying data', options: [JNAME, o('dst', 'destination node (see node add)')], positional: '[jname]', load: load(() => import('./commands/migrate.js'), 'jmigrate') },
+  { name: 'doctor', summary: 'check shared dirs, locks, var/db, pkg.conf and hooks', options: [JNAME, f('fix', 'add NFS_WITH_PROPER_LOCKING to pkg.conf where needed')], load: load(() => import('./commands/doctor.js'), 'doctor') },
+  { name: 'agent', summary: 'run the node agent in the foreground (leases, fencing, reconcile, autostart, API)', options: [o('api_port', 'also listen on 127.0.0.1:<port>')], load: load(() => import('./commands/agent.js'), 'agent') },
+  { name: 'node add', summary: 'add a remote node (its agent URL and token)', options: [o('name', 'node name'), o('url', 'agent URL, http://127.0.0.1:PORT or unix:/path'), o('token', 'the node\'s API token')], load: load(node, 'nodeAdd') },
+  { name: 'node list', summary: 'list known nodes', options: [], load: load(node, 'nodeList') },
+  { name: 'node remove', summary: 'forget a node', options: [o('name', 'node name')], positional: '[name]', load: load(node, 'nodeRemove') },
+  { name: 'cluster ls', summary: 'every env on the shared storage: owner, generation, state, heartbeat age', options: [], load: load(node, 'clusterLs') },
+];

@@ -1,0 +1,79 @@
+/**
+ * The env descriptor `rc.conf_<jname>` (design/product.md "Descriptor"; CBSD jmkrcconf,
+ * cbsd-behaviour.md §4.3). Lines `key="value";`, parsed strictly (src/kvfile.ts) and never
+ * sourced. The workdir inside a value is written as the token `CBSDROOT` so another node,
+ * with another workdir, can adopt the env; `jname` is written last, without `;`, as CBSD
+ * does. The sysdir copy is rewritten atomically (temp file + fsync + rename).
+ */
+import writeFileAtomic from 'write-file-atomic';
+import { readFileSync } from 'node:fs';
+import { parseKV, quoteValue, type KV } from './kvfile.js';
+
+/** An env's settings, keyed by CBSD names (jname, emulator, baserw, ip4_addr ...). */
+export type EnvConf = KV;
+
+/** Keys CBSD's JARG list knows (share/jail-arg) that berth reads and writes, in CBSD order. */
+export const CBSD_KEYS = [
+  'allow_mount', 'allow_nullfs', 'allow_raw_sockets', 'allow_sysvipc', 'allow_mlock', 'allow_reserved_ports',
+  'astart', 'b_order', 'basename', 'baserw', 'childrenmax', 'data', 'devfs_ruleset', 'emulator', 'enforce_statfs',
+  'exec_consolelog', 'exec_poststart', 'exec_poststop', 'exec_prestart', 'exec_prestop', 'exec_start', 'exec_stop',
+  'exec_timeout', 'host_hostname', 'interface', 'ip4_addr', 'ip6_addr', 'mnt_start', 'mnt_stop', 'mount_devfs',
+  'mount_fstab', 'path', 'persist', 'protected', 'rcconf', 'stop_timeout', 'ver', 'arch', 'vnet',
+];
+
+/** berth's own keys, written after CBSD's. */
+export const BERTH_KEYS = ['uuid', 'base', 'mnt_timeout', 'clone_script', 'created_by_node'];
+
+/** Values that name a path and so get the CBDSROOT treatment. */
+const PATH_KEYS = new Set(['data', 'path', 'rcconf', 'mount_fstab', 'mnt_start', 'mnt_stop', 'clone_script', 'exec_consolelog']);
+
+/**
+ * Parses descriptor text; `CBSDROOT` at the start of a value (or after a `/`-free prefix as
+ * CBSD writes it) becomes `workdir`; relative `path`/`data`/`rcconf`/`mount_fstab` values
+ * (CBSD `relative_path`) are made absolute under the workdir.
+ * @throws BerthError E_BAD_CONF naming file and line
+ */
+export function parseDescriptor(text: string, workdir: string, source = 'descriptor'): EnvConf {
+  const kv = parseKV(text, source);
+  const out: EnvConf = {};
+  const rel = kv.relative_path !== '0';
+  for (const [k, v] of Object.entries(kv)) {
+    if (k === 'relative_path') continue;
+    let val = v.split('CBSDROOT').join(workdir);
+    if (rel && PATH_KEYS.has(k) && ['data', 'path', 'rcconf', 'mount_fstab'].includes(k) && val && val !== '0' && !val.startsWith('/')) {
+      val = `${workdir}/${val}`;
+    }
+    out[k] = val;
+  }
+  return out;
+}
+
+/** Reads and parses a descriptor file. @throws BerthError E_BAD_CONF; Node ENOENT. */
+export function readDescriptor(file: string, workdir: string): EnvConf {
+  return parseDescriptor(readFileSync(file, 'utf8'), workdir, file);
+}
+
+/**
+ * Formats a descriptor: header, `relative_path="1";`, CBSD keys then berth keys then any
+ * others (sorted), `jname="X"` last. Every occurrence of `workdir` followed by `/` or the
+ * end of the value becomes `CBSDROOT`.
+ */
+export function formatDescriptor(conf: EnvConf, workdir: string): string {
+  const w = workdir.replace(/\/+$/, '');
+  const tok = (v: string): string => v.split(w + '/').join('CBSDROOT/').replace(new RegExp(`^${w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`), 'CBSDROOT');
+  const known = new Set([...CBSD_KEYS, ...BERTH_KEYS, 'jname']);
+  const keys = [
+    ...CBSD_KEYS.filter((k) => conf[k] !== undefined),
+    ...BERTH_KEYS.filter((k) => conf[k] !== undefined),
+    ...Object.keys(conf).filter((k) => !known.has(k)).sort(),
+  ];
+  let s = `# berth env descriptor: do not edit by hand while the env is registered.\n# Use: berth jset jname=${conf.jname ?? ''} key=value\n\nrelative_path="1";\n`;
+  for (const k of keys) s += `${k}=${quoteValue(tok(conf[k]!))};\n`;
+  s += `jname=${quoteValue(conf.jname ?? '')}\n`;
+  return s;
+}
+
+/** Writes the descriptor atomically (temp file, fsync, rename), mode 0644. */
+export async function writeDescriptor(file: string, conf: EnvConf, workdir: string): Promise<void> {
+  await writeFileAtomic(file, formatDescriptor(conf, workdir), { mode: 0o644, fsync: true });
+}

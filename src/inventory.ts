@@ -1,0 +1,185 @@
+/**
+ * The node-local inventory `var/db/local.sqlite` (better-sqlite3 12; CBSD's `jails` table,
+ * cbsd-behaviour.md §3.4, reduced to what berth needs; the env's full settings are kept as
+ * JSON in `conf`). Never on shared storage: SQLite WAL does not work over a network file
+ * system (initenv refuses that). Schema changes are versioned migrations keyed by
+ * `PRAGMA user_version`, add-only as CBSD's updatesql.
+ */
+import Database from 'better-sqlite3';
+import type { EnvConf } from './descriptor.js';
+
+/** Env status, CBSD numbering (§9): 0 Off, 1 On, 3 Maintenance (a start/stop in progress). */
+export const STATUS = { OFF: 0, ON: 1, MAINTENANCE: 3 } as const;
+
+/** One registered env. */
+export interface EnvRow {
+  jname: string;
+  uuid: string;
+  emulator: string;
+  /** 0 off, 1 on, 3 maintenance */
+  status: number;
+  /** runc: the container's init pid; jail: the jid; 0 when not running */
+  jid: number;
+  /** token of the current run; teardown claims it exactly once (null when not running) */
+  run_id: string | null;
+  /** lease generation this node holds (0 = no lease) */
+  generation: number;
+  conf: EnvConf;
+  /** unix seconds of the last status change */
+  state_time: number;
+}
+
+/** A remote node known to this one (`node add`). */
+export interface NodeRow {
+  name: string;
+  url: string;
+  token: string;
+  added_at: number;
+}
+
+const MIGRATIONS: string[] = [
+  // 1: initial schema
+  `CREATE TABLE jails (
+     jname TEXT PRIMARY KEY,
+     uuid TEXT NOT NULL,
+     emulator TEXT NOT NULL,
+     status INTEGER NOT NULL DEFAULT 0,
+     jid INTEGER NOT NULL DEFAULT 0,
+     run_id TEXT,
+     generation INTEGER NOT NULL DEFAULT 0,
+     conf TEXT NOT NULL,
+     state_time INTEGER NOT NULL DEFAULT 0
+   );
+   CREATE TABLE nodes (
+     name TEXT PRIMARY KEY,
+     url TEXT NOT NULL,
+     token TEXT NOT NULL,
+     added_at INTEGER NOT NULL
+   );`,
+];
+
+/** Latest schema version. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+type Raw = Omit<EnvRow, 'conf'> & { conf: string };
+const fromRaw = (r: Raw): EnvRow => ({ ...r, conf: JSON.parse(r.conf) as EnvConf });
+const now = (): number => Math.floor(Date.now() / 1000);
+
+/** The inventory. Open with {@link Inventory.open}; close when done. */
+export class Inventory {
+  readonly db: Database.Database;
+
+  private constructor(db: Database.Database) {
+    this.db = db;
+  }
+
+  /**
+   * Opens (and migrates) the inventory file. WAL mode, busy timeout 10 s.
+   * @param readonly open without migrating or writing
+   */
+  static open(file: string, opts: { readonly?: boolean; create?: boolean } = {}): Inventory {
+    const db = new Database(file, { readonly: !!opts.readonly, fileMustExist: !opts.create });
+    db.pragma('busy_timeout = 10000');
+    if (!opts.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      const inv = new Inventory(db);
+      inv.migrate();
+      return inv;
+    }
+    return new Inventory(db);
+  }
+
+  /** Applies pending migrations in one transaction each. @returns the schema version */
+  migrate(): number {
+    let v = this.db.pragma('user_version', { simple: true }) as number;
+    while (v < MIGRATIONS.length) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+      v++;
+    }
+    return v;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  get(jname: string): EnvRow | undefined {
+    const r = this.db.prepare('SELECT * FROM jails WHERE jname = ?').get(jname) as Raw | undefined;
+    return r ? fromRaw(r) : undefined;
+  }
+
+  /** Every env, ordered by jname. */
+  list(): EnvRow[] {
+    return (this.db.prepare('SELECT * FROM jails ORDER BY jname').all() as Raw[]).map(fromRaw);
+  }
+
+  /** Inserts a new env row. @throws SqliteError on a duplicate jname */
+  insert(row: { jname: string; uuid: string; emulator: string; generation: number; conf: EnvConf }): void {
+    this.db.prepare('INSERT INTO jails (jname, uuid, emulator, status, jid, run_id, generation, conf, state_time) VALUES (?, ?, ?, 0, 0, NULL, ?, ?, ?)')
+      .run(row.jname, row.uuid, row.emulator, row.generation, JSON.stringify(row.conf), now());
+  }
+
+  updateConf(jname: string, conf: EnvConf): void {
+    this.db.prepare('UPDATE jails SET conf = ? WHERE jname = ?').run(JSON.stringify(conf), jname);
+  }
+
+  setGeneration(jname: string, generation: number): void {
+    this.db.prepare('UPDATE jails SET generation = ? WHERE jname = ?').run(generation, jname);
+  }
+
+  /**
+   * Atomically moves an env from Off to Maintenance for a start, recording `runId`.
+   * @returns false when it was not Off (already starting, running or stopping)
+   */
+  claimStart(jname: string, runId: string): boolean {
+    return this.db.prepare(`UPDATE jails SET status = ${STATUS.MAINTENANCE}, run_id = ?, jid = 0, state_time = ? WHERE jname = ? AND status = ${STATUS.OFF}`)
+      .run(runId, now(), jname).changes === 1;
+  }
+
+  /** Marks the run as up with its jid/pid. */
+  setRunning(jname: string, runId: string, jid: number): void {
+    this.db.prepare(`UPDATE jails SET status = ${STATUS.ON}, jid = ?, state_time = ? WHERE jname = ? AND run_id = ?`).run(jid, now(), jname, runId);
+  }
+
+  /**
+   * Claims the teardown of run `runId`: succeeds for exactly one caller (the stop command,
+   * the monitor that saw the process exit, a failed start, or the agent), whichever is first.
+   * The env stays in Maintenance (run_id cleared) until {@link finishTeardown}.
+   */
+  claimTeardown(jname: string, runId: string): boolean {
+    return this.db.prepare(`UPDATE jails SET run_id = NULL, status = ${STATUS.MAINTENANCE}, state_time = ? WHERE jname = ? AND run_id = ?`)
+      .run(now(), jname, runId).changes === 1;
+  }
+
+  /** Marks the env Off after a teardown. */
+  finishTeardown(jname: string): void {
+    this.db.prepare(`UPDATE jails SET status = ${STATUS.OFF}, jid = 0, run_id = NULL, state_time = ? WHERE jname = ?`).run(now(), jname);
+  }
+
+  delete(jname: string): void {
+    this.db.prepare('DELETE FROM jails WHERE jname = ?').run(jname);
+  }
+
+  /** jnames of envs whose conf names `base`. */
+  envsUsingBase(base: string): string[] {
+    return (this.db.prepare("SELECT jname FROM jails WHERE json_extract(conf, '$.base') = ? ORDER BY jname").all(base) as { jname: string }[]).map((r) => r.jname);
+  }
+
+  listNodes(): NodeRow[] {
+    return this.db.prepare('SELECT * FROM nodes ORDER BY name').all() as NodeRow[];
+  }
+  getNode(name: string): NodeRow | undefined {
+    return this.db.prepare('SELECT * FROM nodes WHERE name = ?').get(name) as NodeRow | undefined;
+  }
+  upsertNode(n: Omit<NodeRow, 'added_at'>): void {
+    this.db.prepare('INSERT INTO nodes (name, url, token, added_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET url = excluded.url, token = excluded.token')
+      .run(n.name, n.url, n.token, now());
+  }
+  deleteNode(name: string): boolean {
+    return this.db.prepare('DELETE FROM nodes WHERE name = ?').run(name).changes === 1;
+  }
+}

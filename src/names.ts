@@ -1,0 +1,62 @@
+/**
+ * Names and globs. jname rule (issue #2): letters, digits, `_` and `-`, starting with a
+ * letter or digit, at most 64 characters; dots are refused because jail(8) reads them as
+ * hierarchy (jail(8) "name" parameter). Globs follow CBSD (`jname='web*'`, §9): `*`, `?`
+ * and `[...]` match over the whole name.
+ */
+import picomatch from 'picomatch';
+import { usageError } from './errors.js';
+
+const JNAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const BASENAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const NODENAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** True when `s` contains glob characters. */
+export function isGlob(s: string): boolean {
+  return /[*?[]/.test(s);
+}
+
+/** @throws BerthError E_BAD_JNAME (exit 2) naming the value and the rule. */
+export function checkJname(jname: string): string {
+  if (!JNAME.test(jname)) {
+    const why = jname.includes('.') ? 'dots are not allowed (jail(8) reads them as hierarchy)'
+      : jname.length > 64 ? 'longer than 64 characters'
+      : 'use letters, digits, _ and -, starting with a letter or digit';
+    throw usageError('E_BAD_JNAME', `bad jname ${JSON.stringify(jname)}: ${why}`);
+  }
+  return jname;
+}
+
+/** @throws BerthError E_BAD_BASE_NAME (exit 2). Base names may contain dots (e.g. 14.1-RELEASE). */
+export function checkBaseName(name: string): string {
+  if (!BASENAME.test(name) || name.includes('..')) {
+    throw usageError('E_BAD_BASE_NAME', `bad base name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-', starting with a letter or digit`);
+  }
+  return name;
+}
+
+/** @throws BerthError E_BAD_NODENAME (exit 2). */
+export function checkNodename(name: string): string {
+  if (!NODENAME.test(name) || name.includes('..')) {
+    throw usageError('E_BAD_NODENAME', `bad nodename ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-', starting with a letter or digit`);
+  }
+  return name;
+}
+
+/**
+ * Checks a jname pattern: a plain jname, or a glob whose literal parts obey the jname rule.
+ * @throws BerthError E_BAD_JNAME (exit 2)
+ */
+export function checkJnamePattern(p: string): string {
+  if (!isGlob(p)) return checkJname(p);
+  if (!/^[A-Za-z0-9_*?[\]!-]{1,64}$/.test(p)) {
+    throw usageError('E_BAD_JNAME', `bad jname pattern ${JSON.stringify(p)}: use jname characters and * ? [ ]`);
+  }
+  return p;
+}
+
+/** Returns a matcher for a jname or glob (exact match when it is not a glob). */
+export function jnameMatcher(pattern: string): (name: string) => boolean {
+  if (!isGlob(pattern)) return (n) => n === pattern;
+  return picomatch(pattern, { dot: true });
+}

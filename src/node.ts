@@ -1,0 +1,83 @@
+/**
+ * The node context every library operation takes: workdir paths, nodename, settings, the
+ * inventory, the platform's mount primitive and its engines. Opened once per command.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { BerthError, EXIT, usageError } from './errors.js';
+import { Inventory } from './inventory.js';
+import { Workdir, resolveWorkdir } from './paths.js';
+import { readSettings, type NodeSettings } from './settings.js';
+import type { MountPrimitive } from './mounts/types.js';
+import type { Engine } from './engines/types.js';
+
+/** 'linux' or 'freebsd'; `BERTH_PLATFORM` overrides detection (used by the FreeBSD transcript tests). */
+export type Platform = 'linux' | 'freebsd';
+
+/** The host platform. @throws BerthError E_UNSUPPORTED_OS on other systems */
+export function detectPlatform(env: NodeJS.ProcessEnv = process.env): Platform {
+  const p = env.BERTH_PLATFORM || process.platform;
+  if (p === 'linux' || p === 'freebsd') return p;
+  throw new BerthError('E_UNSUPPORTED_OS', `berth runs on Linux and FreeBSD, not on ${p}`, EXIT.FAILURE);
+}
+
+/** Engines per platform (design/product.md "Platforms and engines"). */
+export const ENGINES: Record<Platform, string[]> = { linux: ['runc'], freebsd: ['jail'] };
+
+/** Returns the platform's mount primitive (loaded lazily). */
+export async function mountPrimitive(platform: Platform): Promise<MountPrimitive> {
+  if (platform === 'linux') return new (await import('./mounts/linux.js')).LinuxMounts();
+  return new (await import('./mounts/freebsd.js')).FreebsdMounts();
+}
+
+/**
+ * Returns the engine for `emulator` on `platform`.
+ * @throws BerthError E_BAD_EMULATOR (exit 2) for an emulator this platform cannot run
+ */
+export async function loadEngine(emulator: string, platform: Platform): Promise<Engine> {
+  if (!ENGINES[platform].includes(emulator)) {
+    throw usageError('E_BAD_EMULATOR', `emulator=${JSON.stringify(emulator)} does not run on ${platform}; use ${ENGINES[platform].join(' or ')}`);
+  }
+  if (emulator === 'runc') return new (await import('./engines/runc.js')).RuncEngine();
+  return new (await import('./engines/jail.js')).JailEngine();
+}
+
+/** An opened node. Call {@link NodeCtx.close} when done. */
+export interface NodeCtx {
+  wd: Workdir;
+  nodename: string;
+  settings: NodeSettings;
+  inv: Inventory;
+  platform: Platform;
+  mounts(): Promise<MountPrimitive>;
+  engine(emulator: string): Promise<Engine>;
+  close(): void;
+}
+
+/**
+ * Opens the node at `workdir` (argument, BERTH_WORKDIR or the default).
+ * @throws BerthError E_NOT_INITIALISED (exit 1) when initenv was not run there
+ */
+export function openNode(workdir?: string): NodeCtx {
+  const wd = new Workdir(resolveWorkdir(workdir));
+  if (!existsSync(wd.nodenameFile) || !existsSync(wd.dbFile)) {
+    throw new BerthError('E_NOT_INITIALISED', `${wd.root} is not an initialised berth workdir`, EXIT.FAILURE, {
+      hint: `run: berth initenv workdir=${wd.root} nodename=<name>`,
+    });
+  }
+  const nodename = readFileSync(wd.nodenameFile, 'utf8').split(/\s+/)[0]!;
+  const settings = readSettings(wd.conf);
+  const inv = Inventory.open(wd.dbFile);
+  const platform = detectPlatform();
+  let mp: MountPrimitive | undefined;
+  const engines = new Map<string, Engine>();
+  return {
+    wd, nodename, settings, inv, platform,
+    async mounts() { return (mp ??= await mountPrimitive(platform)); },
+    async engine(emulator: string) {
+      let e = engines.get(emulator);
+      if (!e) { e = await loadEngine(emulator, platform); engines.set(emulator, e); }
+      return e;
+    },
+    close() { inv.close(); },
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * Workdir layout of design/product.md "Workdir layout" (CBSD's cbsd.conf path variables,
+ * cbsd-behaviour.md §1). Pure functions of the workdir path; nothing here touches disk.
+ */
+import { join, resolve } from 'node:path';
+
+/** Default workdir: /usr/jails on FreeBSD, /var/lib/berth on Linux. */
+export function defaultWorkdir(platform: NodeJS.Platform = process.platform): string {
+  return platform === 'freebsd' ? '/usr/jails' : '/var/lib/berth';
+}
+
+/**
+ * Resolves the workdir: the `workdir=` argument, else `BERTH_WORKDIR`, else the default.
+ */
+export function resolveWorkdir(arg?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(arg || env.BERTH_WORKDIR || defaultWorkdir());
+}
+
+/** Per-env locations (CBSD names: path, data, sysdir, fstab dir, rcconf). */
+export interface EnvPaths {
+  /** runtime root mount point: jails/<jname> */
+  path: string;
+  /** data: jails-data/<jname>-data */
+  data: string;
+  /** system dir: jails-system/<jname> */
+  sysdir: string;
+  /** fstab dir: jails-fstab/<jname> */
+  fstabDir: string;
+  /** jails-fstab/<jname>/fstab */
+  fstab: string;
+  /** jails-fstab/<jname>/fstab.local */
+  fstabLocal: string;
+  /** the descriptor copy kept with the env: jails-system/<jname>/rc.conf_<jname> */
+  descriptor: string;
+  /** the unregistered descriptor: jails-rcconf/rc.conf_<jname> */
+  rcconfFile: string;
+  /** the ownership lease: jails-system/<jname>/lease */
+  lease: string;
+  /** the node-local env log: var/log/<jname>.log */
+  log: string;
+  /** the OCI bundle dir (runc): var/run/bundles/<jname> */
+  bundle: string;
+}
+
+/** All paths of one workdir. */
+export class Workdir {
+  readonly root: string;
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+  get nodenameFile(): string { return join(this.root, 'nodename'); }
+  get etc(): string { return join(this.root, 'etc'); }
+  get conf(): string { return join(this.root, 'etc', 'berth.conf'); }
+  get apiToken(): string { return join(this.root, 'etc', 'api.token'); }
+  get bases(): string { return join(this.root, 'bases'); }
+  get jails(): string { return join(this.root, 'jails'); }
+  get jailsData(): string { return join(this.root, 'jails-data'); }
+  get jailsSystem(): string { return join(this.root, 'jails-system'); }
+  get jailsRcconf(): string { return join(this.root, 'jails-rcconf'); }
+  get jailsFstab(): string { return join(this.root, 'jails-fstab'); }
+  get varDb(): string { return join(this.root, 'var', 'db'); }
+  get dbFile(): string { return join(this.root, 'var', 'db', 'local.sqlite'); }
+  get logDir(): string { return join(this.root, 'var', 'log'); }
+  get runDir(): string { return join(this.root, 'var', 'run'); }
+  /** runc state dir, per node so two nodes on one host never collide. */
+  get runcRoot(): string { return join(this.root, 'var', 'run', 'runc'); }
+  get agentSocket(): string { return join(this.root, 'var', 'run', 'agent.sock'); }
+  get share(): string { return join(this.root, 'share'); }
+  /** The dirs initenv creates, in creation order. */
+  get layoutDirs(): string[] {
+    return [this.root, this.etc, this.bases, this.jails, this.jailsData, this.jailsSystem, this.jailsRcconf,
+      this.jailsFstab, join(this.root, 'var'), this.varDb, this.logDir, this.runDir, this.share];
+  }
+  base(name: string): string { return join(this.bases, name); }
+  env(jname: string): EnvPaths {
+    const sysdir = join(this.jailsSystem, jname);
+    const fstabDir = join(this.jailsFstab, jname);
+    return {
+      path: join(this.jails, jname),
+      data: join(this.jailsData, `${jname}-data`),
+      sysdir,
+      fstabDir,
+      fstab: join(fstabDir, 'fstab'),
+      fstabLocal: join(fstabDir, 'fstab.local'),
+      descriptor: join(sysdir, `rc.conf_${jname}`),
+      rcconfFile: join(this.jailsRcconf, `rc.conf_${jname}`),
+      lease: join(sysdir, 'lease'),
+      log: join(this.logDir, `${jname}.log`),
+      bundle: join(this.runDir, 'bundles', jname),
+    };
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Running external commands. Every command berth runs goes through {@link run}: argv only,
+ * never a shell; logged at debug level with argv, exit status and duration (ms).
+ * Hooks (which need process-group timeouts) use src/hooks.ts, which logs the same way.
+ */
+import { x } from 'tinyexec';
+import { BerthError, EXIT } from './errors.js';
+import { debug } from './log.js';
+
+/** The result of one external command. `durationMs` in milliseconds. */
+export interface RunResult {
+  argv: string[];
+  exitCode: number;
+  /** Signal name when the command was killed by a signal. */
+  signal?: string;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+/** Options of {@link run}. */
+export interface RunOptions {
+  /** Throw a BerthError on a non-zero exit (default true). */
+  check?: boolean;
+  /** Exit code of the thrown BerthError (default 5, engine or mount failure). */
+  errorExit?: number;
+  /** Error code of the thrown BerthError (default E_COMMAND_FAILED). */
+  errorCode?: string;
+  /** Extra environment variables (merged over process.env). */
+  env?: Record<string, string>;
+  /** Written to the command's stdin. Without it, stdin is /dev/null. */
+  input?: string;
+  /** Kill the command after this many seconds (SIGKILL); 0 or undefined = none. */
+  timeoutSec?: number;
+  cwd?: string;
+}
+
+/**
+ * Runs `argv[0]` with `argv.slice(1)` (no shell) and waits for it.
+ * @returns exit code, stdout and stderr (as text) and the duration.
+ * @throws BerthError (exit 5 by default) when the command cannot be run or, with check, fails.
+ */
+export async function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const t0 = performance.now();
+  const proc = x(argv[0]!, argv.slice(1), {
+    throwOnError: false,
+    timeout: opts.timeoutSec ? opts.timeoutSec * 1000 : undefined,
+    nodeOptions: {
+      env: opts.env ? { ...process.env, ...opts.env } : process.env,
+      cwd: opts.cwd,
+      stdio: [opts.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    },
+  });
+  if (opts.input !== undefined) {
+    proc.process?.stdin?.end(opts.input);
+  }
+  let out: { stdout: string; stderr: string; exitCode?: number };
+  try {
+    out = await proc;
+  } catch (e) {
+    throw new BerthError('E_EXEC', `cannot run ${argv[0]}: ${(e as Error).message}`, opts.errorExit ?? EXIT.ENGINE, { cause: e });
+  }
+  const signal = proc.process?.signalCode ?? undefined;
+  const res: RunResult = {
+    argv,
+    exitCode: out.exitCode ?? (signal ? 128 : 1),
+    signal: signal ?? undefined,
+    stdout: out.stdout,
+    stderr: out.stderr,
+    durationMs: Math.round((performance.now() - t0) * 10) / 10,
+  };
+  await debug({ argv, exitCode: res.exitCode, signal: res.signal, durationMs: res.durationMs }, 'exec');
+  if ((opts.check ?? true) && res.exitCode !== 0) {
+    const tail = (res.stderr || res.stdout).trim().split('\n').slice(-5).join('\n');
+    throw new BerthError(
+      opts.errorCode ?? 'E_COMMAND_FAILED',
+      `${argv.join(' ')} failed with exit code ${res.exitCode}${tail ? `: ${tail}` : ''}`,
+      opts.errorExit ?? EXIT.ENGINE,
+      { details: { argv, exitCode: res.exitCode } },
+    );
+  }
+  return res;
+}
+
+/** Like {@link run} with check=false: returns true when the command exits 0. */
+export async function succeeds(argv: string[], opts: Omit<RunOptions, 'check'> = {}): Promise<boolean> {
+  return (await run(argv, { ...opts, check: false })).exitCode === 0;
+}

@@ -1,0 +1,59 @@
+/**
+ * Node settings in `etc/berth.conf` (key="value" lines, src/kvfile.ts). Unknown keys are kept.
+ */
+import writeFileAtomic from 'write-file-atomic';
+import { existsSync } from 'node:fs';
+import { readKV, formatKV, type KV } from './kvfile.js';
+import { usageError } from './errors.js';
+
+/** Parsed node settings with defaults applied. Durations in seconds. */
+export interface NodeSettings {
+  zfsfeat: 0 | 1;
+  hammerfeat: 0 | 1;
+  /** lease time to live, seconds (default 30) */
+  lease_ttl: number;
+  /** default hook timeout, seconds (default 300; 0 = none) */
+  mnt_timeout: number;
+  /** node default storage hooks ('0' = none) */
+  default_mnt_start: string;
+  default_mnt_stop: string;
+  /** loopback TCP port of the agent API ('0' = unix socket only) */
+  api_port: number;
+  /** all keys as written */
+  raw: KV;
+}
+
+export const SETTING_DEFAULTS: KV = {
+  zfsfeat: '0', hammerfeat: '0', lease_ttl: '30', mnt_timeout: '300', default_mnt_start: '0', default_mnt_stop: '0', api_port: '0',
+};
+
+function int(raw: KV, k: string, min = 0): number {
+  const v = raw[k] ?? SETTING_DEFAULTS[k]!;
+  if (!/^\d+$/.test(v) || Number(v) < min) throw usageError('E_BAD_SETTING', `bad ${k}=${JSON.stringify(v)} in berth.conf: expected an integer >= ${min}`);
+  return Number(v);
+}
+
+/** Interprets a settings map. @throws BerthError E_BAD_SETTING (exit 2) naming key and value */
+export function toSettings(raw: KV): NodeSettings {
+  const flag = (k: string): 0 | 1 => {
+    const v = raw[k] ?? SETTING_DEFAULTS[k]!;
+    if (v !== '0' && v !== '1') throw usageError('E_BAD_SETTING', `bad ${k}=${JSON.stringify(v)}: expected 0 or 1`);
+    return v === '1' ? 1 : 0;
+  };
+  return {
+    zfsfeat: flag('zfsfeat'), hammerfeat: flag('hammerfeat'),
+    lease_ttl: int(raw, 'lease_ttl', 1), mnt_timeout: int(raw, 'mnt_timeout'),
+    default_mnt_start: raw.default_mnt_start ?? '0', default_mnt_stop: raw.default_mnt_stop ?? '0',
+    api_port: int(raw, 'api_port'), raw,
+  };
+}
+
+/** Reads etc/berth.conf (missing file = defaults). */
+export function readSettings(file: string): NodeSettings {
+  return toSettings(existsSync(file) ? { ...SETTING_DEFAULTS, ...readKV(file) } : { ...SETTING_DEFAULTS });
+}
+
+/** Writes etc/berth.conf atomically. */
+export async function writeSettings(file: string, raw: KV): Promise<void> {
+  await writeFileAtomic(file, formatKV(raw, ['berth node settings (etc/berth.conf); key="value" lines']), { mode: 0o644, fsync: true });
+}

@@ -1,0 +1,62 @@
+/**
+ * Test helpers: run the built CLI (bin/berth, after `npm run build`) as a real process and
+ * make throw-away initialised workdirs. Every integration test drives berth this way.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const BIN = join(ROOT, 'bin', 'berth');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed as JSON when it is one JSON document, else undefined */
+  json: any;
+}
+
+/**
+ * Runs `berth ...args` with BERTH_WORKDIR=workdir (when given) and waits.
+ * @param opts.env extra environment; opts.input stdin text
+ */
+export function berth(args: string[], opts: { workdir?: string; env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): CliResult {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...(opts.workdir ? { BERTH_WORKDIR: opts.workdir } : {}), ...opts.env },
+    input: opts.input ?? '',
+    timeout: opts.timeoutMs ?? 120_000,
+  });
+  let json: any;
+  try { json = JSON.parse(r.stdout); } catch { json = undefined; }
+  return { code: r.status ?? (r.signal ? 128 : -1), stdout: r.stdout, stderr: r.stderr, json };
+}
+
+/** Like {@link berth} but throws (with stderr) unless the exit code is 0. */
+export function berthOk(args: string[], opts: Parameters<typeof berth>[1] = {}): CliResult {
+  const r = berth(args, opts);
+  if (r.code !== 0) throw new Error(`berth ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r;
+}
+
+/** A fresh temp dir under /tmp (local disk). */
+export function tempDir(prefix = 'berth-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A fresh initialised workdir with the given nodename. */
+export function newNode(nodename = 'node1', extra: string[] = []): string {
+  const wd = join(tempDir(), 'wd');
+  berthOk(['initenv', `workdir=${wd}`, `nodename=${nodename}`, ...extra]);
+  return wd;
+}
+
+/** The host mount table (/proc/self/mountinfo target column), for before/after comparisons. */
+export function mountTable(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[4]!).sort();
+}
+
+/** True when running as root (integration tests need it; CI runs as root). */
+export const isRoot = process.getuid?.() === 0;
