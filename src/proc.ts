@@ -86,3 +86,50 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
 export async function succeeds(argv: string[], opts: Omit<RunOptions, 'check'> = {}): Promise<boolean> {
   return (await run(argv, { ...opts, check: false })).exitCode === 0;
 }
+
+/**
+ * Runs a command whose stdout and stderr go straight to `logFile` (opened for append and
+ * passed as a file descriptor, not a pipe) with stdin from /dev/null, and waits for it to
+ * exit. Used for commands that leave long-lived children holding their stdio (`runc run -d`
+ * hands its stdio to the container): waiting on a pipe would never end.
+ * node:child_process is used directly because tinyexec always pipes stdio.
+ * @returns exit code (128+N when killed by signal N) and duration in ms
+ */
+export async function runToFile(argv: string[], logFile: string, opts: { env?: Record<string, string> } = {}): Promise<{ exitCode: number; durationMs: number }> {
+  const { spawn } = await import('node:child_process');
+  const { openSync, closeSync } = await import('node:fs');
+  const { constants } = await import('node:os');
+  const t0 = performance.now();
+  const fd = openSync(logFile, 'a', 0o640);
+  try {
+    const exitCode = await new Promise<number>((resolve, reject) => {
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd], env: opts.env ? { ...process.env, ...opts.env } : process.env });
+      child.once('error', reject);
+      child.once('exit', (code, sig) => resolve(code ?? 128 + ((sig && constants.signals[sig]) || 0)));
+    });
+    const durationMs = Math.round((performance.now() - t0) * 10) / 10;
+    await debug({ argv, exitCode, durationMs, logFile }, 'exec');
+    return { exitCode, durationMs };
+  } catch (e) {
+    throw new BerthError('E_EXEC', `cannot run ${argv[0]}: ${(e as Error).message}`, EXIT.ENGINE, { cause: e });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Runs a command with the caller's stdin/stdout/stderr (interactive: `berth jexec`).
+ * @returns the command's exit code (128+N when killed by signal N)
+ */
+export async function runInteractive(argv: string[]): Promise<number> {
+  const { spawn } = await import('node:child_process');
+  const { constants } = await import('node:os');
+  const t0 = performance.now();
+  const exitCode = await new Promise<number>((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' });
+    child.once('error', (e) => reject(new BerthError('E_EXEC', `cannot run ${argv[0]}: ${e.message}`, EXIT.ENGINE, { cause: e })));
+    child.once('exit', (code, sig) => resolve(code ?? 128 + ((sig && constants.signals[sig]) || 0)));
+  });
+  await debug({ argv, exitCode, durationMs: Math.round(performance.now() - t0) }, 'exec');
+  return exitCode;
+}

@@ -1,0 +1,148 @@
+/**
+ * Env commands: jcreate jstart jstop jrestart jremove jls jexec jset jget. Thin: parse,
+ * call src/lifecycle.ts, render.
+ */
+import { BerthError, toBerthError, usageError } from '../../errors.js';
+import { readDescriptor } from '../../descriptor.js';
+import { openNode, type NodeCtx } from '../../node.js';
+import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, removeEnv, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
+import { renderTable } from '../table.js';
+import type { CmdOutput, Handler, Opts } from '../types.js';
+
+/** Runs `fn` with an opened node, closing it after. */
+export async function withNode<T>(opts: Opts, fn: (ctx: NodeCtx) => Promise<T>): Promise<T> {
+  const ctx = openNode(opts.workdir);
+  try {
+    return await fn(ctx);
+  } finally {
+    ctx.close();
+  }
+}
+
+/** The env names a command got: jname= (may be a glob) and positional names. */
+export function names(opts: Opts, args: string[]): string[] {
+  const out = [...(typeof opts.jname === 'string' ? [opts.jname] : []), ...args];
+  if (out.length === 0) throw usageError('E_NO_JNAME', 'no env named: give jname=<name or glob> (or the name as an argument)');
+  return out;
+}
+
+/** Settings given on the command line (CBSD keys only). */
+function settingsOf(opts: Opts): Record<string, string> {
+  const s: Record<string, string> = {};
+  for (const k of SETTABLE_KEYS) if (typeof opts[k] === 'string') s[k] = opts[k] as string;
+  return s;
+}
+
+/**
+ * Runs an operation over several envs in order; one env's failure does not stop the rest.
+ * A single named env's error is thrown as is; for several, the exit code is the first failure's.
+ */
+async function each<T extends object>(ctx: NodeCtx, opts: Opts, args: string[], verb: string, fn: (jname: string) => Promise<T>): Promise<CmdOutput> {
+  const rows = selectEnvs(ctx, names(opts, args));
+  if (rows.length === 1) {
+    const r = await fn(rows[0]!.jname);
+    return { data: { results: [{ jname: rows[0]!.jname, ok: true, ...r }] }, text: `${verb}: ${rows[0]!.jname}` };
+  }
+  const results: Record<string, unknown>[] = [];
+  const lines: string[] = [];
+  let exitCode = 0;
+  for (const row of rows) {
+    try {
+      const r = await fn(row.jname);
+      results.push({ jname: row.jname, ok: true, ...r });
+      lines.push(`${verb}: ${row.jname}`);
+    } catch (e) {
+      const err = toBerthError(e);
+      results.push({ jname: row.jname, ok: false, error: err.toJSON() });
+      lines.push(`failed: ${row.jname}: ${err.message}`);
+      exitCode ||= err.exitCode;
+    }
+  }
+  return { data: { results }, text: lines.join('\n'), exitCode };
+}
+
+export const jcreate: Handler = async (opts, args) => withNode(opts, async (ctx) => {
+  let settings = settingsOf(opts);
+  let jname = (opts.jname as string | undefined) ?? args[0];
+  let emulator = opts.emulator as string | undefined;
+  if (typeof opts.jconf === 'string') {
+    const c = readDescriptor(opts.jconf, ctx.wd.root);
+    jname ??= c.jname;
+    emulator ??= c.emulator;
+    const fromFile: Record<string, string> = {};
+    for (const k of SETTABLE_KEYS) if (c[k] !== undefined) fromFile[k] = c[k]!;
+    settings = { ...fromFile, ...settings };
+  }
+  if (!jname) throw usageError('E_NO_JNAME', 'jcreate needs jname=<name>');
+  const env = await createEnv(ctx, { jname, emulator, settings }, { verbose: !!opts.verbose });
+  return { data: { env }, text: `created: ${env.jname} (uuid ${env.uuid}, emulator ${env.emulator}, base ${env.conf.base}, baserw=${env.conf.baserw})` };
+});
+
+export const jstart: Handler = async (opts, args) => withNode(opts, (ctx) =>
+  each(ctx, opts, args, 'started', async (j) => { const e = await startEnv(ctx, j, { verbose: !!opts.verbose }); return { jid: e.jid, status: e.status }; }));
+
+export const jstop: Handler = async (opts, args) => withNode(opts, (ctx) =>
+  each(ctx, opts, args, 'stopped', async (j) => { const e = await stopEnv(ctx, j, { verbose: !!opts.verbose }); return { status: e.status }; }));
+
+export const jrestart: Handler = async (opts, args) => withNode(opts, (ctx) =>
+  each(ctx, opts, args, 'restarted', async (j) => {
+    if (getEnv(ctx, j).status !== 0) await stopEnv(ctx, j, { verbose: !!opts.verbose });
+    const e = await startEnv(ctx, j, { verbose: !!opts.verbose });
+    return { jid: e.jid, status: e.status };
+  }));
+
+export const jremove: Handler = async (opts, args) => withNode(opts, (ctx) =>
+  each(ctx, opts, args, 'removed', async (j) => removeEnv(ctx, j, { verbose: !!opts.verbose })));
+
+/** jls columns: CBSD's default, `display=` picks others (any descriptor key too). */
+const DEFAULT_COLUMNS = ['jname', 'jid', 'ip4_addr', 'host_hostname', 'path', 'status'];
+
+function column(e: EnvInfo, c: string): string | number {
+  switch (c) {
+    case 'jname': return e.jname;
+    case 'jid': return e.jid;
+    case 'status': return e.status;
+    case 'uuid': return e.uuid;
+    case 'emulator': return e.emulator;
+    case 'generation': return e.generation;
+    case 'path': return e.conf.baserw === '1' ? (e.conf.data ?? '') : (e.conf.path ?? '');
+    case 'ip4_addr': return (e.conf.ip4_addr ?? '').replace(/(^|,)[^,#]*#/g, '$1');
+    default: return e.conf[c] ?? '';
+  }
+}
+
+export const jls: Handler = async (opts, args) => withNode(opts, async (ctx) => {
+  const patterns = [...(typeof opts.jname === 'string' ? [opts.jname] : []), ...args];
+  const envs = await listEnvs(ctx, { patterns, unregistered: true });
+  const cols = typeof opts.display === 'string' ? opts.display.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_COLUMNS;
+  if (opts.json) return { data: { node: ctx.nodename, envs } };
+  return { data: {}, text: renderTable(cols, envs.map((e) => cols.map((c) => column(e, c))), opts.header !== '0') };
+});
+
+export const jexec: Handler = async (opts, args) => withNode(opts, async (ctx) => {
+  let jname = opts.jname as string | undefined;
+  let argv = args;
+  if (!jname) { jname = args[0]; argv = args.slice(1); }
+  if (!jname) throw usageError('E_NO_JNAME', 'jexec needs jname=<name> and a command');
+  const code = await execInEnv(ctx, jname, argv, { tty: !!process.stdin.isTTY && !!process.stdout.isTTY });
+  return { data: { jname, exitCode: code }, exitCode: code };
+});
+
+export const jset: Handler = async (opts, args) => withNode(opts, async (ctx) => {
+  const jname = (opts.jname as string | undefined) ?? args[0];
+  if (!jname) throw usageError('E_NO_JNAME', 'jset needs jname=<name>');
+  const r = await setEnv(ctx, jname, settingsOf(opts), { verbose: !!opts.verbose });
+  return { data: r, text: `${jname}: ${r.changed.length ? `changed ${r.changed.join(', ')}` : 'nothing changed'}${r.restartNeeded ? ' (restart to apply: berth jrestart jname=' + jname + ')' : ''}` };
+});
+
+export const jget: Handler = async (opts, args) => withNode(opts, async (ctx) => {
+  const jname = (opts.jname as string | undefined) ?? args[0];
+  if (!jname) throw usageError('E_NO_JNAME', 'jget needs jname=<name>');
+  const row = getEnv(ctx, jname);
+  if (typeof opts.key === 'string') {
+    if (!(opts.key in row.conf)) throw new BerthError('E_NO_SUCH_KEY', `${jname} has no setting ${JSON.stringify(opts.key)}`, 3);
+    return { data: { jname, [opts.key]: row.conf[opts.key] }, text: row.conf[opts.key] };
+  }
+  const keys = Object.keys(row.conf).sort();
+  return { data: { jname, conf: row.conf }, text: keys.map((k) => `${k}: ${row.conf[k]}`).join('\n') };
+});

@@ -1,0 +1,147 @@
+/**
+ * The runc engine (Linux containers). berth writes the OCI bundle itself
+ * (var/run/bundles/<jname>/config.json, src/engines/oci.ts) pointing at the assembled root
+ * jails/<jname>, and runs runc with a per-node state dir (`runc --root var/run/runc`) so two
+ * nodes on one host never collide. Network: ip4_addr=0 shares the host stack; vnet=1 makes
+ * a network namespace `berth-<node>-<jname>` with a veth pair whose host end joins the
+ * bridge `interface` and whose other end is eth0 inside, carrying ip4_addr.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { engineError, usageError } from '../errors.js';
+import type { EnvConf } from '../descriptor.js';
+import { run, runInteractive, runToFile } from '../proc.js';
+import { ociConfig } from './oci.js';
+import type { Engine, EngineEnv, StartResult } from './types.js';
+
+const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/** Network names of one env: netns, host-side veth, in-netns temporary veth name. */
+export function netNames(nodename: string, jname: string): { netns: string; hostVeth: string; peerVeth: string } {
+  const h = createHash('sha1').update(`${nodename}/${jname}`).digest('hex').slice(0, 10);
+  return { netns: `berth-${nodename}-${jname}`, hostVeth: `bv${h}`, peerVeth: `bp${h}` };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class RuncEngine implements Engine {
+  readonly name = 'runc';
+
+  validate(conf: EnvConf): void {
+    const vnet = conf.vnet ?? '0';
+    if (vnet !== '0' && vnet !== '1') throw usageError('E_BAD_VALUE', `bad vnet=${JSON.stringify(vnet)}: expected 0 or 1`);
+    const ip = conf.ip4_addr ?? '0';
+    if (vnet === '1') {
+      const m = CIDR4.exec(ip);
+      if (!m || m.slice(1, 5).some((o) => Number(o) > 255) || Number(m[5]) > 32) {
+        throw usageError('E_BAD_VALUE', `bad ip4_addr=${JSON.stringify(ip)}: vnet=1 needs an IPv4 address with prefix length, e.g. 10.0.0.2/24`);
+      }
+      const br = conf.interface ?? '';
+      if (!IFNAME.test(br) || br === 'auto') throw usageError('E_BAD_VALUE', `bad interface=${JSON.stringify(br)}: vnet=1 needs the name of a bridge on this host`);
+    } else if (ip !== '0' && ip !== '') {
+      throw usageError('E_BAD_VALUE', `ip4_addr=${JSON.stringify(ip)} needs vnet=1 on runc (ip4_addr=0 shares the host network)`);
+    }
+  }
+
+  private runc(env: EngineEnv): string[] {
+    return ['runc', '--root', env.wd.runcRoot];
+  }
+
+  async start(env: EngineEnv): Promise<StartResult> {
+    const { paths, conf } = env;
+    await mkdir(paths.bundle, { recursive: true });
+    await mkdir(env.wd.runcRoot, { recursive: true, mode: 0o700 });
+    let netnsPath: string | undefined;
+    try {
+      if (conf.vnet === '1') netnsPath = await this.netUp(env);
+      const cfg = ociConfig({ jname: env.jname, nodename: env.nodename, conf, rootPath: paths.path, netnsPath });
+      await writeFile(join(paths.bundle, 'config.json'), JSON.stringify(cfg, null, 2));
+      const pidFile = join(paths.bundle, 'init.pid');
+      await rm(pidFile, { force: true });
+      const r = await runToFile([...this.runc(env), 'run', '--detach', '--bundle', paths.bundle, '--pid-file', pidFile, env.jname], paths.log);
+      if (r.exitCode !== 0) {
+        const tail = (await readFile(paths.log, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join('\n');
+        throw engineError('E_ENGINE', `runc run ${env.jname} failed with exit code ${r.exitCode}: ${tail}`, { hint: `see ${paths.log}` });
+      }
+      const pid = Number((await readFile(pidFile, 'utf8')).trim());
+      if (!pid) throw engineError('E_ENGINE', `runc did not report the init pid of ${env.jname}`);
+      return { jid: pid };
+    } catch (e) {
+      await this.cleanup(env).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async netUp(env: EngineEnv): Promise<string> {
+    const { netns, hostVeth, peerVeth } = netNames(env.nodename, env.jname);
+    const br = env.conf.interface!;
+    if (!existsSync(`/sys/class/net/${br}/bridge`)) {
+      throw engineError('E_NO_BRIDGE', `interface=${br} is not a bridge on this host`, { hint: `create it: ip link add ${br} type bridge && ip link set ${br} up` });
+    }
+    const e = { errorCode: 'E_NETWORK' };
+    await run(['ip', 'netns', 'add', netns], e);
+    await run(['ip', 'link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', peerVeth], e);
+    await run(['ip', 'link', 'set', peerVeth, 'netns', netns], e);
+    await run(['ip', '-n', netns, 'link', 'set', peerVeth, 'name', 'eth0'], e);
+    await run(['ip', '-n', netns, 'addr', 'add', env.conf.ip4_addr!, 'dev', 'eth0'], e);
+    await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up'], e);
+    await run(['ip', '-n', netns, 'link', 'set', 'eth0', 'up'], e);
+    await run(['ip', 'link', 'set', hostVeth, 'master', br], e);
+    await run(['ip', 'link', 'set', hostVeth, 'up'], e);
+    return `/var/run/netns/${netns}`;
+  }
+
+  /** runc's view: 'running' | 'stopped' | 'created' | 'paused' | undefined (no container). */
+  async state(env: EngineEnv): Promise<string | undefined> {
+    const r = await run([...this.runc(env), 'state', env.jname], { check: false });
+    if (r.exitCode !== 0) return undefined;
+    return (JSON.parse(r.stdout) as { status: string }).status;
+  }
+
+  async stop(env: EngineEnv, timeoutSec: number): Promise<void> {
+    if ((await this.state(env)) !== 'running') return;
+    await run([...this.runc(env), 'kill', env.jname, 'TERM'], { check: false });
+    const deadline = Date.now() + timeoutSec * 1000;
+    while (Date.now() < deadline) {
+      if ((await this.state(env)) !== 'running') return;
+      await sleep(100);
+    }
+    await run([...this.runc(env), 'kill', '--all', env.jname, 'KILL'], { check: false });
+    for (let i = 0; i < 100; i++) {
+      if ((await this.state(env)) !== 'running') return;
+      await sleep(100);
+    }
+    throw engineError('E_ENGINE', `${env.jname} did not stop after SIGKILL`);
+  }
+
+  async isRunning(_env: EngineEnv, jid: number): Promise<boolean> {
+    if (!jid) return false;
+    try {
+      process.kill(jid, 0);
+    } catch {
+      return false;
+    }
+    // A zombie (exited, not yet reaped) counts as gone.
+    const stat = await readFile(`/proc/${jid}/stat`, 'utf8').catch(() => '');
+    return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  }
+
+  async cleanup(env: EngineEnv): Promise<void> {
+    if (existsSync(join(env.wd.runcRoot, env.jname))) {
+      await run([...this.runc(env), 'delete', '--force', env.jname], { check: false });
+    }
+    const { netns, hostVeth } = netNames(env.nodename, env.jname);
+    if (existsSync(`/var/run/netns/${netns}`)) await run(['ip', 'netns', 'delete', netns], { check: false });
+    if (existsSync(`/sys/class/net/${hostVeth}`)) await run(['ip', 'link', 'delete', hostVeth], { check: false });
+    await rm(env.paths.bundle, { recursive: true, force: true });
+  }
+
+  async exec(env: EngineEnv, argv: string[], opts: { tty?: boolean }): Promise<number> {
+    const a = [...this.runc(env), 'exec'];
+    if (opts.tty) a.push('--tty');
+    return runInteractive([...a, env.jname, ...argv]);
+  }
+}

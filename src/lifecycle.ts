@@ -1,0 +1,580 @@
+/**
+ * The env lifecycle, written once for every engine and platform (design/product.md
+ * "Lifecycle"): create, start, stop, restart, remove, exec, set/get, list. It talks to
+ * engines (src/engines/types.ts), mount primitives (src/mounts/types.ts), storage hooks
+ * (src/hooks.ts), leases (src/lease.ts) and the inventory, never to a platform directly.
+ *
+ * Storage rule: an operation on a stopped env brackets its work with mnt_start ... mnt_stop
+ * (create, register, remove, jset, clone); a started env keeps its storage mounted from
+ * jstart's mnt_start until the teardown's mnt_stop. A second jstart of a running env
+ * never calls mnt_start again.
+ *
+ * Teardown rule: every way a run ends (jstop, the main process exiting by itself, kill -9,
+ * a failed start, the agent noticing) goes through {@link teardownRun}, which first claims
+ * the run's `run_id` in the inventory (an atomic UPDATE): exactly one caller wins and tears
+ * down: engine gone, mounts under jails/<jname> gone deepest first, master_poststop.d, then
+ * mnt_stop.
+ */
+import { randomUUID } from 'node:crypto';
+import { closeSync, existsSync, openSync, readdirSync, statSync } from 'node:fs';
+import { chmod, cp, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthError, EXIT, engineError, notFound, ownedError, usageError } from './errors.js';
+import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
+import { formatFstab, mergeFstab, parseFstab } from './fstab.js';
+import { STATUS, type EnvRow } from './inventory.js';
+import { checkJname, checkJnamePattern, checkBaseName, isGlob, jnameMatcher } from './names.js';
+import type { NodeCtx } from './node.js';
+import type { EnvPaths } from './paths.js';
+import type { EngineEnv } from './engines/types.js';
+import { mountsUnder, unmountAllUnder } from './mounts/types.js';
+import { runHookDir, runStorageHook, type HookAction, type HookEnv } from './hooks.js';
+import { acquireLease, checkLease, releaseLease } from './lease.js';
+import { warn } from './log.js';
+
+/** Per-call options of lifecycle operations. */
+export interface OpOptions {
+  /** copy hook output to stderr */
+  verbose?: boolean;
+}
+
+/** What list/start/stop report about one env. */
+export interface EnvInfo {
+  jname: string;
+  uuid: string;
+  emulator: string;
+  /** 'On' | 'Off' | 'Maintenance' | 'Unregister' (CBSD status words) */
+  status: string;
+  /** jail id or init pid; 0 when stopped */
+  jid: number;
+  generation: number;
+  conf: EnvConf;
+}
+
+/** Data sub-dirs mounted read-write over a read-only base (baserw=0), CBSD §4.4 plus var. */
+export const BASERW0_DIRS = ['etc', 'root', 'tmp', 'home', 'var', 'usr/local'];
+
+/** Host hook dirs created in every sysdir (CBSD §4.2). */
+export const HOOK_DIRS = ['master_create.d', 'master_prestart.d', 'master_poststart.d', 'master_prestop.d', 'master_poststop.d', 'remove.d', 'clone-local.d'];
+
+/** Keys jcreate/jset accept (CBSD names), and those jset may not change. */
+export const SETTABLE_KEYS = ['base', 'baserw', 'host_hostname', 'ip4_addr', 'ip6_addr', 'interface', 'vnet', 'exec_start', 'exec_stop',
+  'stop_timeout', 'astart', 'mnt_start', 'mnt_stop', 'mnt_timeout', 'clone_script', 'protected', 'devfs_ruleset', 'enforce_statfs',
+  'allow_raw_sockets', 'allow_mount', 'allow_sysvipc', 'persist', 'childrenmax', 'exec_timeout', 'exec_consolelog', 'exec_prestart',
+  'exec_poststart', 'exec_prestop', 'exec_poststop', 'devfs'];
+
+const FLAG_KEYS = ['baserw', 'vnet', 'astart', 'protected', 'allow_raw_sockets', 'allow_mount', 'allow_sysvipc', 'persist', 'devfs'];
+const INT_KEYS = ['stop_timeout', 'mnt_timeout', 'devfs_ruleset', 'enforce_statfs', 'childrenmax', 'exec_timeout'];
+const HOOK_KEYS = ['mnt_start', 'mnt_stop', 'clone_script'];
+
+const statusWord = (s: number): string => (s === STATUS.ON ? 'On' : s === STATUS.OFF ? 'Off' : s === STATUS.MAINTENANCE ? 'Maintenance' : 'Unknown');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Validates user-given settings (values only; no I/O).
+ * @throws BerthError E_BAD_VALUE / E_UNKNOWN_KEY (exit 2) naming key and value
+ */
+export function validateSettings(input: Record<string, string>): void {
+  for (const [k, v] of Object.entries(input)) {
+    if (!SETTABLE_KEYS.includes(k)) throw usageError('E_UNKNOWN_KEY', `unknown setting ${JSON.stringify(k)}; settable: ${SETTABLE_KEYS.join(' ')}`);
+    if (FLAG_KEYS.includes(k) && v !== '0' && v !== '1') throw usageError('E_BAD_VALUE', `bad ${k}=${JSON.stringify(v)}: expected 0 or 1`);
+    if (INT_KEYS.includes(k) && !/^\d+$/.test(v)) throw usageError('E_BAD_VALUE', `bad ${k}=${JSON.stringify(v)}: expected a whole number`);
+    if (HOOK_KEYS.includes(k) && v !== '0' && v !== '' && !v.startsWith('/')) throw usageError('E_BAD_VALUE', `bad ${k}=${JSON.stringify(v)}: expected an absolute path or 0`);
+    if (k === 'base') checkBaseName(v);
+    if (k === 'host_hostname' && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(v)) throw usageError('E_BAD_VALUE', `bad host_hostname=${JSON.stringify(v)}: expected a host name`);
+    if (/[\n\0]/.test(v)) throw usageError('E_BAD_VALUE', `bad ${k}: values may not contain newlines`);
+  }
+}
+
+/** The EngineEnv of an env. */
+export function engineEnv(ctx: NodeCtx, jname: string, conf: EnvConf): EngineEnv {
+  return { jname, nodename: ctx.nodename, wd: ctx.wd, paths: ctx.wd.env(jname), conf };
+}
+
+/** Effective storage hooks: the env's, else the node defaults (`''`/missing = default, `0` = none). */
+export function effectiveHooks(ctx: NodeCtx, conf: EnvConf): { start: string; stop: string } {
+  const pick = (own: string | undefined, def: string) => (own === undefined || own === '' ? def : own);
+  return { start: pick(conf.mnt_start, ctx.settings.default_mnt_start), stop: pick(conf.mnt_stop, ctx.settings.default_mnt_stop) };
+}
+
+/** The HookEnv for an env's hooks. */
+export function hookEnv(ctx: NodeCtx, jname: string, conf: EnvConf, opts: OpOptions, extraEnv?: Record<string, string>): HookEnv {
+  const p = ctx.wd.env(jname);
+  const t = conf.mnt_timeout !== undefined && conf.mnt_timeout !== '' ? Number(conf.mnt_timeout) : ctx.settings.mnt_timeout;
+  return { jname, nodename: ctx.nodename, data: p.data, fstabDir: p.fstabDir, rcconfDir: ctx.wd.jailsRcconf, sysdir: p.sysdir, logFile: p.log, verbose: opts.verbose, timeoutSec: t, extraEnv };
+}
+
+async function mntStart(ctx: NodeCtx, jname: string, conf: EnvConf, action: HookAction, opts: OpOptions): Promise<void> {
+  await mkdir(ctx.wd.logDir, { recursive: true });
+  await runStorageHook('mnt_start', effectiveHooks(ctx, conf).start, action, hookEnv(ctx, jname, conf, opts));
+}
+
+async function mntStop(ctx: NodeCtx, jname: string, conf: EnvConf, action: HookAction, opts: OpOptions): Promise<void> {
+  await runStorageHook('mnt_stop', effectiveHooks(ctx, conf).stop, action, hookEnv(ctx, jname, conf, opts));
+}
+
+/**
+ * Runs `fn` with the env's storage mounted: when the env is not running, mnt_start first
+ * and mnt_stop after (also when `fn` fails). When it runs, its storage is already mounted.
+ */
+export async function withStorage<T>(ctx: NodeCtx, row: { jname: string; conf: EnvConf; status: number }, action: HookAction, opts: OpOptions, fn: () => Promise<T>): Promise<T> {
+  if (row.status === STATUS.ON) return fn();
+  let started = false;
+  try {
+    started = true;
+    await mntStart(ctx, row.jname, row.conf, action, opts);
+    return await fn();
+  } finally {
+    if (started) await mntStop(ctx, row.jname, row.conf, action, opts);
+  }
+}
+
+/**
+ * The identity check after mnt_start (product.md start step 2): the sysdir holds this env's
+ * descriptor with the same uuid, and the data dir exists and is not empty.
+ * @throws BerthError E_IDENTITY (exit 5): the mount most likely failed
+ */
+export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string): void {
+  const p = ctx.wd.env(jname);
+  let found: string | undefined;
+  try {
+    found = readDescriptor(p.descriptor, ctx.wd.root).uuid;
+  } catch {
+    found = undefined;
+  }
+  const hint = 'the storage of this env is probably not mounted: check its mnt_start hook and the log var/log/' + jname + '.log';
+  if (found !== uuid) {
+    throw engineError('E_IDENTITY', `${p.descriptor} ${found ? `belongs to another env (uuid ${found}, expected ${uuid})` : 'is missing or unreadable'}; refusing to touch ${jname}`, { hint });
+  }
+  let entries: string[] = [];
+  try { entries = readdirSync(p.data); } catch { /* missing */ }
+  if (entries.length === 0) throw engineError('E_IDENTITY', `data dir ${p.data} is missing or empty; refusing to use ${jname}`, { hint });
+}
+
+/** Requires that this node holds the env's lease at the recorded generation (exit 4 otherwise). */
+export async function requireLease(ctx: NodeCtx, row: EnvRow): Promise<void> {
+  await checkLease(ctx.wd.env(row.jname).lease, { node: ctx.nodename, generation: row.generation });
+}
+
+/** Looks an env up. @throws BerthError E_NO_SUCH_ENV (exit 3) */
+export function getEnv(ctx: NodeCtx, jname: string): EnvRow {
+  checkJname(jname);
+  const row = ctx.inv.get(jname);
+  if (!row) {
+    const unreg = existsSync(ctx.wd.env(jname).rcconfFile);
+    throw notFound('E_NO_SUCH_ENV', `no env ${JSON.stringify(jname)} is registered on node ${ctx.nodename}${unreg ? ' (it is unregistered: jails-rcconf holds its descriptor)' : ''}`,
+      { hint: unreg ? `adopt it first: berth jregister jname=${jname}` : 'see: berth jls' });
+  }
+  return row;
+}
+
+/**
+ * Resolves names and globs to registered envs, in name order, without duplicates.
+ * @throws BerthError E_NO_SUCH_ENV (exit 3) for a plain name that is not registered or a glob matching nothing
+ */
+export function selectEnvs(ctx: NodeCtx, patterns: string[]): EnvRow[] {
+  if (patterns.length === 0) throw usageError('E_NO_JNAME', 'no env named: give jname=<name or glob>');
+  const out = new Map<string, EnvRow>();
+  for (const p of patterns) {
+    checkJnamePattern(p);
+    if (!isGlob(p)) { out.set(p, getEnv(ctx, p)); continue; }
+    const m = jnameMatcher(p);
+    const hits = ctx.inv.list().filter((r) => m(r.jname));
+    if (hits.length === 0) throw notFound('E_NO_SUCH_ENV', `no env matches ${JSON.stringify(p)} on node ${ctx.nodename}`);
+    for (const r of hits) out.set(r.jname, r);
+  }
+  return [...out.values()].sort((a, b) => a.jname.localeCompare(b.jname));
+}
+
+function info(row: EnvRow, status?: string): EnvInfo {
+  return { jname: row.jname, uuid: row.uuid, emulator: row.emulator, status: status ?? statusWord(row.status), jid: row.jid, generation: row.generation, conf: row.conf };
+}
+
+async function isEmptyDir(dir: string): Promise<boolean> {
+  try { return (await readdir(dir)).length === 0; } catch { return true; }
+}
+
+/** Deletes everything inside `dir` (not `dir` itself, which may be a mount point). */
+async function emptyDir(dir: string): Promise<void> {
+  let names: string[];
+  try { names = await readdir(dir); } catch { return; }
+  for (const n of names) await rm(join(dir, n), { recursive: true, force: true });
+}
+
+/** The CBSD-style fstab of a baserw=0 env: its data sub-dirs, read-write, over the read-only base. */
+export function baseFstab(jname: string): string {
+  return formatFstab(BASERW0_DIRS.map((d) => ({ device: `CBSDROOT/jails-data/${jname}-data/${d}`, mountpoint: `/${d}`, fstype: 'nullfs', options: 'rw', dump: '0', pass: '0' })),
+    ['Generated by berth jcreate for baserw=0: the env\'s data sub-dirs over its read-only base.', 'Do not edit: put your own mounts in fstab.local (same format; it wins per mount point).']);
+}
+
+/** Fills a new env's data dir from its base (baserw=1: the whole root; 0: the writable sub-dirs). */
+async function populateData(base: string, data: string, baserw: string): Promise<void> {
+  if (baserw === '1') {
+    await cp(base, data, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+    return;
+  }
+  for (const d of BASERW0_DIRS) {
+    const src = join(base, d);
+    const dst = join(data, d);
+    if (existsSync(src) && d !== 'tmp') await cp(src, dst, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+    else await mkdir(dst, { recursive: true });
+  }
+  await chmod(join(data, 'tmp'), 0o1777);
+}
+
+/** Input of {@link createEnv}: jname plus CBSD settings (emulator, base, baserw, ...). */
+export interface CreateInput {
+  jname: string;
+  emulator?: string;
+  settings: Record<string, string>;
+}
+
+/**
+ * jcreate: validates everything first, then (storage mounted by mnt_start) refuses a
+ * non-empty data dir or sysdir, takes the lease, fills the data dir from the base, writes
+ * the fstab, hook dirs, descriptor and inventory row, runs master_create.d, and mnt_stop.
+ * Any failure undoes all of it (nothing deleted that was there before).
+ * @throws BerthError E_BAD_* (2), E_NO_SUCH_BASE (3), E_ENV_EXISTS (1), hook/lease errors
+ */
+export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOptions = {}): Promise<EnvInfo> {
+  const jname = checkJname(input.jname);
+  validateSettings(input.settings);
+  const emulator = input.emulator ?? (ctx.platform === 'linux' ? 'runc' : 'jail');
+  const engine = await ctx.engine(emulator);
+  const p = ctx.wd.env(jname);
+  const conf: EnvConf = {
+    baserw: '0', host_hostname: jname, ip4_addr: '0', vnet: '0', astart: '0', ...input.settings,
+    emulator, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile,
+  };
+  if (!conf.base) throw usageError('E_NO_BASE', 'jcreate needs base=<name> (see: berth base list)');
+  engine.validate(conf);
+  const baseDir = ctx.wd.base(conf.base);
+  if (!existsSync(baseDir)) throw notFound('E_NO_SUCH_BASE', `no base ${JSON.stringify(conf.base)} in ${ctx.wd.bases}`, { hint: 'see: berth base list; make one with berth base busybox name=<name>' });
+  if (ctx.inv.get(jname)) throw new BerthError('E_ENV_EXISTS', `env ${jname} already exists on node ${ctx.nodename}`, EXIT.FAILURE);
+  if (existsSync(p.rcconfFile)) {
+    throw new BerthError('E_ENV_EXISTS', `an unregistered env ${jname} exists (${p.rcconfFile})`, EXIT.FAILURE, { hint: `adopt it with: berth jregister jname=${jname}` });
+  }
+  const made: string[] = [];
+  for (const d of [p.data, p.sysdir, p.fstabDir]) {
+    if (!existsSync(d)) { await mkdir(d, { recursive: true }); made.push(d); }
+  }
+  await mkdir(ctx.wd.logDir, { recursive: true });
+  let owned = false;
+  let inserted = false;
+  let leaseGen = 0;
+  let hookStarted = false;
+  try {
+    hookStarted = true;
+    await mntStart(ctx, jname, conf, 'create', opts);
+    for (const d of [p.data, p.sysdir, p.fstabDir]) {
+      if (!(await isEmptyDir(d))) {
+        throw new BerthError('E_ENV_EXISTS', `${d} already holds files; refusing to create ${jname} over them (nothing was deleted)`, EXIT.FAILURE,
+          { hint: `if this is an existing env, adopt it with berth jregister jname=${jname}` });
+      }
+    }
+    owned = true;
+    conf.uuid = randomUUID();
+    conf.created_by_node = ctx.nodename;
+    const lease = await acquireLease(p.lease, { node: ctx.nodename, uuid: conf.uuid });
+    leaseGen = lease.generation;
+    await populateData(baseDir, p.data, conf.baserw!);
+    if (conf.baserw === '0') await writeFile(p.fstab, baseFstab(jname));
+    await writeFile(p.fstabLocal, '', { flag: 'a' });
+    for (const d of HOOK_DIRS) await mkdir(join(p.sysdir, d), { recursive: true, mode: 0o755 });
+    await writeDescriptor(p.descriptor, conf, ctx.wd.root);
+    ctx.inv.insert({ jname, uuid: conf.uuid, emulator, generation: leaseGen, conf });
+    inserted = true;
+    await runHookDir(join(p.sysdir, 'master_create.d'), 'create', hookEnv(ctx, jname, conf, opts), { stopOnError: true });
+  } catch (e) {
+    if (inserted) ctx.inv.delete(jname);
+    if (owned) {
+      if (leaseGen) await releaseLease(p.lease, { node: ctx.nodename, generation: leaseGen }).catch(() => undefined);
+      for (const d of [p.data, p.sysdir, p.fstabDir]) await emptyDir(d);
+    }
+    if (hookStarted) await mntStop(ctx, jname, conf, 'create', opts).catch((err) => warn({ err: String(err) }, 'mnt_stop after a failed create'));
+    for (const d of made.reverse()) await rmdir(d).catch(() => undefined);
+    throw e;
+  }
+  await mntStop(ctx, jname, conf, 'create', opts);
+  return info(ctx.inv.get(jname)!);
+}
+
+/**
+ * Assembles the env's root under jails/<jname>: base read-only (baserw=0) or data (baserw=1),
+ * then fstab and fstab.local entries (fstab.local wins per mount point).
+ * @throws BerthError E_MOUNT (5), E_BAD_FSTAB (1), E_NO_SUCH_BASE (3)
+ */
+export async function assembleRoot(ctx: NodeCtx, jname: string, conf: EnvConf): Promise<void> {
+  const m = await ctx.mounts();
+  const p = ctx.wd.env(jname);
+  await mkdir(p.path, { recursive: true });
+  if (conf.baserw === '1') {
+    await m.bind(p.data, p.path, { readonly: false });
+  } else {
+    const base = ctx.wd.base(conf.base ?? '');
+    if (!conf.base || !existsSync(base)) throw notFound('E_NO_SUCH_BASE', `base ${JSON.stringify(conf.base)} of ${jname} is not on this node (${base})`, { hint: 'import the same base on this node: berth base import' });
+    await m.bind(base, p.path, { readonly: true });
+    if (!existsSync(p.fstab)) await writeFile(p.fstab, baseFstab(jname));
+  }
+  const read = async (f: string, name: string) => (existsSync(f) ? parseFstab(await readFile(f, 'utf8'), name, ctx.wd.root) : []);
+  const entries = mergeFstab(await read(p.fstab, 'fstab'), await read(p.fstabLocal, 'fstab.local'));
+  for (const e of entries) {
+    const dst = join(p.path, e.mountpoint);
+    if (!existsSync(dst)) {
+      const isFile = (e.fstype === 'nullfs' || e.fstype === 'bind') && existsSync(e.device) && statSync(e.device).isFile();
+      try {
+        if (isFile) { await mkdir(join(dst, '..'), { recursive: true }); closeSync(openSync(dst, 'a')); }
+        else await mkdir(dst, { recursive: true });
+      } catch (err) {
+        throw engineError('E_MOUNT', `cannot create mount point ${e.mountpoint} of ${e.source}:${e.line} in ${jname}: ${(err as Error).message}`, { hint: 'the base is read-only: create that directory in the base, or mount onto an existing one' });
+      }
+    }
+    await m.mount(e.device, dst, e.fstype, e.options);
+  }
+}
+
+/** The monitor's entry script (dist/src/monitor.js; under tsx the .ts source). */
+function monitorCommand(): string[] {
+  const url = new URL('./monitor.js', import.meta.url);
+  const file = fileURLToPath(url);
+  if (existsSync(file)) return [process.execPath, file];
+  return [process.execPath, '--import', 'tsx', fileURLToPath(new URL('./monitor.ts', import.meta.url))];
+}
+
+/** Starts the detached process that tears the run down when the env's main process ends. */
+function spawnMonitor(ctx: NodeCtx, jname: string, runId: string, jid: number): void {
+  const p = ctx.wd.env(jname);
+  const fd = openSync(p.log, 'a', 0o640);
+  try {
+    const [cmd, ...args] = monitorCommand();
+    const child = spawn(cmd!, [...args, ctx.wd.root, jname, runId, String(jid)], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, BERTH_WORKDIR: ctx.wd.root } });
+    child.unref();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Options of {@link teardownRun}. */
+export interface TeardownOptions extends OpOptions {
+  /** the engine was started (run master_poststop.d) */
+  engineStarted: boolean;
+  /** why: 'stop' | 'exited' | 'failed-start' | 'fenced' | 'reconcile' (logged) */
+  reason: string;
+}
+
+/**
+ * Tears one run down, exactly once across processes: claims `runId`; returns false when
+ * another caller already did. Order: engine stopped and cleaned up, every mount under
+ * jails/<jname> unmounted deepest first, master_poststop.d, mnt_stop; then status Off.
+ * Every step is attempted even when an earlier one fails; the first error is thrown after.
+ */
+export async function teardownRun(ctx: NodeCtx, jname: string, runId: string, opts: TeardownOptions): Promise<boolean> {
+  if (!ctx.inv.claimTeardown(jname, runId)) return false;
+  const row = ctx.inv.get(jname)!;
+  const conf = row.conf;
+  const engine = await ctx.engine(row.emulator);
+  const eenv = engineEnv(ctx, jname, conf);
+  const errors: unknown[] = [];
+  const step = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
+  await step(() => engine.stop(eenv, Number(conf.stop_timeout ?? 10)));
+  await step(() => engine.cleanup(eenv));
+  await step(async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(jname).path));
+  if (opts.engineStarted) await step(() => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', hookEnv(ctx, jname, conf, opts), { stopOnError: false }));
+  await step(() => mntStop(ctx, jname, conf, 'stop', opts));
+  ctx.inv.finishTeardown(jname);
+  await warn({ jname, reason: opts.reason, errors: errors.map(String) }, 'teardown').catch(() => undefined);
+  if (errors.length) throw errors[0];
+  return true;
+}
+
+/**
+ * If the inventory says On but the env's process is gone (its monitor died too), tears
+ * that run down now. @returns true when a stale run was torn down
+ */
+export async function reconcileEnv(ctx: NodeCtx, row: EnvRow): Promise<boolean> {
+  if (row.status !== STATUS.ON || !row.run_id) return false;
+  const engine = await ctx.engine(row.emulator);
+  if (await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid)) return false;
+  return teardownRun(ctx, row.jname, row.run_id, { engineStarted: true, reason: 'reconcile' });
+}
+
+/**
+ * jstart (product.md start order): mnt_start, identity check, lease check, root assembly,
+ * master_prestart.d (non-zero vetoes), engine start, master_poststart.d. A failure at any
+ * step tears down what was set up (mount table and inventory as before).
+ * @throws BerthError E_RUNNING (1), E_BUSY (4), lease errors (4), hook errors, E_MOUNT/E_ENGINE (5)
+ */
+export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<EnvInfo> {
+  let row = getEnv(ctx, jname);
+  const engine = await ctx.engine(row.emulator);
+  if (row.status === STATUS.ON) {
+    if (await engine.isRunning(engineEnv(ctx, jname, row.conf), row.jid)) {
+      throw new BerthError('E_RUNNING', `${jname} is already running (jid ${row.jid})`, EXIT.FAILURE);
+    }
+    await reconcileEnv(ctx, row);
+    row = getEnv(ctx, jname);
+  }
+  const runId = randomUUID();
+  if (!ctx.inv.claimStart(jname, runId)) {
+    throw ownedError('E_BUSY', `${jname} is busy (a start, stop or remove is in progress on this node)`, { hint: 'wait and retry; berth jls shows Maintenance meanwhile' });
+  }
+  const conf = row.conf;
+  const eenv = engineEnv(ctx, jname, conf);
+  let engineStarted = false;
+  try {
+    await mntStart(ctx, jname, conf, 'start', opts);
+    verifyIdentity(ctx, jname, row.uuid);
+    await requireLease(ctx, row);
+    await assembleRoot(ctx, jname, conf);
+    const henv = hookEnv(ctx, jname, conf, opts);
+    await runHookDir(join(eenv.paths.sysdir, 'master_prestart.d'), 'start', henv, { stopOnError: true });
+    engineStarted = true;
+    const res = await engine.start(eenv);
+    ctx.inv.setRunning(jname, runId, res.jid);
+    spawnMonitor(ctx, jname, runId, res.jid);
+    await runHookDir(join(eenv.paths.sysdir, 'master_poststart.d'), 'start', henv, { stopOnError: false });
+  } catch (e) {
+    await teardownRun(ctx, jname, runId, { ...opts, engineStarted, reason: 'failed-start' }).catch((err) => warn({ err: String(err) }, 'teardown after a failed start'));
+    throw e;
+  }
+  return info(ctx.inv.get(jname)!);
+}
+
+/**
+ * jstop: master_prestop.d, then the teardown (engine stop with stop_timeout seconds, then
+ * SIGKILL; unmount; master_poststop.d; mnt_stop). When another process is already tearing
+ * the run down (the env just exited), waits for it to finish.
+ * @throws BerthError E_NOT_RUNNING (1), E_LEASE_* (4)
+ */
+export async function stopEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<EnvInfo> {
+  const row = getEnv(ctx, jname);
+  if (row.status === STATUS.OFF) throw new BerthError('E_NOT_RUNNING', `${jname} is not running`, EXIT.FAILURE);
+  if (row.status === STATUS.ON && row.run_id) {
+    await requireLease(ctx, row);
+    await runHookDir(join(ctx.wd.env(jname).sysdir, 'master_prestop.d'), 'stop', hookEnv(ctx, jname, row.conf, opts), { stopOnError: false });
+    if (await teardownRun(ctx, jname, row.run_id, { ...opts, engineStarted: true, reason: 'stop' })) return info(ctx.inv.get(jname)!);
+  }
+  for (let i = 0; i < 600; i++) {
+    const r = ctx.inv.get(jname);
+    if (!r || r.status === STATUS.OFF) return info(r ?? row, 'Off');
+    await sleep(100);
+  }
+  throw ownedError('E_BUSY', `${jname} is still being started or stopped by another process`);
+}
+
+/**
+ * jremove: refuses a running or protected env, or one this node does not own; with the
+ * storage mounted, checks identity, runs remove.d, releases the lease, deletes data, sysdir
+ * and fstab dir contents, the inventory row, and the local mount point dirs.
+ * @throws BerthError E_RUNNING (1), E_PROTECTED (1), E_LEASE_* (4), E_IDENTITY (5)
+ */
+export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<{ jname: string; removed: string[] }> {
+  const row = getEnv(ctx, jname);
+  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: berth jstop jname=${jname}`, EXIT.FAILURE);
+  if (row.conf.protected === '1') throw new BerthError('E_PROTECTED', `${jname} is protected (protected=1)`, EXIT.FAILURE, { hint: `berth jset jname=${jname} protected=0` });
+  await requireLease(ctx, row);
+  const claim = `remove-${randomUUID()}`;
+  if (!ctx.inv.claimStart(jname, claim)) throw ownedError('E_BUSY', `${jname} is busy`);
+  const p = ctx.wd.env(jname);
+  const removed: string[] = [];
+  let deleted = false;
+  try {
+    await mntStart(ctx, jname, row.conf, 'remove', opts);
+    verifyIdentity(ctx, jname, row.uuid);
+    await requireLease(ctx, row);
+    const table = await (await ctx.mounts()).list();
+    for (const d of [p.data, p.sysdir, p.fstabDir, p.path]) {
+      const inner = mountsUnder(table, d).filter((m) => m.target !== d);
+      if (inner.length) throw engineError('E_MOUNTED', `${inner[0]!.target} is mounted inside ${d}; refusing to delete through a mount`, { hint: `unmount it first: umount ${inner[0]!.target}` });
+    }
+    await runHookDir(join(p.sysdir, 'remove.d'), 'remove', hookEnv(ctx, jname, row.conf, opts), { stopOnError: true });
+    await releaseLease(p.lease, { node: ctx.nodename, generation: row.generation });
+    ctx.inv.delete(jname);
+    deleted = true;
+    for (const d of [p.data, p.sysdir, p.fstabDir]) { await emptyDir(d); removed.push(d); }
+  } catch (e) {
+    if (!deleted) ctx.inv.finishTeardown(jname);
+    await mntStop(ctx, jname, row.conf, 'remove', opts).catch(() => undefined);
+    throw e;
+  }
+  await mntStop(ctx, jname, row.conf, 'remove', opts);
+  const table = await (await ctx.mounts()).list();
+  for (const d of [p.data, p.sysdir, p.fstabDir, p.path]) {
+    if (!table.some((m) => m.target === d)) await rmdir(d).catch(() => undefined);
+  }
+  await rm(p.log, { force: true });
+  return { jname, removed };
+}
+
+/** Lists registered envs (and, with `unregistered`, descriptors waiting in jails-rcconf/), reconciling stale On rows' status. */
+export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean } = {}): Promise<EnvInfo[]> {
+  const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
+  const ok = (n: string) => !match || match.some((m) => m(n));
+  const out: EnvInfo[] = [];
+  for (const row of ctx.inv.list()) {
+    if (!ok(row.jname)) continue;
+    let status = statusWord(row.status);
+    if (row.status === STATUS.ON) {
+      const engine = await ctx.engine(row.emulator);
+      if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) status = 'Off';
+    }
+    out.push(info(row, status));
+  }
+  if (opts.unregistered && existsSync(ctx.wd.jailsRcconf)) {
+    const known = new Set(out.map((e) => e.jname));
+    for (const f of readdirSync(ctx.wd.jailsRcconf).sort()) {
+      const m = /^rc\.conf_(.+)$/.exec(f);
+      if (!m || known.has(m[1]!) || !ok(m[1]!) || ctx.inv.get(m[1]!)) continue;
+      try {
+        const conf = readDescriptor(join(ctx.wd.jailsRcconf, f), ctx.wd.root);
+        out.push({ jname: m[1]!, uuid: conf.uuid ?? '', emulator: conf.emulator ?? 'jail', status: 'Unregister', jid: 0, generation: 0, conf });
+      } catch { /* unreadable descriptor: doctor reports it */ }
+    }
+  }
+  return out;
+}
+
+/**
+ * jexec: runs argv inside the running env with the caller's stdio.
+ * @returns the command's exit code
+ * @throws BerthError E_NOT_RUNNING (1)
+ */
+export async function execInEnv(ctx: NodeCtx, jname: string, argv: string[], opts: { tty?: boolean } = {}): Promise<number> {
+  const row = getEnv(ctx, jname);
+  const engine = await ctx.engine(row.emulator);
+  if (row.status !== STATUS.ON || !(await engine.isRunning(engineEnv(ctx, jname, row.conf), row.jid))) {
+    throw new BerthError('E_NOT_RUNNING', `${jname} is not running; start it: berth jstart jname=${jname}`, EXIT.FAILURE);
+  }
+  if (argv.length === 0) throw usageError('E_NO_COMMAND', 'jexec needs a command, e.g. berth jexec jname=web1 /bin/sh');
+  return engine.exec(engineEnv(ctx, jname, row.conf), argv, opts);
+}
+
+/**
+ * jset: validates, requires the lease, and writes the new settings to the inventory and,
+ * atomically, to the descriptor in the sysdir (storage mounted around it when stopped).
+ * @returns the keys changed and whether a restart is needed to apply them
+ */
+export async function setEnv(ctx: NodeCtx, jname: string, changes: Record<string, string>, opts: OpOptions = {}): Promise<{ jname: string; changed: string[]; restartNeeded: boolean }> {
+  const row = getEnv(ctx, jname);
+  if (Object.keys(changes).length === 0) throw usageError('E_NOTHING_TO_SET', 'jset needs at least one key=value (see berth jset --help)');
+  validateSettings(changes);
+  const conf = { ...row.conf, ...changes };
+  (await ctx.engine(row.emulator)).validate(conf);
+  if (changes.base && !existsSync(ctx.wd.base(changes.base))) throw notFound('E_NO_SUCH_BASE', `no base ${JSON.stringify(changes.base)} on this node`);
+  if (changes.baserw && changes.baserw !== row.conf.baserw) throw usageError('E_BAD_VALUE', `baserw cannot change after jcreate (${jname} has baserw=${row.conf.baserw})`);
+  await requireLease(ctx, row);
+  const changed = Object.keys(changes).filter((k) => row.conf[k] !== changes[k]);
+  await withStorage(ctx, row, 'start', opts, async () => {
+    verifyIdentity(ctx, jname, row.uuid);
+    await writeDescriptor(ctx.wd.env(jname).descriptor, conf, ctx.wd.root);
+    ctx.inv.updateConf(jname, conf);
+  });
+  return { jname, changed, restartNeeded: row.status === STATUS.ON && changed.length > 0 };
+}
+
+/** Paths of an env (for display). */
+export function envPaths(ctx: NodeCtx, jname: string): EnvPaths {
+  return ctx.wd.env(jname);
+}
