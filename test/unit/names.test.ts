@@ -1,0 +1,31 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { checkJname, checkJnamePattern, isGlob, jnameMatcher } from '../../src/names.js';
+import { BerthError } from '../../src/errors.js';
+
+test('jname: letters, digits, _ and -, starting with a letter or digit, at most 64', () => {
+  for (const ok of ['a', 'web1', 'Web_1-x', '1abc', 'a'.repeat(64)]) assert.equal(checkJname(ok), ok);
+});
+
+test('jname: dots, bad starts, bad characters and length are refused with exit 2 naming the value', () => {
+  for (const bad of ['', 'a.b', '-a', '_a', 'a b', 'a/b', 'a$', 'a'.repeat(65), 'ä']) {
+    assert.throws(() => checkJname(bad), (e: unknown) => e instanceof BerthError && e.exitCode === 2 && e.code === 'E_BAD_JNAME' && e.message.includes(JSON.stringify(bad)));
+  }
+  assert.throws(() => checkJname('a.b'), /jail\(8\) reads them as hierarchy/);
+});
+
+test('globs match whole names only', () => {
+  assert.ok(isGlob('web*'));
+  assert.ok(!isGlob('web1'));
+  const m = jnameMatcher('web*');
+  assert.ok(m('web1'));
+  assert.ok(m('web'));
+  assert.ok(!m('myweb1'));
+  assert.ok(jnameMatcher('*web*')('myweb1'));
+  assert.ok(jnameMatcher('db?')('db1'));
+  assert.ok(!jnameMatcher('db?')('db12'));
+  assert.ok(jnameMatcher('web1')('web1'));
+  assert.ok(!jnameMatcher('web1')('web10'));
+  assert.equal(checkJnamePattern('web*'), 'web*');
+  assert.throws(() => checkJnamePattern('web.*'), BerthError);
+});
