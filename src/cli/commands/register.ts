@@ -1,0 +1,51 @@
+/** jregister / junregister commands: thin wrappers over src/register.ts. */
+import { toBerthError, usageError } from '../../errors.js';
+import { registerEnv, registerTargets, unregisterEnv } from '../../register.js';
+import { selectEnvs } from '../../lifecycle.js';
+import { withNode } from './env.js';
+import type { CmdOutput, Handler, Opts } from '../types.js';
+
+async function many(items: string[], verb: string, fn: (j: string) => Promise<Record<string, unknown>>): Promise<CmdOutput> {
+  if (items.length === 1) {
+    const r = await fn(items[0]!);
+    return { data: { results: [{ ok: true, ...r }] }, text: `${verb}: ${items[0]}` };
+  }
+  const results: Record<string, unknown>[] = [];
+  const lines: string[] = [];
+  let exitCode = 0;
+  for (const j of items) {
+    try {
+      results.push({ ok: true, ...(await fn(j)) });
+      lines.push(`${verb}: ${j}`);
+    } catch (e) {
+      const err = toBerthError(e);
+      results.push({ jname: j, ok: false, error: err.toJSON() });
+      lines.push(`failed: ${j}: ${err.message}`);
+      exitCode ||= err.exitCode;
+    }
+  }
+  return { data: { results }, text: lines.join('\n'), exitCode };
+}
+
+const str = (o: Opts, k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+
+export const jregister: Handler = async (opts, args, io) => withNode(opts, async (ctx) => {
+  const patterns = [...(str(opts, 'jname') ? [str(opts, 'jname')!] : []), ...args];
+  const rcfile = str(opts, 'rcfile');
+  if (!patterns.length && !rcfile) throw usageError('E_NO_JNAME', 'jregister needs jname=<name or glob> or rcfile=<file>');
+  const ropts = {
+    verbose: !!opts.verbose, rcfile, mntStart: str(opts, 'mnt_start'), mntStop: str(opts, 'mnt_stop'), force: !!opts.force,
+    onWait: (sec: number) => io.note(`waiting ${sec}s to prove the current owner's lease is stale (its heartbeat must not move)...`),
+  };
+  if (rcfile && patterns.length <= 1) {
+    const r = await registerEnv(ctx, patterns[0], ropts);
+    return { data: { results: [{ ok: true, ...r }] }, text: `registered: ${r.jname} (generation ${r.generation}${r.tookOver ? `, taken over from ${r.previousOwner}` : ''})` };
+  }
+  return many(registerTargets(ctx, patterns), 'registered', async (j) => ({ ...(await registerEnv(ctx, j, ropts)) }));
+});
+
+export const junregister: Handler = async (opts, args) => withNode(opts, async (ctx) => {
+  const patterns = [...(str(opts, 'jname') ? [str(opts, 'jname')!] : []), ...args];
+  const rows = selectEnvs(ctx, patterns);
+  return many(rows.map((r) => r.jname), 'unregistered', async (j) => ({ ...(await unregisterEnv(ctx, j, { verbose: !!opts.verbose, rcfile: rows.length === 1 ? str(opts, 'rcfile') : undefined })) }));
+});

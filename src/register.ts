@@ -1,0 +1,178 @@
+/**
+ * jregister / junregister: a node adopting, or letting go of, an env whose data already
+ * exists (CBSD §6; design/product.md "Ownership"). Unlike CBSD, both are guarded by the
+ * lease on the shared storage: two nodes registering one env get one winner, and a node that
+ * does not own an env can neither unregister nor remove it.
+ *
+ * Unregister: check stopped → (storage mounted) write jails-rcconf/rc.conf_<jname> (CBSDROOT
+ * form) → release the lease → delete the row → mnt_stop.
+ * Register: mnt_start (hook from mnt_start=, else the descriptor, else the node default) →
+ * identity check → acquire the lease (or take it over with force) → insert the row →
+ * mnt_stop. Descriptors written by CBSD itself are accepted (parsed, never sourced); one
+ * without a uuid gets one.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
+import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
+import { STATUS } from './inventory.js';
+import { checkJname, checkJnamePattern, isGlob, jnameMatcher } from './names.js';
+import type { NodeCtx } from './node.js';
+import { effectiveHooks, getEnv, hookEnv, requireLease, verifyIdentity, type OpOptions } from './lifecycle.js';
+import { runStorageHook } from './hooks.js';
+import { acquireLease, readLease, releaseLease, takeoverLease } from './lease.js';
+
+/** Options of {@link registerEnv}. */
+export interface RegisterOptions extends OpOptions {
+  /** descriptor file (default jails-rcconf/rc.conf_<jname>) */
+  rcfile?: string;
+  /** storage hooks overriding the descriptor's */
+  mntStart?: string;
+  mntStop?: string;
+  /** take the lease over from a silent owner (waits lease_ttl seconds watching its heartbeat) */
+  force?: boolean;
+  /** called once while waiting for a takeover, with the seconds it will wait */
+  onWait?: (sec: number) => void;
+}
+
+/** Result of one registration. */
+export interface RegisterResult {
+  jname: string;
+  uuid: string;
+  generation: number;
+  /** true when the lease was taken over from a silent owner */
+  tookOver: boolean;
+  previousOwner?: string;
+}
+
+/**
+ * The jnames `jregister jname=<glob>` would adopt: files `rc.conf_<name>` in jails-rcconf/
+ * (CBSD globs files there, §6.1), in name order.
+ */
+export function unregisteredNames(ctx: NodeCtx, pattern: string): string[] {
+  checkJnamePattern(pattern);
+  const m = jnameMatcher(pattern);
+  if (!existsSync(ctx.wd.jailsRcconf)) return [];
+  return readdirSync(ctx.wd.jailsRcconf)
+    .map((f) => /^rc\.conf_(.+)$/.exec(f)?.[1])
+    .filter((n): n is string => !!n && m(n))
+    .sort();
+}
+
+/**
+ * jregister of one env.
+ * @throws BerthError E_NO_RCCONF (3), E_ENV_EXISTS (1), hook errors, E_IDENTITY (5),
+ *   E_LEASE_HELD (4: another node owns it; use force when that node is dead)
+ */
+export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts: RegisterOptions = {}): Promise<RegisterResult> {
+  if (jname !== undefined) checkJname(jname);
+  const rcfile = opts.rcfile ?? (jname ? ctx.wd.env(jname).rcconfFile : undefined);
+  if (!rcfile) throw usageError('E_NO_JNAME', 'jregister needs jname= or rcfile=');
+  if (!existsSync(rcfile)) throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''}`, { hint: 'junregister writes it on the node that lets the env go' });
+  const conf: EnvConf = readDescriptor(rcfile, ctx.wd.root);
+  const name = checkJname(conf.jname ?? jname ?? '');
+  if (jname && conf.jname && conf.jname !== jname) throw usageError('E_BAD_RCCONF', `${rcfile} is the descriptor of ${conf.jname}, not ${jname}`);
+  if (ctx.inv.get(name)) throw new BerthError('E_ENV_EXISTS', `${name} is already registered on node ${ctx.nodename}`, EXIT.FAILURE);
+  if (opts.mntStart !== undefined) conf.mnt_start = opts.mntStart;
+  if (opts.mntStop !== undefined) conf.mnt_stop = opts.mntStop;
+  const p = ctx.wd.env(name);
+  conf.path = p.path; conf.data = p.data; conf.mount_fstab = p.fstab; conf.rcconf = p.rcconfFile; conf.jname = name;
+  conf.emulator ??= 'jail';
+  const engine = await ctx.engine(conf.emulator);
+  engine.validate(conf);
+  const hooks = effectiveHooks(ctx, conf);
+  const henv = hookEnv(ctx, name, conf, opts);
+  for (const d of [p.data, p.sysdir, p.fstabDir]) await mkdir(d, { recursive: true });
+  await mkdir(ctx.wd.logDir, { recursive: true });
+  let lease: { generation: number } | undefined;
+  let inserted = false;
+  const result: RegisterResult = { jname: name, uuid: '', generation: 0, tookOver: false };
+  try {
+    await runStorageHook('mnt_start', hooks.start, 'register', henv);
+    if (!conf.uuid) {
+      // A descriptor written by CBSD: no uuid yet. The sysdir must not already belong to a berth env.
+      const existing = existsSync(p.descriptor) ? readDescriptor(p.descriptor, ctx.wd.root).uuid : undefined;
+      conf.uuid = existing ?? randomUUID();
+      if (!existing) await writeDescriptor(p.descriptor, conf, ctx.wd.root);
+    }
+    result.uuid = conf.uuid;
+    verifyIdentity(ctx, name, conf.uuid);
+    const current = await readLease(p.lease);
+    if (current && current.node !== ctx.nodename && opts.force) {
+      result.previousOwner = current.node;
+      lease = await takeoverLease(p.lease, { node: ctx.nodename, uuid: conf.uuid }, { ttlSec: ctx.settings.lease_ttl, force: true, onWait: opts.onWait });
+      result.tookOver = true;
+    } else if (current && current.node === ctx.nodename && current.uuid === conf.uuid) {
+      // This node's own lease survived a lost inventory: take it over at a higher generation.
+      lease = await takeoverLease(p.lease, { node: ctx.nodename, uuid: conf.uuid }, { ttlSec: 0, force: true });
+    } else {
+      lease = await acquireLease(p.lease, { node: ctx.nodename, uuid: conf.uuid });
+    }
+    result.generation = lease.generation;
+    await writeDescriptor(p.descriptor, conf, ctx.wd.root);
+    ctx.inv.insert({ jname: name, uuid: conf.uuid, emulator: conf.emulator, generation: lease.generation, conf });
+    inserted = true;
+    if (rcfile === p.rcconfFile || basename(rcfile) === `rc.conf_${name}`) await rm(rcfile, { force: true });
+  } catch (e) {
+    if (inserted) ctx.inv.delete(name);
+    if (lease && !inserted) await releaseLease(p.lease, { node: ctx.nodename, generation: lease.generation }).catch(() => undefined);
+    await runStorageHook('mnt_stop', hooks.stop, 'register', henv).catch(() => undefined);
+    throw e;
+  }
+  await runStorageHook('mnt_stop', hooks.stop, 'register', henv);
+  return result;
+}
+
+/**
+ * junregister of one env: refuses a running env (exit 1) or one this node does not own
+ * (exit 4), changing nothing; else writes the descriptor to jails-rcconf/ (or `rcfile`),
+ * releases the lease, deletes the row, and runs mnt_stop.
+ * @returns where the descriptor was written
+ */
+export async function unregisterEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { rcfile?: string } = {}): Promise<{ jname: string; rcfile: string }> {
+  const row = getEnv(ctx, jname);
+  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${row.status === STATUS.ON ? 'running' : 'busy'}; stop it first: berth jstop jname=${jname}`, EXIT.FAILURE);
+  await requireLease(ctx, row);
+  if (!ctx.inv.claimStart(jname, `unregister-${randomUUID()}`)) throw ownedError('E_BUSY', `${jname} is busy`);
+  const p = ctx.wd.env(jname);
+  const target = opts.rcfile ?? p.rcconfFile;
+  const hooks = effectiveHooks(ctx, row.conf);
+  const henv = hookEnv(ctx, jname, row.conf, opts);
+  let released = false;
+  let wroteTarget = false;
+  try {
+    await runStorageHook('mnt_start', hooks.start, 'unregister', henv);
+    verifyIdentity(ctx, jname, row.uuid);
+    await requireLease(ctx, row);
+    await mkdir(join(target, '..'), { recursive: true });
+    await writeDescriptor(p.descriptor, row.conf, ctx.wd.root);
+    wroteTarget = !existsSync(target);
+    await writeDescriptor(target, row.conf, ctx.wd.root);
+    await releaseLease(p.lease, { node: ctx.nodename, generation: row.generation });
+    released = true;
+    ctx.inv.delete(jname);
+  } catch (e) {
+    if (!released) {
+      ctx.inv.finishTeardown(jname);
+      if (wroteTarget) await rm(target, { force: true }).catch(() => undefined);
+    }
+    await runStorageHook('mnt_stop', hooks.stop, 'unregister', henv).catch(() => undefined);
+    throw e;
+  }
+  await runStorageHook('mnt_stop', hooks.stop, 'unregister', henv);
+  return { jname, rcfile: target };
+}
+
+/** Expands jregister's targets: rcfile=, a plain jname, or a glob over jails-rcconf/. */
+export function registerTargets(ctx: NodeCtx, patterns: string[]): string[] {
+  const out: string[] = [];
+  for (const p of patterns) {
+    if (!isGlob(p)) { out.push(checkJname(p)); continue; }
+    const hits = unregisteredNames(ctx, p);
+    if (hits.length === 0) throw notFound('E_NO_RCCONF', `no descriptor in ${ctx.wd.jailsRcconf} matches ${JSON.stringify(p)}`);
+    out.push(...hits);
+  }
+  return [...new Set(out)];
+}
