@@ -1,0 +1,80 @@
+/**
+ * A lease "node" for race tests: a separate process (run as `node --import tsx
+ * test/helpers/lease-worker.ts`) that reads one JSON request per line on stdin and answers one
+ * JSON line on stdout. Long-lived, so that two workers can be told to act at the same
+ * millisecond (`at`, epoch ms on this machine's clock) without process start-up jitter.
+ *
+ * Requests: `{id, op, lease, who, opts?, at?}` with op one of acquire | takeover | renew |
+ * release | check | read | heartbeat-start (`intervalMs`) | heartbeat-stop.
+ * Answers: `{id, ok: true, record?}` or `{id, ok: false, code, message, details?}`.
+ */
+import { createInterface } from 'node:readline';
+import { BerthError } from '../../src/errors.js';
+import { acquireLease, checkLease, readLease, releaseLease, renewLease, takeoverLease } from '../../src/lease.js';
+
+export interface WorkerRequest {
+  id: number;
+  op: 'acquire' | 'takeover' | 'renew' | 'release' | 'check' | 'read' | 'heartbeat-start' | 'heartbeat-stop';
+  lease: string;
+  who: { node: string; uuid: string; generation?: number };
+  opts?: { ttlSec: number; force: boolean; pollMs?: number };
+  intervalMs?: number;
+  at?: number;
+}
+
+export interface WorkerAnswer {
+  id: number;
+  ok: boolean;
+  record?: unknown;
+  code?: string;
+  message?: string;
+  details?: Record<string, unknown>;
+}
+
+let beat: NodeJS.Timeout | undefined;
+
+async function waitUntil(at: number | undefined): Promise<void> {
+  if (!at) return;
+  const coarse = at - Date.now() - 3;
+  if (coarse > 0) await new Promise((r) => setTimeout(r, coarse));
+  while (Date.now() < at) { /* spin the last few ms for a tight start */ }
+}
+
+async function handle(req: WorkerRequest): Promise<unknown> {
+  const gen = { node: req.who.node, uuid: req.who.uuid, generation: req.who.generation ?? 0 };
+  switch (req.op) {
+    case 'acquire': return acquireLease(req.lease, req.who);
+    case 'takeover': return takeoverLease(req.lease, req.who, req.opts ?? { ttlSec: 1, force: true });
+    case 'renew': return renewLease(req.lease, gen);
+    case 'release': return releaseLease(req.lease, gen);
+    case 'check': return checkLease(req.lease, gen);
+    case 'read': return readLease(req.lease);
+    case 'heartbeat-start':
+      if (beat) clearInterval(beat);
+      await renewLease(req.lease, gen);
+      beat = setInterval(() => { renewLease(req.lease, gen).catch(() => undefined); }, req.intervalMs ?? 300);
+      return undefined;
+    case 'heartbeat-stop':
+      if (beat) clearInterval(beat);
+      beat = undefined;
+      return undefined;
+  }
+}
+
+const rl = createInterface({ input: process.stdin });
+rl.on('line', (line) => {
+  if (!line.trim()) return;
+  const req = JSON.parse(line) as WorkerRequest;
+  void (async () => {
+    let ans: WorkerAnswer;
+    try {
+      await waitUntil(req.at);
+      ans = { id: req.id, ok: true, record: await handle(req) };
+    } catch (e) {
+      const b = e instanceof BerthError ? e : undefined;
+      ans = { id: req.id, ok: false, code: b?.code ?? 'E_UNEXPECTED', message: (e as Error).message, details: b?.details };
+    }
+    process.stdout.write(JSON.stringify(ans) + '\n');
+  })();
+});
+rl.on('close', () => { if (beat) clearInterval(beat); });
