@@ -168,12 +168,17 @@ async function exists(path: string): Promise<boolean> {
 /** Writes `text` to a new temp file in `dir` and fsyncs it; returns its path. */
 async function writeTemp(dir: string, node: string, text: string): Promise<string> {
   const tmp = join(dir, tmpName(node));
-  const fh = await open(tmp, 'wx', 0o644);
   try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw ioError(`cannot write a lease file in ${dir}: ${(e as Error).message}`, e);
   }
   return tmp;
 }
@@ -192,9 +197,9 @@ async function createExclusive(dir: string, name: string, node: string, text: st
       await link(tmp, target);
       return true;
     } catch (e) {
-      const a = await stat(tmp, { bigint: true });
+      const a = await stat(tmp, { bigint: true }).catch(() => undefined);
       const b = await stat(target, { bigint: true }).catch(() => undefined);
-      if (b && a.ino === b.ino && a.dev === b.dev) return true;
+      if (a && b && a.ino === b.ino && a.dev === b.dev) return true;
       if (errno(e) === 'EEXIST') return false;
       if (['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK'].includes(errno(e) ?? '')) {
         throw ioError(`the file system holding ${dir} does not support hard links (${errno(e)}); ` +
@@ -383,7 +388,9 @@ async function claim(leasePath: string, n: number, who: LeaseIdentity, takeoverF
   const rec: ClaimFile = { kind: 'claim', node: who.node, uuid: who.uuid, generation: n, acquiredAt: new Date().toISOString() };
   if (takeoverFrom) rec.takeoverFrom = takeoverFrom;
   if (!(await createExclusive(leasePath, genName(n), who.node, JSON.stringify(rec) + '\n'))) return undefined;
-  const hb = await writeHeartbeat(leasePath, n, who.node, 1);
+  // The claim is made and is the truth from here on: a failed first heartbeat must not make the
+  // caller believe it does not own the env (the agent's next renewal writes one).
+  const hb = await writeHeartbeat(leasePath, n, who.node, 1).catch(() => undefined);
   await prune(leasePath, n);
   return toRecord(rec, hb);
 }
