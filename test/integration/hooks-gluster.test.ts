@@ -1,0 +1,131 @@
+/**
+ * The glusterfs example hooks (share/examples/env_start/glusterfs) run LIVE through berth's hook
+ * runner (src/hooks.ts) against a real volume on a local brick: per-env sub-directory mounts of
+ * data, system and fstab; sub-directories created on create; idempotent start and stop; a start
+ * that fails half way leaves nothing mounted; data written through the env's mount is on the
+ * volume (seen through a second, separate mount). Needs root and a running glusterd
+ * (`scripts/gluster-up`).
+ */
+import { strict as assert } from 'node:assert';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BerthError } from '../../src/errors.js';
+import { runStorageHook, type HookAction, type HookEnv } from '../../src/hooks.js';
+import { parseMountinfo } from '../../src/mounts/linux.js';
+import { tempDir } from '../helpers/cli.js';
+import { glusterVolume, unmountGluster, type GlusterVolume } from '../helpers/gluster.js';
+
+const EX = resolve(import.meta.dirname, '..', '..', 'share', 'examples', 'env_start', 'glusterfs');
+
+function mountsUnder(dir: string) {
+  return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))
+    .filter((m) => m.target === dir || m.target.startsWith(dir + '/'));
+}
+
+/** glusterfs client processes whose command line names a path under dir */
+function clientsUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    let cmd = '';
+    try { cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' '); } catch { continue; }
+    if (cmd.includes('glusterfs') && cmd.includes(dir)) out.push(`${p}: ${cmd}`);
+  }
+  return out;
+}
+
+describe('glusterfs example hooks, live', () => {
+  let vol: GlusterVolume;
+  let base: string;
+  let wd: string;
+  let hooks: string;
+  let conf: string;
+
+  const henv = (jname: string, over: Partial<HookEnv> = {}): HookEnv => ({
+    jname, nodename: 'n1',
+    data: join(wd, 'jails-data', `${jname}-data`), fstabDir: join(wd, 'jails-fstab', jname), rcconfDir: join(wd, 'jails-rcconf'),
+    sysdir: join(wd, 'jails-system', jname), logFile: join(wd, 'var', 'log', `${jname}.log`), timeoutSec: 120,
+    extraEnv: { BERTH_HOOK_CONF: conf, TMPDIR: join(base, 'tmp') }, ...over,
+  });
+  const start = (j: string, action: HookAction = 'start') => runStorageHook('mnt_start', join(hooks, 'env_start_gluster.sh'), action, henv(j));
+  const stop = (j: string, action: HookAction = 'stop') => runStorageHook('mnt_stop', join(hooks, 'env_stop_gluster.sh'), action, henv(j));
+  const envMounts = (j: string) => [join(wd, 'jails-data', `${j}-data`), join(wd, 'jails-system', j), join(wd, 'jails-fstab', j)]
+    .flatMap((d) => mountsUnder(d).map((m) => `${m.source} ${m.target.slice(wd.length)} ${m.fstype}`));
+
+  before(async () => {
+    assert.equal(process.getuid?.(), 0, 'run as root (FUSE mounts, root-owned hooks)');
+    vol = await glusterVolume();
+    base = tempDir('berth-hooks-gluster-');
+    wd = join(base, 'wd');
+    hooks = join(base, 'hooks');
+    for (const d of ['jails-data', 'jails-system', 'jails-fstab', 'jails-rcconf', 'var/log']) mkdirSync(join(wd, d), { recursive: true });
+    mkdirSync(hooks);
+    mkdirSync(join(base, 'tmp'));
+    for (const f of ['env_start_gluster.sh', 'env_stop_gluster.sh']) { copyFileSync(join(EX, f), join(hooks, f)); chmodSync(join(hooks, f), 0o755); }
+    conf = join(hooks, 'gluster.conf');
+    writeFileSync(conf, `GLUSTER_SERVER="${vol.server}"\nGLUSTER_VOLUME="${vol.name}"\nGLUSTER_ROOT_DIR="envs"\nMOUNT_FSTAB=1\nGLUSTER_MOUNT_TIMEOUT=60\n`);
+    chmodSync(conf, 0o644);
+  });
+
+  after(async () => {
+    try {
+      for (const m of mountsUnder(wd).sort((a, b) => b.target.length - a.target.length)) await unmountGluster(m.target);
+    } finally {
+      await vol?.remove();
+      if (base) rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  test('create mounts data, system and fstab as sub-directories; data lands on the volume; start again changes nothing; stop leaves nothing', async () => {
+    await start('web1', 'create');
+    const src = `${vol.server}:/${vol.name}/envs`;
+    assert.deepEqual(envMounts('web1'), [
+      `${src}/data/web1 /jails-data/web1-data fuse.glusterfs`,
+      `${src}/system/web1 /jails-system/web1 fuse.glusterfs`,
+      `${src}/fstab/web1 /jails-fstab/web1 fuse.glusterfs`,
+    ]);
+    assert.deepEqual(readdirSync(join(base, 'tmp')), [], 'temporary whole-volume mount point removed');
+    writeFileSync(join(wd, 'jails-data', 'web1-data', 'hello.txt'), 'written through the env mount\n');
+
+    await start('web1');
+    assert.equal(envMounts('web1').length, 3, 'a second start must not stack mounts');
+    assert.match(readFileSync(henv('web1').logFile, 'utf8'), /already mounted from .*\/data\/web1, skipped/);
+
+    await stop('web1');
+    assert.deepEqual(envMounts('web1'), []);
+    assert.deepEqual(clientsUnder(wd), [], 'no glusterfs client left for the env mounts');
+    assert.equal(existsSync(join(wd, 'jails-data', 'web1-data', 'hello.txt')), false, 'the file is not on the local disk');
+    await stop('web1');
+
+    const check = join(base, 'check');
+    await vol.mount(check);
+    try {
+      assert.equal(readFileSync(join(check, 'envs', 'data', 'web1', 'hello.txt'), 'utf8'), 'written through the env mount\n');
+      assert.ok(existsSync(join(check, 'envs', 'system', 'web1')));
+      assert.ok(existsSync(join(check, 'envs', 'fstab', 'web1')));
+    } finally {
+      await vol.unmountAll();
+    }
+  });
+
+  test('a start that mounts one dir and then fails leaves nothing mounted and reports the failure', async () => {
+    await vol.mkdirOnVolume('envs/data/half'); // data exists on the volume, system does not
+    let err: unknown;
+    try { await start('half'); } catch (e) { err = e; }
+    assert.ok(err instanceof BerthError, String(err));
+    assert.equal(err.code, 'E_HOOK_FAILED');
+    assert.equal(err.exitCode, 1);
+    assert.match(err.message, /system\/half .* returned 0 but .* is not mounted/);
+    assert.match(err.message, /undoing the mounts of this run/);
+    assert.deepEqual(envMounts('half'), []);
+    assert.deepEqual(clientsUnder(join(wd, 'jails-data', 'half-data')), []);
+  });
+
+  test('start of an env that does not exist on the volume fails and mounts nothing', async () => {
+    let err: unknown;
+    try { await start('ghost'); } catch (e) { err = e; }
+    assert.ok(err instanceof BerthError);
+    assert.equal(err.exitCode, 1);
+    assert.deepEqual(envMounts('ghost'), []);
+  });
+});
