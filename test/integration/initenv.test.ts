@@ -181,7 +181,6 @@ test('var/db on a GlusterFS volume is refused and nothing is written', async () 
 
 test('var/db on a local tmpfs is accepted and reported', () => {
   const wd = join(tmp(), 'wd');
-  const before = mountTable();
   berthOk(['initenv', `workdir=${wd}`, 'nodename=t']);
   const dbdir = join(wd, 'var', 'db');
   rmSync(dbdir, { recursive: true });
@@ -194,5 +193,6 @@ test('var/db on a local tmpfs is accepted and reported', () => {
   } finally {
     spawnSync('umount', [dbdir]);
   }
-  assert.deepEqual(mountTable(), before);
+  // only this test's mount is checked: other tests may mount things meanwhile
+  assert.deepEqual(mountTable().filter((t) => t === wd || t.startsWith(wd + '/')), []);
 });
