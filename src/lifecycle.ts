@@ -283,6 +283,7 @@ export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOption
     if (conf.baserw === '0') await writeFile(p.fstab, baseFstab(jname));
     await writeFile(p.fstabLocal, '', { flag: 'a' });
     for (const d of HOOK_DIRS) await mkdir(join(p.sysdir, d), { recursive: true, mode: 0o755 });
+    if (!existsSync(p.path)) { await mkdir(p.path, { recursive: true }); made.push(p.path); }
     await writeDescriptor(p.descriptor, conf, ctx.wd.root);
     ctx.inv.insert({ jname, uuid: conf.uuid, emulator, generation: leaseGen, conf });
     inserted = true;
@@ -384,8 +385,10 @@ export async function teardownRun(ctx: NodeCtx, jname: string, runId: string, op
   if (opts.engineStarted) await step(() => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', hookEnv(ctx, jname, conf, opts), { stopOnError: false }));
   await step(() => mntStop(ctx, jname, conf, 'stop', opts));
   ctx.inv.finishTeardown(jname);
-  await warn({ jname, reason: opts.reason, errors: errors.map(String) }, 'teardown').catch(() => undefined);
-  if (errors.length) throw errors[0];
+  if (errors.length) {
+    await warn({ jname, reason: opts.reason, errors: errors.map(String) }, 'teardown finished with errors');
+    throw errors[0];
+  }
   return true;
 }
 
@@ -518,7 +521,8 @@ export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregi
     let status = statusWord(row.status);
     if (row.status === STATUS.ON) {
       const engine = await ctx.engine(row.emulator);
-      if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) status = 'Off';
+      // the process is gone but its teardown (monitor or agent) has not finished yet
+      if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) status = 'Maintenance';
     }
     out.push(info(row, status));
   }

@@ -48,8 +48,12 @@ export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): str
       else out.push(`--${m[1]}=${m[2]}`);
       continue;
     }
+    if (!a.startsWith('-') && def.positional?.startsWith('[command')) {
+      // the rest is the command line to run inside the env: never parse its options
+      out.push('--');
+      passthrough = true;
+    }
     out.push(a);
-    if (!a.startsWith('-') && def.positional?.startsWith('[command')) passthrough = true;
   }
   return out;
 }

@@ -53,9 +53,15 @@ export function newNode(nodename = 'node1', extra: string[] = []): string {
   return wd;
 }
 
-/** The host mount table (/proc/self/mountinfo target column), for before/after comparisons. */
-export function mountTable(): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[4]!).sort();
+/**
+ * The host mount table (/proc/self/mountinfo target column, sorted), for before/after
+ * comparisons. With `scope`, mounts under /tmp that are not under `scope` are left out, so
+ * that other test files' temporary mounts (run in parallel during development) do not
+ * disturb the comparison; everything outside /tmp is always compared.
+ */
+export function mountTable(scope?: string): string[] {
+  const all = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ')[4]!);
+  return all.filter((t) => !scope || !t.startsWith('/tmp/') || t === scope || t.startsWith(scope + '/')).sort();
 }
 
 /** True when running as root (integration tests need it; CI runs as root). */

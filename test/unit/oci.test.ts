@@ -38,7 +38,7 @@ test('runc validate: vnet needs A/N and a bridge; an address without vnet is ref
   const e = new RuncEngine();
   e.validate({ vnet: '0', ip4_addr: '0' });
   e.validate({ vnet: '1', ip4_addr: '10.1.2.3/24', interface: 'br0' });
-  const bad = [{ vnet: '1', ip4_addr: '10.1.2.3', interface: 'br0' }, { vnet: '1', ip4_addr: '10.1.2.300/24', interface: 'br0' },
+  const bad: Record<string, string>[] = [{ vnet: '1', ip4_addr: '10.1.2.3', interface: 'br0' }, { vnet: '1', ip4_addr: '10.1.2.300/24', interface: 'br0' },
     { vnet: '1', ip4_addr: '10.1.2.3/24' }, { vnet: '0', ip4_addr: '10.0.0.1/24' }, { vnet: '2' }];
   for (const c of bad) assert.throws(() => e.validate(c), (x: unknown) => x instanceof BerthError && x.exitCode === 2);
 });

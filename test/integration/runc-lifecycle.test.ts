@@ -1,0 +1,223 @@
+/**
+ * The foundation end to end on real parts (issue #2): initenv, a busybox base, runc envs
+ * with baserw=0 and 1, exec, restart persistence, read-only base, vnet + ping, teardown on
+ * every way an env ends, 20 start/stop cycles, and bad input changing nothing.
+ * Needs root, runc, busybox-static and iproute2 (make test installs them).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { berth, berthOk, isRoot, mountTable, newNode } from '../helpers/cli.js';
+
+assert.ok(isRoot, 'integration tests need root (CI runs as root)');
+
+let wd: string;
+const env = () => ({ workdir: wd });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A fingerprint of everything bad input must not change: mounts, inventory, workdir tree. */
+function snapshot(): { mounts: string[]; inventory: string; tree: string[] } {
+  const tree: string[] = [];
+  const walk = (d: string, depth: number) => {
+    for (const n of readdirSync(d).sort()) {
+      if (n === 'log' && d.endsWith('var')) continue;
+      const p = join(d, n);
+      tree.push(p.slice(wd.length));
+      if (depth < 3 && !p.includes('/bases/') && !p.endsWith('/db') && existsSync(p) && spawnSync('test', ['-d', p]).status === 0) walk(p, depth + 1);
+    }
+  };
+  walk(wd, 0);
+  const inv = berthOk(['jls', '--json'], env()).json.envs.map((e: any) => `${e.jname}:${e.status}:${e.uuid}`).join(',');
+  return { mounts: mountTable(wd), inventory: inv, tree };
+}
+
+async function waitStatus(jname: string, status: string, ms = 15000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const e = berthOk(['jls', '--json'], env()).json.envs.find((x: any) => x.jname === jname);
+    if (e?.status === status) return;
+    if (Date.now() > end) assert.fail(`${jname} did not reach ${status} (is ${e?.status})`);
+    await sleep(200);
+  }
+}
+
+before(() => {
+  wd = newNode('node1');
+  berthOk(['base', 'busybox', 'name=bb'], env());
+});
+
+after(() => {
+  const r = berth(['jls', '--json'], env());
+  for (const e of r.json?.envs ?? []) {
+    if (e.status === 'On') berth(['jstop', `jname=${e.jname}`], env());
+  }
+});
+
+describe('baserw=0: read-only base, writable data sub-dirs', () => {
+  test('create, start, exec, hostname, read-only /bin, /etc survives restart, stop, remove', () => {
+    const before = mountTable(wd);
+    const c = berthOk(['jcreate', 'jname=t0', 'base=bb', 'host_hostname=t0.example', '--json'], env());
+    assert.equal(c.json.env.conf.baserw, '0');
+    assert.match(c.json.env.uuid, /^[0-9a-f-]{36}$/);
+    assert.ok(existsSync(join(wd, 'jails-system/t0/rc.conf_t0')));
+    assert.match(readFileSync(join(wd, 'jails-fstab/t0/fstab'), 'utf8'), /CBSDROOT\/jails-data\/t0-data\/etc\t\/etc\tnullfs\trw/);
+    berthOk(['jstart', 't0'], env());
+    const ls = berthOk(['jls'], env()).stdout;
+    assert.match(ls.split('\n')[0]!, /^JNAME\s+JID\s+IP4_ADDR\s+HOST_HOSTNAME\s+PATH\s+STATUS$/);
+    assert.match(ls, /t0\s+\d+\s+0\s+t0\.example\s+\S+\/jails\/t0\s+On/);
+    assert.equal(berthOk(['jexec', 'jname=t0', 'hostname'], env()).stdout.trim(), 't0.example');
+    const ro = berth(['jexec', 'jname=t0', 'sh', '-c', 'echo x > /bin/evil'], env());
+    assert.notEqual(ro.code, 0, 'writing under /bin must fail: the base is read-only');
+    assert.ok(!existsSync(join(wd, 'bases/bb/bin/evil')));
+    berthOk(['jexec', 'jname=t0', 'sh', '-c', 'echo persisted > /etc/berth-note'], env());
+    assert.equal(readFileSync(join(wd, 'jails-data/t0-data/etc/berth-note'), 'utf8'), 'persisted\n');
+    const code = berth(['jexec', 'jname=t0', 'sh', '-c', 'exit 7'], env());
+    assert.equal(code.code, 7, 'jexec returns the command\'s exit code');
+    berthOk(['jrestart', 'jname=t0'], env());
+    assert.equal(berthOk(['jexec', 'jname=t0', 'cat', '/etc/berth-note'], env()).stdout, 'persisted\n');
+    berthOk(['jstop', 'jname=t0'], env());
+    assert.deepEqual(mountTable(wd), before);
+    assert.equal(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === 't0').status, 'Off');
+    berthOk(['jremove', 'jname=t0'], env());
+    assert.ok(!existsSync(join(wd, 'jails-data/t0-data')));
+    assert.ok(!existsSync(join(wd, 'jails-system/t0')));
+    assert.equal(berth(['jget', 'jname=t0'], env()).code, 3);
+  });
+});
+
+describe('baserw=1: the data holds the whole root', () => {
+  test('root writable, files survive a restart, jset/jget round trip', () => {
+    berthOk(['jcreate', 'jname=t1', 'base=bb', 'baserw=1'], env());
+    assert.ok(existsSync(join(wd, 'jails-data/t1-data/bin/busybox')));
+    berthOk(['jstart', 'jname=t1'], env());
+    berthOk(['jexec', 'jname=t1', 'sh', '-c', 'echo mine > /bin/own && echo e > /etc/e'], env());
+    berthOk(['jstop', 'jname=t1'], env());
+    berthOk(['jset', 'jname=t1', 'host_hostname=renamed'], env());
+    assert.match(readFileSync(join(wd, 'jails-system/t1/rc.conf_t1'), 'utf8'), /host_hostname="renamed";/);
+    assert.equal(berthOk(['jget', 'jname=t1', 'key=host_hostname'], env()).stdout.trim(), 'renamed');
+    berthOk(['jstart', 'jname=t1'], env());
+    assert.equal(berthOk(['jexec', 'jname=t1', 'cat', '/bin/own', '/etc/e'], env()).stdout, 'mine\ne\n');
+    assert.equal(berthOk(['jexec', 'jname=t1', 'hostname'], env()).stdout.trim(), 'renamed');
+    berthOk(['jstop', 't1'], env());
+    berthOk(['jremove', 't1'], env());
+  });
+});
+
+describe('teardown happens exactly once, whichever way the env ends', () => {
+  test('the main process exits by itself', async () => {
+    const before = mountTable(wd);
+    berthOk(['jcreate', 'jname=short', 'base=bb', 'exec_start=sleep 1'], env());
+    berthOk(['jstart', 'jname=short'], env());
+    await waitStatus('short', 'Off');
+    await sleep(300);
+    assert.deepEqual(mountTable(wd), before);
+    berthOk(['jstart', 'jname=short'], env());
+    berthOk(['jstop', 'jname=short'], env());
+    berthOk(['jremove', 'jname=short'], env());
+  });
+
+  test('kill -9 of the env\'s init process', async () => {
+    const before = mountTable(wd);
+    berthOk(['jcreate', 'jname=victim', 'base=bb'], env());
+    const jid = berthOk(['jstart', 'jname=victim', '--json'], env()).json.results[0].jid;
+    assert.ok(jid > 1);
+    process.kill(jid, 'SIGKILL');
+    await waitStatus('victim', 'Off');
+    await sleep(300);
+    assert.deepEqual(mountTable(wd), before);
+    assert.equal(spawnSync('runc', ['--root', join(wd, 'var/run/runc'), 'state', 'victim']).status, 1, 'runc state is gone');
+    berthOk(['jremove', 'jname=victim'], env());
+  });
+
+  test('a start vetoed by master_prestart.d leaves mounts and inventory as they were', () => {
+    berthOk(['jcreate', 'jname=veto', 'base=bb'], env());
+    const hook = join(wd, 'jails-system/veto/master_prestart.d/10-veto');
+    writeFileSync(hook, '#!/bin/sh\necho vetoed >&2\nexit 3\n');
+    chmodSync(hook, 0o755);
+    const s0 = snapshot();
+    const r = berth(['jstart', 'jname=veto'], env());
+    assert.notEqual(r.code, 0);
+    assert.deepEqual(snapshot(), s0);
+    writeFileSync(hook, '#!/bin/sh\nexit 0\n');
+    berthOk(['jstart', 'jname=veto'], env());
+    berthOk(['jstop', 'jname=veto'], env());
+  });
+
+  test('a start failing on a bad fstab.local entry leaves mounts and inventory as they were', () => {
+    writeFileSync(join(wd, 'jails-fstab/veto/fstab.local'), '/nonexistent/src /mnt/x nullfs rw 0 0\n');
+    const s0 = snapshot();
+    const r = berth(['jstart', 'jname=veto'], env());
+    assert.equal(r.code, 5, r.stderr);
+    assert.deepEqual(snapshot(), s0);
+    writeFileSync(join(wd, 'jails-fstab/veto/fstab.local'), '');
+    berthOk(['jremove', 'jname=veto'], env());
+  });
+
+  test('the host mount table is identical after 20 start/stop cycles', () => {
+    berthOk(['jcreate', 'jname=cyc', 'base=bb'], env());
+    mkdirSync(join(wd, 'share-src'), { recursive: true });
+    writeFileSync(join(wd, 'jails-fstab/cyc/fstab.local'), `${join(wd, 'share-src')} /home/shared nullfs ro 0 0\n`);
+    const before = mountTable(wd);
+    for (let i = 0; i < 20; i++) {
+      berthOk(['jstart', 'jname=cyc'], env());
+      berthOk(['jstop', 'jname=cyc'], env());
+    }
+    assert.deepEqual(mountTable(wd), before);
+    berthOk(['jremove', 'jname=cyc'], env());
+  });
+});
+
+describe('vnet: own network namespace on a bridge', () => {
+  const BR = 'berthtbr0';
+  before(() => {
+    spawnSync('ip', ['link', 'del', BR]);
+    assert.equal(spawnSync('ip', ['link', 'add', BR, 'type', 'bridge']).status, 0);
+    assert.equal(spawnSync('ip', ['addr', 'add', '10.213.77.1/24', 'dev', BR]).status, 0);
+    assert.equal(spawnSync('ip', ['link', 'set', BR, 'up']).status, 0);
+  });
+  after(() => { spawnSync('ip', ['link', 'del', BR]); });
+
+  test('the env answers ping from the host, and its address is inside', () => {
+    berthOk(['jcreate', 'jname=net1', 'base=bb', 'vnet=1', 'ip4_addr=10.213.77.2/24', `interface=${BR}`], env());
+    berthOk(['jstart', 'jname=net1'], env());
+    const ping = spawnSync('ping', ['-c', '1', '-W', '3', '10.213.77.2'], { encoding: 'utf8' });
+    assert.equal(ping.status, 0, ping.stdout + ping.stderr);
+    assert.match(berthOk(['jexec', 'jname=net1', 'ip', 'addr', 'show', 'eth0'], env()).stdout, /10\.213\.77\.2\/24/);
+    berthOk(['jstop', 'jname=net1'], env());
+    assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes('berth-node1-net1'), false, 'netns removed');
+    berthOk(['jremove', 'jname=net1'], env());
+  });
+});
+
+describe('bad input gets the documented exit code and changes nothing', () => {
+  test('bad jname (2), unknown base (3), duplicate (1), start running (1), remove running (1), unknown env (3)', () => {
+    berthOk(['jcreate', 'jname=keep', 'base=bb'], env());
+    berthOk(['jstart', 'jname=keep'], env());
+    const s0 = snapshot();
+    const cases: [string[], number, RegExp][] = [
+      [['jcreate', 'jname=bad.name', 'base=bb'], 2, /bad jname "bad\.name"/],
+      [['jcreate', 'jname=nobase', 'base=nosuch'], 3, /no base "nosuch"/],
+      [['jcreate', 'jname=keep', 'base=bb'], 1, /already exists/],
+      [['jstart', 'jname=keep'], 1, /already running/],
+      [['jremove', 'jname=keep'], 1, /stop it first/],
+      [['jstop', 'jname=ghost'], 3, /no env "ghost"/],
+      [['jcreate', 'jname=badip', 'base=bb', 'vnet=1', 'ip4_addr=nonsense', 'interface=x'], 2, /bad ip4_addr/],
+      [['jcreate', 'jname=badflag', 'base=bb', 'baserw=2'], 2, /bad baserw="2"/],
+      [['jcreate', 'jname=badhook', 'base=bb', 'mnt_start=relative/hook'], 2, /absolute path/],
+      [['jstart', '--nosuchflag'], 2, /unknown option/],
+    ];
+    for (const [args, code, msg] of cases) {
+      const r = berth(args, env());
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, msg, args.join(' '));
+      assert.deepEqual(snapshot(), s0, `${args.join(' ')} changed something`);
+    }
+    const j = berth(['jstart', 'jname=keep', '--json'], env());
+    assert.equal(j.json.ok, false);
+    assert.equal(j.json.error.code, 'E_RUNNING');
+    berthOk(['jstop', 'jname=keep'], env());
+    berthOk(['jremove', 'jname=keep'], env());
+  });
+});
