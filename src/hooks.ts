@@ -28,7 +28,7 @@ import { closeSync, constants as FS, accessSync, fstatSync, mkdirSync, openSync,
 import { constants as OS } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { BerthError, EXIT } from './errors.js';
-import { debug, warn } from './log.js';
+import { debug, logEnabled, warn } from './log.js';
 
 /** The lifecycle operation a hook runs for; exported to the hook as `BERTH_ACTION`. */
 export type HookAction = 'create' | 'start' | 'stop' | 'register' | 'unregister' | 'remove' | 'clone';
@@ -283,7 +283,7 @@ async function execHook(argv: string[], label: string, childEnv: NodeJS.ProcessE
       : res.signal ? `killed by ${res.signal}` : `exit ${exitCode}`;
     writeSync(fd, `--- ${label}: ${ended} after ${(durationMs / 1000).toFixed(2)} s\n`);
     if (env.verbose && text) process.stderr.write(text.endsWith('\n') ? text : text + '\n');
-    if (!res.timedOut && child.pid && groupAlive(child.pid)) {
+    if (logEnabled('debug') && !res.timedOut && child.pid && groupAlive(child.pid)) {
       // Allowed (a FUSE daemon of a mount helper); noted so a leak can be traced.
       await debug({ hook: argv[0], pgid: child.pid }, 'hook exited leaving processes in its group');
     }
