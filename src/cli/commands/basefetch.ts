@@ -1,0 +1,68 @@
+/**
+ * `berth base fetch ver= [arch=] [name=] [mirror=]`: thin handler over src/fetch.ts. A
+ * progress bar (cli-progress, on stderr) while downloading on a terminal; quiet otherwise
+ * (with -v: one line per phase).
+ */
+import { usageError } from '../../errors.js';
+import { fetchBase, type FetchProgress } from '../../fetch.js';
+import { openNode } from '../../node.js';
+import type { CmdIO, CmdOutput, Opts } from '../types.js';
+
+function str(opts: Opts, key: string): string | undefined {
+  const v = opts[key];
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+const mb = (n: number) => (n / 1048576).toFixed(1);
+
+/** Makes the progress callback: a bar on a terminal, phase lines with -v, else nothing. */
+async function progress(io: CmdIO): Promise<{ on: (p: FetchProgress) => void; stop: () => void }> {
+  if (io.interactive) {
+    const { SingleBar, Presets } = await import('cli-progress');
+    const bar = new SingleBar({
+      format: ' {phase} [{bar}] {percentage}% | {done}/{size} MB',
+      stream: process.stderr, hideCursor: true, clearOnComplete: false, etaBuffer: 50,
+    }, Presets.shades_classic);
+    let started = false;
+    let phase = '';
+    return {
+      on: (p) => {
+        const total = p.total ?? Math.max(p.received, 1);
+        const payload = { phase: p.phase.padEnd(8), done: mb(p.received), size: p.total === undefined ? '?' : mb(p.total) };
+        if (!started) { bar.start(total, p.received, payload); started = true; }
+        if (p.phase !== phase) { phase = p.phase; bar.setTotal(total); }
+        bar.update(p.received, payload);
+      },
+      stop: () => { if (started) { bar.stop(); started = false; } },
+    };
+  }
+  let phase = '';
+  return {
+    on: (p) => {
+      if (io.verbose && p.phase !== phase) {
+        phase = p.phase;
+        io.note(`base fetch: ${p.phase}${p.total !== undefined ? ` (${mb(p.total)} MB)` : ''}`);
+      }
+    },
+    stop: () => undefined,
+  };
+}
+
+/** `base fetch`: see src/fetch.ts. */
+export async function baseFetch(opts: Opts, _args: string[], io: CmdIO): Promise<CmdOutput> {
+  const ver = str(opts, 'ver');
+  if (!ver) throw usageError('E_NO_VER', 'give the FreeBSD release: ver=14.1 (and arch=, default the host\'s)');
+  const ctx = openNode(opts.workdir);
+  const p = await progress(io);
+  try {
+    const r = await fetchBase({ workdir: ctx.wd, ver, name: str(opts, 'name'), arch: str(opts, 'arch'), mirror: str(opts, 'mirror'), onProgress: p.on });
+    p.stop();
+    return {
+      data: { base: { name: r.name, path: r.path, bytes: r.bytes, sha256: r.sha256, url: r.url } },
+      text: `base ${r.name} ready at ${r.path} (base.txz ${r.bytes} bytes from ${r.url}, SHA-256 ${r.sha256} matches MANIFEST)`,
+    };
+  } finally {
+    p.stop();
+    ctx.close();
+  }
+}
