@@ -137,7 +137,7 @@ test('FreebsdMounts: mount_nullfs (-o ro), mount -t, mount -p table, df -T type,
 
 test('JailEngine.validate: bad values are usage errors naming key and value', () => {
   const e = new JailEngine();
-  const ok = [{}, { ip4_addr: '10.0.0.5/24,fd00::1/64', interface: 'em0' }, { ip4_addr: '0' }, { vnet: '1', interface: 'bridge0', ip4_addr: '10.0.0.2/24' },
+  const ok: Record<string, string>[] = [{}, { ip4_addr: '10.0.0.5/24,fd00::1/64', interface: 'em0' }, { ip4_addr: '0' }, { vnet: '1', interface: 'bridge0', ip4_addr: '10.0.0.2/24' },
     { vnet: '1', interface: 'bridge0', ip4_addr: '0' }, { interface: 'auto', ip4_addr: '192.0.2.1' }, { enforce_statfs: '1', devfs: 'NO', exec_consolelog: '/var/log/x' }];
   for (const c of ok) assert.doesNotThrow(() => e.validate(c), JSON.stringify(c));
   const bad: [Record<string, string>, string][] = [
