@@ -165,14 +165,14 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Writes `text` to a new temp file in `dir` and fsyncs it; returns its path. */
-async function writeTemp(dir: string, node: string, text: string): Promise<string> {
+/** Writes `text` to a new temp file in `dir` (fsync'd when `durable`); returns its path. */
+async function writeTemp(dir: string, node: string, text: string, durable = true): Promise<string> {
   const tmp = join(dir, tmpName(node));
   try {
     const fh = await open(tmp, 'wx', 0o644);
     try {
       await fh.writeFile(text);
-      await fh.sync();
+      if (durable) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -337,11 +337,7 @@ async function ensureDir(leasePath: string): Promise<void> {
   try {
     await mkdir(leasePath);
   } catch (e) {
-    if (errno(e) === 'EEXIST') {
-      const st = await stat(leasePath);
-      if (!st.isDirectory()) throw corrupt(leasePath, 'is not a directory (berth keeps the lease as a directory)');
-      return;
-    }
+    if (errno(e) === 'EEXIST') return; // a regular file there is reported by the readdir that follows
     if (errno(e) === 'ENOENT') {
       throw ioError(`cannot create the lease ${leasePath}: its system dir does not exist (is the env's storage mounted?)`, e);
     }
@@ -351,7 +347,8 @@ async function ensureDir(leasePath: string): Promise<void> {
 
 async function writeHeartbeat(dir: string, generation: number, node: string, counter: number): Promise<HeartbeatFile> {
   const hb: HeartbeatFile = { generation, node, counter, nonce: randomBytes(8).toString('hex'), at: new Date().toISOString() };
-  const tmp = await writeTemp(dir, node, JSON.stringify(hb) + '\n');
+  // Not fsync'd: a heartbeat lost in a server crash only looks like a silent owner for a while.
+  const tmp = await writeTemp(dir, node, JSON.stringify(hb) + '\n', false);
   try {
     await rename(tmp, join(dir, hbName(generation)));
   } catch (e) {
@@ -363,6 +360,7 @@ async function writeHeartbeat(dir: string, generation: number, node: string, cou
 
 /** Deletes generations <= current-KEEP (lowest first, so the rest stay contiguous) and old temp files. */
 async function prune(dir: string, current: number): Promise<void> {
+  if (current <= KEEP_GENERATIONS) return;
   let names: string[];
   try {
     names = await readdir(dir);
@@ -383,16 +381,13 @@ async function prune(dir: string, current: number): Promise<void> {
   for (const [, n] of old) await unlink(join(dir, n)).catch(() => undefined);
 }
 
-/** Creates claim `gen.<n>`; on success writes its first heartbeat and prunes. */
+/** Creates claim `gen.<n>` (heartbeat 0: the holder's first renewal writes `hb.<n>`); prunes. */
 async function claim(leasePath: string, n: number, who: LeaseIdentity, takeoverFrom?: { node: string; generation: number }): Promise<LeaseRecord | undefined> {
   const rec: ClaimFile = { kind: 'claim', node: who.node, uuid: who.uuid, generation: n, acquiredAt: new Date().toISOString() };
   if (takeoverFrom) rec.takeoverFrom = takeoverFrom;
   if (!(await createExclusive(leasePath, genName(n), who.node, JSON.stringify(rec) + '\n'))) return undefined;
-  // The claim is made and is the truth from here on: a failed first heartbeat must not make the
-  // caller believe it does not own the env (the agent's next renewal writes one).
-  const hb = await writeHeartbeat(leasePath, n, who.node, 1).catch(() => undefined);
   await prune(leasePath, n);
-  return toRecord(rec, hb);
+  return toRecord(rec, undefined);
 }
 
 /**
@@ -443,6 +438,12 @@ function supersededError(leasePath: string, who: LeaseHolder, next: GenFile | un
  *   was deleted and recreated).
  */
 export async function checkLease(leasePath: string, who: LeaseHolder): Promise<LeaseRecord> {
+  const g = await verifyHolder(leasePath, who);
+  return toRecord(g, await readHeartbeat(leasePath, who.generation));
+}
+
+/** The claim `who` holds, or the E_LEASE_SUPERSEDED / E_LEASE_MISSING error of {@link checkLease}. */
+async function verifyHolder(leasePath: string, who: LeaseHolder): Promise<ClaimFile> {
   const g = await readGen(leasePath, who.generation);
   if (!g) {
     const st = await stateOf(leasePath);
@@ -463,7 +464,7 @@ export async function checkLease(leasePath: string, who: LeaseHolder): Promise<L
   }
   const next = await readGen(leasePath, who.generation + 1);
   if (next) throw supersededError(leasePath, who, next, await stateOf(leasePath));
-  return toRecord(g, await readHeartbeat(leasePath, who.generation));
+  return g;
 }
 
 /**
@@ -473,11 +474,11 @@ export async function checkLease(leasePath: string, who: LeaseHolder): Promise<L
  * @throws E_LEASE_SUPERSEDED / E_LEASE_MISSING (exit 4) as checkLease: the caller must fence.
  */
 export async function renewLease(leasePath: string, who: LeaseHolder): Promise<LeaseRecord> {
-  const rec = await checkLease(leasePath, who);
+  const g = await verifyHolder(leasePath, who);
   const prev = await readHeartbeat(leasePath, who.generation);
-  const counter = (prev && typeof prev.counter === 'number' ? prev.counter : rec.heartbeat) + 1;
+  const counter = (prev && prev.generation === who.generation && typeof prev.counter === 'number' ? prev.counter : 0) + 1;
   const hb = await writeHeartbeat(leasePath, who.generation, who.node, counter);
-  return { ...rec, heartbeat: hb.counter, renewedAt: hb.at };
+  return toRecord(g, hb);
 }
 
 /**
