@@ -19,10 +19,12 @@
  *   one wins, and a reader never sees a half-written record. Nothing is ever read-then-written:
  *   a node decides from what it read, and the link tells whether the world was still as it read.
  *   Because a node only ever creates `gen.<seen+1>`, the generations have no gaps, and a holder
- *   of N is superseded exactly when `gen.<N+1>` exists (one lookup: {@link checkLease}).
+ *   of N is superseded exactly when `gen.<N+1>` exists or `gen.<N>` is gone (pruned, or the
+ *   lease deleted with its sysdir): two lookups, {@link checkLease}.
  * - `hb.<N>`: the heartbeat of claim N (`{"generation","node","counter","nonce","at"}`), rewritten
  *   by the holder (temp file + rename, atomic) every lease_ttl/3 ({@link renewLease}). Its content
- *   changes on every write (counter + random nonce); nobody compares it with a clock.
+ *   changes on every write (counter + random nonce); nobody compares it with a clock. A new
+ *   claim has no `hb.<N>` until its first renewal; "none" is a value like any other to a watcher.
  * - Takeover from a silent holder of N ({@link takeoverLease}, needs `force`): watch `hb.<N>` for
  *   ttlSec seconds; if its content moved (or the generation moved), refuse; else create
  *   `gen.<N+1>` as above. Two nodes racing a takeover both target N+1: one wins.
@@ -32,6 +34,8 @@
  *   generation current again).
  * - The holder of N prunes `gen.*`/`hb.*` older than N-{@link KEEP_GENERATIONS}, lowest first,
  *   so the remaining generations stay contiguous; temp files are named `.tmp.<node>.<pid>.<rand>`.
+ * - Deleting the sysdir (jremove) deletes the log: a recreated env of that name starts again at
+ *   generation 1, with a new uuid, so fencing checks should pass the uuid too.
  *
  * On GlusterFS FUSE a second mount may return a rewritten file's old content for up to ~1 s
  * (entry/attribute caches), but sees a newly created name at once (no negative lookup caching):
