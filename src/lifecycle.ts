@@ -30,7 +30,7 @@ import type { NodeCtx } from './node.js';
 import type { EnvPaths } from './paths.js';
 import type { EngineEnv } from './engines/types.js';
 import { mountsUnder, unmountAllUnder } from './mounts/types.js';
-import { runHookDir, runStorageHook, type HookAction, type HookEnv } from './hooks.js';
+import { cbsdHookVars, runHookDir, runStorageHook, type HookAction, type HookEnv } from './hooks.js';
 import { acquireLease, checkLease, releaseLease } from './lease.js';
 import { warn } from './log.js';
 
@@ -103,7 +103,8 @@ export function effectiveHooks(ctx: NodeCtx, conf: EnvConf): { start: string; st
 export function hookEnv(ctx: NodeCtx, jname: string, conf: EnvConf, opts: OpOptions, extraEnv?: Record<string, string>): HookEnv {
   const p = ctx.wd.env(jname);
   const t = conf.mnt_timeout !== undefined && conf.mnt_timeout !== '' ? Number(conf.mnt_timeout) : ctx.settings.mnt_timeout;
-  return { jname, nodename: ctx.nodename, data: p.data, fstabDir: p.fstabDir, rcconfDir: ctx.wd.jailsRcconf, sysdir: p.sysdir, logFile: p.log, verbose: opts.verbose, timeoutSec: t, extraEnv };
+  return { jname, nodename: ctx.nodename, data: p.data, fstabDir: p.fstabDir, rcconfDir: ctx.wd.jailsRcconf, sysdir: p.sysdir, logFile: p.log, verbose: opts.verbose, timeoutSec: t,
+    extraEnv: { ...cbsdHookVars({ ...conf, jname, path: p.path, data: p.data }), ...extraEnv } };
 }
 
 async function mntStart(ctx: NodeCtx, jname: string, conf: EnvConf, action: HookAction, opts: OpOptions): Promise<void> {

@@ -122,8 +122,23 @@ export async function main(argv: string[]): Promise<void> {
   await runChosen(chosen.def, chosen.opts, chosen.args);
 }
 
+/**
+ * SIGINT/SIGTERM: hooks lead their own process group (a terminal ^C does not reach them),
+ * so pass the signal on to them, then exit 128+N.
+ */
+function onSignals(): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      import('../hooks.js').then((h) => h.killRunningHooks(sig)).catch(() => undefined).finally(() => {
+        process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+      });
+    });
+  }
+}
+
 async function runChosen(def: CmdDef, opts: Opts, args: string[]): Promise<void> {
   if (opts.debug) process.env.BERTH_LOG_LEVEL = 'debug';
+  if (def.name !== 'agent') onSignals();
   const io: CmdIO = {
     interactive: !!process.stderr.isTTY && !opts.json,
     verbose: !!opts.verbose,

@@ -101,18 +101,27 @@ export class RuncEngine implements Engine {
     return (JSON.parse(r.stdout) as { status: string }).status;
   }
 
+  /**
+   * SIGTERM to the container's init, then SIGKILL to all its processes after `timeoutSec`.
+   * Waits by watching the init pid (from the bundle's pid file) rather than spawning
+   * `runc state` in a loop.
+   */
   async stop(env: EngineEnv, timeoutSec: number): Promise<void> {
-    if ((await this.state(env)) !== 'running') return;
+    const pid = Number((await readFile(join(env.paths.bundle, 'init.pid'), 'utf8').catch(() => '0')).trim());
+    const alive = async () => (pid ? this.isRunning(env, pid) : (await this.state(env)) === 'running');
+    if (!(await alive())) return;
     await run([...this.runc(env), 'kill', env.jname, 'TERM'], { check: false });
     const deadline = Date.now() + timeoutSec * 1000;
+    let wait = 5;
     while (Date.now() < deadline) {
-      if ((await this.state(env)) !== 'running') return;
-      await sleep(100);
+      if (!(await alive())) return;
+      await sleep(wait);
+      wait = Math.min(wait * 2, 100);
     }
     await run([...this.runc(env), 'kill', '--all', env.jname, 'KILL'], { check: false });
-    for (let i = 0; i < 100; i++) {
-      if ((await this.state(env)) !== 'running') return;
-      await sleep(100);
+    for (let i = 0; i < 200; i++) {
+      if (!(await alive())) return;
+      await sleep(50);
     }
     throw engineError('E_ENGINE', `${env.jname} did not stop after SIGKILL`);
   }

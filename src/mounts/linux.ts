@@ -31,16 +31,17 @@ export function parseMountinfo(text: string): MountEntry[] {
 export class LinuxMounts implements MountPrimitive {
   readonly platform = 'linux' as const;
 
+  /**
+   * One mount(8) call: util-linux (>= 2.27) applies `-o ro` to a bind mount by a second
+   * mount(2) and the propagation flag by a third, and undoes the bind when they fail.
+   */
   async bind(src: string, dst: string, opts: { readonly: boolean }): Promise<void> {
-    const e = { errorCode: 'E_MOUNT' };
-    await run(['mount', '--bind', src, dst], e);
-    try {
-      await run(['mount', '--make-private', dst], e);
-      if (opts.readonly) await run(['mount', '-o', 'remount,bind,ro', dst], e);
-    } catch (err) {
-      await run(['umount', dst], { check: false });
-      throw err;
-    }
+    await run(['mount', '--bind', '--make-private', ...(opts.readonly ? ['-o', 'ro'] : []), src, dst], { errorCode: 'E_MOUNT' });
+  }
+
+  /** `umount --recursive`: the whole tree under `dir`, deepest first, in one call. */
+  async unmountTree(dir: string): Promise<void> {
+    await run(['umount', '--recursive', dir], { errorCode: 'E_UMOUNT' });
   }
 
   async mount(device: string, dst: string, fstype: string, options: string): Promise<void> {

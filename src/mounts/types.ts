@@ -28,6 +28,11 @@ export interface MountPrimitive {
   mount(device: string, dst: string, fstype: string, options: string): Promise<void>;
   /** Unmounts one mount point (forced where the platform allows). @throws BerthError E_UMOUNT (exit 5) */
   unmount(target: string): Promise<void>;
+  /**
+   * Optional: unmounts `dir` and everything below it, deepest first, in one call (Linux
+   * `umount -R`). {@link unmountAllUnder} uses it when present and then checks.
+   */
+  unmountTree?(dir: string): Promise<void>;
   /** The host mount table, in mount order. */
   list(): Promise<MountEntry[]>;
   /** The file system type holding `path` ('ext4', 'fuse.glusterfs', 'nfs', 'zfs', 'ufs' ...). */
@@ -54,6 +59,17 @@ export function isMountpoint(table: MountEntry[], path: string): boolean {
  */
 export async function unmountAllUnder(prim: MountPrimitive, dir: string): Promise<string[]> {
   const done: string[] = [];
+  if (prim.unmountTree) {
+    const under = mountsUnder(await prim.list(), dir);
+    if (under.length === 0) return done;
+    const top = under.reduce((a, b) => (a.target.length <= b.target.length ? a : b)).target;
+    try {
+      await prim.unmountTree(top);
+      done.push(...under.map((m) => m.target));
+    } catch {
+      // fall back to one mount point at a time below
+    }
+  }
   for (let pass = 0; pass < 64; pass++) {
     const under = mountsUnder(await prim.list(), dir);
     if (under.length === 0) return done;

@@ -1,0 +1,48 @@
+/**
+ * Shared helpers of the benchmarks (run on demand: `make bench` or `node --import tsx bench/<x>.ts`).
+ * Benchmarks print ratios against a baseline measured in the same run; nothing here asserts.
+ */
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+export const BIN = join(ROOT, 'bin', 'berth');
+
+/** Runs a command; throws with its output when it fails. */
+export function sh(argv: string[], opts: SpawnSyncOptions = {}): string {
+  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 28, ...opts });
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${String(r.stderr).slice(0, 2000)}`);
+  return String(r.stdout);
+}
+
+/** Runs the berth CLI against a workdir. */
+export function berth(wd: string, args: string[]): string {
+  return sh([process.execPath, BIN, ...args], { env: { ...process.env, BERTH_WORKDIR: wd } });
+}
+
+/** A fresh initialised node in a temp dir. */
+export function freshNode(name = 'bench1', extra: string[] = []): string {
+  const wd = join(mkdtempSync(join(tmpdir(), 'berth-bench-')), 'wd');
+  berth(wd, ['initenv', `workdir=${wd}`, `nodename=${name}`, ...extra]);
+  return wd;
+}
+
+/** Times `fn` `n` times after `warmup` runs; returns the median in milliseconds. */
+export async function median(n: number, fn: () => unknown | Promise<unknown>, warmup = 1): Promise<number> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const t: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn();
+    t.push(performance.now() - t0);
+  }
+  t.sort((a, b) => a - b);
+  return t[Math.floor(t.length / 2)]!;
+}
+
+/** Prints one result line: name, value with unit, and the target verdict. */
+export function report(name: string, value: string, target: string, ok: boolean): void {
+  console.log(`${ok ? 'PASS' : 'MISS'}  ${name.padEnd(58)} ${value.padEnd(34)} target ${target}`);
+}

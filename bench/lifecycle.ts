@@ -1,0 +1,67 @@
+/**
+ * bench/lifecycle (issue #2): from one run on the same root,
+ *  (a) `berth jstart` + `berth jstop` against bare `runc run -d` + `runc kill` + `runc delete`
+ *      and two bare `node -e 0` starts: berth's own overhead = berth − runc − 2 × node;
+ *  (b) the same start+stop through the library API in one process, against bare runc: ratio;
+ *  (c) `berth jls --json` with 10,000 envs in the inventory;
+ *  (d) `berth --version` against `node -e 0`: ratio.
+ * Needs root, runc and busybox-static (make deps).
+ */
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { BIN, berth, freshNode, median, report, sh } from './common.js';
+import { openNode } from '../src/node.js';
+import { startEnv, stopEnv } from '../src/lifecycle.js';
+import { ociConfig } from '../src/engines/oci.js';
+
+const N = Number(process.env.BENCH_N ?? 15);
+const wd = freshNode('bench1');
+berth(wd, ['base', 'busybox', 'name=bb']);
+berth(wd, ['jcreate', 'jname=b1', 'base=bb', 'baserw=1']);
+
+// bare runc on a copy of the same root (baserw=1: the data dir is the whole root)
+const bundle = join(wd, 'bare-bundle');
+mkdirSync(bundle, { recursive: true });
+cpSync(join(wd, 'jails-data/b1-data'), join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+writeFileSync(join(bundle, 'config.json'), JSON.stringify(ociConfig({ jname: 'bare', nodename: 'bench-bare', conf: {}, rootPath: join(bundle, 'rootfs') })));
+const runcRoot = join(wd, 'bare-runc');
+function bareRunc(): void {
+  sh(['runc', '--root', runcRoot, 'run', '--detach', '--bundle', bundle, 'bare'], { stdio: ['ignore', 'ignore', 'ignore'] });
+  sh(['runc', '--root', runcRoot, 'kill', 'bare', 'KILL']);
+  for (;;) {
+    const st = JSON.parse(sh(['runc', '--root', runcRoot, 'state', 'bare'])).status;
+    if (st !== 'running') break;
+  }
+  sh(['runc', '--root', runcRoot, 'delete', 'bare']);
+}
+
+const nodeMs = await median(N, () => sh([process.execPath, '-e', '0']));
+const runcMs = await median(N, bareRunc);
+const cliMs = await median(N, () => { berth(wd, ['jstart', 'jname=b1']); berth(wd, ['jstop', 'jname=b1']); });
+const overhead = cliMs - runcMs - 2 * nodeMs;
+console.log(`node -e 0: ${nodeMs.toFixed(1)} ms   bare runc run/kill/delete: ${runcMs.toFixed(1)} ms   berth jstart+jstop: ${cliMs.toFixed(1)} ms`);
+report('(a) berth CLI own overhead (start+stop − runc − 2 node)', `${overhead.toFixed(1)} ms`, '<= 60 ms', overhead <= 60);
+
+const ctx = openNode(wd);
+const libMs = await median(N, async () => { await startEnv(ctx, 'b1'); await stopEnv(ctx, 'b1'); });
+ctx.close();
+report('(b) library start+stop vs bare runc', `${libMs.toFixed(1)} / ${runcMs.toFixed(1)} ms = ${(libMs / runcMs).toFixed(2)}x`, '<= 1.3x', libMs / runcMs <= 1.3);
+
+// (c) 10,000 envs in the inventory of another node
+const wd2 = freshNode('bench2');
+const ctx2 = openNode(wd2);
+const ins = ctx2.inv.db.transaction(() => {
+  for (let i = 0; i < 10_000; i++) {
+    const jname = `env${i}`;
+    ctx2.inv.insert({ jname, uuid: randomUUID(), emulator: 'runc', generation: 1, conf: { jname, base: 'bb', baserw: '0', host_hostname: jname, ip4_addr: '0', path: `${wd2}/jails/${jname}`, data: `${wd2}/jails-data/${jname}-data` } });
+  }
+});
+ins();
+ctx2.close();
+const jlsMs = await median(5, () => berth(wd2, ['jls', '--json']));
+const jlsText = await median(5, () => berth(wd2, ['jls']));
+report('(c) berth jls --json, 10,000 envs', `${jlsMs.toFixed(1)} ms (table: ${jlsText.toFixed(1)} ms)`, '<= 300 ms', jlsMs <= 300);
+
+const verMs = await median(N, () => sh([process.execPath, BIN, '--version']));
+report('(d) berth --version vs node -e 0', `${verMs.toFixed(1)} / ${nodeMs.toFixed(1)} ms = ${(verMs / nodeMs).toFixed(2)}x`, '<= 1.5x', verMs / nodeMs <= 1.5);
