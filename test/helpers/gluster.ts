@@ -87,7 +87,8 @@ async function gluster(args: string[], check = true) {
 
 /**
  * Deletes test volumes (`berthtest_<pid>_*`) left behind by test processes that no longer run
- * (a killed test run). Volumes of live processes (other contributors' tests) are left alone.
+ * (a killed test run): their FUSE mounts, the volume, and its temp brick dir. Volumes of live
+ * processes (other test runs) are left alone.
  */
 export async function removeStaleTestVolumes(): Promise<string[]> {
   const r = await gluster(['volume', 'list'], false);
@@ -95,8 +96,18 @@ export async function removeStaleTestVolumes(): Promise<string[]> {
   for (const name of r.stdout.split('\n').map((s) => s.trim())) {
     const m = /^berthtest_(\d+)_/.exec(name);
     if (!m || pidAlive(Number(m[1]))) continue;
+    const mounts = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))
+      .filter((e) => e.fstype === 'fuse.glusterfs' && (e.source.endsWith(`:/${name}`) || e.source.includes(`:/${name}/`)))
+      .map((e) => e.target).sort((a, b) => b.length - a.length);
+    for (const t of mounts) await unmountGluster(t).catch(() => undefined);
+    const info = await gluster(['volume', 'info', name], false);
+    const bricks = [...info.stdout.matchAll(/^Brick\d+: [^:]+:(\S+)$/gm)].map((b) => b[1]!);
     await gluster(['volume', 'stop', name, 'force'], false);
     await gluster(['volume', 'delete', name], false);
+    for (const b of bricks) {
+      const top = resolve(b, '..');
+      if (/\/berth-gluster-[^/]+$/.test(top)) rmSync(top, { recursive: true, force: true });
+    }
     removed.push(name);
   }
   return removed;
