@@ -60,6 +60,8 @@ export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): str
 
 /** Runs the CLI with `argv` (without node and script). Sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
+  // `berth jls | head`: a closed stdout is not an error
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e; });
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
     process.stdout.write(version() + '\n');
     return;
@@ -76,7 +78,8 @@ export async function main(argv: string[]): Promise<void> {
     .addHelpText('after', HELP_AFTER);
   const groups = new Map<string, InstanceType<typeof Command>>();
   let chosen: { def: CmdDef; opts: Opts; args: string[] } | undefined;
-  for (const def of COMMANDS) {
+  // With a known command only that one is declared (start-up time); otherwise all, for help.
+  for (const def of found ? [found.def] : COMMANDS) {
     const [g, v] = def.name.split(' ');
     let parent = program;
     let name = def.name;

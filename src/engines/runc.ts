@@ -110,7 +110,10 @@ export class RuncEngine implements Engine {
     const pid = Number((await readFile(join(env.paths.bundle, 'init.pid'), 'utf8').catch(() => '0')).trim());
     const alive = async () => (pid ? this.isRunning(env, pid) : (await this.state(env)) === 'running');
     if (!(await alive())) return;
-    await run([...this.runc(env), 'kill', env.jname, 'TERM'], { check: false });
+    // SIGTERM straight to the init pid we just saw alive (no runc process needed); the
+    // forced kill below goes through runc, which knows every process of the container.
+    if (pid) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
+    else await run([...this.runc(env), 'kill', env.jname, 'TERM'], { check: false });
     const deadline = Date.now() + timeoutSec * 1000;
     let wait = 5;
     while (Date.now() < deadline) {
