@@ -1,0 +1,164 @@
+/**
+ * The agent's JSON HTTP API (hono 4), served by `berth agent` (src/agent/daemon.ts) on the unix
+ * socket `var/run/agent.sock` and optionally on `127.0.0.1:<api_port>`.
+ *
+ * Every request needs `Authorization: Bearer <token>` with the node's token (`etc/api.token`,
+ * mode 0600, written by initenv); the comparison takes constant time (SHA-256 of both sides,
+ * then crypto.timingSafeEqual). Without it, or with a wrong one: 401 and
+ * `{ok:false, error:{code:"E_UNAUTHORIZED", ...}}`.
+ *
+ * Routes (jname: the env name; every answer is one JSON document):
+ *
+ * | method, path                        | does                                   | answer (`ok:true` plus)          |
+ * |-------------------------------------|----------------------------------------|----------------------------------|
+ * | GET  /v1/node                       | who answers                            | `node, version, leaseTtl, pid`   |
+ * | GET  /v1/envs[?unregistered=1]      | list (jls)                             | `node, envs: EnvStatus[]`        |
+ * | GET  /v1/envs/:jname                | status of one env                      | `node, env: EnvStatus`           |
+ * | GET  /v1/envs/:jname/storage        | what this node sees of the env on the shared storage | `node, storage: StorageView` |
+ * | POST /v1/envs/:jname/start          | jstart                                 | `node, env`                      |
+ * | POST /v1/envs/:jname/stop           | jstop                                  | `node, env`                      |
+ * | POST /v1/envs/:jname/register       | jregister; body `{force?, mnt_start?, mnt_stop?}` | `node, result`        |
+ * | POST /v1/envs/:jname/unregister     | junregister                            | `node, result`                   |
+ *
+ * Errors: `{ok:false, error:{code, message, exitCode, hint, details?}}` (the BerthError of the
+ * operation, as `--json` prints it), with the HTTP status mapped from the exit code by
+ * {@link httpStatusFor}: 3→404, 4→409, 2→400, anything else 500; 401 for a missing or wrong token.
+ * A body that is not JSON, or has unknown keys or wrong types, is a 400 (E_BAD_REQUEST).
+ *
+ * The routes call an {@link AgentOps} implementation (src/agent/ops.ts over a NodeCtx), so the
+ * API itself is tested without runc (test/unit/agent-api.test.ts).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import { z } from 'zod';
+import { BerthError, EXIT, toBerthError, usageError } from '../errors.js';
+import { checkJname } from '../names.js';
+
+/** Body of POST /v1/envs/:jname/register. */
+export const RegisterBody = z.strictObject({
+  /** take the lease over from a silent owner (waits lease_ttl seconds) */
+  force: z.boolean().optional(),
+  /** storage hooks overriding the descriptor's (absolute paths or '0') */
+  mnt_start: z.string().max(4096).optional(),
+  mnt_stop: z.string().max(4096).optional(),
+});
+export type RegisterBody = z.infer<typeof RegisterBody>;
+
+/** What the routes need from the node. Every method throws BerthError on failure. */
+export interface AgentOps {
+  /** this node's name (put in every answer as `node`) */
+  readonly nodename: string;
+  info(): Promise<Record<string, unknown>>;
+  list(opts: { unregistered: boolean }): Promise<unknown[]>;
+  status(jname: string): Promise<unknown>;
+  storage(jname: string): Promise<unknown>;
+  start(jname: string): Promise<unknown>;
+  stop(jname: string): Promise<unknown>;
+  register(jname: string, body: RegisterBody): Promise<unknown>;
+  unregister(jname: string): Promise<unknown>;
+}
+
+/**
+ * The HTTP status of an error answer, from the BerthError exit code (design/product.md "Exit
+ * codes"): 3 (no such env/node) → 404, 4 (owned by another node, locked) → 409, 2 (usage) →
+ * 400, anything else (1 failure, 5 engine, 124 hook timeout ...) → 500.
+ */
+export function httpStatusFor(exitCode: number): 400 | 404 | 409 | 500 {
+  if (exitCode === EXIT.NOT_FOUND) return 404;
+  if (exitCode === EXIT.OWNED) return 409;
+  if (exitCode === EXIT.USAGE) return 400;
+  return 500;
+}
+
+/**
+ * Compares a presented token with the node's in constant time (independent of where they
+ * differ and of their lengths: both are hashed to 32 bytes first). Empty tokens never match.
+ */
+export function tokenMatches(presented: string | undefined, expected: string): boolean {
+  if (!presented || !expected) return false;
+  const a = createHash('sha256').update(presented, 'utf8').digest();
+  const b = createHash('sha256').update(expected, 'utf8').digest();
+  return timingSafeEqual(a, b);
+}
+
+/** The token of an `Authorization: Bearer <token>` header value (scheme case-insensitive), or undefined. */
+export function bearerToken(header: string | undefined): string | undefined {
+  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '');
+  return m ? m[1] : undefined;
+}
+
+/** Options of {@link createApi}. */
+export interface ApiOptions {
+  /** the node's API token (etc/api.token) */
+  token: string;
+  ops: AgentOps;
+  /** called after each request (logging): method, path, status, duration in ms */
+  onRequest?: (r: { method: string; path: string; status: number; ms: number }) => void;
+}
+
+function errorBody(err: BerthError): Record<string, unknown> {
+  return { ok: false, error: err.toJSON() };
+}
+
+/** Builds the hono app. Serve it with @hono/node-server (src/agent/daemon.ts). */
+export function createApi(opts: ApiOptions): Hono {
+  const { ops } = opts;
+  const app = new Hono();
+
+  app.use('*', async (c, next) => {
+    const t0 = performance.now();
+    await next();
+    opts.onRequest?.({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - t0) });
+  });
+  app.use('*', async (c, next) => {
+    if (!tokenMatches(bearerToken(c.req.header('Authorization')), opts.token)) {
+      const err = new BerthError('E_UNAUTHORIZED', 'missing or wrong API token (Authorization: Bearer <token>)', EXIT.FAILURE, {
+        hint: 'use the token in etc/api.token of that node (berth node add ... token=<it>)',
+      });
+      c.header('WWW-Authenticate', 'Bearer realm="berth"');
+      return c.json(errorBody(err), 401);
+    }
+    await next();
+  });
+
+  app.onError((e, c) => {
+    const err = toBerthError(e);
+    return c.json(errorBody(err), httpStatusFor(err.exitCode));
+  });
+  app.notFound((c) => c.json(errorBody(usageError('E_NO_ROUTE', `no such API route: ${c.req.method} ${c.req.path}`, {
+    hint: 'routes: GET /v1/node, GET /v1/envs, GET /v1/envs/:jname, GET /v1/envs/:jname/storage, POST /v1/envs/:jname/{start,stop,register,unregister}',
+  })), 404));
+
+  const jname = (c: Context): string => checkJname(c.req.param('jname') ?? '');
+  const ok = (c: Context, body: Record<string, unknown>) => c.json({ ok: true, node: ops.nodename, ...body }, 200);
+
+  app.get('/v1/node', async (c) => ok(c, await ops.info()));
+  app.get('/v1/envs', async (c) => {
+    const u = c.req.query('unregistered');
+    return ok(c, { envs: await ops.list({ unregistered: u === '1' || u === 'true' }) });
+  });
+  app.get('/v1/envs/:jname', async (c) => ok(c, { env: await ops.status(jname(c)) }));
+  app.get('/v1/envs/:jname/storage', async (c) => ok(c, { storage: await ops.storage(jname(c)) }));
+  app.post('/v1/envs/:jname/start', async (c) => ok(c, { env: await ops.start(jname(c)) }));
+  app.post('/v1/envs/:jname/stop', async (c) => ok(c, { env: await ops.stop(jname(c)) }));
+  app.post('/v1/envs/:jname/register', async (c) => {
+    const name = jname(c);
+    const text = await c.req.text();
+    let raw: unknown = {};
+    if (text.trim() !== '') {
+      try {
+        raw = JSON.parse(text);
+      } catch {
+        throw usageError('E_BAD_REQUEST', 'the request body is not JSON');
+      }
+    }
+    const parsed = RegisterBody.safeParse(raw);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+      throw usageError('E_BAD_REQUEST', `bad register body: ${issues}`, { hint: 'body: {"force"?: boolean, "mnt_start"?: string, "mnt_stop"?: string}' });
+    }
+    return ok(c, { result: await ops.register(name, parsed.data) });
+  });
+  app.post('/v1/envs/:jname/unregister', async (c) => ok(c, { result: await ops.unregister(jname(c)) }));
+  return app;
+}

@@ -1,0 +1,114 @@
+/**
+ * The agent's API operations over an opened node (src/agent/api.ts AgentOps): thin calls into
+ * the lifecycle (src/lifecycle.ts) and register (src/register.ts) code, plus what the agent
+ * knows about fencing (src/agent/fence.ts).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { readDescriptor } from '../descriptor.js';
+import { BerthError } from '../errors.js';
+import { STATUS } from '../inventory.js';
+import { readLeaseState } from '../lease.js';
+import { engineEnv, getEnv, listEnvs, startEnv, stopEnv, type EnvInfo } from '../lifecycle.js';
+import type { NodeCtx } from '../node.js';
+import { registerEnv, unregisterEnv } from '../register.js';
+import type { AgentOps, RegisterBody } from './api.js';
+import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from './fence.js';
+
+/** An env as the API reports it: EnvInfo plus running and fencing state. */
+export interface EnvStatus extends EnvInfo {
+  /** the engine reports the env's process alive */
+  running: boolean;
+  /** set when the agent fenced this env (its lease generation moved on) */
+  fenced: FenceMarker | null;
+}
+
+/** What a node sees of an env on the shared storage (GET /v1/envs/:jname/storage). */
+export interface StorageView {
+  jname: string;
+  /** this node has an inventory row for it */
+  registered: boolean;
+  /** that row is a stale one of a fenced env (the lease moved on) */
+  fenced: boolean;
+  /** the sysdir descriptor as seen here (null: not visible) */
+  descriptor: { uuid: string; emulator: string } | null;
+  /** jails-rcconf/rc.conf_<jname> exists here */
+  rcconf: boolean;
+  /** the lease as seen here (null: no lease dir visible) */
+  lease: { generation: number; node: string | null } | null;
+  /** this node's default mnt_start ('0': none) */
+  defaultMntStart: string;
+}
+
+/** The package version (package.json next to dist/ or src/). */
+export function berthVersion(): string {
+  for (const rel of ['../../../package.json', '../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
+    } catch { /* try the next */ }
+  }
+  return 'unknown';
+}
+
+/** Builds the AgentOps of a node. `track` wraps every mutating operation (the agent waits for them on shutdown). */
+export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = (p) => p): AgentOps {
+  const statusOf = async (e: EnvInfo): Promise<EnvStatus> => {
+    const row = ctx.inv.get(e.jname);
+    let running = false;
+    if (row && row.status === STATUS.ON) {
+      const engine = await ctx.engine(row.emulator);
+      running = await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid);
+    }
+    return { ...e, running, fenced: row ? isFenced(ctx, row.jname) ?? null : null };
+  };
+  return {
+    nodename: ctx.nodename,
+    async info() {
+      return { version: berthVersion(), leaseTtl: ctx.settings.lease_ttl, pid: process.pid, fenced: [...listFenceMarkers(ctx.wd).keys()] };
+    },
+    async list({ unregistered }) {
+      return Promise.all((await listEnvs(ctx, { unregistered })).map(async (e) => (e.status === 'Unregister' ? { ...e, running: false, fenced: null } : statusOf(e))));
+    },
+    async status(jname) {
+      const row = getEnv(ctx, jname);
+      const [info] = await listEnvs(ctx, { patterns: [row.jname] });
+      return statusOf(info!);
+    },
+    async storage(jname): Promise<StorageView> {
+      const p = ctx.wd.env(jname);
+      const row = ctx.inv.get(jname);
+      let descriptor: StorageView['descriptor'] = null;
+      if (existsSync(p.descriptor)) {
+        try {
+          const d = readDescriptor(p.descriptor, ctx.wd.root);
+          descriptor = { uuid: d.uuid ?? '', emulator: d.emulator ?? '' };
+        } catch { /* unreadable: reported as not visible */ }
+      }
+      let lease: StorageView['lease'] = null;
+      if (existsSync(p.lease)) {
+        const st = await readLeaseState(p.lease);
+        lease = { generation: st.generation, node: st.holder?.node ?? null };
+      }
+      const fenced = !!row && !!lease && (lease.node !== ctx.nodename || lease.generation !== row.generation);
+      return { jname, registered: !!row, fenced, descriptor, rcconf: existsSync(p.rcconfFile), lease, defaultMntStart: ctx.settings.default_mnt_start };
+    },
+    start: (jname) => track((async () => statusOf(await startEnv(ctx, jname)))()),
+    stop: (jname) => track((async () => statusOf(await stopEnv(ctx, jname)))()),
+    register: (jname, body: RegisterBody) => track((async () => {
+      // a stale row of a fenced env (this node lost it earlier) must not block its return
+      if (ctx.inv.get(jname)) await forgetFencedEnv(ctx, jname);
+      const r = await registerEnv(ctx, jname, { force: body.force, mntStart: body.mnt_start, mntStop: body.mnt_stop });
+      await clearFenceMarker(ctx.wd, jname);
+      return r;
+    })()),
+    unregister: (jname) => track((async () => {
+      const r = await unregisterEnv(ctx, jname);
+      await clearFenceMarker(ctx.wd, jname);
+      return r;
+    })()),
+  };
+}
+
+/** True when `e` is a lease error saying this node's generation is no longer current. */
+export function isSuperseded(e: unknown): boolean {
+  return e instanceof BerthError && e.code === 'E_LEASE_SUPERSEDED';
+}
