@@ -253,6 +253,8 @@ async function execHook(argv: string[], label: string, childEnv: NodeJS.ProcessE
         while (performance.now() < deadline && (!exited || groupAlive(pid))) await sleep(100);
         if (!exited || groupAlive(pid)) {
           try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
+          // SIGKILL is delivered asynchronously: give the group a moment to be gone
+          for (let i = 0; i < 40 && groupAlive(pid); i++) await sleep(25);
         }
         killed = true;
         if (exited) { finish({ ...exited, unkillable: false }); return; }
