@@ -11,9 +11,11 @@
  * - the local inventory: whether THIS node runs the envs it owns, and stale rows of envs
  *   another node took over (state `fenced`).
  * For envs owned by a node known from `node add`, the state (On/Off) is asked from that node's
- * agent (best effort, short timeout; `stateFrom: "agent"`); otherwise it is `remote`.
- * Envs whose storage is mounted per env by hooks are only visible while mounted somewhere on
- * this node; `cluster ls` cannot see the others (use whole-dir mounts of the shared dirs).
+ * agent (best effort, 3 s timeout; `stateFrom: "agent"`); otherwise it is `remote`.
+ * Envs whose storage is mounted per env by hooks are visible on the storage only where they are
+ * mounted: those registered on a known node are listed from its agent's answer (owner,
+ * generation and state as that agent reports them; no heartbeat age), the others cannot be seen
+ * (mount the shared dirs whole to see everything).
  *
  * ## Heartbeat age without comparing clocks
  *
@@ -374,22 +376,32 @@ export async function clusterList(ctx: NodeCtx, opts: ClusterListOptions = {}): 
     }
   }
   for (const e of out) if (e.owner === ctx.nodename && !e.local) { e.state = 'orphan'; e.stateFrom = 'local'; e.running = false; }
-  // ask the owners' agents (best effort)
+  // ask the known nodes' agents (best effort): the state of what they own, and the envs they
+  // own whose storage this node cannot see (per-env mounts made by hooks)
   if (opts.askAgents !== false) {
-    const owners = new Set(out.filter((e) => e.owner && e.owner !== ctx.nodename).map((e) => e.owner!));
-    await Promise.all([...owners].map(async (owner) => {
-      const n = ctx.inv.getNode(owner);
-      if (!n) return;
+    await Promise.all(ctx.inv.listNodes().map(async (n) => {
+      let envs: Array<{ jname: string; uuid: string; emulator: string; status: string; generation: number }>;
       try {
-        const c = new AgentClient(n.name, n.url, n.token);
-        const a = await c.call('GET', '/v1/envs', undefined, opts.agentTimeoutMs ?? 3000);
-        for (const env of (a.envs as Array<{ jname: string; status: string; generation: number; running?: boolean }>) ?? []) {
-          const e = byName.get(env.jname);
-          if (!e || e.owner !== owner || env.generation !== e.generation) continue;
+        const a = await new AgentClient(n.name, n.url, n.token).call('GET', '/v1/envs', undefined, opts.agentTimeoutMs ?? 3000);
+        if (a.node !== n.name || !Array.isArray(a.envs)) return;
+        envs = a.envs as typeof envs;
+      } catch {
+        return; // unreachable: states stay 'remote'
+      }
+      for (const env of envs) {
+        if (env.status === 'Unregister' || typeof env.jname !== 'string') continue;
+        const e = byName.get(env.jname);
+        if (!e) {
+          const added: ClusterEnv = { jname: env.jname, uuid: env.uuid ?? '', emulator: env.emulator ?? '-', registered: true, owner: n.name,
+            generation: env.generation ?? 0, state: env.status, stateFrom: 'agent', running: null, heartbeat: null, local: null,
+            problems: ['its storage is not visible on this node (mounted per env by a hook?); owner and state as its agent reports them'] };
+          out.push(added);
+          byName.set(env.jname, added);
+        } else if (e.owner === n.name && env.generation === e.generation) {
           e.state = env.status;
           e.stateFrom = 'agent';
         }
-      } catch { /* unreachable: state stays 'remote' */ }
+      }
     }));
   }
   await writeCache(ctx.wd, cache).catch(() => undefined);

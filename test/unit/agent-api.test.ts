@@ -1,0 +1,193 @@
+/**
+ * The agent's HTTP API (src/agent/api.ts) with fake operations: bearer token (401 without or
+ * with a wrong one, constant-time compare), routes, error mapping (3→404, 4→409, 2→400,
+ * else 500), body validation; and the client (src/agent/client.ts) against the API served on a
+ * real unix socket: URL validation, errors carried over, 401, unreachable nodes.
+ */
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createAdaptorServer } from '@hono/node-server';
+import { bearerToken, createApi, httpStatusFor, tokenMatches, type AgentOps } from '../../src/agent/api.js';
+import { AgentClient, parseNodeUrl } from '../../src/agent/client.js';
+import { BerthError, EXIT, notFound, ownedError, usageError } from '../../src/errors.js';
+
+const TOKEN = 'a'.repeat(64);
+const calls: string[] = [];
+
+const fake: AgentOps = {
+  nodename: 'n1',
+  async info() { return { version: 'x', leaseTtl: 30, pid: 1 }; },
+  async list({ unregistered }) { calls.push(`list:${unregistered}`); return [{ jname: 'web1', status: 'On' }]; },
+  async status(j) {
+    calls.push(`status:${j}`);
+    if (j === 'gone') throw notFound('E_NO_SUCH_ENV', 'no env gone');
+    return { jname: j, status: 'On' };
+  },
+  async storage(j) { return { jname: j, registered: false }; },
+  async start(j) {
+    calls.push(`start:${j}`);
+    if (j === 'owned') throw ownedError('E_LEASE_HELD', 'owned by node2', { hint: 'ask node2' });
+    if (j === 'broken') throw new BerthError('E_ENGINE', 'runc failed', EXIT.ENGINE);
+    if (j === 'oops') throw new Error('plain error');
+    return { jname: j, status: 'On' };
+  },
+  async stop(j) { calls.push(`stop:${j}`); return { jname: j, status: 'Off' }; },
+  async register(j, body) { calls.push(`register:${j}:${JSON.stringify(body)}`); return { jname: j, generation: 7 }; },
+  async unregister(j) { calls.push(`unregister:${j}`); return { jname: j }; },
+};
+
+const app = createApi({ token: TOKEN, ops: fake });
+const auth = { Authorization: `Bearer ${TOKEN}` };
+const req = (path: string, init: RequestInit = {}) => app.request(`http://agent${path}`, init);
+
+describe('token', () => {
+  test('tokenMatches: equal only; empty never matches', () => {
+    assert.equal(tokenMatches(TOKEN, TOKEN), true);
+    assert.equal(tokenMatches(TOKEN.slice(1), TOKEN), false);
+    assert.equal(tokenMatches(TOKEN + 'a', TOKEN), false);
+    assert.equal(tokenMatches('', TOKEN), false);
+    assert.equal(tokenMatches(undefined, TOKEN), false);
+    assert.equal(tokenMatches('x', ''), false);
+  });
+  test('bearerToken parses the header', () => {
+    assert.equal(bearerToken('Bearer abc'), 'abc');
+    assert.equal(bearerToken('bearer   abc '), 'abc');
+    assert.equal(bearerToken('Basic abc'), undefined);
+    assert.equal(bearerToken('Bearer a b'), undefined);
+    assert.equal(bearerToken(undefined), undefined);
+  });
+});
+
+describe('API over app.request', () => {
+  test('401 without a token, with a wrong one, with another scheme; nothing is called', async () => {
+    calls.length = 0;
+    for (const headers of [{}, { Authorization: 'Bearer wrong' }, { Authorization: `Basic ${TOKEN}` }, { Authorization: `Bearer ${TOKEN}x` }]) {
+      for (const [path, method] of [['/v1/envs', 'GET'], ['/v1/envs/web1/start', 'POST'], ['/v1/nothing', 'GET']] as const) {
+        const r = await req(path, { method, headers });
+        assert.equal(r.status, 401, `${method} ${path} with ${JSON.stringify(headers)}`);
+        assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer/);
+        const b = await r.json() as any;
+        assert.equal(b.ok, false);
+        assert.equal(b.error.code, 'E_UNAUTHORIZED');
+      }
+    }
+    assert.deepEqual(calls, []);
+  });
+
+  test('list, status, start, stop, unregister answer {ok:true, node, ...}', async () => {
+    calls.length = 0;
+    let r = await req('/v1/envs', { headers: auth });
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { ok: true, node: 'n1', envs: [{ jname: 'web1', status: 'On' }] });
+    r = await req('/v1/envs?unregistered=1', { headers: auth });
+    assert.equal(r.status, 200);
+    r = await req('/v1/envs/web1', { headers: auth });
+    assert.deepEqual(await r.json(), { ok: true, node: 'n1', env: { jname: 'web1', status: 'On' } });
+    r = await req('/v1/envs/web1/start', { method: 'POST', headers: auth });
+    assert.equal(((await r.json()) as any).env.status, 'On');
+    r = await req('/v1/envs/web1/stop', { method: 'POST', headers: auth });
+    assert.equal(((await r.json()) as any).env.status, 'Off');
+    r = await req('/v1/envs/web1/unregister', { method: 'POST', headers: auth });
+    assert.equal(r.status, 200);
+    r = await req('/v1/node', { headers: auth });
+    assert.equal(((await r.json()) as any).leaseTtl, 30);
+    assert.deepEqual(calls, ['list:false', 'list:true', 'status:web1', 'start:web1', 'stop:web1', 'unregister:web1']);
+  });
+
+  test('errors: {ok:false, error} with the status of the exit code', async () => {
+    const cases: Array<[string, string, number, string, number]> = [
+      ['GET', '/v1/envs/gone', 404, 'E_NO_SUCH_ENV', 3],
+      ['POST', '/v1/envs/owned/start', 409, 'E_LEASE_HELD', 4],
+      ['POST', '/v1/envs/broken/start', 500, 'E_ENGINE', 5],
+      ['POST', '/v1/envs/oops/start', 500, 'E_INTERNAL', 1],
+      ['GET', '/v1/envs/bad.name', 400, 'E_BAD_JNAME', 2],
+      ['GET', '/v1/nothing', 404, 'E_NO_ROUTE', 2],
+      ['DELETE', '/v1/envs/web1', 404, 'E_NO_ROUTE', 2],
+    ];
+    for (const [method, path, status, code, exitCode] of cases) {
+      const r = await req(path, { method, headers: auth });
+      assert.equal(r.status, status, `${method} ${path}`);
+      const b = await r.json() as any;
+      assert.equal(b.ok, false);
+      assert.equal(b.error.code, code);
+      assert.equal(b.error.exitCode, exitCode);
+      assert.equal(typeof b.error.message, 'string');
+    }
+    const b = await (await req('/v1/envs/owned/start', { method: 'POST', headers: auth })).json() as any;
+    assert.equal(b.error.hint, 'ask node2');
+  });
+
+  test('register: body validated (JSON, known keys, types); empty body allowed', async () => {
+    calls.length = 0;
+    const post = (body?: string) => req('/v1/envs/web1/register', { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body });
+    assert.equal((await post()).status, 200);
+    assert.equal((await post('{"force":true,"mnt_start":"/h/s"}')).status, 200);
+    for (const bad of ['{', '{"forc":true}', '{"force":"yes"}', '[]', '{"mnt_start":1}']) {
+      const r = await post(bad);
+      assert.equal(r.status, 400, bad);
+      assert.equal(((await r.json()) as any).error.code, 'E_BAD_REQUEST');
+    }
+    assert.deepEqual(calls, ['register:web1:{}', 'register:web1:{"force":true,"mnt_start":"/h/s"}']);
+  });
+
+  test('httpStatusFor', () => {
+    assert.equal(httpStatusFor(3), 404);
+    assert.equal(httpStatusFor(4), 409);
+    assert.equal(httpStatusFor(2), 400);
+    for (const c of [1, 5, 124, 137]) assert.equal(httpStatusFor(c), 500);
+  });
+});
+
+describe('client', () => {
+  let dir: string;
+  let server: Server;
+  let sock: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'berth-agent-unit-'));
+    sock = join(dir, 'agent.sock');
+    server = createAdaptorServer({ fetch: app.fetch }) as Server;
+    await new Promise<void>((r) => server.listen(sock, r));
+  });
+  after(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('parseNodeUrl accepts http://host:port and unix:/abs; refuses the rest (exit 2)', () => {
+    assert.deepEqual(parseNodeUrl('http://127.0.0.1:8080'), { kind: 'tcp', host: '127.0.0.1', port: 8080 });
+    assert.deepEqual(parseNodeUrl('http://127.0.0.1:8080/'), { kind: 'tcp', host: '127.0.0.1', port: 8080 });
+    assert.deepEqual(parseNodeUrl('http://[::1]:81'), { kind: 'tcp', host: '::1', port: 81 });
+    assert.deepEqual(parseNodeUrl('unix:/var/lib/berth/var/run/agent.sock'), { kind: 'unix', socketPath: '/var/lib/berth/var/run/agent.sock' });
+    for (const bad of ['', 'http://127.0.0.1', 'https://127.0.0.1:1', 'ftp://x:1', 'http://u:p@h:1', 'http://h:1/v1', 'http://h:1?x=1', 'unix:rel/agent.sock',
+      `unix:/${'x'.repeat(120)}`, 'http://h:99999', '127.0.0.1:8080', 'http://h :1']) {
+      assert.throws(() => parseNodeUrl(bad), (e: unknown) => e instanceof BerthError && e.code === 'E_BAD_URL' && e.exitCode === 2, bad);
+    }
+  });
+
+  test('calls over the unix socket; remote errors keep code, exit code and hint', async () => {
+    const c = new AgentClient('n1', `unix:${sock}`, TOKEN);
+    const l = await c.list();
+    assert.equal(l.node, 'n1');
+    assert.deepEqual(l.envs, [{ jname: 'web1', status: 'On' }]);
+    assert.equal(((await c.register('web1', { force: true })).result as any).generation, 7);
+    await assert.rejects(c.start('owned'), (e: unknown) => e instanceof BerthError && e.code === 'E_LEASE_HELD' && e.exitCode === 4 && e.hint === 'ask node2' && e.details?.node === 'n1');
+    await assert.rejects(c.status('gone'), (e: unknown) => e instanceof BerthError && e.exitCode === 3);
+  });
+
+  test('a wrong token gives E_UNAUTHORIZED; no agent gives E_NODE_UNREACHABLE (exit 1)', async () => {
+    await assert.rejects(new AgentClient('n1', `unix:${sock}`, 'wrong').list(), (e: unknown) => e instanceof BerthError && e.code === 'E_UNAUTHORIZED' && e.exitCode === 1);
+    await assert.rejects(new AgentClient('n9', `unix:${join(dir, 'none.sock')}`, TOKEN).list(), (e: unknown) => e instanceof BerthError && e.code === 'E_NODE_UNREACHABLE' && e.exitCode === 1);
+    await assert.rejects(new AgentClient('n9', 'http://127.0.0.1:1', TOKEN).list(), (e: unknown) => e instanceof BerthError && e.code === 'E_NODE_UNREACHABLE');
+  });
+
+  test('usageError from a handler arrives as exit 2', async () => {
+    const c = new AgentClient('n1', `unix:${sock}`, TOKEN);
+    await assert.rejects(c.call('GET', '/v1/envs/bad.name'), (e: unknown) => e instanceof BerthError && e.code === 'E_BAD_JNAME' && e.exitCode === 2);
+    assert.ok(usageError('X', 'y').exitCode === 2);
+  });
+});
