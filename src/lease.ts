@@ -3,7 +3,13 @@
  * (`jails-system/<jname>/lease`, {@link EnvPaths.lease}); design/product.md "Ownership: leases
  * and fencing". No cluster database: the shared file system is the single source of truth, and
  * every decision is taken by the one primitive that is atomic on NFSv4, GlusterFS (FUSE) and
- * CephFS alike: link(2) of a fully written temp file to a name that must not exist yet.
+ * CephFS alike: exclusive create (open with O_CREAT|O_EXCL) of a name that must not exist yet.
+ *
+ * Why not link(2) of a written temp file: on a GlusterFS *distribute* volume with several bricks,
+ * two link(2)s of different temp files to one new name both succeeded (measured on GlusterFS
+ * 10.3: about 1 race in 100-300 on 3 bricks), because DHT places the new name's link file and
+ * the inode on different bricks. O_EXCL create is decided on the name's hashed brick alone and
+ * never had two winners (see the test notes in test/integration/lease-gluster.test.ts).
  *
  * ## Protocol
  *
@@ -14,10 +20,15 @@
  *   env from generation N on) or a **release** (`{"kind":"release","node","generation":N,
  *   "released":N-1,...}`: the holder of N-1 let go; nobody owns the env).
  * - The current state is the highest `gen.<N>`. Every transition (acquire, takeover, release)
- *   creates `gen.<current+1>`: written to a temp file, fsync'd, then link(2)ed to its name. link
+ *   creates `gen.<current+1>` with O_EXCL, then writes the record into it and fsyncs. The create
  *   fails with EEXIST when the name exists, so of two nodes racing for the same transition exactly
- *   one wins, and a reader never sees a half-written record. Nothing is ever read-then-written:
- *   a node decides from what it read, and the link tells whether the world was still as it read.
+ *   one wins. Nothing is ever read-then-written: a node decides from what it read, and the
+ *   exclusive create tells whether the world was still as it read.
+ * - A reader can find a `gen.<N>` that is still empty or partly written (between the winner's
+ *   create and write; on GlusterFS another mount may show it empty for ~1 s more). It waits up
+ *   to {@link leaseTuning}.settleMs for the record; a file still unreadable then is an
+ *   *unfinished claim* (its writer died): it counts as held by nobody-knows-whom, so acquire
+ *   refuses it and a forced takeover (it has no heartbeat) replaces it.
  *   Because a node only ever creates `gen.<seen+1>`, the generations have no gaps, and a holder
  *   of N is superseded exactly when `gen.<N+1>` exists or `gen.<N>` is gone (pruned, or the
  *   lease deleted with its sysdir): two lookups, {@link checkLease}.
@@ -29,7 +40,7 @@
  *   ttlSec seconds; if its content moved (or the generation moved), refuse; else create
  *   `gen.<N+1>` as above. Two nodes racing a takeover both target N+1: one wins.
  * - Release ({@link releaseLease}) creates a release record at N+1, so a superseded node can
- *   never undo a newer owner's claim (its link of N+1 fails), and the generation keeps growing
+ *   never undo a newer owner's claim (its create of N+1 fails), and the generation keeps growing
  *   across release/acquire cycles (a node that slept through a migration never finds "its"
  *   generation current again).
  * - The holder of N prunes `gen.*`/`hb.*` older than N-{@link KEEP_GENERATIONS}, lowest first,
@@ -45,11 +56,11 @@
  * Errors: {@link BerthError} with exit 4 (`ownedError`) and codes E_LEASE_HELD (another node
  * owns it; names it), E_LEASE_SUPERSEDED (the caller's generation is no longer current),
  * E_LEASE_MISSING (the caller holds no lease), E_LEASE_BUSY (the lease kept changing);
- * exit 1 for E_LEASE_CORRUPT (unreadable record) and E_LEASE_IO (sysdir missing, link(2)
- * unsupported ...).
+ * exit 1 for E_LEASE_CORRUPT (a record of the wrong shape, a lease path that is not a directory)
+ * and E_LEASE_IO (sysdir missing, I/O errors).
  */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, ownedError } from './errors.js';
 
@@ -84,7 +95,16 @@ export interface LeaseRecord {
   renewedAt?: string;
   /** Set when this claim was a forced takeover: whom it was taken from. */
   takeoverFrom?: { node: string; generation: number };
+  /** An unfinished claim: `gen.<N>` exists but its writer never wrote it (node and uuid are ''). */
+  incomplete?: boolean;
 }
+
+/**
+ * Tuning (tests lower settleMs). settleMs: how long a reader waits for an exclusively created
+ * but still empty or partial `gen.<N>` to be written before calling it unfinished (ms; GlusterFS
+ * FUSE may show a file's old size for ~1 s on another mount). settleStepMs: the re-read step.
+ */
+export const leaseTuning = { settleMs: 3000, settleStepMs: 50 };
 
 /** What {@link readLeaseState} finds. */
 export interface LeaseState {
@@ -127,6 +147,12 @@ interface ReleaseFile {
   at: string;
 }
 type GenFile = ClaimFile | ReleaseFile;
+/** A `gen.<N>` that stayed empty or unparseable for settleMs: its creator died before writing. */
+interface IncompleteFile {
+  kind: 'incomplete';
+  generation: number;
+}
+type GenEntry = GenFile | IncompleteFile;
 
 interface HeartbeatFile {
   generation: number;
@@ -188,58 +214,62 @@ async function writeTemp(dir: string, node: string, text: string, durable = true
 }
 
 /**
- * Creates `dir/name` with `text` atomically and exclusively: temp file + link(2).
+ * Creates `dir/name` exclusively (O_CREAT|O_EXCL), then writes `text` into it and fsyncs.
  * @returns true when this call created it, false when the name already existed.
- * A link that reports an error but did happen (an NFS reply lost and retransmitted) is detected
- * by comparing inode numbers of the temp file and the target.
+ * If the write fails after the create, the file is removed again (nobody can have acted on an
+ * unreadable claim) and E_LEASE_IO is thrown.
  */
-async function createExclusive(dir: string, name: string, node: string, text: string): Promise<boolean> {
+async function createExclusive(dir: string, name: string, text: string): Promise<boolean> {
   const target = join(dir, name);
-  const tmp = await writeTemp(dir, node, text);
+  let fh;
   try {
-    try {
-      await link(tmp, target);
-      return true;
-    } catch (e) {
-      const a = await stat(tmp, { bigint: true }).catch(() => undefined);
-      const b = await stat(target, { bigint: true }).catch(() => undefined);
-      if (a && b && a.ino === b.ino && a.dev === b.dev) return true;
-      if (errno(e) === 'EEXIST') return false;
-      if (['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK'].includes(errno(e) ?? '')) {
-        throw ioError(`the file system holding ${dir} does not support hard links (${errno(e)}); ` +
-          'berth needs link(2) for atomic leases (NFSv4, GlusterFS and CephFS have it)', e);
-      }
-      throw ioError(`cannot create ${target}: ${(e as Error).message}`, e);
-    }
-  } finally {
-    await unlink(tmp).catch(() => undefined);
-  }
-}
-
-async function readJson<T>(path: string): Promise<T | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
+    fh = await open(target, 'wx', 0o644);
   } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
-    if (errno(e) === 'EISDIR') throw corrupt(path, 'is a directory');
-    throw ioError(`cannot read ${path}: ${(e as Error).message}`, e);
+    if (errno(e) === 'EEXIST') return false;
+    throw ioError(`cannot create ${target}: ${(e as Error).message}`, e);
   }
   try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw corrupt(path, `not JSON: ${JSON.stringify(text.slice(0, 80))}`);
+    await fh.writeFile(text);
+    await fh.sync();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    await unlink(target).catch(() => undefined);
+    throw ioError(`cannot write ${target}: ${(e as Error).message}`, e);
   }
+  await fh.close();
+  return true;
 }
 
-async function readGen(dir: string, n: number): Promise<GenFile | undefined> {
+/**
+ * Reads `gen.<n>`: undefined when it does not exist; the record; or, when it stays empty or
+ * unparseable for leaseTuning.settleMs (its creator died between create and write), incomplete.
+ */
+async function readGen(dir: string, n: number): Promise<GenEntry | undefined> {
   const path = join(dir, genName(n));
-  const g = await readJson<GenFile>(path);
-  if (g === undefined) return undefined;
-  if ((g.kind !== 'claim' && g.kind !== 'release') || typeof g.node !== 'string' || g.generation !== n) {
-    throw corrupt(path, 'unexpected content');
+  for (let waited = 0; ; waited += leaseTuning.settleStepMs) {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return undefined;
+      if (errno(e) === 'EISDIR') throw corrupt(path, 'is a directory');
+      throw ioError(`cannot read ${path}: ${(e as Error).message}`, e);
+    }
+    let g: GenFile | undefined;
+    try {
+      g = JSON.parse(text) as GenFile;
+    } catch {
+      g = undefined; // empty or partly written: its creator is (or was) still writing it
+    }
+    if (g !== undefined) {
+      if (g === null || (g.kind !== 'claim' && g.kind !== 'release') || typeof g.node !== 'string' || g.generation !== n) {
+        throw corrupt(path, `unexpected content ${JSON.stringify(text.slice(0, 80))}`);
+      }
+      return g;
+    }
+    if (waited >= leaseTuning.settleMs) return { kind: 'incomplete', generation: n };
+    await defaultSleep(leaseTuning.settleStepMs);
   }
-  return g;
 }
 
 /** The raw heartbeat text of generation n ('' when there is none): compared, never parsed for time. */
@@ -282,16 +312,13 @@ async function currentGeneration(dir: string): Promise<number> {
   return max;
 }
 
-function toRecord(g: ClaimFile, hb: HeartbeatFile | undefined): LeaseRecord {
-  const r: LeaseRecord = {
-    node: g.node,
-    uuid: g.uuid,
-    generation: g.generation,
-    heartbeat: hb && hb.generation === g.generation && typeof hb.counter === 'number' ? hb.counter : 0,
-    acquiredAt: g.acquiredAt,
-  };
+function toRecord(g: ClaimFile | IncompleteFile, hb: HeartbeatFile | undefined): LeaseRecord {
+  const r: LeaseRecord = g.kind === 'incomplete'
+    ? { node: '', uuid: '', generation: g.generation, heartbeat: 0, acquiredAt: '', incomplete: true }
+    : { node: g.node, uuid: g.uuid, generation: g.generation, heartbeat: 0, acquiredAt: g.acquiredAt };
+  if (hb && hb.generation === g.generation && typeof hb.counter === 'number') r.heartbeat = hb.counter;
   if (hb?.at) r.renewedAt = hb.at;
-  if (g.takeoverFrom) r.takeoverFrom = g.takeoverFrom;
+  if (g.kind === 'claim' && g.takeoverFrom) r.takeoverFrom = g.takeoverFrom;
   return r;
 }
 
@@ -327,12 +354,14 @@ export async function readLease(leasePath: string): Promise<LeaseRecord | undefi
 }
 
 function describe(r: LeaseRecord): string {
+  if (r.incomplete) return `an unfinished claim at generation ${r.generation} (its writer stopped before writing it)`;
   return `node '${r.node}' (generation ${r.generation}, heartbeat ${r.heartbeat}${r.renewedAt ? `, last renewed ${r.renewedAt} by its clock` : ''})`;
 }
 
 function heldError(leasePath: string, r: LeaseRecord, hint?: string): BerthError {
   return ownedError('E_LEASE_HELD', `the env is owned by ${describe(r)}`, {
-    hint: hint ?? `ask node '${r.node}' to let it go (junregister), or, if that node is down, use --force to take over after lease_ttl seconds without a heartbeat`,
+    hint: hint ?? (r.incomplete ? 'use --force to take over after lease_ttl seconds without a heartbeat'
+      : `ask node '${r.node}' to let it go (junregister), or, if that node is down, use --force to take over after lease_ttl seconds without a heartbeat`),
     details: { lease: leasePath, node: r.node, uuid: r.uuid, generation: r.generation, heartbeat: r.heartbeat },
   });
 }
@@ -389,7 +418,7 @@ async function prune(dir: string, current: number): Promise<void> {
 async function claim(leasePath: string, n: number, who: LeaseIdentity, takeoverFrom?: { node: string; generation: number }): Promise<LeaseRecord | undefined> {
   const rec: ClaimFile = { kind: 'claim', node: who.node, uuid: who.uuid, generation: n, acquiredAt: new Date().toISOString() };
   if (takeoverFrom) rec.takeoverFrom = takeoverFrom;
-  if (!(await createExclusive(leasePath, genName(n), who.node, JSON.stringify(rec) + '\n'))) return undefined;
+  if (!(await createExclusive(leasePath, genName(n), JSON.stringify(rec) + '\n'))) return undefined;
   await prune(leasePath, n);
   return toRecord(rec, undefined);
 }
@@ -419,12 +448,13 @@ export async function acquireLease(leasePath: string, who: LeaseIdentity): Promi
   throw ownedError('E_LEASE_BUSY', `the lease ${leasePath} kept changing; ${MAX_ATTEMPTS} attempts to acquire it failed`, { hint: 'try again' });
 }
 
-function supersededError(leasePath: string, who: LeaseHolder, next: GenFile | undefined, current?: LeaseState): BerthError {
+function supersededError(leasePath: string, who: LeaseHolder, next: GenEntry | undefined, current?: LeaseState): BerthError {
   let what: string;
   if (next?.kind === 'claim') what = `node '${next.node}' took it over at generation ${next.generation}`;
   else if (next?.kind === 'release') what = `it was released at generation ${next.generation} by node '${next.node}'`;
+  else if (next?.kind === 'incomplete') what = `generation ${next.generation} was claimed (unfinished claim)`;
   else what = 'it moved on';
-  const cur = current?.holder ? `; now owned by node '${current.holder.node}' at generation ${current.holder.generation}` :
+  const cur = current?.holder ? `; now owned by ${describe(current.holder)}` :
     current ? `; current generation ${current.generation}, not held` : '';
   return ownedError('E_LEASE_SUPERSEDED', `node '${who.node}' no longer holds the lease at generation ${who.generation}: ${what}${cur}`, {
     hint: 'this node must not start, change or write to this env; stop its local copy (the agent does this) and register again if it should own it',
@@ -448,6 +478,10 @@ export async function checkLease(leasePath: string, who: LeaseHolder): Promise<L
 
 /** The claim `who` holds, or the E_LEASE_SUPERSEDED / E_LEASE_MISSING error of {@link checkLease}. */
 async function verifyHolder(leasePath: string, who: LeaseHolder): Promise<ClaimFile> {
+  // Probe the next generation first: a plain lookup, exact even when its content is not written yet.
+  if (await exists(join(leasePath, genName(who.generation + 1)))) {
+    throw supersededError(leasePath, who, await readGen(leasePath, who.generation + 1).catch(() => undefined), await stateOf(leasePath).catch(() => undefined));
+  }
   const g = await readGen(leasePath, who.generation);
   if (!g) {
     const st = await stateOf(leasePath);
@@ -459,15 +493,13 @@ async function verifyHolder(leasePath: string, who: LeaseHolder): Promise<ClaimF
     });
   }
   if (g.kind !== 'claim' || g.node !== who.node || (who.uuid !== undefined && g.uuid !== who.uuid)) {
-    const whose = g.kind === 'claim' ? `node '${g.node}' (env uuid ${g.uuid})` : 'a release';
+    const whose = g.kind === 'claim' ? `node '${g.node}' (env uuid ${g.uuid})` : g.kind === 'release' ? 'a release' : 'an unfinished claim';
     throw ownedError('E_LEASE_SUPERSEDED', `generation ${who.generation} of ${leasePath} is ${whose}, not node '${who.node}'` +
       (who.uuid !== undefined ? ` (env uuid ${who.uuid})` : ''), {
       hint: 'this node does not own this env; do not use it',
       details: { lease: leasePath, node: who.node, generation: who.generation },
     });
   }
-  const next = await readGen(leasePath, who.generation + 1);
-  if (next) throw supersededError(leasePath, who, next, await stateOf(leasePath));
   return g;
 }
 
@@ -500,7 +532,7 @@ export async function releaseLease(leasePath: string, who: { node: string; gener
     }
     const n = who.generation + 1;
     const rec: ReleaseFile = { kind: 'release', node: who.node, uuid: st.holder.uuid, generation: n, released: who.generation, at: new Date().toISOString() };
-    if (await createExclusive(leasePath, genName(n), who.node, JSON.stringify(rec) + '\n')) {
+    if (await createExclusive(leasePath, genName(n), JSON.stringify(rec) + '\n')) {
       await unlink(join(leasePath, hbName(who.generation))).catch(() => undefined);
       await prune(leasePath, n);
       return;

@@ -29,8 +29,10 @@ export interface GlusterVolume {
   name: string;
   /** the server name used in the brick and mount source (the hostname) */
   server: string;
-  /** the brick directory (under {@link GlusterVolume.tempRoot}) */
+  /** the (first) brick directory (under {@link GlusterVolume.tempRoot}) */
   brick: string;
+  /** every brick directory */
+  bricks: string[];
   /** the temp dir holding the brick; removed by remove() */
   tempRoot: string;
   /**
@@ -124,26 +126,37 @@ export async function unmountGluster(dir: string): Promise<void> {
   if (isMountedGluster(dir)) throw new Error(`cannot unmount ${dir}`);
 }
 
+/** Layout of a test volume: default one brick (distribute). */
+export interface GlusterVolumeOptions {
+  /** number of bricks, all on this machine (default 1); with replica, a multiple of it */
+  bricks?: number;
+  /** replica count (default none: a distribute volume) */
+  replica?: number;
+}
+
 /**
  * Creates and starts a fresh volume `name` (default `berthtest_<pid>_<random>`) with one brick
- * `<server>:<tmp>/brick` (`force`). Call `remove()` in an `after`/`finally`; a process exit hook
- * removes it anyway when a test forgets.
+ * `<server>:<tmp>/brick` (`force`), or the layout of `opts`. Call `remove()` in an
+ * `after`/`finally`; a process exit hook removes it anyway when a test forgets.
  * @throws when glusterd does not run (start it with scripts/gluster-up) or a gluster command fails.
  */
-export async function glusterVolume(name?: string): Promise<GlusterVolume> {
+export async function glusterVolume(name?: string, opts: GlusterVolumeOptions = {}): Promise<GlusterVolume> {
   installExitHook();
   await removeStaleTestVolumes();
   const volName = name ?? `${PREFIX}${process.pid}_${randomBytes(3).toString('hex')}`;
   const server = glusterServer();
   const tempRoot = mkdtempSync(join(tmpdir(), 'berth-gluster-'));
-  const brick = join(tempRoot, 'brick');
-  mkdirSync(brick);
+  const count = Math.max(1, opts.bricks ?? 1);
+  const bricks = Array.from({ length: count }, (_, i) => join(tempRoot, i ? `brick${i}` : 'brick'));
+  for (const b of bricks) mkdirSync(b);
+  const brick = bricks[0]!;
   const mounts: string[] = [];
   let removed = false;
 
   let t = performance.now();
   try {
-    await gluster(['volume', 'create', volName, `${server}:${brick}`, 'force']);
+    await gluster(['volume', 'create', volName, ...(opts.replica ? ['replica', String(opts.replica)] : []),
+      ...bricks.map((b) => `${server}:${b}`), 'force']);
   } catch (e) {
     rmSync(tempRoot, { recursive: true, force: true });
     throw e;
@@ -167,6 +180,7 @@ export async function glusterVolume(name?: string): Promise<GlusterVolume> {
     name: volName,
     server,
     brick,
+    bricks,
     tempRoot,
     async mount(dir: string, sub?: string) {
       dir = resolve(dir);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
 import { BerthError } from '../../src/errors.js';
 import {
-  acquireLease, checkLease, KEEP_GENERATIONS, readLease, readLeaseState, releaseLease, renewLease, takeoverLease,
+  acquireLease, checkLease, KEEP_GENERATIONS, leaseTuning, readLease, readLeaseState, releaseLease, renewLease, takeoverLease,
 } from '../../src/lease.js';
 
 const root = mkdtempSync(join(tmpdir(), 'berth-lease-unit-'));
@@ -235,5 +235,52 @@ describe('takeover', () => {
     assert.equal(won[0]!.value.generation, r.generation + 1);
     for (const x of results) if (x.status === 'rejected') assert.equal((x.reason as BerthError).code, 'E_LEASE_HELD');
     assert.equal((await readLease(lease))?.node, won[0]!.value.node);
+  });
+});
+
+describe('claims seen between their exclusive create and their write', () => {
+  test('a reader waits for a claim that is being written', async () => {
+    mkdirSync(lease);
+    writeFileSync(join(lease, 'gen.1'), ''); // created (O_EXCL) but not written yet
+    const rec = JSON.stringify({ kind: 'claim', node: 'node7', uuid: 'u-1', generation: 1, acquiredAt: new Date().toISOString() });
+    setTimeout(() => writeFileSync(join(lease, 'gen.1'), rec.slice(0, 20)), 30); // partly written
+    setTimeout(() => writeFileSync(join(lease, 'gen.1'), rec + '\n'), 120);
+    const r = await readLease(lease);
+    assert.equal(r?.node, 'node7');
+    assert.equal(r?.incomplete, undefined);
+    const e = await rejectsWith(acquireLease(lease, A), 'E_LEASE_HELD');
+    assert.match(e.message, /node7/);
+  });
+
+  test('an unfinished claim (its writer died) is refused to acquire and replaced by a forced takeover', async () => {
+    const saved = leaseTuning.settleMs;
+    leaseTuning.settleMs = 100;
+    try {
+      mkdirSync(lease);
+      writeFileSync(join(lease, 'gen.1'), '');
+      assert.equal((await readLease(lease))?.incomplete, true);
+      const e = await rejectsWith(acquireLease(lease, A), 'E_LEASE_HELD');
+      assert.match(e.message, /unfinished claim at generation 1/);
+      await rejectsWith(takeoverLease(lease, A, { ttlSec: 1, force: false, sleep: noSleep }), 'E_LEASE_HELD');
+      const t = await takeoverLease(lease, A, { ttlSec: 1, force: true, sleep: noSleep });
+      assert.equal(t.generation, 2);
+      assert.equal(t.node, 'node1');
+      assert.equal((await checkLease(lease, { node: 'node1', generation: 2 })).node, 'node1');
+    } finally {
+      leaseTuning.settleMs = saved;
+    }
+  });
+
+  test('a holder is superseded as soon as the next generation exists, even before it is written', async () => {
+    const r = await acquireLease(lease, A);
+    writeFileSync(join(lease, `gen.${r.generation + 1}`), '');
+    const saved = leaseTuning.settleMs;
+    leaseTuning.settleMs = 100;
+    try {
+      await rejectsWith(checkLease(lease, { node: 'node1', generation: r.generation }), 'E_LEASE_SUPERSEDED');
+      await rejectsWith(renewLease(lease, { node: 'node1', generation: r.generation }), 'E_LEASE_SUPERSEDED');
+    } finally {
+      leaseTuning.settleMs = saved;
+    }
   });
 });
