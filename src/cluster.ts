@@ -84,7 +84,7 @@ export function checkToken(token: string | undefined): string {
  * token, and saves it only when the agent answers as the node `name`. Nothing is saved on any
  * failure. Adding an existing name replaces its url and token.
  * @throws BerthError E_BAD_NODENAME / E_BAD_URL / E_BAD_TOKEN (2), E_SELF (2: this node
- *   itself), E_NODE_UNREACHABLE (1), E_UNAUTHORIZED (1: wrong token), E_NODE_MISMATCH (1: the
+ *   itself), E_NODE_UNREACHABLE (1), E_UNAUTHORIZED (1: wrong token), E_NODE_MISMATCH (2: the
  *   agent there is another node)
  */
 export async function addNode(ctx: NodeCtx, input: { name?: string; url?: string; token?: string }): Promise<AddNodeResult> {
