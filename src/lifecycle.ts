@@ -156,7 +156,7 @@ export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string): void 
 
 /** Requires that this node holds the env's lease at the recorded generation (exit 4 otherwise). */
 export async function requireLease(ctx: NodeCtx, row: EnvRow): Promise<void> {
-  await checkLease(ctx.wd.env(row.jname).lease, { node: ctx.nodename, generation: row.generation });
+  await checkLease(ctx.wd.env(row.jname).lease, { node: ctx.nodename, generation: row.generation, uuid: row.uuid });
 }
 
 /** Looks an env up. @throws BerthError E_NO_SUCH_ENV (exit 3) */

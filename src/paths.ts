@@ -34,7 +34,7 @@ export interface EnvPaths {
   descriptor: string;
   /** the unregistered descriptor: jails-rcconf/rc.conf_<jname> */
   rcconfFile: string;
-  /** the ownership lease: jails-system/<jname>/lease */
+  /** the ownership lease, a directory holding the generation log: jails-system/<jname>/lease (src/lease.ts) */
   lease: string;
   /** the node-local env log: var/log/<jname>.log */
   log: string;

@@ -1,28 +1,12 @@
 /**
  * `berth base import|busybox|list|remove`: thin handlers over src/bases.ts.
- * (`base fetch` is src/cli/commands/basefetch.ts, re-exported below.)
+ * (`base fetch` is src/cli/commands/basefetch.ts.)
  */
 import { busyboxBase, importBase, listBases, removeBase, type BaseImportResult } from '../../bases.js';
 import { BerthError, EXIT, usageError } from '../../errors.js';
 import { openNode } from '../../node.js';
 import { renderTable } from '../table.js';
 import type { CmdIO, CmdOutput, Opts } from '../types.js';
-
-/**
- * `base fetch` lives in ./basefetch.ts (another contributor's). Loaded lazily so that the
- * other base commands work while that module does not exist yet.
- * TODO(lead): replace with `export { baseFetch } from './basefetch.js';` once it exists.
- */
-export async function baseFetch(opts: Opts, args: string[], io: CmdIO): Promise<CmdOutput> {
-  const spec = './basefetch.js';
-  let mod: { baseFetch: (o: Opts, a: string[], i: CmdIO) => Promise<CmdOutput> };
-  try {
-    mod = (await import(spec)) as typeof mod;
-  } catch (e) {
-    throw new BerthError('E_NOT_IMPLEMENTED', `base fetch is not available in this build: ${(e as Error).message}`, EXIT.FAILURE);
-  }
-  return mod.baseFetch(opts, args, io);
-}
 
 function str(opts: Opts, key: string): string | undefined {
   const v = opts[key];
