@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { engineError, usageError } from '../errors.js';
 import type { EnvConf } from '../descriptor.js';
 import { run, runInteractive, runToFile } from '../proc.js';
-import { ociConfig } from './oci.js';
+import { cgroupsPath, ociConfig } from './oci.js';
 import type { Engine, EngineEnv, StartResult } from './types.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
@@ -107,7 +107,9 @@ export class RuncEngine implements Engine {
    * `runc state` in a loop.
    */
   async stop(env: EngineEnv, timeoutSec: number): Promise<void> {
-    const pid = Number((await readFile(join(env.paths.bundle, 'init.pid'), 'utf8').catch(() => '0')).trim());
+    let pid = Number((await readFile(join(env.paths.bundle, 'init.pid'), 'utf8').catch(() => '0')).trim());
+    // Never signal a pid that is not this env's container (a stale pid file, a reused pid).
+    if (pid && !(await this.inContainer(env, pid))) pid = 0;
     const alive = async () => (pid ? this.isRunning(env, pid) : (await this.state(env)) === 'running');
     if (!(await alive())) return;
     // SIGTERM straight to the init pid we just saw alive (no runc process needed); the
@@ -127,6 +129,13 @@ export class RuncEngine implements Engine {
       await sleep(50);
     }
     throw engineError('E_ENGINE', `${env.jname} did not stop after SIGKILL`);
+  }
+
+  /** True when `pid` lives in this env's cgroup (`/berth/<node>/<jname>`, see oci.ts). */
+  async inContainer(env: EngineEnv, pid: number): Promise<boolean> {
+    const cg = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
+    const want = cgroupsPath(env.nodename, env.jname);
+    return cg.split('\n').some((l) => l.endsWith(':' + want) || l.includes(':' + want + '/'));
   }
 
   async isRunning(_env: EngineEnv, jid: number): Promise<boolean> {
