@@ -1,0 +1,187 @@
+/**
+ * Test fixture (not a test file): two berth nodes on this machine sharing ONE GlusterFS volume
+ * through two separate FUSE mounts per shared dir. Sub-directories `data`, `system`, `rcconf`
+ * and `fstab` of the volume are mounted on each node's `jails-data`, `jails-system`,
+ * `jails-rcconf` and `jails-fstab`: node1's BEFORE `initenv` (initenv must accept pre-mounted
+ * dirs), node2's after it. The two workdirs have different paths (and lengths), so CBSDROOT
+ * rewriting is exercised. Each node gets a busybox base and can run its agent
+ * (`bin/berth agent`) as a child process on a free loopback port.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { AgentClient } from '../../src/agent/client.js';
+import { BIN, berth, berthOk, tempDir } from '../helpers/cli.js';
+import { glusterVolume, type GlusterVolume } from '../helpers/gluster.js';
+
+export const SHARED = [['jails-data', 'data'], ['jails-system', 'system'], ['jails-rcconf', 'rcconf'], ['jails-fstab', 'fstab']] as const;
+
+/** One node of the fixture. */
+export class TestNode {
+  agent?: ChildProcess;
+  agentLog: string;
+  port = 0;
+  constructor(readonly name: string, readonly wd: string) {
+    this.agentLog = join(wd, '..', `${name}-agent.log`);
+  }
+  get token(): string { return readFileSync(join(this.wd, 'etc', 'api.token'), 'utf8').trim(); }
+  get url(): string { return `http://127.0.0.1:${this.port}`; }
+  get socketUrl(): string { return `unix:${join(this.wd, 'var', 'run', 'agent.sock')}`; }
+  /** runs `berth ...` on this node */
+  run(args: string[], timeoutMs?: number) { return berth(args, { workdir: this.wd, timeoutMs }); }
+  ok(args: string[], timeoutMs?: number) { return berthOk(args, { workdir: this.wd, timeoutMs }); }
+  client(): AgentClient { return new AgentClient(this.name, this.url, this.token); }
+
+  /** Spawns `berth agent --api_port <port>` and waits until its API answers (with the token). */
+  async startAgent(): Promise<void> {
+    if (!this.port) this.port = await freePort();
+    const fd = openSync(this.agentLog, 'a');
+    try {
+      this.agent = spawn(process.execPath, [BIN, 'agent', `--api_port=${this.port}`], {
+        env: { ...process.env, BERTH_WORKDIR: this.wd, BERTH_LOG_LEVEL: 'info' }, stdio: ['ignore', fd, fd],
+      });
+    } finally {
+      closeSync(fd);
+    }
+    const child = this.agent;
+    const end = Date.now() + 30_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`agent of ${this.name} exited ${child.exitCode}: ${this.logTail()}`);
+      try {
+        await this.client().list();
+        return;
+      } catch { /* not yet */ }
+      if (Date.now() > end) throw new Error(`agent of ${this.name} did not answer within 30 s: ${this.logTail()}`);
+      await sleep(100);
+    }
+  }
+
+  /** Sends `signal` to the agent and waits for it to exit; returns its exit code (or 128+n). */
+  async stopAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const a = this.agent;
+    if (!a) return null;
+    this.agent = undefined;
+    if (a.exitCode !== null || a.signalCode !== null) return a.exitCode;
+    const done = new Promise<number | null>((r) => a.once('exit', (code, sig) => r(code ?? (sig ? 128 : null))));
+    a.kill(signal);
+    return done;
+  }
+
+  logTail(n = 20): string {
+    try { return readFileSync(this.agentLog, 'utf8').split('\n').slice(-n).join('\n'); } catch { return ''; }
+  }
+
+  /** jls --json of this node: jname → env */
+  envs(): Record<string, any> {
+    const out: Record<string, any> = {};
+    for (const e of this.ok(['jls', '--json']).json.envs) out[e.jname] = e;
+    return out;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The fixture. */
+export interface TwoNodes {
+  vol: GlusterVolume;
+  base: string;
+  n1: TestNode;
+  n2: TestNode;
+  /** stops agents and envs, unmounts, deletes the volume and the temp dirs */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * Makes the two nodes. `initenvArgs` go to both initenv runs (e.g. lease_ttl=3).
+ */
+export async function twoNodes(initenvArgs: string[] = []): Promise<TwoNodes> {
+  const base = tempDir('berth-2n-');
+  const vol = await glusterVolume();
+  const n1 = new TestNode('node1', join(base, 'n1', 'wd'));
+  const n2 = new TestNode('node2', join(base, 'second-node', 'var-lib', 'wd'));
+  const fx: TwoNodes = { vol, base, n1, n2, cleanup: () => cleanupNodes(fx) };
+  try {
+    for (const [, sub] of SHARED) await vol.mkdirOnVolume(sub);
+    // node1: shared dirs mounted first, then initenv over them
+    for (const [dir, sub] of SHARED) await vol.mount(join(n1.wd, dir), sub);
+    berthOk(['initenv', `workdir=${n1.wd}`, 'nodename=node1', ...initenvArgs]);
+    // node2: initenv first, then the shared dirs mounted over the empty dirs it made
+    berthOk(['initenv', `workdir=${n2.wd}`, 'nodename=node2', ...initenvArgs]);
+    for (const [dir, sub] of SHARED) await vol.mount(join(n2.wd, dir), sub);
+    for (const n of [n1, n2]) n.ok(['base', 'busybox', 'name=bb']);
+  } catch (e) {
+    await fx.cleanup().catch(() => undefined);
+    throw e;
+  }
+  return fx;
+}
+
+/** Stops every env each node runs (whatever state its inventory is in) and everything else. */
+async function cleanupNodes(fx: TwoNodes): Promise<void> {
+  for (const n of [fx.n1, fx.n2]) await n.stopAgent('SIGKILL').catch(() => undefined);
+  for (const n of [fx.n1, fx.n2]) {
+    if (!existsSync(join(n.wd, 'var', 'db', 'local.sqlite'))) continue;
+    const r = n.run(['jls', '--json']);
+    for (const e of r.json?.envs ?? []) if (e.status !== 'Off') n.run(['jstop', `jname=${e.jname}`]);
+    // containers of fenced or half-torn-down envs: kill them through runc directly
+    const runcRoot = join(n.wd, 'var', 'run', 'runc');
+    if (existsSync(runcRoot)) {
+      for (const id of readdirSync(runcRoot)) {
+        spawnSync('runc', ['--root', runcRoot, 'kill', '--all', id, 'KILL']);
+        spawnSync('runc', ['--root', runcRoot, 'delete', '--force', id]);
+      }
+    }
+    // anything still mounted under jails/ (deepest first)
+    const jails = join(n.wd, 'jails');
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((t): t is string => !!t && t.startsWith(jails + '/'));
+    for (const m of mounts.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', m]);
+  }
+  await fx.vol.remove();
+  rmSync(fx.base, { recursive: true, force: true });
+}
+
+/**
+ * A fingerprint of the volume's content as seen on the brick: every path (without .glusterfs)
+ * with its size and, for files, its content. `ignore` filters paths (e.g. heartbeat files).
+ */
+export function brickSnapshot(vol: GlusterVolume, ignore: (rel: string) => boolean = () => false): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (dir: string, rel: string) => {
+    for (const n of readdirSync(dir, { withFileTypes: true })) {
+      const r = rel ? `${rel}/${n.name}` : n.name;
+      if (r === '.glusterfs' || ignore(r)) continue;
+      const p = join(dir, n.name);
+      if (n.isDirectory()) { out.set(r + '/', 'dir'); walk(p, r); }
+      else if (n.isFile()) out.set(r, readFileSync(p).toString('base64'));
+      else out.set(r, 'other');
+    }
+  };
+  walk(vol.brick, '');
+  return out;
+}
+
+/** Bytes used by the brick's files (du -sb without .glusterfs, whose entries are hard links). */
+export function brickBytes(vol: GlusterVolume): number {
+  const r = spawnSync('du', ['-sb', '--exclude=.glusterfs', vol.brick], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`du failed: ${r.stderr}`);
+  return Number(r.stdout.split('\t')[0]);
+}
+
+/** Makes dirs as needed (test convenience). */
+export function mkdirp(p: string): string {
+  mkdirSync(p, { recursive: true });
+  return p;
+}
