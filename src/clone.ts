@@ -144,24 +144,46 @@ async function zfsDatasetOf(dir: string): Promise<string | undefined> {
 // ---------------------------------------------------------------------------------------------
 // Local copy
 
+/** Entries of one directory handled at once by {@link copyTree} and {@link measureTree}. */
+const PARALLEL = 8;
+
+/**
+ * Runs `fn` over `items`, at most `n` at a time. After the first failure no new item starts;
+ * the in-flight ones are waited for (so nothing is still writing when the caller cleans up),
+ * then the first error is thrown.
+ */
+async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  let first: unknown;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const it = items[next++]!;
+      try { await fn(it); } catch (e) { if (!failed) { failed = true; first = e; } }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  if (failed) throw first;
+}
+
 /** Counts of a tree: bytes of regular files (what progress measures) and entries. */
 async function measureTree(dir: string): Promise<{ bytes: number; entries: number }> {
   let bytes = 0;
   let entries = 0;
   const walk = async (d: string): Promise<void> => {
-    for (const n of await readdir(d)) {
+    await pool(await readdir(d), PARALLEL, async (n) => {
       const p = join(d, n);
       const st = await lstat(p);
       entries++;
       if (st.isDirectory()) await walk(p);
       else if (st.isFile()) bytes += st.size;
-    }
+    });
   };
   await walk(dir);
   return { bytes, entries };
 }
 
-/** Linux dev_t → major, minor (glibc encoding). */
+/** Linux dev_t → [major, minor] (glibc encoding). */
 export function devNumbers(rdev: number): [number, number] {
   // major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff); minor = (dev & 0xff) | ((dev >> 12) & ~0xff)
   const hi = Math.floor(rdev / 2 ** 32);
@@ -186,32 +208,43 @@ export interface CopyTreeResult {
 /**
  * Copies the contents of directory `src` into the existing, empty directory `dst` as
  * `cp -a src/. dst/` does: regular files (copyFile; a reflink where the file system offers
- * one), directories, symlinks (verbatim), hard links within the tree (kept as links), FIFOs
- * and device nodes (mknod(1)); owner, group, mode (setuid/setgid/sticky included) and
- * access/modification times of every entry, and those of `dst` itself, are set to the
- * source's. Sockets are skipped. ACLs, extended attributes and file flags are not copied.
- * Does not cross into other mounts inside `src` only in the sense that the caller refuses
- * them first; here everything reachable is copied.
- * @param onProgress (copiedBytes, totalBytes) in bytes; called at the start, after each file
- *   and every {@link POLL_MS} ms while a big file is copied
- * @throws Node fs errors (ENOSPC, EACCES ...) and BerthError from mknod
+ * one, e.g. XFS or btrfs), directories, symlinks (verbatim), hard links within the tree (kept
+ * as links), FIFOs and device nodes (mkfifo(1)/mknod(1)); owner, group, mode
+ * (setuid/setgid/sticky included) and access/modification times of every entry, and those of
+ * `dst` itself, are set to the source's. Sockets are skipped (listed in `skipped`). ACLs,
+ * extended attributes and file flags are not copied. Mounts inside `src` are not detected
+ * here (the caller refuses them). Up to {@link PARALLEL} entries per directory are copied at
+ * once; on an error the copy stops, waits for what is in flight, and throws (the partial
+ * copy is left for the caller to remove).
+ * @param onProgress (copiedBytes, totalBytes) in bytes: at the start (after a first walk
+ *   that sums the sizes), after each file, and every 200 ms while a file of 8 MiB or more is
+ *   copied. Without it there is no first walk.
+ * @throws Node fs errors (ENOSPC, EACCES ...) and BerthError from mkfifo/mknod
  */
 export async function copyTree(src: string, dst: string, onProgress?: (copied: number, total: number) => void): Promise<CopyTreeResult> {
   const total = onProgress ? (await measureTree(src)).bytes : 0;
   let copied = 0;
   let entries = 0;
   const skipped: string[] = [];
-  const links = new Map<string, string>();
-  const report = (extra = 0) => onProgress?.(Math.min(copied + extra, Math.max(total, copied + extra)), Math.max(total, copied + extra));
+  /** dev:ino of a multiply-linked source file -> its first copy, once that copy is complete */
+  const links = new Map<string, Promise<string>>();
+  const report = (extra = 0) => onProgress?.(copied + extra, Math.max(total, copied + extra));
+  const uid = process.geteuid?.() ?? 0;
+  const gid = process.getegid?.() ?? 0;
+  // BSD gives a new file its directory's group, Linux the process's (unless the dir is setgid)
+  const bsdGroups = process.platform !== 'linux';
   report();
 
-  const setMeta = async (p: string, st: Stats, isLink = false) => {
-    await lchown(p, st.uid, st.gid);
-    if (isLink) {
-      await lutimes(p, st.atimeMs / 1000, st.mtimeMs / 1000);
-      return;
-    }
-    await chmod(p, st.mode & 0o7777); // after chown, which clears setuid/setgid
+  /**
+   * Owner, mode and times of a created entry. `modeSet`: the mode is already the source's
+   * (copyFile sets it); new entries belong to this process, so chown only when the source's
+   * owner differs (chown clears setuid/setgid, so chmod follows it).
+   */
+  const setMeta = async (p: string, st: Stats, kind: 'file' | 'dir' | 'link' | 'node', inSetgidDir: boolean) => {
+    const chown = st.uid !== uid || st.gid !== gid || inSetgidDir || bsdGroups;
+    if (chown) await lchown(p, st.uid, st.gid);
+    if (kind === 'link') { await lutimes(p, st.atimeMs / 1000, st.mtimeMs / 1000); return; }
+    if (kind !== 'file' || chown) await chmod(p, st.mode & 0o7777);
     await utimes(p, st.atimeMs / 1000, st.mtimeMs / 1000);
   };
 
@@ -230,49 +263,60 @@ export async function copyTree(src: string, dst: string, onProgress?: (copied: n
     }
   };
 
-  const copyDir = async (s: string, d: string): Promise<void> => {
-    for (const n of (await readdir(s)).sort()) {
+  const copyDir = async (s: string, d: string, setgid: boolean): Promise<void> => {
+    await pool((await readdir(s)).sort(), PARALLEL, async (n) => {
       const sp = join(s, n);
       const dp = join(d, n);
       const st = await lstat(sp);
       if (st.isDirectory()) {
-        await mkdir(dp);
+        await mkdir(dp, 0o700);
         entries++;
-        await copyDir(sp, dp);
-        await setMeta(dp, st);
-        continue;
+        await copyDir(sp, dp, false); // dp is not setgid until its chmod below
+        await setMeta(dp, st, 'dir', setgid);
+        return;
       }
+      let done: ((v: string) => void) | undefined;
+      let failed: ((e: unknown) => void) | undefined;
       if (st.nlink > 1 && !st.isSymbolicLink()) {
         const key = `${st.dev}:${st.ino}`;
         const first = links.get(key);
-        if (first) { await link(first, dp); entries++; continue; }
-        links.set(key, dp);
+        if (first) { await link(await first, dp); entries++; return; }
+        const p = new Promise<string>((res, rej) => { done = res; failed = rej; });
+        p.catch(() => undefined); // awaited by later names only; a failure is reported by this copy
+        links.set(key, p);
       }
-      if (st.isFile()) {
-        await copyFileWithProgress(sp, dp, st.size);
-        copied += st.size;
-        await setMeta(dp, st);
-        report();
-      } else if (st.isSymbolicLink()) {
-        await symlink(await readlink(sp), dp);
-        await setMeta(dp, st, true);
-      } else if (st.isFIFO()) {
-        await run(['mkfifo', dp]);
-        await setMeta(dp, st);
-      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-        const [major, minor] = devNumbers(st.rdev);
-        await run(['mknod', dp, st.isCharacterDevice() ? 'c' : 'b', String(major), String(minor)]);
-        await setMeta(dp, st);
-      } else {
-        skipped.push(sp); // a socket
-        continue;
+      try {
+        if (st.isFile()) {
+          await copyFileWithProgress(sp, dp, st.size);
+          copied += st.size;
+          await setMeta(dp, st, 'file', setgid);
+          report();
+        } else if (st.isSymbolicLink()) {
+          await symlink(await readlink(sp), dp);
+          await setMeta(dp, st, 'link', setgid);
+        } else if (st.isFIFO()) {
+          await run(['mkfifo', dp]);
+          await setMeta(dp, st, 'node', setgid);
+        } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+          const [major, minor] = devNumbers(st.rdev);
+          await run(['mknod', dp, st.isCharacterDevice() ? 'c' : 'b', String(major), String(minor)]);
+          await setMeta(dp, st, 'node', setgid);
+        } else {
+          skipped.push(sp); // a socket
+          done?.(dp);
+          return;
+        }
+        entries++;
+        done?.(dp);
+      } catch (e) {
+        failed?.(e);
+        throw e;
       }
-      entries++;
-    }
+    });
   };
 
-  await copyDir(src, dst);
-  await setMeta(dst, await lstat(src));
+  await copyDir(src, dst, ((await stat(dst)).mode & 0o2000) !== 0);
+  await setMeta(dst, await lstat(src), 'dir', true);
   report();
   return { bytes: copied, entries, skipped };
 }
@@ -357,7 +401,8 @@ interface NewState {
  * jclone (see the module notes for the order and rules).
  * @throws BerthError E_BAD_JNAME / E_BAD_VALUE / E_NO_OLD / E_NO_NEW (2), E_NO_SUCH_ENV (3),
  *   E_RUNNING / E_ENV_EXISTS (1), E_BUSY and lease errors (4), E_IDENTITY / E_MOUNTED (5),
- *   E_CLONE_NO_DATA (1: the clone hooks left new's data empty), hook errors (the hook's exit
+ *   E_CLONE_NO_DATA (1: the clone hooks left new's data empty), E_COPY (1: the local copy
+ *   failed, e.g. ENOSPC), hook errors (the hook's exit
  *   code, 124 on timeout, 1 when refused as unsafe), zfs/mknod failures (5)
  */
 export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptions = {}): Promise<CloneResult> {
@@ -489,7 +534,13 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
           st.zfs = plan;
           for (const argv of plan.argv) await run(argv, { errorCode: 'E_ZFS' });
         } else {
-          copyRes = await copyTree(op.data, np.data, opts.onProgress);
+          try {
+            copyRes = await copyTree(op.data, np.data, opts.onProgress);
+          } catch (e) {
+            if (e instanceof BerthError) throw e;
+            throw new BerthError('E_COPY', `copying ${op.data} to ${np.data} failed: ${(e as Error).message}`, EXIT.FAILURE,
+              { hint: 'check free space and the file systems of both dirs (berth doctor); nothing of the clone was kept', cause: e });
+          }
           if (copyRes.skipped.length) warnings.push(`${copyRes.skipped.length} socket(s) not copied, e.g. ${copyRes.skipped[0]}`);
         }
         dataMs = Math.round(performance.now() - td);

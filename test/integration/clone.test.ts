@@ -86,6 +86,7 @@ mountpoint -q "$d" || mount --bind ${ctl}/store/data/$j "$d" || exit 1
 mountpoint -q "$s" || mount --bind ${ctl}/store/system/$j "$s" || exit 1
 exit 0`);
   mntStop = hook('mnt_stop.sh', `set -u\n${parse}\nprintf '%s\\n' "mnt_stop $BERTH_ACTION $j" >> ${ctl}/calls.log
+if [ -e ${ctl}/fail-stop.$j ]; then echo "mnt_stop of $j fails on purpose" >&2; exit 9; fi
 for m in "$s" "$d"; do if mountpoint -q "$m"; then umount "$m" || exit 1; fi; done
 exit 0`);
 });
@@ -169,6 +170,29 @@ describe('jclone by berth\'s local copy', () => {
     assert.equal(readFileSync(join(d, 'etc/motd.local'), 'utf8'), 'written inside src1\n', 'the clone\'s data is its own');
     berthOk(['jremove', 'jname=cl1'], env());
     rmSync(join(d, 'root/sock'));
+  });
+
+  test('a local copy that runs out of space fails and leaves no trace of the new env', () => {
+    berthOk(['jcreate', 'jname=big1', 'base=bb'], env());
+    writeFileSync(join(wd, 'jails-data/big1-data/root/filler'), Buffer.alloc(3 << 20, 1));
+    const small = join(wd, 'jails-data/big2-data');
+    mkdirSync(small);
+    assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]).status, 0);
+    try {
+      const before = mountTable(top);
+      const r = berth(['jclone', 'old=big1', 'new=big2'], env());
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /copying .*big1-data to .*big2-data failed: ENOSPC/);
+      assert.deepEqual(readdirSync(small), [], 'the partial copy is removed');
+      assert.deepEqual(mountTable(top), before);
+      for (const p of ['jails-system/big2', 'jails-fstab/big2', 'jails/big2', 'var/log/big2.log']) assert.equal(existsSync(join(wd, p)), false, p);
+      assert.equal(berth(['jget', 'jname=big2'], env()).code, 3);
+    } finally {
+      spawnSync('umount', [small]);
+    }
+    rmSync(small, { recursive: true });
+    assertNoTrace('big2');
+    berthOk(['jremove', 'jname=big1'], env());
   });
 
   test('defaults: hostname = the new name, ip4_addr inherited with a warning', () => {
@@ -319,6 +343,27 @@ describe('jclone of envs whose storage is mounted by mnt_start', () => {
     rmSync(join(ctl, 'store/system/ds4'), { recursive: true });
     assert.deepEqual(snapshot(), s0);
     rmSync(h);
+  });
+
+  test('old\'s mnt_stop failing after the copy: the clone fails and is undone (new mounted again to delete it)', () => {
+    const before = mountTable(top);
+    writeFileSync(join(ctl, 'fail-stop.ds1'), '');
+    writeFileSync(join(ctl, 'calls.log'), '');
+    const r = berth(['jclone', 'old=ds1', 'new=ds6'], env());
+    rmSync(join(ctl, 'fail-stop.ds1'));
+    assert.equal(r.code, 9, r.stderr);
+    assert.match(r.stderr, /mnt_stop of ds1 fails on purpose/);
+    assert.deepEqual(calls(), ['mnt_start clone ds1', 'mnt_start clone ds6', 'mnt_stop clone ds6', 'mnt_stop clone ds1',
+      'mnt_start clone ds6', 'mnt_stop clone ds6']);
+    assertNoTrace('ds6');
+    assert.deepEqual(readdirSync(join(ctl, 'store/data/ds6')), []);
+    assert.deepEqual(readdirSync(join(ctl, 'store/system/ds6')), []);
+    rmSync(join(ctl, 'store/data/ds6'), { recursive: true });
+    rmSync(join(ctl, 'store/system/ds6'), { recursive: true });
+    // old's storage stayed mounted (its hook failed); a start/stop cycle with the hook fixed cleans it up
+    berthOk(['jstart', 'jname=ds1'], env());
+    berthOk(['jstop', 'jname=ds1'], env());
+    assert.deepEqual(mountTable(top), before);
   });
 
   test('new\'s storage already holding files: refused, nothing deleted', () => {
