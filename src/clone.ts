@@ -402,8 +402,9 @@ interface NewState {
  * @throws BerthError E_BAD_JNAME / E_BAD_VALUE / E_NO_OLD / E_NO_NEW (2), E_NO_SUCH_ENV (3),
  *   E_RUNNING / E_ENV_EXISTS (1), E_BUSY and lease errors (4), E_IDENTITY / E_MOUNTED (5),
  *   E_CLONE_NO_DATA (1: the clone hooks left new's data empty), E_COPY (1: the local copy
- *   failed, e.g. ENOSPC), hook errors (the hook's exit
- *   code, 124 on timeout, 1 when refused as unsafe), zfs/mknod failures (5)
+ *   failed, e.g. ENOSPC), hook errors (the hook's exit code, 124 on timeout, 1 when refused
+ *   as unsafe; clone hooks are bounded by old's mnt_timeout like every hook), zfs/mknod
+ *   failures (5)
  */
 export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptions = {}): Promise<CloneResult> {
   const t0 = performance.now();
