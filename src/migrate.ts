@@ -26,7 +26,7 @@ import { getEnv, requireLease, startEnv, stopEnv } from './lifecycle.js';
 import { checkJname, checkNodename } from './names.js';
 import type { NodeCtx } from './node.js';
 import { registerEnv, unregisterEnv } from './register.js';
-import { nodeClient } from './cluster.js';
+import { nodeClient, revalidate } from './cluster.js';
 import type { StorageView } from './agent/ops.js';
 
 /** One timed step. */
@@ -173,6 +173,9 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
 
   async function rollbackHere(start: boolean): Promise<BerthError | undefined> {
     try {
+      // the destination may just have rewritten the descriptors through its own mount
+      const p = ctx.wd.env(jname);
+      for (const f of [p.rcconfFile, p.descriptor]) revalidate(f);
       await runStep('rollback-register', here, () => registerEnv(ctx, jname, op));
       if (start) await runStep('rollback-start', here, () => startEnv(ctx, jname, op));
       return undefined;

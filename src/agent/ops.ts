@@ -4,13 +4,13 @@
  * knows about fencing (src/agent/fence.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { readDescriptor } from '../descriptor.js';
 import { BerthError } from '../errors.js';
 import { STATUS } from '../inventory.js';
 import { readLeaseState } from '../lease.js';
 import { engineEnv, getEnv, listEnvs, startEnv, stopEnv, type EnvInfo } from '../lifecycle.js';
 import type { NodeCtx } from '../node.js';
 import { registerEnv, unregisterEnv } from '../register.js';
+import { readSharedDescriptor, revalidate } from '../cluster.js';
 import type { AgentOps, RegisterBody } from './api.js';
 import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from './fence.js';
 
@@ -79,7 +79,7 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       let descriptor: StorageView['descriptor'] = null;
       if (existsSync(p.descriptor)) {
         try {
-          const d = readDescriptor(p.descriptor, ctx.wd.root);
+          const d = readSharedDescriptor(p.descriptor, ctx.wd.root);
           descriptor = { uuid: d.uuid ?? '', emulator: d.emulator ?? '' };
         } catch { /* unreadable: reported as not visible */ }
       }
@@ -96,6 +96,9 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
     register: (jname, body: RegisterBody) => track((async () => {
       // a stale row of a fenced env (this node lost it earlier) must not block its return
       if (ctx.inv.get(jname)) await forgetFencedEnv(ctx, jname);
+      // the descriptors were just written through another node's mount (see revalidate)
+      const p = ctx.wd.env(jname);
+      for (const f of [p.rcconfFile, p.descriptor]) revalidate(f);
       const r = await registerEnv(ctx, jname, { force: body.force, mntStart: body.mnt_start, mntStop: body.mnt_stop });
       await clearFenceMarker(ctx.wd, jname);
       return r;

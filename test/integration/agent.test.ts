@@ -1,0 +1,188 @@
+/**
+ * `berth agent` on one node (local disk, real runc): heartbeats, one agent per workdir, SIGTERM
+ * leaves envs running, the API (start/stop/register/unregister/status/storage with the token),
+ * reconcile of an env whose process and monitor both died, autostart only with the lease, and
+ * fencing when another node takes the lease over (simulated with the lease library, as another
+ * node would write it). The two-node versions on GlusterFS are in cluster-fencing.test.ts and
+ * migrate-gluster.test.ts. Needs root, runc and busybox-static.
+ */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { readLease, takeoverLease } from '../../src/lease.js';
+import { BIN, isRoot, mountTable } from '../helpers/cli.js';
+import { sleep, TestNode } from './cluster-twonode.js';
+import { tempDir, berthOk } from '../helpers/cli.js';
+
+assert.ok(isRoot, 'integration tests need root (CI runs as root)');
+
+const LEASE_TTL = 3;
+let n: TestNode;
+
+before(async () => {
+  const wd = join(tempDir('berth-agent-'), 'wd');
+  berthOk(['initenv', `workdir=${wd}`, 'nodename=solo', `lease_ttl=${LEASE_TTL}`]);
+  n = new TestNode('solo', wd);
+  n.ok(['base', 'busybox', 'name=bb']);
+});
+after(async () => {
+  await n.stopAgent('SIGKILL').catch(() => undefined);
+  for (const e of Object.values(n.envs())) if (e.status !== 'Off') n.run(['jstop', `jname=${e.jname}`]);
+  const runcRoot = join(n.wd, 'var', 'run', 'runc');
+  for (const id of existsSync(runcRoot) ? readdirSync(runcRoot) : []) {
+    spawnSync('runc', ['--root', runcRoot, 'kill', '--all', id, 'KILL']);
+    spawnSync('runc', ['--root', runcRoot, 'delete', '--force', id]);
+  }
+});
+
+async function waitFor(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    if (await f()) return performance.now() - t0;
+    if (performance.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const lease = (jname: string) => join(n.wd, 'jails-system', jname, 'lease');
+
+/** pids of processes whose command line contains every one of `parts` */
+function pidsWith(...parts: string[]): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    let cmd = '';
+    try { cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' '); } catch { continue; }
+    if (parts.every((x) => cmd.includes(x))) out.push(Number(p));
+  }
+  return out;
+}
+
+describe('agent basics', () => {
+  test('bad --api_port is a usage error', () => {
+    const r = n.run(['agent', '--api_port=70000']);
+    assert.equal(r.code, 2);
+  });
+
+  test('API: start, status, stop, unregister, register, storage (with the token)', async () => {
+    n.ok(['jcreate', 'jname=api1', 'base=bb']);
+    await n.startAgent();
+    const c = n.client();
+    const started = await c.start('api1');
+    assert.equal((started.env as any).status, 'On');
+    assert.equal((started.env as any).running, true);
+    assert.equal(n.envs().api1.status, 'On');
+    assert.equal(((await c.status('api1')).env as any).running, true);
+    assert.equal(((await c.list()).envs as any[]).find((e) => e.jname === 'api1').status, 'On');
+    await assert.rejects(c.start('api1'), (e: any) => e.exitCode === 1 && e.code === 'E_RUNNING');
+    await assert.rejects(c.unregister('api1'), (e: any) => e.code === 'E_RUNNING', 'a running env cannot be unregistered');
+    assert.equal(((await c.stop('api1')).env as any).status, 'Off');
+    const gen = n.envs().api1.generation;
+    await c.unregister('api1');
+    assert.ok(existsSync(join(n.wd, 'jails-rcconf', 'rc.conf_api1')));
+    assert.equal(n.envs().api1.status, 'Unregister', 'jls lists it as unregistered');
+    const st = (await c.storage('api1')).storage as any;
+    assert.equal(st.registered, false);
+    assert.equal(st.rcconf, true);
+    assert.equal(st.lease.node, null, 'released');
+    const reg = (await c.register('api1')).result as any;
+    assert.ok(reg.generation > gen);
+    assert.equal(n.envs().api1.generation, reg.generation);
+    await assert.rejects(c.status('nope'), (e: any) => e.exitCode === 3);
+    n.ok(['jremove', 'jname=api1']);
+  });
+
+  test('heartbeats move; a second agent on the workdir is refused; SIGTERM exits 0 and envs keep running', async () => {
+    n.ok(['jcreate', 'jname=keep', 'base=bb']);
+    n.ok(['jstart', 'jname=keep']);
+    if (!n.agent) await n.startAgent();
+    const hb0 = (await readLease(lease('keep')))!.heartbeat;
+    await waitFor('a heartbeat', async () => (await readLease(lease('keep')))!.heartbeat > hb0);
+    const second = spawnSync(process.execPath, [BIN, 'agent', '--json'], { env: { ...process.env, BERTH_WORKDIR: n.wd }, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(second.status, 4, second.stderr);
+    assert.equal(JSON.parse(second.stdout).error.code, 'E_AGENT_RUNNING');
+    assert.equal(await n.stopAgent('SIGTERM'), 0);
+    assert.ok(!existsSync(join(n.wd, 'var', 'run', 'agent.sock')), 'the socket is removed');
+    assert.equal(n.envs().keep.status, 'On');
+    n.ok(['jexec', 'jname=keep', 'true']);
+    // without an agent nobody renews: the heartbeat stays
+    const hb1 = readFileSync(join(lease('keep'), `hb.${n.envs().keep.generation}`), 'utf8');
+    await sleep(LEASE_TTL * 1000);
+    assert.equal(readFileSync(join(lease('keep'), `hb.${n.envs().keep.generation}`), 'utf8'), hb1);
+    n.ok(['jstop', 'jname=keep']);
+    n.ok(['jremove', 'jname=keep']);
+  });
+});
+
+describe('reconcile, autostart, fencing', () => {
+  test('an env whose process and monitor died is torn down by the agent', async () => {
+    const mounts0 = mountTable(n.wd);
+    n.ok(['jcreate', 'jname=orphan', 'base=bb']);
+    const jid = n.ok(['jstart', 'jname=orphan', '--json']).json.results[0].jid;
+    const monitors = pidsWith('monitor', n.wd, 'orphan');
+    assert.equal(monitors.length, 1, 'one monitor per run');
+    process.kill(monitors[0]!, 'SIGKILL');
+    process.kill(jid, 'SIGKILL');
+    await sleep(500);
+    assert.notEqual(n.envs().orphan.status, 'Off', 'nobody tore it down yet');
+    await n.startAgent();
+    await waitFor('the agent to reconcile', () => n.envs().orphan.status === 'Off');
+    await waitFor('mounts to be gone', () => JSON.stringify(mountTable(n.wd)) === JSON.stringify(mounts0));
+    assert.match(n.logTail(50), /reconciled/);
+    n.ok(['jremove', 'jname=orphan']);
+    await n.stopAgent();
+  });
+
+  test('autostart: astart=1 envs start with the agent only when this node holds their lease', async () => {
+    n.ok(['jcreate', 'jname=auto1', 'base=bb', 'astart=1']);
+    n.ok(['jcreate', 'jname=auto2', 'base=bb', 'astart=1']);
+    n.ok(['jcreate', 'jname=manual', 'base=bb']);
+    // another node took auto2 over while this one was down
+    const gen2 = n.envs().auto2.generation;
+    await takeoverLease(lease('auto2'), { node: 'other', uuid: n.envs().auto2.uuid }, { ttlSec: 0, force: true });
+    await n.startAgent();
+    await waitFor('auto1 to be autostarted', () => n.envs().auto1.status === 'On');
+    await waitFor('auto2 to be fenced', () => existsSync(join(n.wd, 'var', 'run', 'fenced', 'auto2.json')));
+    await sleep(1000);
+    assert.equal(n.envs().auto2.status, 'Off', 'not started: another node holds its lease');
+    assert.equal(n.envs().auto2.generation, gen2);
+    assert.equal(n.envs().manual.status, 'Off');
+    assert.equal(n.run(['jstart', 'jname=auto2']).code, 4);
+    n.ok(['jstop', 'jname=auto1']);
+    await n.stopAgent();
+    for (const j of ['auto1', 'manual']) n.ok(['jremove', `jname=${j}`]);
+  });
+
+  test('fencing: when another node takes the lease of a running env, the agent kills it at once', async () => {
+    const mounts0 = mountTable(n.wd);
+    n.ok(['jcreate', 'jname=victim', 'base=bb', 'stop_timeout=30', 'exec_start=while :; do echo x >> /root/beat; sleep 0.2; done']);
+    await n.startAgent();
+    n.ok(['jstart', 'jname=victim']);
+    const beat = join(n.wd, 'jails-data', 'victim-data', 'root', 'beat');
+    await waitFor('beat', () => existsSync(beat));
+    const gen = n.envs().victim.generation;
+    const t0 = performance.now();
+    await takeoverLease(lease('victim'), { node: 'other', uuid: n.envs().victim.uuid }, { ttlSec: 0, force: true });
+    // (a polite stop would wait stop_timeout=30 s: the 20 s limit of this wait fails it)
+    await waitFor('the env to be fenced', () => n.envs().victim.status === 'Off', 20_000);
+    const ms = performance.now() - t0;
+    console.log(`# fencing (local disk): the agent stopped the env ${Math.round(ms)} ms after the takeover (lease_ttl ${LEASE_TTL} s, renewal every ${LEASE_TTL * 1000 / 3} ms; stop_timeout=30 not waited for)`);
+    await waitFor('mounts to be gone', () => JSON.stringify(mountTable(n.wd)) === JSON.stringify(mounts0));
+    const size = readFileSync(beat).length;
+    await sleep(1000);
+    assert.equal(readFileSync(beat).length, size, 'nothing writes after fencing');
+    const marker = JSON.parse(readFileSync(join(n.wd, 'var', 'run', 'fenced', 'victim.json'), 'utf8'));
+    assert.equal(marker.generation, gen);
+    assert.equal(marker.owner, 'other');
+    assert.equal(marker.stopped, true);
+    const st = ((await n.client().status('victim')).env as any);
+    assert.equal(st.fenced.generation, gen);
+    for (const args of [['jstart', 'jname=victim'], ['junregister', 'jname=victim'], ['jremove', 'jname=victim']]) {
+      assert.equal(n.run(args).code, 4, args.join(' '));
+    }
+    assert.equal((await readLease(lease('victim')))!.node, 'other');
+    assert.match(n.logTail(50), /fenced/);
+    await n.stopAgent();
+  });
+});

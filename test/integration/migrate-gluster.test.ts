@@ -1,0 +1,212 @@
+/**
+ * Zero-copy migration between two nodes sharing one GlusterFS volume (two FUSE mounts, real
+ * runc, two agents on loopback ports), issue #4 items 4, 5 and 7:
+ * - `node add` checks the node's agent with the token before saving; `node list` never shows
+ *   tokens; `node remove` of an unknown node is exit 3; API calls without the token get 401;
+ * - `jmigrate` of a running env: stop → unregister → register there → start there, each step
+ *   timed, downtime reported; the file written inside the env on node1 is read back on node2;
+ *   the volume's used bytes do not change (nothing is copied);
+ * - node1 refuses to start it afterwards (exit 4: node2 owns it);
+ * - `cluster ls` from both nodes shows owner, generation, state and heartbeat;
+ * - a failed start at the destination rolls back to the source (registered and running there);
+ * - a stopped env migrates without start (no downtime reported).
+ * Needs root, runc, busybox-static and a running glusterd (scripts/gluster-up).
+ */
+import { strict as assert } from 'node:assert';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { readLease } from '../../src/lease.js';
+import { isRoot } from '../helpers/cli.js';
+import { brickBytes, sleep, twoNodes, type TwoNodes } from './cluster-twonode.js';
+
+assert.ok(isRoot, 'integration tests need root (CI runs as root)');
+
+/** Used bytes may move by the lease records and the descriptor rewritten on the way. */
+const TOLERANCE = 64 * 1024;
+const BLOB_MIB = 16;
+let fx: TwoNodes;
+
+before(async () => {
+  fx = await twoNodes(['lease_ttl=5']);
+  await fx.n1.startAgent();
+  await fx.n2.startAgent();
+});
+after(async () => {
+  await fx?.cleanup();
+});
+
+/** A raw HTTP request (no client library), to check what the agent does without a token. */
+function raw(opts: { socketPath?: string; port?: number; method: string; path: string; token?: string }): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = opts.token ? { Authorization: `Bearer ${opts.token}` } : {};
+    const r = request({ socketPath: opts.socketPath, host: opts.socketPath ? undefined : '127.0.0.1', port: opts.port, method: opts.method, path: opts.path, headers }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
+describe('nodes and the API token', () => {
+  test('API calls without the token, or with a wrong one, get 401 and do nothing', async () => {
+    const { n1 } = fx;
+    n1.ok(['jcreate', 'jname=tok', 'base=bb']);
+    const sock = join(n1.wd, 'var', 'run', 'agent.sock');
+    for (const where of [{ socketPath: sock }, { port: n1.port }]) {
+      for (const token of [undefined, 'wrong', n1.token.slice(0, -1)]) {
+        for (const [method, path] of [['GET', '/v1/envs'], ['GET', '/v1/envs/tok'], ['POST', '/v1/envs/tok/start'], ['POST', '/v1/envs/tok/unregister']]) {
+          const r = await raw({ ...where, method: method!, path: path!, token });
+          assert.equal(r.status, 401, `${method} ${path} via ${JSON.stringify(where)} token ${token}`);
+          assert.equal(r.body.error.code, 'E_UNAUTHORIZED');
+        }
+      }
+    }
+    assert.equal(n1.envs().tok.status, 'Off', 'the start without a token did nothing');
+    const ok = await raw({ socketPath: sock, method: 'GET', path: '/v1/envs/tok', token: n1.token });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.env.jname, 'tok');
+    n1.ok(['jremove', 'jname=tok']);
+  });
+
+  test('node add checks the agent with the token; nothing is saved on failure', () => {
+    const { n1, n2 } = fx;
+    const fails: Array<[string[], number, string]> = [
+      [['name=node2', `url=${n2.url}`, 'token=wrong'], 1, 'E_UNAUTHORIZED'],
+      [['name=node2', 'url=http://127.0.0.1:1', `token=${n2.token}`], 1, 'E_NODE_UNREACHABLE'],
+      [['name=node3', `url=${n2.url}`, `token=${n2.token}`], 2, 'E_NODE_MISMATCH'],
+      [['name=node2', 'url=ftp://127.0.0.1:1', `token=${n2.token}`], 2, 'E_BAD_URL'],
+      [['name=node2', `url=${n2.url}`], 2, 'E_BAD_TOKEN'],
+      [['name=bad/name', `url=${n2.url}`, `token=${n2.token}`], 2, 'E_BAD_NODENAME'],
+      [['name=node1', `url=${n1.url}`, `token=${n1.token}`], 2, 'E_SELF'],
+    ];
+    for (const [args, code, err] of fails) {
+      const r = n1.run(['node', 'add', ...args, '--json']);
+      assert.equal(r.code, code, `node add ${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.json.error.code, err);
+      assert.ok(!r.stdout.includes(n2.token) && !r.stderr.includes(n2.token), 'the token is never printed');
+    }
+    assert.deepEqual(n1.ok(['node', 'list', '--json']).json.nodes, []);
+    const add = n1.ok(['node', 'add', 'name=node2', `url=${n2.url}`, `token=${n2.token}`]);
+    assert.match(add.stdout, /added: node node2/);
+    n2.ok(['node', 'add', 'name=node1', `url=${n1.socketUrl}`, `token=${n1.token}`]);
+    for (const args of [['node', 'list'], ['node', 'list', '--json']]) {
+      const l = n1.ok(args);
+      assert.ok(!l.stdout.includes(n2.token), 'node list never prints tokens');
+      assert.match(l.stdout, /node2/);
+    }
+    assert.deepEqual(n1.ok(['node', 'list', '--json']).json.nodes.map((n: any) => [n.name, n.url]), [['node2', n2.url]]);
+    const rm = n1.run(['node', 'remove', 'name=node9']);
+    assert.equal(rm.code, 3);
+  });
+});
+
+describe('jmigrate', () => {
+  test('a running env moves to node2 without copying; node1 refuses it afterwards', async () => {
+    const { n1, n2, vol } = fx;
+    n1.ok(['jcreate', 'jname=web', 'base=bb', 'host_hostname=web.test']);
+    n1.ok(['jstart', 'jname=web']);
+    n1.ok(['jexec', 'jname=web', 'sh', '-c', `echo hello-from-node1 > /root/note && dd if=/dev/urandom of=/root/blob bs=1048576 count=${BLOB_MIB} 2>/dev/null && sync`]);
+    const sum1 = n1.ok(['jexec', 'jname=web', 'md5sum', '/root/blob']).stdout.split(' ')[0];
+    const gen1 = n1.envs().web.generation;
+    await sleep(1500); // let GlusterFS settle the blob's size on the brick
+    const before = brickBytes(vol);
+
+    const r = n1.ok(['jmigrate', 'jname=web', 'dst=node2', '--json'], 120_000);
+    const m = r.json.migration;
+    assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['stop', 'node1', true], ['unregister', 'node1', true], ['register', 'node2', true], ['start', 'node2', true]]);
+    for (const s of m.steps) assert.ok(Number.isInteger(s.ms) && s.ms >= 0);
+    assert.equal(m.wasRunning, true);
+    assert.ok(m.downtimeMs > 0);
+    assert.ok(m.generation > gen1);
+    console.log(`# jmigrate (running env, ${BLOB_MIB} MiB of data): downtime ${m.downtimeMs} ms, total ${m.totalMs} ms; steps ${m.steps.map((s: any) => `${s.step}@${s.node} ${s.ms} ms`).join(', ')}`);
+
+    // the text form prints each step with its time and the downtime
+    assert.equal(n2.envs().web.status, 'On');
+    assert.equal(n2.ok(['jexec', 'jname=web', 'cat', '/root/note']).stdout, 'hello-from-node1\n');
+    assert.equal(n2.ok(['jexec', 'jname=web', 'md5sum', '/root/blob']).stdout.split(' ')[0], sum1);
+    assert.equal(n2.ok(['jexec', 'jname=web', 'hostname']).stdout.trim(), 'web.test');
+    await sleep(1500);
+    const afterBytes = brickBytes(vol);
+    console.log(`# brick bytes before ${before}, after ${afterBytes} (difference ${afterBytes - before}; a copy would add ${BLOB_MIB} MiB)`);
+    assert.ok(Math.abs(afterBytes - before) < TOLERANCE, `no data copied: ${before} -> ${afterBytes}`);
+    assert.equal((await readLease(join(n1.wd, 'jails-system', 'web', 'lease')))!.node, 'node2');
+    assert.equal(n1.envs().web, undefined, 'node1 has no row any more');
+    const again = n1.run(['jregister', 'jname=web', '--json']);
+    assert.notEqual(again.code, 0, 'node1 cannot adopt it while node2 owns it');
+    assert.equal(n2.envs().web.status, 'On');
+  });
+
+  test('jstart on node1 after the move is refused with exit 4 (node2 owns it)', () => {
+    const r = fx.n1.run(['jstart', 'jname=web', '--json']);
+    assert.equal(r.code, 4, `exit 4 expected: ${r.stderr}`);
+    assert.match(r.stderr, /node2/);
+    assert.equal(fx.n2.envs().web.status, 'On');
+  });
+
+  test('cluster ls from both nodes: owner node2, state On, heartbeat', async () => {
+    const { n1, n2 } = fx;
+    await sleep(2500); // both agents observe at least one heartbeat change
+    for (const n of [n1, n2]) {
+      const envs = n.ok(['cluster', 'ls', '--json']).json.envs;
+      const web = envs.find((e: any) => e.jname === 'web');
+      assert.ok(web, `cluster ls on ${n.name} lists web`);
+      assert.equal(web.owner, 'node2');
+      assert.equal(web.registered, true);
+      assert.equal(web.state, 'On', `${n.name}: ${JSON.stringify(web)}`);
+      assert.equal(web.stateFrom, n === n2 ? 'local' : 'agent');
+      assert.equal(web.running, n === n2 ? true : null);
+      assert.ok(web.heartbeat.counter > 1);
+      assert.ok(web.heartbeat.ageSec < 5 * 2, `${n.name}: heartbeat age ${web.heartbeat.ageSec}`);
+      const text = n.ok(['cluster', 'ls']).stdout;
+      assert.match(text, /^JNAME\s+EMULATOR\s+REGISTERED\s+OWNER\s+GEN\s+STATE\s+HEARTBEAT$/m);
+      assert.match(text, /^web\s+runc\s+yes\s+node2\s+\d+\s+On\s+\S+/m);
+    }
+  });
+
+  test('a start that fails at the destination rolls back: the env runs on the source again', () => {
+    const { n1, n2 } = fx;
+    // web is on node2 now; a prestart hook that vetoes on node1 only (hooks live in the shared sysdir)
+    const dir = join(n2.wd, 'jails-system', 'web', 'master_prestart.d');
+    mkdirSync(dir, { recursive: true });
+    const hook = join(dir, '10-not-on-node1');
+    writeFileSync(hook, '#!/bin/sh\n[ "$BERTH_NODE" = node1 ] && { echo "web may not run on node1" >&2; exit 3; }\nexit 0\n');
+    chmodSync(hook, 0o755);
+    try {
+      const r = n2.run(['jmigrate', 'jname=web', 'dst=node1', '--json'], 120_000);
+      assert.notEqual(r.code, 0);
+      assert.equal(r.json.error.code, 'E_MIGRATE_FAILED');
+      assert.deepEqual(r.json.error.details.steps.map((s: any) => [s.step, s.node, s.ok]), [
+        ['stop', 'node2', true], ['unregister', 'node2', true], ['register', 'node1', true], ['start', 'node1', false],
+        ['rollback-unregister', 'node1', true], ['rollback-register', 'node2', true], ['rollback-start', 'node2', true]]);
+      assert.match(r.json.error.message, /back on node2 and running/);
+      assert.equal(n2.envs().web.status, 'On');
+      assert.equal(n1.envs().web, undefined);
+      assert.ok(!existsSync(join(n1.wd, 'jails-rcconf', 'rc.conf_web')));
+    } finally {
+      rmSync(hook, { force: true });
+    }
+  });
+
+  test('a stopped env migrates without a start; text output lists the steps', () => {
+    const { n1, n2 } = fx;
+    n2.ok(['jstop', 'jname=web']);
+    const r = n2.ok(['jmigrate', 'jname=web', 'dst=node1']);
+    assert.match(r.stdout, /^STEP\s+NODE\s+MS$/m);
+    assert.match(r.stdout, /^unregister\s+node2\s+\d+$/m);
+    assert.match(r.stdout, /^register\s+node1\s+\d+$/m);
+    assert.doesNotMatch(r.stdout, /^start/m);
+    assert.match(r.stdout, /downtime: none/);
+    assert.equal(n1.envs().web.status, 'Off');
+    assert.equal(n2.envs().web, undefined);
+    // refusals that change nothing
+    assert.equal(n2.run(['jmigrate', 'jname=web', 'dst=node1']).code, 3, 'node2 no longer has it');
+    assert.equal(n1.run(['jmigrate', 'jname=web', 'dst=node7']).code, 3, 'unknown node');
+    assert.equal(n1.run(['jmigrate', 'jname=web', 'dst=node1']).code, 2, 'to itself');
+    assert.equal(n1.envs().web.status, 'Off');
+    n1.ok(['jremove', 'jname=web']);
+  });
+});
