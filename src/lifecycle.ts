@@ -247,7 +247,7 @@ export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOption
   const p = ctx.wd.env(jname);
   const conf: EnvConf = {
     baserw: '0', host_hostname: jname, ip4_addr: '0', vnet: '0', astart: '0', ...input.settings,
-    emulator, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile,
+    jname, emulator, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile,
   };
   if (!conf.base) throw usageError('E_NO_BASE', 'jcreate needs base=<name> (see: berth base list)');
   engine.validate(conf);
@@ -275,11 +275,13 @@ export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOption
           { hint: `if this is an existing env, adopt it with berth jregister jname=${jname}` });
       }
     }
-    owned = true;
     conf.uuid = randomUUID();
     conf.created_by_node = ctx.nodename;
     const lease = await acquireLease(p.lease, { node: ctx.nodename, uuid: conf.uuid });
     leaseGen = lease.generation;
+    // Only now is what lands in these (empty) dirs ours: a concurrent jcreate of the same
+    // name that lost the lease race must not empty the winner's dirs on rollback.
+    owned = true;
     await populateData(baseDir, p.data, conf.baserw!);
     if (conf.baserw === '0') await writeFile(p.fstab, baseFstab(jname));
     await writeFile(p.fstabLocal, '', { flag: 'a' });
@@ -478,7 +480,7 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
   const row = getEnv(ctx, jname);
   if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: berth jstop jname=${jname}`, EXIT.FAILURE);
   if (row.conf.protected === '1') throw new BerthError('E_PROTECTED', `${jname} is protected (protected=1)`, EXIT.FAILURE, { hint: `berth jset jname=${jname} protected=0` });
-  await requireLease(ctx, row);
+  // The lease lives in the sysdir, which mnt_start may be what mounts: checked just below.
   const claim = `remove-${randomUUID()}`;
   if (!ctx.inv.claimStart(jname, claim)) throw ownedError('E_BUSY', `${jname} is busy`);
   const p = ctx.wd.env(jname);
@@ -569,10 +571,10 @@ export async function setEnv(ctx: NodeCtx, jname: string, changes: Record<string
   (await ctx.engine(row.emulator)).validate(conf);
   if (changes.base && !existsSync(ctx.wd.base(changes.base))) throw notFound('E_NO_SUCH_BASE', `no base ${JSON.stringify(changes.base)} on this node`);
   if (changes.baserw && changes.baserw !== row.conf.baserw) throw usageError('E_BAD_VALUE', `baserw cannot change after jcreate (${jname} has baserw=${row.conf.baserw})`);
-  await requireLease(ctx, row);
   const changed = Object.keys(changes).filter((k) => row.conf[k] !== changes[k]);
   await withStorage(ctx, row, 'start', opts, async () => {
     verifyIdentity(ctx, jname, row.uuid);
+    await requireLease(ctx, row);
     await writeDescriptor(ctx.wd.env(jname).descriptor, conf, ctx.wd.root);
     ctx.inv.updateConf(jname, conf);
   });

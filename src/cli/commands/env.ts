@@ -7,6 +7,7 @@ import { readDescriptor } from '../../descriptor.js';
 import { openNode, type NodeCtx } from '../../node.js';
 import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, removeEnv, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
 import { renderTable } from '../table.js';
+import { explainNotFound } from '../../owner.js';
 import type { CmdOutput, Handler, Opts } from '../types.js';
 
 /** Runs `fn` with an opened node, closing it after. */
@@ -33,12 +34,22 @@ function settingsOf(opts: Opts): Record<string, string> {
   return s;
 }
 
+/** selectEnvs, but an env another known node owns is reported as such (exit 4, src/owner.ts). */
+async function select(ctx: NodeCtx, patterns: string[]) {
+  try {
+    return selectEnvs(ctx, patterns);
+  } catch (e) {
+    if (e instanceof BerthError && patterns.length === 1) throw await explainNotFound(ctx, patterns[0]!, e);
+    throw e;
+  }
+}
+
 /**
  * Runs an operation over several envs in order; one env's failure does not stop the rest.
  * A single named env's error is thrown as is; for several, the exit code is the first failure's.
  */
 async function each<T extends object>(ctx: NodeCtx, opts: Opts, args: string[], verb: string, fn: (jname: string) => Promise<T>): Promise<CmdOutput> {
-  const rows = selectEnvs(ctx, names(opts, args));
+  const rows = await select(ctx, names(opts, args));
   if (rows.length === 1) {
     const r = await fn(rows[0]!.jname);
     return { data: { results: [{ jname: rows[0]!.jname, ok: true, ...r }] }, text: `${verb}: ${rows[0]!.jname}` };
