@@ -6,7 +6,8 @@
  *   to check the jail exists. A jail that did not come up is an error (CBSD's jstart exits 0
  *   there; berth does not).
  * - stop: `jail -f <conf> -r <jname>` (exec.prestop, exec.stop, SIGTERM, stop.timeout, kill),
- *   then `jail -R <jname>` only if the jail is still listed.
+ *   then `jail -R <jname>` only if the jail is still listed. A jail of the same name on
+ *   another root (another workdir's env on this host) is left alone.
  * - state: `jls --libxo json -v` (libxo version 2: {"jail-information": {"jail": [...]}}).
  * - exec: `jexec <jname> <argv...>` with the caller's stdio.
  * - cleanup: destroys the env's epair (after checking its description names this env, so a
@@ -184,6 +185,12 @@ export class JailEngine implements Engine {
     return (await this.list()).find((j) => j.name === env.jname);
   }
 
+  /** True when `j` runs on this env's root (the kernel may report the real path). */
+  private async onOurRoot(env: EngineEnv, j: JlsJail): Promise<boolean> {
+    if (j.path === env.paths.path) return true;
+    try { return j.path === (await realpath(env.paths.path)); } catch { return false; }
+  }
+
   async start(env: EngineEnv): Promise<StartResult> {
     const state: JailState = {};
     try {
@@ -225,7 +232,13 @@ export class JailEngine implements Engine {
   }
 
   async stop(env: EngineEnv, timeoutSec: number): Promise<void> {
-    if (!(await this.find(env))) return;
+    const j = await this.find(env);
+    if (!j) return;
+    if (!(await this.onOurRoot(env, j))) {
+      // Same name, another root: another workdir's jail on this host. Not ours to stop.
+      await debug({ jname: env.jname, path: j.path, ours: env.paths.path }, 'jail of the same name runs on another root; not stopping it');
+      return;
+    }
     const state = (await this.readState(env)) ?? { ipInterface: await this.ipInterface(env.conf).catch(() => undefined) };
     const conf = await this.writeConf(env, state, timeoutSec);
     // rc.shutdown bounds itself (rcshutdown_timeout, 90 s); stop.timeout bounds the rest.
@@ -244,9 +257,7 @@ export class JailEngine implements Engine {
     const j = await this.find(env);
     if (!j) return false;
     if (jid > 0 && j.jid === jid) return true;
-    // Same name: ours when it runs on our root (the kernel reports the real path).
-    if (j.path === env.paths.path) return true;
-    try { return j.path === (await realpath(env.paths.path)); } catch { return false; }
+    return this.onOurRoot(env, j);
   }
 
   async cleanup(env: EngineEnv): Promise<void> {

@@ -271,14 +271,16 @@ test('a jail that ends by itself is torn down once by the run monitor: jail not 
   h.take('transcript.monitor');
   // the jail goes away behind berth's back (its last process exited, or jail -R by hand)
   execFileSync(join(FAKE, 'jail'), ['-R', 'web3'], { env: { ...process.env, ...h.env } });
+  // wait for the teardown to finish: the inventory row is Off with jid 0 only after it
+  // (jls alone reports a dead On row as Off before that)
   const deadline = Date.now() + 60_000;
-  let status = '';
+  let row = { status: '', jid: -1 };
   while (Date.now() < deadline) {
-    status = h.run(['jls', '--json']).json.envs[0].status;
-    if (status === 'Off' && h.stateFile('mounts') === '') break;
+    row = h.run(['jls', '--json']).json.envs[0];
+    if (row.status === 'Off' && row.jid === 0) break;
     await new Promise((r) => setTimeout(r, 200));
   }
-  assert.equal(status, 'Off');
+  assert.deepEqual([row.status, row.jid], ['Off', 0]);
   assert.equal(h.stateFile('mounts'), '');
   const mon = h.take('transcript.monitor');
   assert.ok(!mon.some((l) => l.startsWith('jail ')), `the monitor ran jail(8): ${mon.join('\n')}`);

@@ -235,6 +235,18 @@ test('JailEngine: a jail that does not come up is an error, and start undoes its
   await rejects(e.start(env('web9', { ip4_addr: '10.0.0.9', interface: 'auto' })), 'E_NO_DEFAULT_IFACE', 5);
 });
 
+test('JailEngine: a jail of the same name on another root (another workdir) is neither ours nor stopped', async () => {
+  const e = new JailEngine();
+  const other = env('web7', {});
+  await e.start(other);
+  const mine = { ...other, paths: { ...other.paths, path: join(dir, 'elsewhere') } };
+  take();
+  assert.equal(await e.isRunning(mine, 0), false);
+  await e.stop(mine, 5);
+  assert.deepEqual(take(), ['jls --libxo json -v', 'jls --libxo json -v']);
+  assert.equal(await e.isRunning(other, 0), true);
+});
+
 test('JailEngine: stop falls back to jail -R when jail -r fails; exec returns the command status', async () => {
   const e = new JailEngine();
   const en = env('web2', {});
