@@ -44,6 +44,9 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
   const t0 = performance.now();
   const proc = x(argv[0]!, argv.slice(1), {
     throwOnError: false,
+    // never prepend node_modules/.bin dirs or node's own dir to PATH: berth runs as root and
+    // must find mount/umount/runc where the administrator's PATH says, nowhere else
+    nodePath: false,
     timeout: opts.timeoutSec ? opts.timeoutSec * 1000 : undefined,
     nodeOptions: {
       env: opts.env ? { ...process.env, ...opts.env } : process.env,
