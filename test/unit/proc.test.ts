@@ -9,8 +9,8 @@ import { BerthError } from '../../src/errors.js';
 test('run passes argv without a shell and returns exit code and output', async () => {
   const r = await run(['sh', '-c', 'echo "$1"; echo err >&2; exit 3', 'x', 'a b;$(id)'], { check: false });
   assert.equal(r.exitCode, 3);
-  assert.equal(r.stdout, 'a b;$(id)');
-  assert.equal(r.stderr, 'err');
+  assert.equal(r.stdout, 'a b;$(id)\n');
+  assert.equal(r.stderr, 'err\n');
   await assert.rejects(run(['sh', '-c', 'exit 4']), (e: unknown) => e instanceof BerthError && e.exitCode === 5 && /exit code 4/.test(e.message));
 });
 
@@ -24,7 +24,7 @@ test('run never puts node_modules/.bin or the cwd\'s tools ahead of PATH', async
   assert.equal(r.exitCode, 0);
   assert.equal(r.stdout, '');
   const p = await run(['sh', '-c', 'echo "$PATH"'], { cwd: dir });
-  assert.equal(p.stdout, process.env.PATH);
+  assert.equal(p.stdout, process.env.PATH + '\n');
 });
 
 test('a command that does not exist is an engine error naming it', async () => {
