@@ -1,6 +1,7 @@
 /**
  * The per-run monitor: a small detached process started by jstart
- * (`node monitor.js <workdir> <jname> <run_id> <jid>`). It polls every 250 ms; when the
+ * (`node monitor.js <workdir> <jname> <run_id> <jid>`). It polls (every 250 ms, or the
+ * engine's monitorIntervalMs); when the
  * env's main process is gone (it exited, crashed or was killed with -9) it runs the
  * teardown (src/lifecycle.ts teardownRun), which is claimed exactly once across the stop
  * command, this monitor and the agent. It exits as soon as the run is no longer current
@@ -27,7 +28,7 @@ async function monitor(): Promise<void> {
         if (did) process.stderr.write(`${new Date().toISOString()} berth monitor: ${jname} exited; torn down\n`);
         return;
       }
-      await new Promise((r) => setTimeout(r, 250));
+      await new Promise((r) => setTimeout(r, engine.monitorIntervalMs ?? 250));
     }
   } finally {
     ctx.close();

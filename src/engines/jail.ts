@@ -97,6 +97,8 @@ const set = (v: string | undefined): v is string => v !== undefined && v !== '' 
 
 export class JailEngine implements Engine {
   readonly name = 'jail';
+  /** the monitor's check runs `jls`: poll every 2 s, not 4 times a second */
+  readonly monitorIntervalMs = 2000;
 
   /**
    * Checks the jail settings (see src/engines/jailconf.ts for their meaning).

@@ -24,6 +24,11 @@ export interface Engine {
   /** the emulator name: 'runc' | 'jail' */
   readonly name: string;
   /**
+   * How often (ms) the per-run monitor asks {@link Engine.isRunning} (default 250). An engine
+   * whose check spawns a process (jail: `jls`) sets a longer interval.
+   */
+  readonly monitorIntervalMs?: number;
+  /**
    * Checks engine-specific settings at jcreate/jset time (e.g. vnet needs ip4_addr=A/N).
    * @throws BerthError E_BAD_VALUE (exit 2) naming key and value
    */
