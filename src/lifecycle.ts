@@ -38,6 +38,12 @@ import { warn } from './log.js';
 export interface OpOptions {
   /** copy hook output to stderr */
   verbose?: boolean;
+  /**
+   * Leave the env's storage mounted at the end (skip the final mnt_stop), because the next
+   * step (jmigrate: stop → unregister; register → start) mounts it again at once. The hook's
+   * next mnt_start then finds it mounted. Whoever passes it owns running mnt_stop later.
+   */
+  keepStorage?: boolean;
 }
 
 /** What list/start/stop report about one env. */
@@ -386,7 +392,7 @@ export async function teardownRun(ctx: NodeCtx, jname: string, runId: string, op
   await step(() => engine.cleanup(eenv));
   await step(async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(jname).path));
   if (opts.engineStarted) await step(() => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', hookEnv(ctx, jname, conf, opts), { stopOnError: false }));
-  await step(() => mntStop(ctx, jname, conf, 'stop', opts));
+  if (!opts.keepStorage) await step(() => mntStop(ctx, jname, conf, 'stop', opts));
   ctx.inv.finishTeardown(jname);
   if (errors.length) {
     await warn({ jname, reason: opts.reason, errors: errors.map(String) }, 'teardown finished with errors');

@@ -121,7 +121,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     await runStorageHook('mnt_stop', hooks.stop, 'register', henv).catch(() => undefined);
     throw e;
   }
-  await runStorageHook('mnt_stop', hooks.stop, 'register', henv);
+  if (!opts.keepStorage) await runStorageHook('mnt_stop', hooks.stop, 'register', henv);
   return result;
 }
 
