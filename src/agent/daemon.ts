@@ -43,7 +43,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { BerthError, EXIT, ownedError, toBerthError, usageError } from '../errors.js';
 import { readApiToken } from '../initenv.js';
 import { STATUS, type EnvRow } from '../inventory.js';
-import { checkLease, readLease, renewLease } from '../lease.js';
+import { checkLease, readLeaseState, renewLease } from '../lease.js';
 import { effectiveHooks, reconcileEnv, startEnv } from '../lifecycle.js';
 import { getLogger } from '../log.js';
 import { openNode, type NodeCtx } from '../node.js';
@@ -276,7 +276,12 @@ export class Agent {
     const cur = ctx.inv.get(row.jname);
     if (!cur || cur.generation !== row.generation || cur.uuid !== row.uuid) return; // unregistered or re-registered meanwhile
     const t0 = performance.now();
-    const holder = await readLease(ctx.wd.env(row.jname).lease).catch(() => undefined);
+    const st = await readLeaseState(ctx.wd.env(row.jname).lease).catch(() => undefined);
+    if (st?.released && st.released.node === ctx.nodename && st.released.released === row.generation) {
+      // this node let it go itself (junregister, jremove, jmigrate in progress): not a fence
+      return;
+    }
+    const holder = st?.holder;
     const marker: FenceMarker = {
       jname: row.jname, uuid: row.uuid, generation: row.generation,
       current: typeof err.details?.current === 'number' ? err.details.current : holder?.generation,
