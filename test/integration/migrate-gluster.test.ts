@@ -192,6 +192,30 @@ describe('jmigrate', () => {
     }
   });
 
+  test('a register that fails at the destination rolls back: registered and running on the source again', () => {
+    const { n1, n2, base } = fx;
+    // web runs on node2; its mnt_start hook refuses node1 (one path on this host, so both nodes have it)
+    const hook = join(base, 'mnt-start-not-node1.sh');
+    writeFileSync(hook, '#!/bin/sh\n[ "$BERTH_NODE" = node1 ] && { echo "storage not reachable from node1" >&2; exit 7; }\nexit 0\n');
+    chmodSync(hook, 0o755);
+    n2.ok(['jstop', 'jname=web']);
+    n2.ok(['jset', 'jname=web', `mnt_start=${hook}`]);
+    n2.ok(['jstart', 'jname=web']);
+    const gen = n2.envs().web.generation;
+    const r = n2.run(['jmigrate', 'jname=web', 'dst=node1', '--json'], 120_000);
+    assert.equal(r.code, 7, `the hook's exit code: ${r.stderr}`);
+    assert.equal(r.json.error.code, 'E_MIGRATE_FAILED');
+    assert.deepEqual(r.json.error.details.steps.map((s: any) => [s.step, s.node, s.ok]), [
+      ['stop', 'node2', true], ['unregister', 'node2', true], ['register', 'node1', false],
+      ['rollback-register', 'node2', true], ['rollback-start', 'node2', true]]);
+    assert.equal(n2.envs().web.status, 'On');
+    assert.ok(n2.envs().web.generation > gen);
+    assert.equal(n1.envs().web, undefined);
+    n2.ok(['jstop', 'jname=web']);
+    n2.ok(['jset', 'jname=web', 'mnt_start=0']);
+    n2.ok(['jstart', 'jname=web']);
+  });
+
   test('a stopped env migrates without a start; text output lists the steps', () => {
     const { n1, n2 } = fx;
     n2.ok(['jstop', 'jname=web']);
