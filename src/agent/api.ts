@@ -17,7 +17,7 @@
  * | GET  /v1/envs/:jname/storage        | what this node sees of the env on the shared storage | `node, storage: StorageView` |
  * | POST /v1/envs/:jname/start          | jstart                                 | `node, env`                      |
  * | POST /v1/envs/:jname/stop           | jstop                                  | `node, env`                      |
- * | POST /v1/envs/:jname/register       | jregister; body `{force?, mnt_start?, mnt_stop?}` | `node, result`        |
+ * | POST /v1/envs/:jname/register       | jregister; body `{force?, mnt_start?, mnt_stop?, keep_storage?}` | `node, result` |
  * | POST /v1/envs/:jname/unregister     | junregister                            | `node, result`                   |
  *
  * Errors: `{ok:false, error:{code, message, exitCode, hint, details?}}` (the BerthError of the
@@ -41,6 +41,8 @@ export const RegisterBody = z.strictObject({
   /** storage hooks overriding the descriptor's (absolute paths or '0') */
   mnt_start: z.string().max(4096).optional(),
   mnt_stop: z.string().max(4096).optional(),
+  /** leave the storage mounted after registering: a start follows at once (jmigrate) */
+  keep_storage: z.boolean().optional(),
 });
 export type RegisterBody = z.infer<typeof RegisterBody>;
 
@@ -155,7 +157,7 @@ export function createApi(opts: ApiOptions): Hono {
     const parsed = RegisterBody.safeParse(raw);
     if (!parsed.success) {
       const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
-      throw usageError('E_BAD_REQUEST', `bad register body: ${issues}`, { hint: 'body: {"force"?: boolean, "mnt_start"?: string, "mnt_stop"?: string}' });
+      throw usageError('E_BAD_REQUEST', `bad register body: ${issues}`, { hint: 'body: {"force"?: boolean, "mnt_start"?: string, "mnt_stop"?: string, "keep_storage"?: boolean}' });
     }
     return ok(c, { result: await ops.register(name, parsed.data) });
   });

@@ -7,16 +7,17 @@
  *    every env in the inventory that has one, at the generation the inventory records. Each env
  *    is renewed on its own (one slow or hung env never delays the others' heartbeats), and an
  *    env whose previous renewal has not finished is skipped for that round.
- * 2. **Fencing.** When a renewal says E_LEASE_SUPERSEDED (another node took the env over, or the
- *    lease was released behind this node's back) the env is fenced (src/agent/fence.ts): its
- *    running copy is killed at once with a full teardown, a marker is written, the row is kept
- *    (status Off, stale generation: every lease-checked operation refuses it with exit 4), and
- *    the agent never renews it or touches its storage again. E_LEASE_MISSING (no record of our
- *    generation at all: the lease dir was wiped) fences a RUNNING env too (nothing proves we
- *    own it); for a stopped env it is ignored, because env storage mounted per env by hooks is
- *    simply not mounted while the env is stopped (then its lease cannot be renewed either).
- *    Other lease errors (I/O) are logged and retried next round. Fencing is detected at the
- *    first renewal after the takeover, so within lease_ttl/3 (+ the renewal time) of it.
+ * 2. **Fencing.** When a renewal says E_LEASE_SUPERSEDED (another node took the env over) the
+ *    env is fenced (src/agent/fence.ts): its running copy is killed at once with a full
+ *    teardown, a marker is written, the row is kept (status Off, stale generation: every
+ *    lease-checked operation refuses it with exit 4), and the agent never renews it or touches
+ *    its storage again. Not a fence: a release or a new claim made by this node itself
+ *    (junregister, jremove, jmigrate, jregister in progress). E_LEASE_MISSING (no record of
+ *    this node's generation) does NOT fence: storage that hooks mount per env is simply not
+ *    mounted while the env is stopped or being started/stopped, so its lease is not visible;
+ *    it is logged (warn when the env runs) and retried. Other lease errors (I/O) are logged and
+ *    retried next round. A takeover is seen at the first renewal after it, so within
+ *    lease_ttl/3 (+ the renewal's own time).
  * 3. **Reconcile.** In the same round, an env the inventory says On whose process is gone (its
  *    monitor died too) is torn down (src/lifecycle.ts reconcileEnv; the teardown is claimed
  *    exactly once across monitor, jstop and agent).
@@ -255,13 +256,16 @@ export class Agent {
       this.lastError.delete(jname);
     } catch (e) {
       const err = toBerthError(e);
-      if (err.code === 'E_LEASE_SUPERSEDED' || (err.code === 'E_LEASE_MISSING' && row.status !== STATUS.OFF)) {
+      if (err.code === 'E_LEASE_SUPERSEDED') {
         await this.fence(row, err);
         return;
       }
       if (this.lastError.get(jname) !== err.code) {
         this.lastError.set(jname, err.code);
-        await log(err.code === 'E_LEASE_MISSING' ? 'info' : 'warn', { jname, code: err.code, err: err.message }, 'cannot renew the lease; retrying every round');
+        // E_LEASE_MISSING: the lease is not visible (storage mounted by a hook only while the
+        // env runs or is being started/stopped) or was wiped; nothing proves another owner
+        const running = row.status === STATUS.ON;
+        await log(err.code === 'E_LEASE_MISSING' && !running ? 'info' : 'warn', { jname, code: err.code, err: err.message, status: row.status }, 'cannot renew the lease; retrying every round');
       }
     }
     const now = ctx.inv.get(jname);
@@ -281,6 +285,7 @@ export class Agent {
       // this node let it go itself (junregister, jremove, jmigrate in progress): not a fence
       return;
     }
+    if (st?.holder?.node === ctx.nodename) return; // this node re-registered it (a new row follows)
     const holder = st?.holder;
     const marker: FenceMarker = {
       jname: row.jname, uuid: row.uuid, generation: row.generation,

@@ -99,7 +99,7 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       // the descriptors were just written through another node's mount (see revalidate)
       const p = ctx.wd.env(jname);
       for (const f of [p.rcconfFile, p.descriptor]) revalidate(f);
-      const r = await registerEnv(ctx, jname, { force: body.force, mntStart: body.mnt_start, mntStop: body.mnt_stop });
+      const r = await registerEnv(ctx, jname, { force: body.force, mntStart: body.mnt_start, mntStop: body.mnt_stop, keepStorage: body.keep_storage });
       await clearFenceMarker(ctx.wd, jname);
       return r;
     })()),
