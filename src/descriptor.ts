@@ -5,7 +5,6 @@
  * with another workdir, can adopt the env; `jname` is written last, without `;`, as CBSD
  * does. The sysdir copy is rewritten atomically (temp file + fsync + rename).
  */
-import writeFileAtomic from 'write-file-atomic';
 import { readFileSync } from 'node:fs';
 import { parseKV, quoteValue, type KV } from './kvfile.js';
 
@@ -75,5 +74,6 @@ export function formatDescriptor(conf: EnvConf, workdir: string): string {
 
 /** Writes the descriptor atomically (temp file, fsync, rename), mode 0644. */
 export async function writeDescriptor(file: string, conf: EnvConf, workdir: string): Promise<void> {
+  const { default: writeFileAtomic } = await import('write-file-atomic');
   await writeFileAtomic(file, formatDescriptor(conf, workdir), { mode: 0o644, fsync: true });
 }

@@ -4,7 +4,8 @@
  * hierarchy (jail(8) "name" parameter). Globs follow CBSD (`jname='web*'`, §9): `*`, `?`
  * and `[...]` match over the whole name.
  */
-import picomatch from 'picomatch';
+import { createRequire } from 'node:module';
+import type picomatchT from 'picomatch';
 import { usageError } from './errors.js';
 
 const JNAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -55,8 +56,14 @@ export function checkJnamePattern(p: string): string {
   return p;
 }
 
-/** Returns a matcher for a jname or glob (exact match when it is not a glob). */
+let picomatch: typeof picomatchT | undefined;
+
+/**
+ * Returns a matcher for a jname or glob (exact match when it is not a glob). picomatch is
+ * loaded on the first glob only (start-up time of commands that take plain names).
+ */
 export function jnameMatcher(pattern: string): (name: string) => boolean {
   if (!isGlob(pattern)) return (n) => n === pattern;
+  picomatch ??= createRequire(import.meta.url)('picomatch') as typeof picomatchT;
   return picomatch(pattern, { dot: true });
 }

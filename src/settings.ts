@@ -1,7 +1,6 @@
 /**
  * Node settings in `etc/berth.conf` (key="value" lines, src/kvfile.ts). Unknown keys are kept.
  */
-import writeFileAtomic from 'write-file-atomic';
 import { existsSync } from 'node:fs';
 import { readKV, formatKV, type KV } from './kvfile.js';
 import { usageError } from './errors.js';
@@ -55,5 +54,6 @@ export function readSettings(file: string): NodeSettings {
 
 /** Writes etc/berth.conf atomically. */
 export async function writeSettings(file: string, raw: KV): Promise<void> {
+  const { default: writeFileAtomic } = await import('write-file-atomic');
   await writeFileAtomic(file, formatKV(raw, ['berth node settings (etc/berth.conf); key="value" lines']), { mode: 0o644, fsync: true });
 }

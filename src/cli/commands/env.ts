@@ -7,7 +7,6 @@ import { readDescriptor } from '../../descriptor.js';
 import { openNode, type NodeCtx } from '../../node.js';
 import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, removeEnv, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
 import { renderTable } from '../table.js';
-import { explainNotFound } from '../../owner.js';
 import type { CmdOutput, Handler, Opts } from '../types.js';
 
 /** Runs `fn` with an opened node, closing it after. */
@@ -39,7 +38,7 @@ async function select(ctx: NodeCtx, patterns: string[]) {
   try {
     return selectEnvs(ctx, patterns);
   } catch (e) {
-    if (e instanceof BerthError && patterns.length === 1) throw await explainNotFound(ctx, patterns[0]!, e);
+    if (e instanceof BerthError && patterns.length === 1) throw await (await import('../../owner.js')).explainNotFound(ctx, patterns[0]!, e);
     throw e;
   }
 }
