@@ -264,7 +264,9 @@ export interface ClusterEnv {
    * no lease: a descriptor in jails-system/ but never leased (e.g. made by CBSD);
    * fenced: this node has a stale inventory row (another node holds the lease);
    * orphan: this node holds the lease but has no inventory row;
-   * invisible: in this node's inventory, but its sysdir is not visible here (per-env mounts).
+   * (an env in this node's inventory whose sysdir is not visible here, e.g. storage a hook mounts
+   * only while in use, is shown with this node as owner, the inventory's generation and status,
+   * no heartbeat, and a note in `problems`).
    */
   state: string;
   /** where `state` comes from: this node, the owner's agent, or nobody */
@@ -388,8 +390,8 @@ export async function clusterList(ctx: NodeCtx, opts: ClusterListOptions = {}): 
   for (const row of ctx.inv.list()) {
     let e = byName.get(row.jname);
     if (!e) {
-      e = { jname: row.jname, uuid: row.uuid, emulator: row.emulator, registered: true, owner: null, generation: 0, state: 'invisible',
-        stateFrom: 'local', running: null, heartbeat: null, local: null, problems: [`${ctx.wd.env(row.jname).sysdir} is not visible on this node`] };
+      e = { jname: row.jname, uuid: row.uuid, emulator: row.emulator, registered: true, owner: null, generation: 0, state: 'invisible', // set below
+        stateFrom: 'local', running: null, heartbeat: null, local: null, problems: [`${ctx.wd.env(row.jname).sysdir} is not visible on this node (not mounted?): owner and state as this node's inventory records them`] };
       out.push(e);
       byName.set(row.jname, e);
     }
@@ -407,6 +409,8 @@ export async function clusterList(ctx: NodeCtx, opts: ClusterListOptions = {}): 
       e.stateFrom = 'local';
       e.running = running;
     } else {
+      // not visible here (storage a hook mounts only while in use): what the inventory says
+      e.state = row.status === STATUS.ON && !running ? 'Maintenance' : statusWord(row.status);
       e.running = running;
       e.owner = ctx.nodename;
       e.generation = row.generation;
