@@ -65,7 +65,8 @@ describe('token', () => {
 describe('API over app.request', () => {
   test('401 without a token, with a wrong one, with another scheme; nothing is called', async () => {
     calls.length = 0;
-    for (const headers of [{}, { Authorization: 'Bearer wrong' }, { Authorization: `Basic ${TOKEN}` }, { Authorization: `Bearer ${TOKEN}x` }]) {
+    const variants: Record<string, string>[] = [{}, { Authorization: 'Bearer wrong' }, { Authorization: `Basic ${TOKEN}` }, { Authorization: `Bearer ${TOKEN}x` }];
+    for (const headers of variants) {
       for (const [path, method] of [['/v1/envs', 'GET'], ['/v1/envs/web1/start', 'POST'], ['/v1/nothing', 'GET']] as const) {
         const r = await req(path, { method, headers });
         assert.equal(r.status, 401, `${method} ${path} with ${JSON.stringify(headers)}`);
