@@ -140,7 +140,7 @@ describe('owner killed: forced takeover, then fencing of the stale copy', () => 
     // node1's agent comes back and fences
     const tAgent = performance.now();
     await n1.startAgent();
-    await waitFor('node1 to stop its stale copy', () => n1.envs().fx.status === 'Off');
+    await waitFor('node1 to stop its stale copy', () => row(n1, 'fx')?.status === 0);
     const fenceMs = performance.now() - tAgent;
     console.log(`# fencing: node1's restarted agent stopped the stale copy ${Math.round(fenceMs)} ms after it was spawned (lease_ttl ${LEASE_TTL} s)`);
     const r = n1.run(['jls', '--json']);
