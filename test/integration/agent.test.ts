@@ -8,8 +8,8 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readLease, takeoverLease } from '../../src/lease.js';
 import { BIN, isRoot, mountTable } from '../helpers/cli.js';
@@ -35,6 +35,7 @@ after(async () => {
     spawnSync('runc', ['--root', runcRoot, 'kill', '--all', id, 'KILL']);
     spawnSync('runc', ['--root', runcRoot, 'delete', '--force', id]);
   }
+  if (mountTable(n.wd).every((m) => !m.startsWith(n.wd + '/'))) rmSync(dirname(n.wd), { recursive: true, force: true });
 });
 
 async function waitFor(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<number> {
