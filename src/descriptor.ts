@@ -5,7 +5,7 @@
  * with another workdir, can adopt the env; `jname` is written last, without `;`, as CBSD
  * does. The sysdir copy is rewritten atomically (temp file + fsync + rename).
  */
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import { parseKV, quoteValue, type KV } from './kvfile.js';
 
 /** An env's settings, keyed by CBSD names (jname, emulator, baserw, ip4_addr ...). */
@@ -49,7 +49,19 @@ export function parseDescriptor(text: string, workdir: string, source = 'descrip
 
 /** Reads and parses a descriptor file. @throws BerthError E_BAD_CONF; Node ENOENT. */
 export function readDescriptor(file: string, workdir: string): EnvConf {
-  return parseDescriptor(readFileSync(file, 'utf8'), workdir, file);
+  // lstat first: on GlusterFS FUSE a file another node replaced is otherwise opened through the
+  // stale cached entry and close(2) fails with ESTALE, which makes Node 20's
+  // readFileSync(file, 'utf8') ABORT the process; read bytes, retry a replace in progress.
+  for (let i = 0; ; i++) {
+    try { lstatSync(file); } catch { /* the read says why */ }
+    try {
+      return parseDescriptor(readFileSync(file).toString('utf8'), workdir, file);
+    } catch (e) {
+      const c = (e as NodeJS.ErrnoException).code;
+      if (i >= 4 || (c !== 'ENOENT' && c !== 'ESTALE' && (e as NodeJS.ErrnoException).errno !== -116)) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20 * (i + 1)); // a rename on another node settles
+    }
+  }
 }
 
 /**

@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
 import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
 import { STATUS } from './inventory.js';
@@ -23,6 +23,7 @@ import type { NodeCtx } from './node.js';
 import { effectiveHooks, getEnv, hookEnv, requireLease, verifyIdentity, type OpOptions } from './lifecycle.js';
 import { runStorageHook } from './hooks.js';
 import { acquireLease, readLease, releaseLease, takeoverLease } from './lease.js';
+import { forgetFencedEnv } from './agent/fence.js';
 
 /** Options of {@link registerEnv}. */
 export interface RegisterOptions extends OpOptions {
@@ -68,13 +69,24 @@ export function unregisteredNames(ctx: NodeCtx, pattern: string): string[] {
  */
 export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts: RegisterOptions = {}): Promise<RegisterResult> {
   if (jname !== undefined) checkJname(jname);
-  const rcfile = opts.rcfile ?? (jname ? ctx.wd.env(jname).rcconfFile : undefined);
+  let rcfile = opts.rcfile ?? (jname ? ctx.wd.env(jname).rcconfFile : undefined);
   if (!rcfile) throw usageError('E_NO_JNAME', 'jregister needs jname= or rcfile=');
+  // Taking over from a crashed owner: it never wrote jails-rcconf/, but the descriptor copy in
+  // the (shared) sysdir is current (it is rewritten atomically on every change).
+  if (!existsSync(rcfile) && opts.force && !opts.rcfile && jname && existsSync(ctx.wd.env(jname).descriptor)) rcfile = ctx.wd.env(jname).descriptor;
   if (!existsSync(rcfile)) throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''}`, { hint: 'junregister writes it on the node that lets the env go' });
-  const conf: EnvConf = readDescriptor(rcfile, ctx.wd.root);
+  let conf: EnvConf;
+  try {
+    conf = readDescriptor(rcfile, ctx.wd.root);
+  } catch (e) {
+    // another node adopted it (and deleted the descriptor) between the check and the read
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''} (adopted by another node just now?)`);
+    throw e;
+  }
   const name = checkJname(conf.jname || jname || '');
   if (jname && conf.jname && conf.jname !== jname) throw usageError('E_BAD_RCCONF', `${rcfile} is the descriptor of ${conf.jname}, not ${jname}`);
-  if (ctx.inv.get(name)) throw new BerthError('E_ENV_EXISTS', `${name} is already registered on node ${ctx.nodename}`, EXIT.FAILURE);
+  // A row left by fencing (another node took the env over) is dropped when the env comes back.
+  if (ctx.inv.get(name) && !(await forgetFencedEnv(ctx, name))) throw new BerthError('E_ENV_EXISTS', `${name} is already registered on node ${ctx.nodename}`, EXIT.FAILURE);
   if (opts.mntStart !== undefined) conf.mnt_start = opts.mntStart;
   if (opts.mntStop !== undefined) conf.mnt_stop = opts.mntStop;
   const p = ctx.wd.env(name);
@@ -114,7 +126,9 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     await writeDescriptor(p.descriptor, conf, ctx.wd.root);
     ctx.inv.insert({ jname: name, uuid: conf.uuid, emulator: conf.emulator, generation: lease.generation, conf });
     inserted = true;
-    if (rcfile === p.rcconfFile || basename(rcfile) === `rc.conf_${name}`) await rm(rcfile, { force: true });
+    // The unregistered descriptor is consumed (CBSD moves it into the sysdir); any other file
+    // given as rcfile= (the sysdir copy, a file of the administrator's) is left alone.
+    if (rcfile === p.rcconfFile) await rm(rcfile, { force: true });
   } catch (e) {
     if (inserted) ctx.inv.delete(name);
     if (lease && !inserted) await releaseLease(p.lease, { node: ctx.nodename, generation: lease.generation }).catch(() => undefined);
