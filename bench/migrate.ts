@@ -31,7 +31,7 @@ try {
   n2.ok(['node', 'add', 'name=node1', `url=${n1.url}`, `token=${n1.token}`]);
 
   const migrate = (from: typeof n1, jname: string, dst: string): number =>
-    from.ok(['jmigrate', `jname=${jname}`, `dst=${dst}`, '--json'], 600_000).json.downtimeMs as number;
+    from.ok(['jmigrate', `jname=${jname}`, `dst=${dst}`, '--json'], 600_000).json.migration.downtimeMs as number;
   const rows: [string, number, number][] = [];
   for (const [jname, mib] of [['small', 10], ['big', BIG]] as const) {
     n1.ok(['jcreate', `jname=${jname}`, 'base=bb']);
