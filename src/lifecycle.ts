@@ -520,12 +520,16 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
   return { jname, removed };
 }
 
-/** Lists registered envs (and, with `unregistered`, descriptors waiting in jails-rcconf/), reconciling stale On rows' status. */
-export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean } = {}): Promise<EnvInfo[]> {
+/**
+ * Lists registered envs (and, with `unregistered`, descriptors waiting in jails-rcconf/); an
+ * On row whose process is gone shows as Maintenance until its teardown ends. With `summary`,
+ * each env's conf holds only SUMMARY_KEYS (src/inventory.ts): what `jls` shows by default.
+ */
+export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean; summary?: boolean } = {}): Promise<EnvInfo[]> {
   const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
   const ok = (n: string) => !match || match.some((m) => m(n));
   const out: EnvInfo[] = [];
-  for (const row of ctx.inv.list()) {
+  for (const row of opts.summary ? ctx.inv.listSummary() : ctx.inv.list()) {
     if (!ok(row.jname)) continue;
     let status = statusWord(row.status);
     if (row.status === STATUS.ON) {

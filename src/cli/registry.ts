@@ -65,7 +65,7 @@ export const COMMANDS: CmdDef[] = [
   { name: 'jstop', summary: 'stop env(s)', options: [JNAME], positional: '[jname...]', load: load(env, 'jstop') },
   { name: 'jrestart', summary: 'stop then start env(s)', options: [JNAME], positional: '[jname...]', load: load(env, 'jrestart') },
   { name: 'jremove', aliases: ['jdestroy'], summary: 'remove env(s): data, sysdir, fstab, inventory row', options: [JNAME], positional: '[jname...]', load: load(env, 'jremove') },
-  { name: 'jls', summary: 'list envs (CBSD columns JNAME JID IP4_ADDR HOST_HOSTNAME PATH STATUS)', options: [JNAME, o('display', 'comma list of columns'), o('header', '0 hides the header', '0|1')], positional: '[jname...]', load: load(env, 'jls') },
+  { name: 'jls', summary: 'list envs (CBSD columns JNAME JID IP4_ADDR HOST_HOSTNAME PATH STATUS)', options: [JNAME, o('display', 'comma list of columns'), o('header', '0 hides the header', '0|1')], positional: '[jname...]', help: "--json gives each env's jname, jid, status, uuid, emulator, generation and the settings of the default columns (berth jget shows all of an env's settings).\nStatus words (CBSD): On, Off, Maintenance (starting, stopping or being torn down), Unregister (a descriptor in jails-rcconf/ waiting for jregister).", load: load(env, 'jls') },
   { name: 'jexec', summary: 'run a command inside a running env', options: [JNAME], positional: '[command...]', help: "Example: berth jexec jname=web1 cat /etc/hostname", load: load(env, 'jexec') },
   { name: 'jset', summary: 'change env settings (key=value ...)', options: [JNAME, ...ENV_KEYS], positional: '[jname]', load: load(env, 'jset') },
   { name: 'jget', summary: 'show env settings', options: [JNAME, o('key', 'one key only')], positional: '[jname]', load: load(env, 'jget') },

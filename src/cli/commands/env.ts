@@ -7,6 +7,7 @@ import { readDescriptor } from '../../descriptor.js';
 import { openNode, type NodeCtx } from '../../node.js';
 import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, removeEnv, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
 import { renderTable } from '../table.js';
+import { SUMMARY_KEYS } from '../../inventory.js';
 import type { CmdOutput, Handler, Opts } from '../types.js';
 
 /** Runs `fn` with an opened node, closing it after. */
@@ -123,8 +124,10 @@ function column(e: EnvInfo, c: string): string | number {
 
 export const jls: Handler = async (opts, args) => withNode(opts, async (ctx) => {
   const patterns = [...(typeof opts.jname === 'string' ? [opts.jname] : []), ...args];
-  const envs = await listEnvs(ctx, { patterns, unregistered: true });
   const cols = typeof opts.display === 'string' ? opts.display.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_COLUMNS;
+  // the default columns come from the summary (fast for thousands of envs); other display= keys need the whole conf
+  const summary = cols.every((c) => ['jname', 'jid', 'status', 'uuid', 'emulator', 'generation', ...SUMMARY_KEYS].includes(c));
+  const envs = await listEnvs(ctx, { patterns, unregistered: true, summary });
   if (opts.json) return { data: { node: ctx.nodename, envs } };
   return { data: {}, text: renderTable(cols, envs.map((e) => cols.map((c) => column(e, c))), opts.header !== '0') };
 });
