@@ -16,7 +16,7 @@
  * mnt_stop.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, openSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, statSync } from 'node:fs';
 import { chmod, cp, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -205,6 +205,9 @@ async function isEmptyDir(dir: string): Promise<boolean> {
 
 /** Deletes everything inside `dir` (not `dir` itself, which may be a mount point). */
 async function emptyDir(dir: string): Promise<void> {
+  let st;
+  try { st = lstatSync(dir); } catch { return; }
+  if (st.isSymbolicLink()) throw engineError('E_SYMLINK', `${dir} is a symlink; refusing to delete what it points to`, { hint: 'remove the symlink by hand if it is yours' });
   let names: string[];
   try { names = await readdir(dir); } catch { return; }
   for (const n of names) await rm(join(dir, n), { recursive: true, force: true });
@@ -323,6 +326,7 @@ export async function assembleRoot(ctx: NodeCtx, jname: string, conf: EnvConf): 
   if (conf.baserw === '1') {
     await m.bind(p.data, p.path, { readonly: false });
   } else {
+    if (conf.base) checkBaseName(conf.base);
     const base = ctx.wd.base(conf.base ?? '');
     if (!conf.base || !existsSync(base)) throw notFound('E_NO_SUCH_BASE', `base ${JSON.stringify(conf.base)} of ${jname} is not on this node (${base})`, { hint: 'import the same base on this node: berth base import' });
     await m.bind(base, p.path, { readonly: true });
@@ -332,6 +336,12 @@ export async function assembleRoot(ctx: NodeCtx, jname: string, conf: EnvConf): 
   const entries = mergeFstab(await read(p.fstab, 'fstab'), await read(p.fstabLocal, 'fstab.local'));
   for (const e of entries) {
     const dst = join(p.path, e.mountpoint);
+    // Never follow a symlink inside the env's root (the env's own files, or a base's): it could
+    // point the mount at a host path outside jails/<jname>, which teardown would not unmount.
+    noSymlinkBelow(p.path, dst, `mount point ${e.mountpoint} (${e.source}:${e.line}) of ${jname}`);
+    if ((e.fstype === 'nullfs' || e.fstype === 'bind') && (e.device === p.data || e.device.startsWith(p.data + '/'))) {
+      noSymlinkBelow(p.data, e.device, `mount source ${e.device} (${e.source}:${e.line}) of ${jname}`);
+    }
     if (!existsSync(dst)) {
       const isFile = (e.fstype === 'nullfs' || e.fstype === 'bind') && existsSync(e.device) && statSync(e.device).isFile();
       try {
@@ -342,6 +352,24 @@ export async function assembleRoot(ctx: NodeCtx, jname: string, conf: EnvConf): 
       }
     }
     await m.mount(e.device, dst, e.fstype, e.options);
+  }
+}
+
+/**
+ * Refuses when any component of `path` below `root` is a symlink (checked with lstat, never
+ * followed). Components that do not exist yet end the walk: mkdir creates real dirs there.
+ * @throws BerthError E_SYMLINK (exit 5) naming `what`
+ */
+export function noSymlinkBelow(root: string, path: string, what: string): void {
+  const rel = path.slice(root.length).split('/').filter(Boolean);
+  let cur = root;
+  for (const c of rel) {
+    cur = join(cur, c);
+    let st;
+    try { st = lstatSync(cur); } catch { return; }
+    if (st.isSymbolicLink()) {
+      throw engineError('E_SYMLINK', `${what}: ${cur} is a symlink; refusing to follow it (it could lead outside the env)`, { hint: 'replace the symlink by a directory, or mount somewhere else' });
+    }
   }
 }
 
@@ -498,6 +526,7 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
     await requireLease(ctx, row);
     const table = await (await ctx.mounts()).list();
     for (const d of [p.data, p.sysdir, p.fstabDir, p.path]) {
+      noSymlinkBelow(ctx.wd.root, d, `${jname}'s ${d}`);
       const inner = mountsUnder(table, d).filter((m) => m.target !== d);
       if (inner.length) throw engineError('E_MOUNTED', `${inner[0]!.target} is mounted inside ${d}; refusing to delete through a mount`, { hint: `unmount it first: umount ${inner[0]!.target}` });
     }

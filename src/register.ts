@@ -20,7 +20,7 @@ import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
 import { STATUS } from './inventory.js';
 import { checkJname, checkJnamePattern, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
-import { effectiveHooks, getEnv, hookEnv, requireLease, verifyIdentity, type OpOptions } from './lifecycle.js';
+import { SETTABLE_KEYS, effectiveHooks, getEnv, hookEnv, requireLease, validateSettings, verifyIdentity, type OpOptions } from './lifecycle.js';
 import { runStorageHook } from './hooks.js';
 import { acquireLease, readLease, releaseLease, takeoverLease } from './lease.js';
 import { forgetFencedEnv } from './agent/fence.js';
@@ -92,6 +92,10 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   const p = ctx.wd.env(name);
   conf.path = p.path; conf.data = p.data; conf.mount_fstab = p.fstab; conf.rcconf = p.rcconfFile; conf.jname = name;
   conf.emulator ??= 'jail';
+  // A descriptor on shared storage is input like any other: validate every setting jset would.
+  const settable: Record<string, string> = {};
+  for (const k of SETTABLE_KEYS) if (conf[k] !== undefined) settable[k] = conf[k]!;
+  validateSettings(settable);
   const engine = await ctx.engine(conf.emulator);
   engine.validate(conf);
   const hooks = effectiveHooks(ctx, conf);
@@ -152,6 +156,11 @@ export async function unregisterEnv(ctx: NodeCtx, jname: string, opts: OpOptions
   if (!ctx.inv.claimStart(jname, `unregister-${randomUUID()}`)) throw ownedError('E_BUSY', `${jname} is busy`);
   const p = ctx.wd.env(jname);
   const target = opts.rcfile ?? p.rcconfFile;
+  if (opts.rcfile && existsSync(opts.rcfile)) {
+    let same = false;
+    try { same = readDescriptor(opts.rcfile, ctx.wd.root).uuid === row.uuid; } catch { same = false; }
+    if (!same) throw usageError('E_RCFILE_EXISTS', `rcfile=${opts.rcfile} exists and is not a descriptor of ${jname}; refusing to overwrite it`, { hint: 'give a new file name' });
+  }
   const hooks = effectiveHooks(ctx, row.conf);
   const henv = hookEnv(ctx, jname, row.conf, opts);
   let released = false;

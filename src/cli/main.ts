@@ -36,6 +36,7 @@ function findCommand(argv: string[]): { def: CmdDef; at: number; words: number }
 export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): string[] {
   const keys = new Set([...def.options.map((o) => o.key), ...COMMON]);
   const out = argv.slice(0, from);
+  const unknown: string[] = [];
   let passthrough = false;
   for (let i = from; i < argv.length; i++) {
     const a = argv[i]!;
@@ -48,6 +49,7 @@ export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): str
       else out.push(`--${m[1]}=${m[2]}`);
       continue;
     }
+    if (m && !passthrough) { unknown.push(m[1]!); continue; }
     if (!a.startsWith('-') && def.positional?.startsWith('[command')) {
       // the rest is the command line to run inside the env: never parse its options
       out.push('--');
@@ -55,8 +57,14 @@ export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): str
     }
     out.push(a);
   }
+  if (unknown.length) {
+    throw new UsageProblem(`unknown setting${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} for ${def.name}; known: ${[...def.options.map((o) => o.key)].join(' ')}`);
+  }
   return out;
 }
+
+/** A usage error found before commander parses (exit 2). */
+export class UsageProblem extends Error {}
 
 /** Runs the CLI with `argv` (without node and script). Sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
@@ -67,7 +75,17 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   const found = findCommand(argv);
-  if (found) argv = rewriteKeyValues(argv, found.def, found.at + found.words);
+  if (found) {
+    try {
+      argv = rewriteKeyValues(argv, found.def, found.at + found.words);
+    } catch (e) {
+      if (!(e instanceof UsageProblem)) throw e;
+      if (argv.includes('--json')) process.stdout.write(JSON.stringify({ ok: false, error: { code: 'E_USAGE', message: e.message, exitCode: 2 } }) + '\n');
+      process.stderr.write(`berth ${found.def.name}: ${e.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+  }
   const { Command, CommanderError, Option } = await import('commander');
   const program = new Command('berth')
     .description('berth: jails, containers and VMs on any storage, moved between nodes without copying')
