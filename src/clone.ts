@@ -49,7 +49,7 @@ import { checkHookSafe, cbsdHookVars, listHookDir, runHookDir, runStorageHook, t
 import { STATUS } from './inventory.js';
 import { acquireLease, releaseLease } from './lease.js';
 import {
-  effectiveHooks, getEnv, hookEnv, requireLease, validateSettings, verifyIdentity, withStorage, type EnvInfo, type OpOptions,
+  effectiveHooks, getEnv, hookEnv, recoverStaleClaim, requireLease, validateSettings, verifyIdentity, withStorage, type EnvInfo, type OpOptions,
 } from './lifecycle.js';
 import { warn } from './log.js';
 import { mountsUnder } from './mounts/types.js';
@@ -449,6 +449,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
   // storage that only mnt_start makes visible.
 
   const claim = `clone-${randomUUID()}`;
+  if (await recoverStaleClaim(ctx, ctx.inv.get(oldName)!)) { /* a dead command's claim on old was cleaned up */ }
   if (!ctx.inv.claimStart(oldName, claim)) throw ownedError('E_BUSY', `${oldName} is busy (a start, stop, remove or clone is in progress on this node)`, { hint: 'wait and retry' });
 
   const st: NewState = { made: [], mounted: false, owned: false, leaseGen: 0, inserted: false, committed: false };

@@ -27,6 +27,8 @@ export interface EnvRow {
   conf: EnvConf;
   /** unix seconds of the last status change */
   state_time: number;
+  /** pid of the berth process holding a Maintenance claim (0 = none) */
+  claim_pid?: number;
 }
 
 /** A remote node known to this one (`node add`). */
@@ -56,6 +58,9 @@ const MIGRATIONS: string[] = [
      token TEXT NOT NULL,
      added_at INTEGER NOT NULL
    );`,
+  // 2: the pid of the berth process holding a Maintenance claim, so that a claim left by a
+  //    killed command (kill -9, SIGINT mid-start) can be recognised and recovered
+  `ALTER TABLE jails ADD COLUMN claim_pid INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 /** The settings {@link Inventory.listSummary} returns (CBSD's default jls columns and a few more). */
@@ -154,13 +159,13 @@ export class Inventory {
    * @returns false when it was not Off (already starting, running or stopping)
    */
   claimStart(jname: string, runId: string): boolean {
-    return this.db.prepare(`UPDATE jails SET status = ${STATUS.MAINTENANCE}, run_id = ?, jid = 0, state_time = ? WHERE jname = ? AND status = ${STATUS.OFF}`)
-      .run(runId, now(), jname).changes === 1;
+    return this.db.prepare(`UPDATE jails SET status = ${STATUS.MAINTENANCE}, run_id = ?, jid = 0, claim_pid = ?, state_time = ? WHERE jname = ? AND status = ${STATUS.OFF}`)
+      .run(runId, process.pid, now(), jname).changes === 1;
   }
 
   /** Marks the run as up with its jid/pid. */
   setRunning(jname: string, runId: string, jid: number): void {
-    this.db.prepare(`UPDATE jails SET status = ${STATUS.ON}, jid = ?, state_time = ? WHERE jname = ? AND run_id = ?`).run(jid, now(), jname, runId);
+    this.db.prepare(`UPDATE jails SET status = ${STATUS.ON}, jid = ?, claim_pid = 0, state_time = ? WHERE jname = ? AND run_id = ?`).run(jid, now(), jname, runId);
   }
 
   /**
@@ -169,13 +174,22 @@ export class Inventory {
    * The env stays in Maintenance (run_id cleared) until {@link finishTeardown}.
    */
   claimTeardown(jname: string, runId: string): boolean {
-    return this.db.prepare(`UPDATE jails SET run_id = NULL, status = ${STATUS.MAINTENANCE}, state_time = ? WHERE jname = ? AND run_id = ?`)
-      .run(now(), jname, runId).changes === 1;
+    return this.db.prepare(`UPDATE jails SET run_id = NULL, status = ${STATUS.MAINTENANCE}, claim_pid = ?, state_time = ? WHERE jname = ? AND run_id = ?`)
+      .run(process.pid, now(), jname, runId).changes === 1;
+  }
+
+  /**
+   * Takes over a Maintenance claim whose holder `deadPid` is gone (atomic: only if it is still
+   * that holder's claim). @returns true when this process now holds the claim
+   */
+  takeStaleClaim(jname: string, deadPid: number): boolean {
+    return this.db.prepare(`UPDATE jails SET claim_pid = ?, run_id = NULL, state_time = ? WHERE jname = ? AND status = ${STATUS.MAINTENANCE} AND claim_pid = ?`)
+      .run(process.pid, now(), jname, deadPid).changes === 1;
   }
 
   /** Marks the env Off after a teardown. */
   finishTeardown(jname: string): void {
-    this.db.prepare(`UPDATE jails SET status = ${STATUS.OFF}, jid = 0, run_id = NULL, state_time = ? WHERE jname = ?`).run(now(), jname);
+    this.db.prepare(`UPDATE jails SET status = ${STATUS.OFF}, jid = 0, run_id = NULL, claim_pid = 0, state_time = ? WHERE jname = ?`).run(now(), jname);
   }
 
   delete(jname: string): void {

@@ -16,7 +16,7 @@
  * mnt_stop.
  */
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, lstatSync, openSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { chmod, cp, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -429,11 +429,47 @@ export async function teardownRun(ctx: NodeCtx, jname: string, runId: string, op
   return true;
 }
 
+/** True while process `pid` exists and is not a zombie. */
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return true; // no /proc (FreeBSD): kill(0) said it exists
+  }
+}
+
+/**
+ * A Maintenance claim left by a berth command that died (kill -9, SIGINT in the middle of a
+ * start, stop, remove or clone): takes the claim over and tears down whatever that command
+ * left (the engine's processes and state, every mount under jails/<jname>, the storage via
+ * mnt_stop), then marks the env Off. @returns true when a stale claim was recovered
+ */
+export async function recoverStaleClaim(ctx: NodeCtx, row: EnvRow, opts: OpOptions = {}): Promise<boolean> {
+  if (row.status !== STATUS.MAINTENANCE || !row.claim_pid || pidAlive(row.claim_pid)) return false;
+  if (!ctx.inv.takeStaleClaim(row.jname, row.claim_pid)) return false;
+  const engine = await ctx.engine(row.emulator);
+  const eenv = engineEnv(ctx, row.jname, row.conf);
+  const errors: unknown[] = [];
+  const step = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
+  await step(() => engine.stop(eenv, 0));
+  await step(() => engine.cleanup(eenv));
+  await step(async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(row.jname).path));
+  await step(() => mntStop(ctx, row.jname, row.conf, 'stop', opts));
+  ctx.inv.finishTeardown(row.jname);
+  await warn({ jname: row.jname, deadPid: row.claim_pid, errors: errors.map(String) }, 'recovered a claim left by a berth command that died');
+  if (errors.length) throw errors[0];
+  return true;
+}
+
 /**
  * If the inventory says On but the env's process is gone (its monitor died too), tears
- * that run down now. @returns true when a stale run was torn down
+ * that run down now; a Maintenance claim of a dead berth command is recovered.
+ * @returns true when a stale run or claim was cleaned up
  */
 export async function reconcileEnv(ctx: NodeCtx, row: EnvRow): Promise<boolean> {
+  if (row.status === STATUS.MAINTENANCE) return recoverStaleClaim(ctx, row);
   if (row.status !== STATUS.ON || !row.run_id) return false;
   const engine = await ctx.engine(row.emulator);
   if (await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid)) return false;
@@ -456,6 +492,7 @@ export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}
     await reconcileEnv(ctx, row);
     row = getEnv(ctx, jname);
   }
+  if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
   const runId = randomUUID();
   if (!ctx.inv.claimStart(jname, runId)) {
     throw ownedError('E_BUSY', `${jname} is busy (a start, stop or remove is in progress on this node)`, { hint: 'wait and retry; berth jls shows Maintenance meanwhile' });
@@ -490,6 +527,7 @@ export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}
  */
 export async function stopEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<EnvInfo> {
   const row = getEnv(ctx, jname);
+  if (await recoverStaleClaim(ctx, row, opts)) return info(ctx.inv.get(jname)!);
   if (row.status === STATUS.OFF) throw new BerthError('E_NOT_RUNNING', `${jname} is not running`, EXIT.FAILURE);
   if (row.status === STATUS.ON && row.run_id) {
     await requireLease(ctx, row);
@@ -511,7 +549,8 @@ export async function stopEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {})
  * @throws BerthError E_RUNNING (1), E_PROTECTED (1), E_LEASE_* (4), E_IDENTITY (5)
  */
 export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<{ jname: string; removed: string[] }> {
-  const row = getEnv(ctx, jname);
+  let row = getEnv(ctx, jname);
+  if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
   if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: berth jstop jname=${jname}`, EXIT.FAILURE);
   if (row.conf.protected === '1') throw new BerthError('E_PROTECTED', `${jname} is protected (protected=1)`, EXIT.FAILURE, { hint: `berth jset jname=${jname} protected=0` });
   // The lease lives in the sysdir, which mnt_start may be what mounts: checked just below.

@@ -20,7 +20,7 @@ import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
 import { STATUS } from './inventory.js';
 import { checkJname, checkJnamePattern, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
-import { SETTABLE_KEYS, effectiveHooks, getEnv, hookEnv, requireLease, validateSettings, verifyIdentity, type OpOptions } from './lifecycle.js';
+import { SETTABLE_KEYS, recoverStaleClaim, effectiveHooks, getEnv, hookEnv, requireLease, validateSettings, verifyIdentity, type OpOptions } from './lifecycle.js';
 import { runStorageHook } from './hooks.js';
 import { acquireLease, readLease, releaseLease, takeoverLease } from './lease.js';
 import { forgetFencedEnv } from './agent/fence.js';
@@ -150,7 +150,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
  * @returns where the descriptor was written
  */
 export async function unregisterEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { rcfile?: string } = {}): Promise<{ jname: string; rcfile: string }> {
-  const row = getEnv(ctx, jname);
+  let row = getEnv(ctx, jname);
+  if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
   if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${row.status === STATUS.ON ? 'running' : 'busy'}; stop it first: berth jstop jname=${jname}`, EXIT.FAILURE);
   // The lease lives in the sysdir, which mnt_start may be what mounts: checked once it ran.
   if (!ctx.inv.claimStart(jname, `unregister-${randomUUID()}`)) throw ownedError('E_BUSY', `${jname} is busy`);

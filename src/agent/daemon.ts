@@ -271,6 +271,9 @@ export class Agent {
     const now = ctx.inv.get(jname);
     if (now && now.status === STATUS.ON && now.run_id && now.generation === row.generation) {
       if (await reconcileEnv(ctx, now)) await log('info', { jname }, 'reconciled: the env had ended without a teardown; torn down');
+    } else if (now && now.status === STATUS.MAINTENANCE) {
+      // a claim left by a berth command that died mid-operation (kill -9, SIGINT)
+      if (await reconcileEnv(ctx, now)) await log('info', { jname }, 'recovered: a berth command died mid-operation; its leftovers were torn down');
     }
   }
 
