@@ -5,26 +5,37 @@ import { selectEnvs } from '../../lifecycle.js';
 import { withNode } from './env.js';
 import type { CmdOutput, Handler, Opts } from '../types.js';
 
+/**
+ * Envs registered (or unregistered) at once by one glob command. Each env's work is mostly
+ * waiting on the shared storage (lease create, descriptor fsync), so a few run side by side,
+ * as CBSD queues one task per env (§6.1); results keep the name order.
+ */
+export const REGISTER_CONCURRENCY = 8;
+
 async function many(items: string[], verb: string, fn: (j: string) => Promise<Record<string, unknown>>): Promise<CmdOutput> {
   if (items.length === 1) {
     const r = await fn(items[0]!);
     return { data: { results: [{ ok: true, ...r }] }, text: `${verb}: ${items[0]}` };
   }
-  const results: Record<string, unknown>[] = [];
-  const lines: string[] = [];
-  let exitCode = 0;
-  for (const j of items) {
-    try {
-      results.push({ ok: true, ...(await fn(j)) });
-      lines.push(`${verb}: ${j}`);
-    } catch (e) {
-      const err = toBerthError(e);
-      results.push({ jname: j, ok: false, error: err.toJSON() });
-      lines.push(`failed: ${j}: ${err.message}`);
-      exitCode ||= err.exitCode;
+  const results: Record<string, unknown>[] = new Array(items.length);
+  const lines: string[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < items.length; i = next++) {
+      const j = items[i]!;
+      try {
+        results[i] = { ok: true, ...(await fn(j)) };
+        lines[i] = `${verb}: ${j}`;
+      } catch (e) {
+        const err = toBerthError(e);
+        results[i] = { jname: j, ok: false, error: err.toJSON() };
+        lines[i] = `failed: ${j}: ${err.message}`;
+      }
     }
-  }
-  return { data: { results }, text: lines.join('\n'), exitCode };
+  };
+  await Promise.all(Array.from({ length: Math.min(REGISTER_CONCURRENCY, items.length) }, worker));
+  const firstFail = results.find((r) => r.ok === false) as { error: { exitCode: number } } | undefined;
+  return { data: { results }, text: lines.join('\n'), exitCode: firstFail?.error.exitCode ?? 0 };
 }
 
 const str = (o: Opts, k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
