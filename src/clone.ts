@@ -38,9 +38,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { constants as FS, existsSync, type Stats } from 'node:fs';
-import {
-  chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readFile, readlink, rm, rmdir, stat, symlink, utimes, writeFile,
-} from 'node:fs/promises';
+import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readFile, readlink, rm, rmdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { BerthError, EXIT, engineError, ownedError, toBerthError, usageError } from './errors.js';
 import { writeDescriptor, type EnvConf } from './descriptor.js';
@@ -553,10 +551,14 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
         for (const n of await readdir(op.sysdir)) {
           if (!copySysdirEntry(n, oldName)) continue;
           const dst = join(np.sysdir, n);
-          if ((await lstat(join(op.sysdir, n))).isDirectory()) {
+          const st0 = await lstat(join(op.sysdir, n));
+          if (st0.isDirectory()) {
             await mkdir(dst);
             await copyTree(join(op.sysdir, n), dst);
-          } else {
+          } else if (st0.isSymbolicLink()) {
+            // copied as a link, never followed: it could point at a host file (/etc/shadow)
+            await symlink(await readlink(join(op.sysdir, n)), dst);
+          } else if (st0.isFile()) {
             await copyFile(join(op.sysdir, n), dst, FS.COPYFILE_EXCL);
           }
         }
