@@ -126,17 +126,15 @@ export class Inventory {
   }
 
   /**
-   * Every env, ordered by jname, with only the settings `jls` shows by default (extracted by
-   * SQLite's json_extract instead of parsing each env's whole conf: `jls` of 10,000 envs).
+   * Every env, ordered by jname, with only the settings `jls` shows by default (SUMMARY_KEYS):
+   * a smaller document for `jls --json` of thousands of envs. (SQLite's json_extract was
+   * measured slower than JSON.parse here, so the whole conf is still parsed.)
    */
   listSummary(): EnvRow[] {
-    const keys = SUMMARY_KEYS.map((k) => `json_extract(conf, '$.${k}') AS c_${k}`).join(', ');
-    const rows = this.db.prepare(`SELECT jname, uuid, emulator, status, jid, run_id, generation, state_time, ${keys} FROM jails ORDER BY jname`).all() as Record<string, unknown>[];
-    return rows.map((r) => {
+    return this.list().map((r) => {
       const conf: EnvConf = {};
-      for (const k of SUMMARY_KEYS) if (r[`c_${k}`] !== null && r[`c_${k}`] !== undefined) conf[k] = String(r[`c_${k}`]);
-      return { jname: r.jname as string, uuid: r.uuid as string, emulator: r.emulator as string, status: r.status as number, jid: r.jid as number,
-        run_id: r.run_id as string | null, generation: r.generation as number, state_time: r.state_time as number, conf };
+      for (const k of SUMMARY_KEYS) if (r.conf[k] !== undefined) conf[k] = r.conf[k]!;
+      return { ...r, conf };
     });
   }
 
