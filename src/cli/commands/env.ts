@@ -2,11 +2,12 @@
  * Env commands: jcreate jstart jstop jrestart jremove jls jexec jset jget. Thin: parse,
  * call src/lifecycle.ts, render.
  */
-import { BerthError, toBerthError, usageError } from '../../errors.js';
+import { BerthError, usageError } from '../../errors.js';
 import { readDescriptor } from '../../descriptor.js';
 import { openNode, type NodeCtx } from '../../node.js';
 import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, removeEnv, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
 import { renderTable } from '../table.js';
+import { forEachEnv } from '../each.js';
 import { SUMMARY_KEYS } from '../../inventory.js';
 import type { CmdOutput, Handler, Opts } from '../types.js';
 
@@ -48,28 +49,8 @@ async function select(ctx: NodeCtx, patterns: string[]) {
  * Runs an operation over several envs in order; one env's failure does not stop the rest.
  * A single named env's error is thrown as is; for several, the exit code is the first failure's.
  */
-async function each<T extends object>(ctx: NodeCtx, opts: Opts, args: string[], verb: string, fn: (jname: string) => Promise<T>): Promise<CmdOutput> {
-  const rows = await select(ctx, names(opts, args));
-  if (rows.length === 1) {
-    const r = await fn(rows[0]!.jname);
-    return { data: { results: [{ jname: rows[0]!.jname, ok: true, ...r }] }, text: `${verb}: ${rows[0]!.jname}` };
-  }
-  const results: Record<string, unknown>[] = [];
-  const lines: string[] = [];
-  let exitCode = 0;
-  for (const row of rows) {
-    try {
-      const r = await fn(row.jname);
-      results.push({ jname: row.jname, ok: true, ...r });
-      lines.push(`${verb}: ${row.jname}`);
-    } catch (e) {
-      const err = toBerthError(e);
-      results.push({ jname: row.jname, ok: false, error: err.toJSON() });
-      lines.push(`failed: ${row.jname}: ${err.message}`);
-      exitCode ||= err.exitCode;
-    }
-  }
-  return { data: { results }, text: lines.join('\n'), exitCode };
+async function each(ctx: NodeCtx, opts: Opts, args: string[], verb: string, fn: (jname: string) => Promise<object>): Promise<CmdOutput> {
+  return forEachEnv((await select(ctx, names(opts, args))).map((r) => r.jname), verb, fn);
 }
 
 export const jcreate: Handler = async (opts, args) => withNode(opts, async (ctx) => {

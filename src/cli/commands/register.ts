@@ -1,9 +1,10 @@
 /** jregister / junregister commands: thin wrappers over src/register.ts. */
-import { toBerthError, usageError } from '../../errors.js';
+import { usageError } from '../../errors.js';
 import { registerEnv, registerTargets, unregisterEnv } from '../../register.js';
 import { selectEnvs } from '../../lifecycle.js';
 import { withNode } from './env.js';
-import type { CmdOutput, Handler, Opts } from '../types.js';
+import { forEachEnv } from '../each.js';
+import type { Handler, Opts } from '../types.js';
 
 /**
  * Envs registered (or unregistered) at once by one glob command. Each env's work is mostly
@@ -11,32 +12,6 @@ import type { CmdOutput, Handler, Opts } from '../types.js';
  * as CBSD queues one task per env (§6.1); results keep the name order.
  */
 export const REGISTER_CONCURRENCY = 8;
-
-async function many(items: string[], verb: string, fn: (j: string) => Promise<Record<string, unknown>>): Promise<CmdOutput> {
-  if (items.length === 1) {
-    const r = await fn(items[0]!);
-    return { data: { results: [{ ok: true, ...r }] }, text: `${verb}: ${items[0]}` };
-  }
-  const results: Record<string, unknown>[] = new Array(items.length);
-  const lines: string[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < items.length; i = next++) {
-      const j = items[i]!;
-      try {
-        results[i] = { ok: true, ...(await fn(j)) };
-        lines[i] = `${verb}: ${j}`;
-      } catch (e) {
-        const err = toBerthError(e);
-        results[i] = { jname: j, ok: false, error: err.toJSON() };
-        lines[i] = `failed: ${j}: ${err.message}`;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(REGISTER_CONCURRENCY, items.length) }, worker));
-  const firstFail = results.find((r) => r.ok === false) as { error: { exitCode: number } } | undefined;
-  return { data: { results }, text: lines.join('\n'), exitCode: firstFail?.error.exitCode ?? 0 };
-}
 
 const str = (o: Opts, k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
 
@@ -52,11 +27,11 @@ export const jregister: Handler = async (opts, args, io) => withNode(opts, async
     const r = await registerEnv(ctx, patterns[0], ropts);
     return { data: { results: [{ ok: true, ...r }] }, text: `registered: ${r.jname} (generation ${r.generation}${r.tookOver ? `, taken over from ${r.previousOwner}` : ''})` };
   }
-  return many(registerTargets(ctx, patterns), 'registered', async (j) => ({ ...(await registerEnv(ctx, j, ropts)) }));
+  return forEachEnv(registerTargets(ctx, patterns), 'registered', (j) => registerEnv(ctx, j, ropts), REGISTER_CONCURRENCY);
 });
 
 export const junregister: Handler = async (opts, args) => withNode(opts, async (ctx) => {
   const patterns = [...(str(opts, 'jname') ? [str(opts, 'jname')!] : []), ...args];
   const rows = selectEnvs(ctx, patterns);
-  return many(rows.map((r) => r.jname), 'unregistered', async (j) => ({ ...(await unregisterEnv(ctx, j, { verbose: !!opts.verbose, rcfile: rows.length === 1 ? str(opts, 'rcfile') : undefined })) }));
+  return forEachEnv(rows.map((r) => r.jname), 'unregistered', (j) => unregisterEnv(ctx, j, { verbose: !!opts.verbose, rcfile: rows.length === 1 ? str(opts, 'rcfile') : undefined }), REGISTER_CONCURRENCY);
 });

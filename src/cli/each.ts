@@ -1,0 +1,36 @@
+/**
+ * Running one operation over several envs (globs, several names): one env's failure does not
+ * stop the rest; results and lines keep the name order; the exit code is the first failure's.
+ * A single env's error is thrown as is, so its message and exit code reach the CLI unchanged.
+ */
+import { toBerthError } from '../errors.js';
+import type { CmdOutput } from './types.js';
+
+/**
+ * @param concurrency how many envs run side by side (1: one after another)
+ */
+export async function forEachEnv(jnames: string[], verb: string, fn: (jname: string) => Promise<object>, concurrency = 1): Promise<CmdOutput> {
+  if (jnames.length === 1) {
+    const r = await fn(jnames[0]!);
+    return { data: { results: [{ jname: jnames[0], ok: true, ...r }] }, text: `${verb}: ${jnames[0]}` };
+  }
+  const results: Record<string, unknown>[] = new Array(jnames.length);
+  const lines: string[] = new Array(jnames.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < jnames.length; i = next++) {
+      const j = jnames[i]!;
+      try {
+        results[i] = { jname: j, ok: true, ...(await fn(j)) };
+        lines[i] = `${verb}: ${j}`;
+      } catch (e) {
+        const err = toBerthError(e);
+        results[i] = { jname: j, ok: false, error: err.toJSON() };
+        lines[i] = `failed: ${j}: ${err.message}`;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, concurrency), jnames.length) }, worker));
+  const firstFail = results.find((r) => r.ok === false) as { error: { exitCode: number } } | undefined;
+  return { data: { results }, text: lines.join('\n'), exitCode: firstFail?.error.exitCode ?? 0 };
+}
