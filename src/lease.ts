@@ -222,11 +222,21 @@ async function writeTemp(dir: string, node: string, text: string, durable = true
 async function createExclusive(dir: string, name: string, text: string): Promise<boolean> {
   const target = join(dir, name);
   let fh;
-  try {
-    fh = await open(target, 'wx', 0o644);
-  } catch (e) {
-    if (errno(e) === 'EEXIST') return false;
-    throw ioError(`cannot create ${target}: ${(e as Error).message}`, e);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fh = await open(target, 'wx', 0o644);
+      break;
+    } catch (e) {
+      if (errno(e) === 'EEXIST') return false;
+      // ENOENT: the lease dir is gone although mkdir said it exists (a GlusterFS client's cached
+      // entry of a dir another mount removed): make it again and retry, a few times
+      if (errno(e) === 'ENOENT' && attempt < 3) {
+        await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+        await mkdir(dir).catch(() => undefined);
+        continue;
+      }
+      throw ioError(`cannot create ${target}: ${(e as Error).message}`, e);
+    }
   }
   try {
     await fh.writeFile(text);
