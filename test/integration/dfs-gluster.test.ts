@@ -110,6 +110,8 @@ describe('an env on GlusterFS through the example hooks', () => {
 
     assert.deepEqual(glusterMounts(), [], 'nothing of the env is mounted after stop');
     assert.deepEqual(mountTable(top), before);
+    // a FUSE client exits shortly after its umount: give it up to 5 s
+    for (let i = 0; i < 50 && clientsUnderWorkdir().length; i++) await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(clientsUnderWorkdir(), [], 'no glusterfs client left for the env\'s mounts');
     assert.equal(existsSync(join(wd, 'jails-data/g1-data/etc')), false, 'the file is not on the local disk');
 

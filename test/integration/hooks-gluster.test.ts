@@ -24,6 +24,16 @@ function mountsUnder(dir: string) {
 }
 
 /** glusterfs client processes whose command line names a path under dir */
+/** The glusterfs clients still serving mounts under `dir` once they had up to 5 s to exit (a FUSE client exits shortly after its umount). */
+async function clientsGone(dir: string): Promise<string[]> {
+  for (let i = 0; i < 50; i++) {
+    const left = clientsUnder(dir);
+    if (left.length === 0) return left;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return clientsUnder(dir);
+}
+
 function clientsUnder(dir: string): string[] {
   const out: string[] = [];
   for (const p of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
@@ -93,7 +103,7 @@ describe('glusterfs example hooks, live', () => {
 
     await stop('web1');
     assert.deepEqual(envMounts('web1'), []);
-    assert.deepEqual(clientsUnder(wd), [], 'no glusterfs client left for the env mounts');
+    assert.deepEqual(await clientsGone(wd), [], 'no glusterfs client left for the env mounts');
     assert.equal(existsSync(join(wd, 'jails-data', 'web1-data', 'hello.txt')), false, 'the file is not on the local disk');
     await stop('web1');
 
@@ -120,7 +130,7 @@ describe('glusterfs example hooks, live', () => {
     assert.match(err.message, /system\/half .* (returned 0 but .* is not mounted|failed \(exit \d+\))/);
     assert.match(err.message, /undoing the mounts of this run/);
     assert.deepEqual(envMounts('half'), []);
-    assert.deepEqual(clientsUnder(join(wd, 'jails-data', 'half-data')), []);
+    assert.deepEqual(await clientsGone(join(wd, 'jails-data', 'half-data')), []);
   });
 
   test('start of an env that does not exist on the volume fails and mounts nothing', async () => {
