@@ -27,6 +27,16 @@ export function netNames(nodename: string, jname: string): { netns: string; host
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * True when process `pid` has a handler for SIGTERM (bit 15 of SigCgt in /proc/<pid>/status),
+ * or when that cannot be read (the process is gone: nothing to resend).
+ */
+async function catchesTerm(pid: number): Promise<boolean> {
+  const st = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const m = /^SigCgt:\s*([0-9a-fA-F]+)$/m.exec(st);
+  return !m || (BigInt('0x' + m[1]) & (1n << 14n)) !== 0n;
+}
+
 export class RuncEngine implements Engine {
   readonly name = 'runc';
 
@@ -114,12 +124,19 @@ export class RuncEngine implements Engine {
     if (!(await alive())) return;
     // SIGTERM straight to the init pid we just saw alive (no runc process needed); the
     // forced kill below goes through runc, which knows every process of the container.
+    // The init of a PID namespace only receives the signals it has a handler for (pid_namespaces(7)):
+    // a SIGTERM sent before its shell has run `trap` is dropped. So when init had no TERM handler
+    // at the moment of sending, SIGTERM is sent again as soon as one shows up in SigCgt.
+    let termCaught = pid ? await catchesTerm(pid) : true;
     if (pid) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
     else await run([...this.runc(env), 'kill', env.jname, 'TERM'], { check: false });
     const deadline = Date.now() + timeoutSec * 1000;
     let wait = 5;
     while (Date.now() < deadline) {
       if (!(await alive())) return;
+      if (!termCaught && (termCaught = await catchesTerm(pid))) {
+        try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ }
+      }
       await sleep(wait);
       wait = Math.min(wait * 2, 100);
     }

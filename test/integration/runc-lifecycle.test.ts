@@ -10,6 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { berth, berthOk, isRoot, mountTable, newNode } from '../helpers/cli.js';
+import { openNode } from '../../src/node.js';
+import { startEnv, stopEnv } from '../../src/lifecycle.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
@@ -166,6 +168,27 @@ describe('teardown happens exactly once, whichever way the env ends', () => {
     }
     assert.deepEqual(mountTable(wd), before);
     berthOk(['jremove', 'jname=cyc'], env());
+  });
+});
+
+describe('jstop right after jstart', () => {
+  // The env's init ignores a SIGTERM that arrives before its shell has run `trap` (a PID
+  // namespace's init only gets signals it handles). With stop_timeout=600, a dropped SIGTERM
+  // would make one stop wait 10 minutes: the test's timeout fails it instead.
+  // Through the library, so that the stop follows the start within milliseconds.
+  test('SIGTERM reaches an init that is still starting up: 15 cycles end well before stop_timeout', { timeout: 180_000 }, async () => {
+    berthOk(['jcreate', 'jname=quick', 'base=bb', 'stop_timeout=600'], env());
+    const ctx = openNode(wd);
+    try {
+      for (let i = 0; i < 15; i++) {
+        await startEnv(ctx, 'quick');
+        await stopEnv(ctx, 'quick');
+      }
+    } finally {
+      ctx.close();
+    }
+    assert.equal(berth(['jls', '--json', 'jname=quick'], env()).json.envs[0].status, 'Off');
+    berthOk(['jremove', 'jname=quick'], env());
   });
 });
 
