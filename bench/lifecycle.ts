@@ -10,9 +10,12 @@
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { BIN, berth, freshNode, median, report, sh } from './common.js';
-import { openNode } from '../src/node.js';
-import { startEnv, stopEnv } from '../src/lifecycle.js';
+import { BIN, ROOT, berth, freshNode, median, report, sh } from './common.js';
+// (b) measures the shipped build (dist/, from `make build`), as the CLI does: under tsx the
+// library would start each run's monitor through tsx too, which is not what users run.
+const DIST = join(ROOT, 'dist/src');
+const { openNode } = (await import(join(DIST, 'node.js'))) as typeof import('../src/node.js');
+const { startEnv, stopEnv } = (await import(join(DIST, 'lifecycle.js'))) as typeof import('../src/lifecycle.js');
 import { ociConfig } from '../src/engines/oci.js';
 
 const N = Number(process.env.BENCH_N ?? 15);

@@ -125,6 +125,11 @@ export class Inventory {
     return (this.db.prepare('SELECT * FROM jails ORDER BY jname').all() as Raw[]).map(fromRaw);
   }
 
+  /** The envs whose status is On (what the run monitor watches), ordered by jname. */
+  running(): EnvRow[] {
+    return (this.db.prepare(`SELECT * FROM jails WHERE status = ${STATUS.ON} ORDER BY jname`).all() as Raw[]).map(fromRaw);
+  }
+
   /**
    * Every env, ordered by jname, with only the settings `jls` shows by default (SUMMARY_KEYS):
    * a smaller document for `jls --json` of thousands of envs. (SQLite's json_extract was

@@ -381,13 +381,49 @@ function monitorCommand(): string[] {
   return [process.execPath, '--import', 'tsx', fileURLToPath(new URL('./monitor.ts', import.meta.url))];
 }
 
-/** Starts the detached process that tears the run down when the env's main process ends. */
-function spawnMonitor(ctx: NodeCtx, jname: string, runId: string, jid: number): void {
-  const p = ctx.wd.env(jname);
-  const fd = openSync(p.log, 'a', 0o640);
+/** The run monitor's pid file: var/run/monitor.pid (its mtime is the monitor's heartbeat). */
+export function monitorPidFile(ctx: NodeCtx): string {
+  return join(ctx.wd.runDir, 'monitor.pid');
+}
+
+/** The monitor touches its pid file every MONITOR_BEAT_MS; older than MONITOR_STALE_MS = dead. */
+export const MONITOR_BEAT_MS = 1000;
+const MONITOR_STALE_MS = 5000;
+
+/**
+ * The pid of this node's live run monitor, or 0. Alive means: the pid file names a process
+ * that exists (and, where /proc is, is not a zombie) and the file was touched in the last
+ * 5 s, so a pid reused by another process after the monitor died is not mistaken for it.
+ */
+export function liveMonitorPid(ctx: NodeCtx): number {
+  const f = monitorPidFile(ctx);
+  try {
+    const st = statSync(f);
+    if (Date.now() - st.mtimeMs > MONITOR_STALE_MS) return 0;
+    const pid = Number(readFileSync(f, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0) return 0;
+    process.kill(pid, 0);
+    // a monitor killed with -9 whose parent never reaps it still answers kill(pid, 0)
+    const stat = existsSync('/proc/self/stat') ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '';
+    if (stat && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') return 0;
+    return pid;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Makes sure this node's run monitor (src/monitor.ts) is alive, starting it detached when it
+ * is not. Called after the env's row says On, so a monitor that is just deciding to exit sees
+ * the new run (it re-scans after giving up its pid file). One monitor per node, not one per
+ * run: N running envs cost one Node process. Its output goes to var/log/monitor.log.
+ */
+function ensureMonitor(ctx: NodeCtx): void {
+  if (liveMonitorPid(ctx)) return;
+  const fd = openSync(join(ctx.wd.logDir, 'monitor.log'), 'a', 0o640);
   try {
     const [cmd, ...args] = monitorCommand();
-    const child = spawn(cmd!, [...args, ctx.wd.root, jname, runId, String(jid)], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, BERTH_WORKDIR: ctx.wd.root } });
+    const child = spawn(cmd!, [...args, ctx.wd.root], { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, BERTH_WORKDIR: ctx.wd.root } });
     child.unref();
   } finally {
     closeSync(fd);
@@ -510,7 +546,7 @@ export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}
     engineStarted = true;
     const res = await engine.start(eenv);
     ctx.inv.setRunning(jname, runId, res.jid);
-    spawnMonitor(ctx, jname, runId, res.jid);
+    ensureMonitor(ctx);
     await runHookDir(join(eenv.paths.sysdir, 'master_poststart.d'), 'start', henv, { stopOnError: false });
   } catch (e) {
     await teardownRun(ctx, jname, runId, { ...opts, engineStarted, reason: 'failed-start' }).catch((err) => warn({ err: String(err) }, 'teardown after a failed start'));

@@ -1,41 +1,114 @@
 /**
- * The per-run monitor: a small detached process started by jstart
- * (`node monitor.js <workdir> <jname> <run_id> <jid>`). It polls (every 250 ms, or the
- * engine's monitorIntervalMs); when the
- * env's main process is gone (it exited, crashed or was killed with -9) it runs the
- * teardown (src/lifecycle.ts teardownRun), which is claimed exactly once across the stop
- * command, this monitor and the agent. It exits as soon as the run is no longer current
- * (someone else stopped it). Its output goes to var/log/<jname>.log.
+ * The node's run monitor: one small detached process per workdir
+ * (`node monitor.js <workdir>`), started by jstart when none is alive (src/lifecycle.ts
+ * ensureMonitor). Every 250 ms (or the engine's Engine.monitorIntervalMs) it checks the main
+ * process of each env the inventory says is On; when one is gone (it exited, crashed or was
+ * killed with -9) it runs the teardown (src/lifecycle.ts teardownRun), which is claimed
+ * exactly once across the stop command, this monitor and the agent.
+ *
+ * One monitor per node rather than one per run: 100 running envs cost one Node process,
+ * not 100, and a jstart does not pay for starting one (about 100 ms of CPU each).
+ *
+ * Liveness: it holds var/run/monitor.pid (created with O_EXCL) and touches it every second;
+ * jstart trusts only a pid file younger than 5 s whose process exists. A monitor whose pid
+ * file names another process exits (two monitors are harmless meanwhile: teardown is claimed
+ * once). It exits 15 s after the last env stopped, giving up its pid file first and then
+ * looking once more, so a run started in between is never left unwatched; and it exits when
+ * the workdir's inventory is gone. Output: var/log/monitor.log.
  */
-import { openNode } from './node.js';
-import { engineEnv, teardownRun } from './lifecycle.js';
+import { closeSync, existsSync, openSync, readFileSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { openNode, type NodeCtx } from './node.js';
+import { engineEnv, liveMonitorPid, MONITOR_BEAT_MS, monitorPidFile, teardownRun } from './lifecycle.js';
 
-const [workdir, jname, runId, jidText] = process.argv.slice(2);
+/** How often the inventory is read (ms). */
+const TICK_MS = 250;
+/** How long the monitor stays after the last env stopped (ms). */
+const LINGER_MS = 15_000;
+
+const workdir = process.argv[2];
+
+function log(msg: string): void {
+  process.stderr.write(`${new Date().toISOString()} berth monitor[${process.pid}]: ${msg}\n`);
+}
+
+function pidIn(file: string): number {
+  try {
+    return Number(readFileSync(file, 'utf8').trim());
+  } catch {
+    return 0;
+  }
+}
+
+/** Creates the pid file (O_EXCL); replaces a stale one once. @returns false when another monitor is alive */
+function takePidFile(ctx: NodeCtx, file: string): boolean {
+  for (let i = 0; i < 2; i++) {
+    try {
+      const fd = openSync(file, 'wx', 0o644);
+      try { writeSync(fd, `${process.pid}\n`); } finally { closeSync(fd); }
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    if (liveMonitorPid(ctx)) return false;
+    try { unlinkSync(file); } catch { /* another new monitor removed it first */ }
+  }
+  return false;
+}
+
+function dropPidFile(file: string): void {
+  if (pidIn(file) === process.pid) {
+    try { unlinkSync(file); } catch { /* gone */ }
+  }
+}
 
 async function monitor(): Promise<void> {
+  if (!workdir) throw new Error('usage: monitor.js <workdir>');
   const ctx = openNode(workdir);
-  const jid = Number(jidText);
+  const file = monitorPidFile(ctx);
+  const inflight = new Map<string, Promise<void>>();
+  const lastCheck = new Map<string, number>();
   try {
-    const first = ctx.inv.get(jname!);
-    if (!first) return;
-    const engine = await ctx.engine(first.emulator);
-    const eenv = engineEnv(ctx, jname!, first.conf);
+    if (!takePidFile(ctx, file)) return;
+    let idleSince = Date.now();
+    let lastBeat = Date.now();
     for (;;) {
-      const row = ctx.inv.get(jname!);
-      if (!row || row.run_id !== runId) return;
-      if (!(await engine.isRunning(eenv, jid))) {
-        const did = await teardownRun(ctx, jname!, runId!, { engineStarted: true, reason: 'exited' });
-        if (did) process.stderr.write(`${new Date().toISOString()} berth monitor: ${jname} exited; torn down\n`);
-        return;
+      if (!existsSync(ctx.wd.dbFile)) return; // the workdir was removed
+      const now = Date.now();
+      if (now - lastBeat >= MONITOR_BEAT_MS) {
+        if (pidIn(file) !== process.pid) return; // another monitor took over
+        utimesSync(file, new Date(), new Date());
+        lastBeat = now;
       }
-      await new Promise((r) => setTimeout(r, engine.monitorIntervalMs ?? 250));
+      const rows = ctx.inv.running();
+      if (rows.length || inflight.size) idleSince = now;
+      else if (now - idleSince >= LINGER_MS) {
+        dropPidFile(file);
+        // a jstart that found the pid file just before it went relies on this last look
+        if (!ctx.inv.running().length || !takePidFile(ctx, file)) return;
+        idleSince = now;
+      }
+      for (const row of rows) {
+        if (!row.run_id || inflight.has(row.jname)) continue;
+        const engine = await ctx.engine(row.emulator);
+        if (now - (lastCheck.get(row.jname) ?? 0) < (engine.monitorIntervalMs ?? TICK_MS)) continue;
+        lastCheck.set(row.jname, now);
+        if (await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid)) continue;
+        const jname = row.jname;
+        inflight.set(jname, teardownRun(ctx, jname, row.run_id, { engineStarted: true, reason: 'exited' })
+          .then((did) => { if (did) log(`${jname} exited; torn down`); })
+          .catch((e: Error) => log(`${jname}: teardown failed: ${e.message}`))
+          .finally(() => { inflight.delete(jname); lastCheck.delete(jname); }));
+      }
+      await new Promise((r) => setTimeout(r, TICK_MS));
     }
   } finally {
+    await Promise.all(inflight.values());
+    dropPidFile(file);
     ctx.close();
   }
 }
 
 monitor().catch((e) => {
-  process.stderr.write(`${new Date().toISOString()} berth monitor: ${jname}: ${(e as Error).message}\n`);
+  log(`${workdir}: ${(e as Error).message}`);
   process.exitCode = 1;
 });

@@ -121,8 +121,8 @@ describe('reconcile, autostart, fencing', () => {
     const mounts0 = mountTable(n.wd);
     n.ok(['jcreate', 'jname=orphan', 'base=bb']);
     const jid = n.ok(['jstart', 'jname=orphan', '--json']).json.results[0].jid;
-    const monitors = pidsWith('monitor', n.wd, 'orphan');
-    assert.equal(monitors.length, 1, 'one monitor per run');
+    const monitors = pidsWith('monitor.', n.wd);
+    assert.equal(monitors.length, 1, 'one run monitor per node');
     process.kill(monitors[0]!, 'SIGKILL');
     process.kill(jid, 'SIGKILL');
     await sleep(500);

@@ -120,6 +120,29 @@ describe('teardown happens exactly once, whichever way the env ends', () => {
     berthOk(['jremove', 'jname=short'], env());
   });
 
+  test('one run monitor watches every env of the node; a dead one is replaced at the next jstart', async () => {
+    const monitors = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').some((a) => /monitor\.[jt]s$/.test(a)) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(wd); } catch { return false; }
+    }).map(Number);
+    for (const j of ['m1', 'm2', 'm3']) berthOk(['jcreate', `jname=${j}`, 'base=bb'], env());
+    for (const j of ['m1', 'm2', 'm3']) berthOk(['jstart', `jname=${j}`], env());
+    const mon = monitors();
+    assert.equal(mon.length, 1, `one monitor for three envs: ${mon.join(' ')}`);
+    process.kill(mon[0]!, 'SIGKILL');
+    await sleep(200);
+    berthOk(['jstop', 'jname=m1'], env());
+    berthOk(['jstart', 'jname=m1'], env());
+    const mon2 = monitors();
+    assert.equal(mon2.length, 1);
+    assert.notEqual(mon2[0], mon[0]);
+    // the new monitor watches m2, which was started under the old one
+    const jid = berth(['jls', '--json', 'jname=m2'], env()).json.envs[0].jid;
+    process.kill(jid, 'SIGKILL');
+    await waitStatus('m2', 'Off');
+    for (const j of ['m1', 'm3']) berthOk(['jstop', `jname=${j}`], env());
+    for (const j of ['m1', 'm2', 'm3']) berthOk(['jremove', `jname=${j}`], env());
+  });
+
   test('kill -9 of the env\'s init process', async () => {
     const before = mountTable(wd);
     berthOk(['jcreate', 'jname=victim', 'base=bb'], env());
