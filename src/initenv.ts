@@ -34,7 +34,6 @@ import { existsSync, readFileSync, realpathSync, statSync, lstatSync } from 'nod
 import { chmod, copyFile, lstat, mkdir, readFile, readdir, readlink, rmdir, symlink, unlink } from 'node:fs/promises';
 import { hostname, type as osType } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import writeFileAtomic from 'write-file-atomic';
 import { BerthError, EXIT, usageError } from './errors.js';
 import { Inventory } from './inventory.js';
@@ -44,6 +43,7 @@ import { detectPlatform, mountPrimitive } from './node.js';
 import { Workdir, resolveWorkdir } from './paths.js';
 import { SETTING_DEFAULTS, toSettings, writeSettings } from './settings.js';
 import { succeeds } from './proc.js';
+import { packageRoot } from './pkg.js';
 
 /** The setting keys initenv takes (etc/berth.conf keys), in the order berth.conf lists them. */
 export const INITENV_SETTING_KEYS = ['zfsfeat', 'hammerfeat', 'lease_ttl', 'mnt_timeout', 'default_mnt_start', 'default_mnt_stop', 'api_port'] as const;
@@ -121,23 +121,7 @@ export function nearestExisting(path: string): string {
   }
 }
 
-let pkgRoot: string | undefined;
-/** The berth package root (the dir with berth's package.json), found from this module's location. */
-export function packageRoot(): string {
-  if (pkgRoot) return pkgRoot;
-  let d = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = join(d, 'package.json');
-    if (existsSync(pj)) {
-      try {
-        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'berth') return (pkgRoot = d);
-      } catch { /* not ours */ }
-    }
-    const up = dirname(d);
-    if (up === d) throw new BerthError('E_INTERNAL', 'cannot find the berth package root', EXIT.FAILURE);
-    d = up;
-  }
-}
+export { packageRoot } from './pkg.js';
 
 /** The real host probes. */
 export function defaultProbes(): InitenvProbes {

@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { BerthError } from '../errors.js';
+import { berthVersion } from '../pkg.js';
 import { STATUS } from '../inventory.js';
 import { readLeaseState } from '../lease.js';
 import { engineEnv, getEnv, listEnvs, startEnv, stopEnv, type EnvInfo } from '../lifecycle.js';
@@ -12,6 +13,8 @@ import type { NodeCtx } from '../node.js';
 import { registerEnv, unregisterEnv } from '../register.js';
 import { readSharedDescriptor, revalidate } from '../cluster.js';
 import type { AgentOps, RegisterBody } from './api.js';
+
+export { berthVersion };
 import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from './fence.js';
 
 /** An env as the API reports it: EnvInfo plus running and fencing state. */
@@ -39,15 +42,6 @@ export interface StorageView {
   defaultMntStart: string;
 }
 
-/** The package version (package.json next to dist/ or src/). */
-export function berthVersion(): string {
-  for (const rel of ['../../../package.json', '../../package.json']) {
-    try {
-      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
-    } catch { /* try the next */ }
-  }
-  return 'unknown';
-}
 
 /** Builds the AgentOps of a node. `track` wraps every mutating operation (the agent waits for them on shutdown). */
 export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = (p) => p): AgentOps {

@@ -3,16 +3,12 @@
  * command module, calls it, and prints: data to stdout (text or one JSON document with
  * --json), everything else to stderr; exit code per design/product.md.
  */
-import { readFileSync } from 'node:fs';
+import { berthVersion } from '../pkg.js';
 import { COMMANDS } from './registry.js';
 import type { CmdDef, CmdIO, Opts } from './types.js';
 
 const COMMON = ['json', 'verbose', 'workdir', 'debug'];
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 /** Finds the command an argv names: one word (`jstart`) or two (`base import`). */
 function findCommand(argv: string[]): { def: CmdDef; at: number; words: number } | undefined {
@@ -71,7 +67,7 @@ export async function main(argv: string[]): Promise<void> {
   // `berth jls | head`: a closed stdout is not an error
   process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e; });
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
-    process.stdout.write(version() + '\n');
+    process.stdout.write(berthVersion() + '\n');
     return;
   }
   const found = findCommand(argv);
@@ -89,7 +85,7 @@ export async function main(argv: string[]): Promise<void> {
   const { Command, CommanderError, Option } = await import('commander');
   const program = new Command('berth')
     .description('berth: jails, containers and VMs on any storage, moved between nodes without copying')
-    .version(version(), '-V, --version')
+    .version(berthVersion(), '-V, --version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError('(run with --help for usage)')
