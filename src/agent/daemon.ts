@@ -33,7 +33,7 @@
  *
  * SIGTERM/SIGINT: stop the rounds, stop serving, wait (at most 30 s) for operations in
  * progress, remove the socket, exit 0. Envs are NOT stopped: they keep running, and their
- * per-run monitor tears each down when it ends; the next agent picks up heartbeats.
+ * node's run monitor (src/monitor.ts) tears each down when it ends; the next agent picks up heartbeats.
  * A second agent on the same workdir is refused (E_AGENT_RUNNING, exit 4): the socket answers.
  */
 import { lstatSync, statSync } from 'node:fs';

@@ -4,7 +4,7 @@
  * lease was released behind its back).
  *
  * - The running copy, if any, is stopped AT ONCE with a full teardown ({@link fenceRun}): the
- *   same exactly-once claim of the run as teardownRun (src/lifecycle.ts), so the per-run
+ *   same exactly-once claim of the run as teardownRun (src/lifecycle.ts), so the run
  *   monitor, a jstop and the agent never tear down twice; the engine is killed without the
  *   stop_timeout grace (SIGTERM then SIGKILL immediately: every second of grace is a second
  *   in which two nodes write the same data); mounts under jails/<jname> are unmounted deepest

@@ -24,7 +24,7 @@ export interface Engine {
   /** the emulator name: 'runc' | 'jail' */
   readonly name: string;
   /**
-   * How often (ms) the per-run monitor asks {@link Engine.isRunning} (default 250). An engine
+   * How often (ms) the node's run monitor asks {@link Engine.isRunning} (default 250). An engine
    * whose check spawns a process (jail: `jls`) sets a longer interval.
    */
   readonly monitorIntervalMs?: number;
