@@ -373,7 +373,7 @@ export function noSymlinkBelow(root: string, path: string, what: string): void {
   }
 }
 
-/** The monitor's entry script (dist/src/monitor.js; under tsx the .ts source). */
+/** The monitor's entry script next to this module (dist/bundle/monitor.js or dist/src/monitor.js; under tsx the .ts source). */
 function monitorCommand(): string[] {
   const url = new URL('./monitor.js', import.meta.url);
   const file = fileURLToPath(url);
@@ -643,9 +643,10 @@ export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregi
     }
     out.push(info(row, status));
   }
-  if (opts.unregistered && existsSync(ctx.wd.jailsRcconf)) {
+  const waiting = opts.unregistered && existsSync(ctx.wd.jailsRcconf) ? readdirSync(ctx.wd.jailsRcconf).sort() : [];
+  if (waiting.length) {
     const known = new Set(out.map((e) => e.jname));
-    for (const f of readdirSync(ctx.wd.jailsRcconf).sort()) {
+    for (const f of waiting) {
       const m = /^rc\.conf_(.+)$/.exec(f);
       if (!m || known.has(m[1]!) || !ok(m[1]!) || ctx.inv.get(m[1]!)) continue;
       try {
