@@ -41,7 +41,7 @@ import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { notFound, usageError } from './errors.js';
 import { parseDescriptor, type EnvConf } from './descriptor.js';
-import { STATUS } from './inventory.js';
+import { STATUS, statusWord } from './inventory.js';
 import { readLeaseState, type LeaseState } from './lease.js';
 import { engineEnv } from './lifecycle.js';
 import { checkJname, checkNodename } from './names.js';
@@ -280,7 +280,6 @@ export interface ClusterEnv {
   problems: string[];
 }
 
-const statusWord = (s: number): string => (s === STATUS.ON ? 'On' : s === STATUS.OFF ? 'Off' : s === STATUS.MAINTENANCE ? 'Maintenance' : 'Unknown');
 
 function listDirs(dir: string): string[] {
   try {

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { BerthError, EXIT, engineError, notFound, ownedError, usageError } from './errors.js';
 import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
 import { formatFstab, mergeFstab, parseFstab } from './fstab.js';
-import { STATUS, type EnvRow } from './inventory.js';
+import { STATUS, statusWord, type EnvRow } from './inventory.js';
 import { checkJname, checkJnamePattern, checkBaseName, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
 import type { EnvPaths } from './paths.js';
@@ -75,7 +75,6 @@ const FLAG_KEYS = ['baserw', 'vnet', 'astart', 'protected', 'allow_raw_sockets',
 const INT_KEYS = ['stop_timeout', 'mnt_timeout', 'devfs_ruleset', 'enforce_statfs', 'childrenmax', 'exec_timeout'];
 const HOOK_KEYS = ['mnt_start', 'mnt_stop', 'clone_script'];
 
-const statusWord = (s: number): string => (s === STATUS.ON ? 'On' : s === STATUS.OFF ? 'Off' : s === STATUS.MAINTENANCE ? 'Maintenance' : 'Unknown');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -643,19 +642,45 @@ export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregi
     }
     out.push(info(row, status));
   }
-  const waiting = opts.unregistered && existsSync(ctx.wd.jailsRcconf) ? readdirSync(ctx.wd.jailsRcconf).sort() : [];
-  if (waiting.length) {
-    const known = new Set(out.map((e) => e.jname));
-    for (const f of waiting) {
-      const m = /^rc\.conf_(.+)$/.exec(f);
-      if (!m || known.has(m[1]!) || !ok(m[1]!) || ctx.inv.get(m[1]!)) continue;
-      try {
-        const conf = readDescriptor(join(ctx.wd.jailsRcconf, f), ctx.wd.root);
-        out.push({ jname: m[1]!, uuid: conf.uuid ?? '', emulator: conf.emulator ?? 'jail', status: 'Unregister', jid: 0, generation: 0, conf });
-      } catch { /* unreadable descriptor: doctor reports it */ }
-    }
+  if (opts.unregistered) out.push(...waitingDescriptors(ctx, ok));
+  return out;
+}
+
+/** Descriptors waiting in jails-rcconf/ for a jregister, as EnvInfo (status Unregister). */
+function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean): EnvInfo[] {
+  const out: EnvInfo[] = [];
+  const files = existsSync(ctx.wd.jailsRcconf) ? readdirSync(ctx.wd.jailsRcconf).sort() : [];
+  for (const f of files) {
+    const m = /^rc\.conf_(.+)$/.exec(f);
+    if (!m || !ok(m[1]!) || ctx.inv.get(m[1]!)) continue;
+    try {
+      const conf = readDescriptor(join(ctx.wd.jailsRcconf, f), ctx.wd.root);
+      out.push({ jname: m[1]!, uuid: conf.uuid ?? '', emulator: conf.emulator ?? 'jail', status: 'Unregister', jid: 0, generation: 0, conf });
+    } catch { /* unreadable descriptor: doctor reports it */ }
   }
   return out;
+}
+
+/**
+ * The summary listing, `listEnvs(ctx, { ...opts, summary: true })`, as the text of a JSON array,
+ * serialised by SQLite (src/inventory.ts summaryJson): the same document without building an
+ * object per env, for `jls --json` of thousands of envs (bench/lifecycle.ts (c)).
+ * @returns JSON text of EnvInfo[]
+ * @throws BerthError E_BAD_JNAME (2) for a bad pattern
+ */
+export async function listEnvsJson(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean } = {}): Promise<string> {
+  const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
+  const ok = (n: string) => !match || match.some((m) => m(n));
+  const gone: string[] = [];
+  for (const row of ctx.inv.running()) {
+    if (!ok(row.jname)) continue;
+    const engine = await ctx.engine(row.emulator);
+    if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) gone.push(row.jname);
+  }
+  const arr = ctx.inv.summaryJson(gone, match ? ok : undefined);
+  const extra = opts.unregistered ? waitingDescriptors(ctx, ok) : [];
+  if (!extra.length) return arr;
+  return arr.slice(0, -1) + (arr === '[]' ? '' : ',') + extra.map((e) => JSON.stringify(e)).join(',') + ']';
 }
 
 /**

@@ -5,7 +5,7 @@
 import { BerthError, usageError } from '../../errors.js';
 import { readDescriptor } from '../../descriptor.js';
 import { openNode, type NodeCtx } from '../../node.js';
-import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, removeEnv, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
+import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, listEnvsJson, removeEnv, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
 import { renderTable } from '../table.js';
 import { forEachEnv } from '../each.js';
 import { SUMMARY_KEYS } from '../../inventory.js';
@@ -108,6 +108,11 @@ export const jls: Handler = async (opts, args) => withNode(opts, async (ctx) => 
   const cols = typeof opts.display === 'string' ? opts.display.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_COLUMNS;
   // the default columns come from the summary (fast for thousands of envs); other display= keys need the whole conf
   const summary = cols.every((c) => ['jname', 'jid', 'status', 'uuid', 'emulator', 'generation', ...SUMMARY_KEYS].includes(c));
+  if (opts.json && summary) {
+    // serialised by SQLite: no object per env (10,000 envs, bench/lifecycle.ts (c))
+    const envs = await listEnvsJson(ctx, { patterns, unregistered: true });
+    return { data: {}, json: `{"ok":true,"node":${JSON.stringify(ctx.nodename)},"envs":${envs}}` };
+  }
   const envs = await listEnvs(ctx, { patterns, unregistered: true, summary });
   if (opts.json) return { data: { node: ctx.nodename, envs } };
   return { data: {}, text: renderTable(cols, envs.map((e) => cols.map((c) => column(e, c))), opts.header !== '0') };
