@@ -42,7 +42,7 @@ import writeFileAtomic from 'write-file-atomic';
 import { notFound, usageError } from './errors.js';
 import { parseDescriptor, type EnvConf } from './descriptor.js';
 import { STATUS, statusWord } from './inventory.js';
-import { readLeaseState, type LeaseState } from './lease.js';
+import { peekHeartbeat, readLeaseState, type LeaseState } from './lease.js';
 import { engineEnv } from './lifecycle.js';
 import { checkJname, checkNodename } from './names.js';
 import type { NodeCtx } from './node.js';
@@ -239,7 +239,8 @@ export function formatHeartbeat(h: HeartbeatView | null): string {
   return h.silent ? `${s} silent` : s;
 }
 
-const heartbeatKey = (st: LeaseState): string | undefined =>
+/** The opaque key of a held lease's heartbeat content: `generation:counter:holder timestamp`. */
+export const heartbeatKey = (st: LeaseState): string | undefined =>
   st.holder ? `${st.holder.generation}:${st.holder.heartbeat}:${st.holder.renewedAt ?? ''}` : undefined;
 
 // ---------------------------------------------------------------------------------------------
@@ -281,9 +282,10 @@ export interface ClusterEnv {
 }
 
 
+/** The names of the sub-directories of `dir` (file types from the listing: no stat per entry). */
 function listDirs(dir: string): string[] {
   try {
-    return readdirSync(dir).filter((n) => { try { return statSync(join(dir, n)).isDirectory(); } catch { return false; } });
+    return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
   } catch {
     return [];
   }
@@ -325,18 +327,26 @@ async function scanStorage(ctx: NodeCtx): Promise<RawScan[]> {
 /**
  * Reads every lease on the shared storage once and records the heartbeat sightings in the
  * cache (the agent calls this every lease_ttl/3). Errors of single envs are skipped.
+ * A lease seen at the same generation last time costs one lookup and one read (peekHeartbeat).
+ * @param own heartbeat keys of the leases this node renewed itself since the last call
+ *   (jname → `generation:counter:timestamp`, from the renewal's result): not read again
  * @returns how many held leases were observed
  */
-export async function observeLeases(ctx: NodeCtx, now = Date.now): Promise<number> {
+export async function observeLeases(ctx: NodeCtx, now = Date.now, own: ReadonlyMap<string, string> = new Map()): Promise<number> {
   const cache = readCache(ctx.wd);
   let n = 0;
   const seen = new Set<string>();
   for (const jname of listDirs(ctx.wd.jailsSystem).filter(isJname)) {
     const lease = ctx.wd.env(jname).lease;
-    if (!existsSync(lease)) continue;
-    let st: LeaseState;
-    try { st = await readLeaseState(lease); } catch { continue; }
-    const key = heartbeatKey(st);
+    // the generation seen last time: when it has not moved on, its heartbeat is all there is to read
+    const prevGen = Number(cache.envs[jname]?.key.split(':')[0]);
+    let key: string | undefined = own.get(jname);
+    try {
+      if (!key) {
+        const hb = prevGen > 0 ? await peekHeartbeat(lease, prevGen) : undefined;
+        key = hb ? `${prevGen}:${hb.counter}:${hb.renewedAt ?? ''}` : heartbeatKey(await readLeaseState(lease));
+      }
+    } catch { continue; }
     if (!key) continue;
     cache.envs[jname] = observe(cache.envs[jname], key, now());
     seen.add(jname);

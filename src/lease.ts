@@ -44,7 +44,8 @@
  *   across release/acquire cycles (a node that slept through a migration never finds "its"
  *   generation current again).
  * - The holder of N prunes `gen.*`/`hb.*` older than N-{@link KEEP_GENERATIONS}, lowest first,
- *   so the remaining generations stay contiguous; temp files are named `.tmp.<node>.<pid>.<rand>`.
+ *   so the remaining generations stay contiguous; a heartbeat is written as `.hb.<N>.<hex>` and
+ *   renamed (one brick on GlusterFS, see tmpName).
  * - Deleting the sysdir (jremove) deletes the log: a recreated env of that name starts again at
  *   generation 1, with a new uuid, so fencing checks should pass the uuid too.
  *
@@ -181,9 +182,18 @@ function corrupt(path: string, why: string): BerthError {
   });
 }
 
-function tmpName(node: string): string {
-  return `.tmp.${node.replace(/[^A-Za-z0-9_.-]/g, '_')}.${process.pid}.${randomBytes(6).toString('hex')}`;
+/**
+ * The temp name under which `final` is written before its rename: `.<final>.<pid><random hex>`.
+ * GlusterFS's distribute translator places a name like this (its default rsync-hash-regex
+ * `^\.(.+)\.[^.]+$`) on the brick of `<final>`, so the rename stays on one brick instead of
+ * leaving a link file on another.
+ */
+function tmpName(final: string): string {
+  return `.${final}.${process.pid.toString(16)}${randomBytes(6).toString('hex')}`;
 }
+
+/** Temp files of crashed writers: `.hb.<N>.<hex>` (and `.tmp.*`, the older naming). */
+const TMP_RE = /^\.(hb\.\d+\.[0-9a-f]+|tmp\..*)$/;
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -195,9 +205,9 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Writes `text` to a new temp file in `dir` (fsync'd when `durable`); returns its path. */
-async function writeTemp(dir: string, node: string, text: string, durable = true): Promise<string> {
-  const tmp = join(dir, tmpName(node));
+/** Writes `text` to a new temp file in `dir` for `final` (fsync'd when `durable`); returns its path. */
+async function writeTemp(dir: string, final: string, text: string, durable = true): Promise<string> {
+  const tmp = join(dir, tmpName(final));
   try {
     const fh = await open(tmp, 'wx', 0o644);
     try {
@@ -356,6 +366,20 @@ export async function readLeaseState(leasePath: string): Promise<LeaseState> {
 }
 
 /**
+ * A cheap look at a lease believed held at `generation` (the agent's periodic observation of
+ * every lease on the storage, src/cluster.ts observeLeases): one lookup of `gen.<N+1>` and one
+ * read of `hb.<N>`, instead of a listing and three reads.
+ * @returns the heartbeat's counter and holder timestamp, or undefined when the generation moved
+ *   on, or there is no readable heartbeat of that generation (then use readLeaseState)
+ */
+export async function peekHeartbeat(leasePath: string, generation: number): Promise<{ counter: number; renewedAt?: string } | undefined> {
+  if (!(generation > 0) || await exists(join(leasePath, genName(generation + 1)))) return undefined;
+  const hb = await readHeartbeat(leasePath, generation);
+  if (!hb || hb.generation !== generation || typeof hb.counter !== 'number') return undefined;
+  return { counter: hb.counter, renewedAt: hb.at };
+}
+
+/**
  * Reads the current holder of a lease.
  * @returns the record, or undefined when nobody holds it (never acquired, or released).
  */
@@ -391,7 +415,7 @@ async function ensureDir(leasePath: string): Promise<void> {
 async function writeHeartbeat(dir: string, generation: number, node: string, counter: number): Promise<HeartbeatFile> {
   const hb: HeartbeatFile = { generation, node, counter, nonce: randomBytes(8).toString('hex'), at: new Date().toISOString() };
   // Not fsync'd: a heartbeat lost in a server crash only looks like a silent owner for a while.
-  const tmp = await writeTemp(dir, node, JSON.stringify(hb) + '\n', false);
+  const tmp = await writeTemp(dir, hbName(generation), JSON.stringify(hb) + '\n', false);
   try {
     await rename(tmp, join(dir, hbName(generation)));
   } catch (e) {
@@ -414,7 +438,7 @@ async function prune(dir: string, current: number): Promise<void> {
   for (const n of names) {
     const m = GEN_RE.exec(n) ?? HB_RE.exec(n);
     if (m && Number(m[1]) <= current - KEEP_GENERATIONS) old.push([Number(m[1]), n]);
-    if (n.startsWith('.tmp.')) {
+    if (TMP_RE.test(n)) {
       // Left by a crashed process; age by the local clock is fine for garbage (not for ownership).
       const st = await stat(join(dir, n)).catch(() => undefined);
       if (st && Date.now() - st.mtimeMs > 3600_000) await unlink(join(dir, n)).catch(() => undefined);
@@ -514,16 +538,52 @@ async function verifyHolder(leasePath: string, who: LeaseHolder): Promise<ClaimF
 }
 
 /**
+ * What a holder remembers between its renewals of one lease (the agent keeps one per env):
+ * the claim file it verified and its identity on the storage, and the last heartbeat counter.
+ * Filled and updated by {@link renewLease}; start with `{}`.
+ */
+export interface RenewMemo {
+  generation?: number;
+  counter?: number;
+  claim?: ClaimFile;
+  /** inode, size and mtime of gen.<N> when it was read */
+  claimStamp?: string;
+}
+
+async function claimStamp(leasePath: string, generation: number): Promise<string | undefined> {
+  try {
+    const st = await stat(join(leasePath, genName(generation)));
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Renews (heartbeats) the lease held by `who`: checks it (as {@link checkLease}), then rewrites
  * `hb.<generation>` with a new counter and nonce. The agent calls this every lease_ttl/3.
+ * With `memo` (kept by the caller between renewals), a renewal after the first costs a lookup of
+ * gen.<N+1>, a stat of gen.<N> and the heartbeat write, instead of also reading both files.
  * @returns the record with the new heartbeat.
  * @throws E_LEASE_SUPERSEDED / E_LEASE_MISSING (exit 4) as checkLease: the caller must fence.
  */
-export async function renewLease(leasePath: string, who: LeaseHolder): Promise<LeaseRecord> {
+export async function renewLease(leasePath: string, who: LeaseHolder, memo?: RenewMemo): Promise<LeaseRecord> {
+  // A claim file never changes once written, so a holder that verified gen.<N> need not read it
+  // again: the lookup of gen.<N+1> (fencing) and a stat showing gen.<N> is still the same file
+  // suffice. Anything unexpected takes the full path.
+  if (memo?.claim && memo.generation === who.generation && memo.counter !== undefined && memo.claimStamp
+      && !(await exists(join(leasePath, genName(who.generation + 1))))
+      && (await claimStamp(leasePath, who.generation)) === memo.claimStamp) {
+    const hb = await writeHeartbeat(leasePath, who.generation, who.node, memo.counter + 1);
+    memo.counter = hb.counter;
+    return toRecord(memo.claim, hb);
+  }
   const g = await verifyHolder(leasePath, who);
   const prev = await readHeartbeat(leasePath, who.generation);
   const counter = (prev && prev.generation === who.generation && typeof prev.counter === 'number' ? prev.counter : 0) + 1;
+  const stamp = memo ? await claimStamp(leasePath, who.generation) : undefined;
   const hb = await writeHeartbeat(leasePath, who.generation, who.node, counter);
+  if (memo) Object.assign(memo, { generation: who.generation, counter, claim: g, claimStamp: stamp });
   return toRecord(g, hb);
 }
 

@@ -44,11 +44,11 @@ import { createAdaptorServer } from '@hono/node-server';
 import { BerthError, EXIT, ownedError, toBerthError, usageError } from '../errors.js';
 import { readApiToken } from '../initenv.js';
 import { STATUS, type EnvRow } from '../inventory.js';
-import { checkLease, readLeaseState, renewLease } from '../lease.js';
+import { checkLease, readLeaseState, renewLease, type RenewMemo } from '../lease.js';
 import { effectiveHooks, reconcileEnv, startEnv } from '../lifecycle.js';
 import { getLogger } from '../log.js';
 import { openNode, type NodeCtx } from '../node.js';
-import { observeLeases } from '../cluster.js';
+import { heartbeatKey, observeLeases } from '../cluster.js';
 import { createApi } from './api.js';
 import { fenceRun, isFenced, writeFenceMarker, type FenceMarker } from './fence.js';
 import { nodeOps } from './ops.js';
@@ -114,6 +114,10 @@ export class Agent {
   private stopping = false;
   private observing = false;
   private lastError = new Map<string, string>();
+  /** heartbeat keys this agent wrote since the last observation (observeLeases need not read them) */
+  private renewed = new Map<string, string>();
+  /** what each env's previous renewal verified (src/lease.ts RenewMemo) */
+  private memos = new Map<string, RenewMemo>();
   private socketIno?: number;
   endpoints?: AgentEndpoints;
 
@@ -244,7 +248,7 @@ export class Agent {
   private async envRound(jname: string): Promise<void> {
     const { ctx } = this;
     const row = ctx.inv.get(jname);
-    if (!row || row.generation <= 0) return;
+    if (!row || row.generation <= 0) { this.memos.delete(jname); return; }
     if (isFenced(ctx, jname)) {
       // never renew a fenced lease; only kill a copy that got started anyway (a start that
       // passed its lease check just before the takeover)
@@ -252,9 +256,13 @@ export class Agent {
       return;
     }
     try {
-      await renewLease(ctx.wd.env(jname).lease, { node: ctx.nodename, generation: row.generation, uuid: row.uuid });
+      let memo = this.memos.get(jname);
+      if (!memo || (memo.generation !== undefined && memo.generation !== row.generation)) this.memos.set(jname, (memo = {}));
+      const rec = await renewLease(ctx.wd.env(jname).lease, { node: ctx.nodename, generation: row.generation, uuid: row.uuid }, memo);
+      this.renewed.set(jname, heartbeatKey({ generation: rec.generation, holder: rec })!);
       this.lastError.delete(jname);
     } catch (e) {
+      this.memos.delete(jname);
       const err = toBerthError(e);
       if (err.code === 'E_LEASE_SUPERSEDED') {
         await this.fence(row, err);
@@ -351,7 +359,9 @@ export class Agent {
     if (this.observing || this.stopping) return;
     this.observing = true;
     try {
-      await observeLeases(this.ctx);
+      const own = this.renewed;
+      this.renewed = new Map();
+      await observeLeases(this.ctx, Date.now, own);
     } catch (e) {
       await log('debug', { err: String(e) }, 'lease observation failed');
     } finally {

@@ -116,6 +116,39 @@ describe('renew and check', () => {
   });
 });
 
+describe('renew with a memo (the agent: gen.<N> is read once, then only looked up)', () => {
+  test('the counter keeps growing and no temp file is left', async () => {
+    const g = await acquireLease(lease, A);
+    const memo = {};
+    const counters: number[] = [];
+    for (let i = 0; i < 4; i++) counters.push((await renewLease(lease, { ...A, generation: g.generation }, memo)).heartbeat);
+    assert.deepEqual(counters, [1, 2, 3, 4]);
+    assert.equal((await readLease(lease))!.heartbeat, 4);
+    assert.deepEqual(readdirSync(lease).filter((f) => f.startsWith('.')), []);
+  });
+
+  test('a takeover is still seen: E_LEASE_SUPERSEDED', async () => {
+    const g = await acquireLease(lease, A);
+    const memo = {};
+    await renewLease(lease, { ...A, generation: g.generation }, memo);
+    await renewLease(lease, { ...A, generation: g.generation }, memo);
+    await takeoverLease(lease, B, { ttlSec: 0, force: true, sleep: noSleep });
+    await rejectsWith(renewLease(lease, { ...A, generation: g.generation }, memo), 'E_LEASE_SUPERSEDED');
+  });
+
+  test('a lease wiped and created again at the same generation by another node is not renewed', async () => {
+    const g = await acquireLease(lease, A);
+    const memo = {};
+    await renewLease(lease, { ...A, generation: g.generation }, memo);
+    await renewLease(lease, { ...A, generation: g.generation }, memo);
+    rmSync(lease, { recursive: true });
+    const other = await acquireLease(lease, { node: 'node2', uuid: 'u-2' });
+    assert.equal(other.generation, g.generation);
+    await rejectsWith(renewLease(lease, { ...A, generation: g.generation }, memo), 'E_LEASE_SUPERSEDED');
+    assert.equal((await readLease(lease))!.heartbeat, 0, 'the other node\'s lease got no heartbeat from node1');
+  });
+});
+
 describe('release', () => {
   test('release by a non-holder is refused and the lease stays', async () => {
     const r = await acquireLease(lease, A);
@@ -160,7 +193,7 @@ describe('release', () => {
     }
     const gens = readdirSync(lease).filter((f) => f.startsWith('gen.'));
     assert.ok(gens.length <= KEEP_GENERATIONS + 1, `kept ${gens.join(' ')}`);
-    assert.ok(!readdirSync(lease).some((f) => f.startsWith('.tmp.')));
+    assert.ok(!readdirSync(lease).some((f) => f.startsWith('.')), 'no temp file is left');
     await rejectsWith(checkLease(lease, { node: 'node1', generation: first.generation }), 'E_LEASE_SUPERSEDED');
     assert.equal((await readLeaseState(lease)).generation, g);
   });
