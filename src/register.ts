@@ -104,6 +104,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   await mkdir(ctx.wd.logDir, { recursive: true });
   let lease: { generation: number } | undefined;
   let inserted = false;
+  let wroteSysDescriptor = false;
   const result: RegisterResult = { jname: name, uuid: '', generation: 0, tookOver: false };
   try {
     await runStorageHook('mnt_start', hooks.start, 'register', henv);
@@ -111,7 +112,10 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
       // A descriptor written by CBSD: no uuid yet. The sysdir must not already belong to a berth env.
       const existing = existsSync(p.descriptor) ? readDescriptor(p.descriptor, ctx.wd.root).uuid : undefined;
       conf.uuid = existing ?? randomUUID();
-      if (!existing) await writeDescriptor(p.descriptor, conf, ctx.wd.root);
+      if (!existing) {
+        await writeDescriptor(p.descriptor, conf, ctx.wd.root);
+        wroteSysDescriptor = true;
+      }
     }
     result.uuid = conf.uuid;
     verifyIdentity(ctx, name, conf.uuid);
@@ -136,6 +140,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   } catch (e) {
     if (inserted) ctx.inv.delete(name);
     if (lease && !inserted) await releaseLease(p.lease, { node: ctx.nodename, generation: lease.generation }).catch(() => undefined);
+    // a failed adoption of a CBSD descriptor leaves the sysdir as it found it
+    if (wroteSysDescriptor && !inserted) await rm(p.descriptor, { force: true }).catch(() => undefined);
     await runStorageHook('mnt_stop', hooks.stop, 'register', henv).catch(() => undefined);
     throw e;
   }

@@ -6,7 +6,7 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { berth, berthOk, isRoot, mountTable, newNode, tempDir } from '../helpers/cli.js';
@@ -77,6 +77,20 @@ test('jregister validates the adopted descriptor (a base that walks out of bases
   assert.match(r.stderr, /bad base name/);
   assert.equal(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === 'evil')?.status, 'Unregister');
   rmSync(join(wd, 'jails-rcconf/rc.conf_evil'));
+});
+
+test('a failed jregister of a CBSD descriptor (no uuid) leaves the sysdir as it was', () => {
+  // CBSD writes no uuid: berth gives one and writes the sysdir copy, then checks identity; the
+  // data dir is empty here (storage not mounted?), so the check fails and nothing may remain.
+  mkdirSync(join(wd, 'jails-system/cbsd1'), { recursive: true });
+  mkdirSync(join(wd, 'jails-data/cbsd1-data'), { recursive: true });
+  writeFileSync(join(wd, 'jails-rcconf/rc.conf_cbsd1'), 'jname="cbsd1";\nemulator="runc";\nbase="bb";\nbaserw="0";\nhost_hostname="cbsd1.example";\n');
+  const r = berth(['jregister', 'jname=cbsd1'], env());
+  assert.equal(r.code, 5, r.stderr);
+  assert.deepEqual(readdirSync(join(wd, 'jails-system/cbsd1')), [], 'no descriptor (or lease) left in the sysdir');
+  assert.ok(existsSync(join(wd, 'jails-rcconf/rc.conf_cbsd1')), 'the waiting descriptor is kept');
+  assert.equal(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === 'cbsd1')?.status, 'Unregister');
+  rmSync(join(wd, 'jails-rcconf/rc.conf_cbsd1'));
 });
 
 test('a claim left by a berth command that died mid-start is recovered by the next command', () => {
