@@ -7,6 +7,7 @@
  */
 import { lstatSync, readFileSync } from 'node:fs';
 import { parseKV, quoteValue, type KV } from './kvfile.js';
+import { replaceFileAtomic } from './sharedfs.js';
 
 /** An env's settings, keyed by CBSD names (jname, emulator, baserw, ip4_addr ...). */
 export type EnvConf = KV;
@@ -84,8 +85,27 @@ export function formatDescriptor(conf: EnvConf, workdir: string): string {
   return s;
 }
 
-/** Writes the descriptor atomically (temp file, fsync, rename), mode 0644. */
+/**
+ * Writes the descriptor (as {@link writeDescriptor}) unless the file already holds exactly that
+ * text: on shared storage a read is cheaper than a durable replace (jregister of hundreds of
+ * envs whose descriptor copy is already current). @returns true when it was written
+ */
+export async function writeDescriptorIfChanged(file: string, conf: EnvConf, workdir: string): Promise<boolean> {
+  const text = formatDescriptor(conf, workdir);
+  let current: string | undefined;
+  try {
+    lstatSync(file); // fresh lookup first, see readDescriptor
+    current = readFileSync(file).toString('utf8');
+  } catch { /* missing or unreadable: write it */ }
+  if (current === text) return false;
+  await replaceFileAtomic(file, text, { mode: 0o644 });
+  return true;
+}
+
+/**
+ * Writes the descriptor atomically (temp file, fsync, rename; src/sharedfs.ts), mode 0644.
+ * @throws the file system error (ENOENT when its directory is missing)
+ */
 export async function writeDescriptor(file: string, conf: EnvConf, workdir: string): Promise<void> {
-  const { default: writeFileAtomic } = await import('write-file-atomic');
-  await writeFileAtomic(file, formatDescriptor(conf, workdir), { mode: 0o644, fsync: true });
+  await replaceFileAtomic(file, formatDescriptor(conf, workdir), { mode: 0o644 });
 }

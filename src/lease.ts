@@ -45,7 +45,7 @@
  *   generation current again).
  * - The holder of N prunes `gen.*`/`hb.*` older than N-{@link KEEP_GENERATIONS}, lowest first,
  *   so the remaining generations stay contiguous; a heartbeat is written as `.hb.<N>.<hex>` and
- *   renamed (one brick on GlusterFS, see tmpName).
+ *   renamed (src/sharedfs.ts replaceFileAtomic: one brick on GlusterFS).
  * - Deleting the sysdir (jremove) deletes the log: a recreated env of that name starts again at
  *   generation 1, with a new uuid, so fencing checks should pass the uuid too.
  *
@@ -64,6 +64,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, ownedError } from './errors.js';
+import { replaceFileAtomic } from './sharedfs.js';
 
 /** How many generations older than the current one are kept (for `cluster ls` and debugging). */
 export const KEEP_GENERATIONS = 4;
@@ -182,17 +183,7 @@ function corrupt(path: string, why: string): BerthError {
   });
 }
 
-/**
- * The temp name under which `final` is written before its rename: `.<final>.<pid><random hex>`.
- * GlusterFS's distribute translator places a name like this (its default rsync-hash-regex
- * `^\.(.+)\.[^.]+$`) on the brick of `<final>`, so the rename stays on one brick instead of
- * leaving a link file on another.
- */
-function tmpName(final: string): string {
-  return `.${final}.${process.pid.toString(16)}${randomBytes(6).toString('hex')}`;
-}
-
-/** Temp files of crashed writers: `.hb.<N>.<hex>` (and `.tmp.*`, the older naming). */
+/** Temp files of crashed heartbeat writers (`.hb.<N>.<hex>`, src/sharedfs.ts) and of the older naming `.tmp.*`. */
 const TMP_RE = /^\.(hb\.\d+\.[0-9a-f]+|tmp\..*)$/;
 
 async function exists(path: string): Promise<boolean> {
@@ -205,23 +196,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Writes `text` to a new temp file in `dir` for `final` (fsync'd when `durable`); returns its path. */
-async function writeTemp(dir: string, final: string, text: string, durable = true): Promise<string> {
-  const tmp = join(dir, tmpName(final));
-  try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(text);
-      if (durable) await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw ioError(`cannot write a lease file in ${dir}: ${(e as Error).message}`, e);
-  }
-  return tmp;
-}
 
 /**
  * Creates `dir/name` exclusively (O_CREAT|O_EXCL), then writes `text` into it and fsyncs.
@@ -415,11 +389,9 @@ async function ensureDir(leasePath: string): Promise<void> {
 async function writeHeartbeat(dir: string, generation: number, node: string, counter: number): Promise<HeartbeatFile> {
   const hb: HeartbeatFile = { generation, node, counter, nonce: randomBytes(8).toString('hex'), at: new Date().toISOString() };
   // Not fsync'd: a heartbeat lost in a server crash only looks like a silent owner for a while.
-  const tmp = await writeTemp(dir, hbName(generation), JSON.stringify(hb) + '\n', false);
   try {
-    await rename(tmp, join(dir, hbName(generation)));
+    await replaceFileAtomic(join(dir, hbName(generation)), JSON.stringify(hb) + '\n', { durable: false });
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
     throw ioError(`cannot write the heartbeat of ${dir}: ${(e as Error).message}`, e);
   }
   return hb;

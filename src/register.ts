@@ -16,7 +16,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
-import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
+import { readDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from './descriptor.js';
 import { STATUS } from './inventory.js';
 import { checkJname, checkJnamePattern, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
@@ -131,7 +131,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
       lease = await acquireLease(p.lease, { node: ctx.nodename, uuid: conf.uuid });
     }
     result.generation = lease.generation;
-    await writeDescriptor(p.descriptor, conf, ctx.wd.root);
+    await writeDescriptorIfChanged(p.descriptor, conf, ctx.wd.root);
     ctx.inv.insert({ jname: name, uuid: conf.uuid, emulator: conf.emulator, generation: lease.generation, conf });
     inserted = true;
     // The unregistered descriptor is consumed (CBSD moves it into the sysdir); any other file

@@ -39,3 +39,26 @@ test('the parser never executes: command substitution and garbage lines are erro
   assert.deepEqual(parseKV("a='single';\nb=plain # c\n#x\n\nc=\"esc \\\" \\$ \\\\\";"), { a: 'single', b: 'plain', c: 'esc " $ \\' });
   assert.equal(parseKV('a="$HOME";').a, '$HOME', 'no expansion');
 });
+
+test('writeDescriptorIfChanged writes a missing or different descriptor, and leaves a current one alone', async () => {
+  const { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { writeDescriptorIfChanged } = await import('../../src/descriptor.js');
+  const dir = mkdtempSync(join(tmpdir(), 'berth-desc-'));
+  try {
+    const f = join(dir, 'rc.conf_web1');
+    const conf = { jname: 'web1', uuid: 'u1', emulator: 'runc', path: `${dir}/jails/web1` };
+    assert.equal(await writeDescriptorIfChanged(f, conf, dir), true, 'missing: written');
+    assert.equal(readFileSync(f, 'utf8'), formatDescriptor(conf, dir));
+    const ino = statSync(f).ino;
+    assert.equal(await writeDescriptorIfChanged(f, conf, dir), false, 'current: not written');
+    assert.equal(statSync(f).ino, ino, 'not replaced');
+    assert.equal(await writeDescriptorIfChanged(f, { ...conf, host_hostname: 'x' }, dir), true, 'changed: written');
+    assert.equal(parseDescriptor(readFileSync(f, 'utf8'), dir).host_hostname, 'x');
+    writeFileSync(f, 'garbage');
+    assert.equal(await writeDescriptorIfChanged(f, conf, dir), true, 'foreign content: written');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
