@@ -16,7 +16,8 @@ import { initenv } from '../../src/initenv.js';
 import { openNode, type NodeCtx } from '../../src/node.js';
 import { listEnvs, listEnvsJson } from '../../src/lifecycle.js';
 import { writeDescriptor } from '../../src/descriptor.js';
-import { SCHEMA_VERSION, STATUS } from '../../src/inventory.js';
+import { Inventory, SCHEMA_VERSION, STATUS, SUMMARY_KEYS, summaryOf } from '../../src/inventory.js';
+import Database from 'better-sqlite3';
 
 let dir: string;
 let ctx: NodeCtx;
@@ -97,6 +98,52 @@ describe('jls --json fast path (listEnvsJson)', () => {
       assert.ok((c2.inv.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index'").pluck().all() as string[]).includes('jails_status'));
     } finally {
       c2.close();
+    }
+  });
+});
+
+describe('the summary column (migration 4)', () => {
+  test('the summary listing holds exactly the SUMMARY_KEYS of each full conf', async () => {
+    const full = new Map((await listEnvs(ctx)).map((e) => [e.jname, e.conf]));
+    for (const e of await listEnvs(ctx, { summary: true })) {
+      const want = Object.fromEntries(SUMMARY_KEYS.filter((k) => full.get(e.jname)![k] !== undefined).map((k) => [k, full.get(e.jname)![k]]));
+      assert.deepEqual(e.conf, want, e.jname);
+    }
+  });
+
+  test('jset-style updates keep it current', async () => {
+    const before = ctx.inv.get('db')!.conf;
+    ctx.inv.updateConf('db', { ...before, host_hostname: 'renamed', ip4_addr: '0' });
+    const e = JSON.parse(await listEnvsJson(ctx, { patterns: ['db'] }))[0];
+    assert.deepEqual(e.conf, { ip4_addr: '0', host_hostname: 'renamed', baserw: '1' });
+    ctx.inv.updateConf('db', before);
+  });
+
+  test('an inventory of schema 3 is migrated: the column is filled by SQLite exactly as summaryOf writes it', () => {
+    const file = join(dir, 'v3.sqlite');
+    const db = new Database(file);
+    // schema 3 as it was: migrations 1-3
+    db.exec(`CREATE TABLE jails (jname TEXT PRIMARY KEY, uuid TEXT NOT NULL, emulator TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,
+      jid INTEGER NOT NULL DEFAULT 0, run_id TEXT, generation INTEGER NOT NULL DEFAULT 0, conf TEXT NOT NULL, state_time INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE nodes (name TEXT PRIMARY KEY, url TEXT NOT NULL, token TEXT NOT NULL, added_at INTEGER NOT NULL);
+      ALTER TABLE jails ADD COLUMN claim_pid INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX jails_status ON jails (status);
+      PRAGMA user_version = 3;`);
+    const confs: Record<string, Record<string, string>> = {
+      a: { jname: 'a', ip4_addr: '10.0.0.1/24', host_hostname: 'quote " back\\slash ünïcode \u0001 tab\t </script>', exec_start: 'x', vnet: '1' },
+      b: { jname: 'b' },
+      c: { jname: 'c', path: '/w/jails/c', data: '/w/jails-data/c-data', baserw: '0', base: 'bb', astart: '0', ip4_addr: '0', host_hostname: 'c', vnet: '0', extra: 'y' },
+    };
+    for (const [j, c] of Object.entries(confs)) db.prepare("INSERT INTO jails (jname, uuid, emulator, conf) VALUES (?, 'u', 'runc', ?)").run(j, JSON.stringify(c));
+    db.close();
+    const inv = Inventory.open(file);
+    try {
+      assert.equal(inv.db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+      for (const [j, c] of Object.entries(confs)) {
+        assert.equal(inv.db.prepare('SELECT summary FROM jails WHERE jname = ?').pluck().get(j), summaryOf(c), j);
+      }
+    } finally {
+      inv.close();
     }
   });
 });
