@@ -30,8 +30,8 @@
  *   sighting: the table shows `>=Ns`).
  * - `silent` = the content did not change for more than lease_ttl seconds as seen here (the
  *   condition under which `jregister --force` would take over).
- * The agent refreshes this cache for every env on the storage every lease_ttl/3 seconds
- * ({@link observeLeases}), so with the agent running the bounds are at most lease_ttl/3 apart;
+ * The agent refreshes this cache for every env on the storage every lease_ttl seconds
+ * ({@link observeLeases}), so with the agent running the bounds are at most lease_ttl apart;
  * `cluster ls` refreshes it too when run. Writers replace the file atomically; a lost update
  * only widens a bound.
  */
@@ -326,7 +326,7 @@ async function scanStorage(ctx: NodeCtx): Promise<RawScan[]> {
 
 /**
  * Reads every lease on the shared storage once and records the heartbeat sightings in the
- * cache (the agent calls this every lease_ttl/3). Errors of single envs are skipped.
+ * cache (the agent calls this every lease_ttl). Errors of single envs are skipped.
  * A lease seen at the same generation last time costs one lookup and one read (peekHeartbeat).
  * @param own heartbeat keys of the leases this node renewed itself since the last call
  *   (jname → `generation:counter:timestamp`, from the renewal's result): not read again

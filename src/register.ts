@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
 import { readDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from './descriptor.js';
@@ -73,8 +73,10 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   if (!rcfile) throw usageError('E_NO_JNAME', 'jregister needs jname= or rcfile=');
   // Taking over from a crashed owner: it never wrote jails-rcconf/, but the descriptor copy in
   // the (shared) sysdir is current (it is rewritten atomically on every change).
-  if (!existsSync(rcfile) && opts.force && !opts.rcfile && jname && existsSync(ctx.wd.env(jname).descriptor)) rcfile = ctx.wd.env(jname).descriptor;
-  if (!existsSync(rcfile)) throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''}`, { hint: 'junregister writes it on the node that lets the env go' });
+  if (!existsSync(rcfile)) {
+    if (opts.force && !opts.rcfile && jname && existsSync(ctx.wd.env(jname).descriptor)) rcfile = ctx.wd.env(jname).descriptor;
+    else throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''}`, { hint: 'junregister writes it on the node that lets the env go' });
+  }
   let conf: EnvConf;
   try {
     conf = readDescriptor(rcfile, ctx.wd.root);
@@ -100,7 +102,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   engine.validate(conf);
   const hooks = effectiveHooks(ctx, conf);
   const henv = hookEnv(ctx, name, conf, opts);
-  for (const d of [p.data, p.sysdir, p.fstabDir]) await mkdir(d, { recursive: true });
+  // (an adopted env's dirs exist: one lookup each on the shared storage, not a mkdir and a stat)
+  for (const d of [p.data, p.sysdir, p.fstabDir]) if (!existsSync(d)) await mkdir(d, { recursive: true });
   await mkdir(ctx.wd.logDir, { recursive: true });
   let lease: { generation: number } | undefined;
   let inserted = false;
@@ -136,7 +139,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     inserted = true;
     // The unregistered descriptor is consumed (CBSD moves it into the sysdir); any other file
     // given as rcfile= (the sysdir copy, a file of the administrator's) is left alone.
-    if (rcfile === p.rcconfFile) await rm(rcfile, { force: true });
+    if (rcfile === p.rcconfFile) await unlink(rcfile).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
   } catch (e) {
     if (inserted) ctx.inv.delete(name);
     if (lease && !inserted) await releaseLease(p.lease, { node: ctx.nodename, generation: lease.generation }).catch(() => undefined);

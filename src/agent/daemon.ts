@@ -25,8 +25,11 @@
  *    `astart=1` env that is Off is started, only if this node holds its lease at the recorded
  *    generation (checkLease; when the lease is not visible because a hook mounts the storage,
  *    startEnv's own check after mnt_start decides).
- * 5. **Heartbeat observations** for `cluster ls`: every lease_ttl/3 it reads every lease on the
- *    shared storage and records when this node saw each heartbeat change (src/cluster.ts).
+ * 5. **Heartbeat observations** for `cluster ls`: every lease_ttl seconds it reads every lease
+ *    on the shared storage and records when this node saw each heartbeat change
+ *    (src/cluster.ts). Every lease_ttl, not every lease_ttl/3 like renewals: each node reads
+ *    every env's lease, so this is the agent's biggest load on the storage, and it only feeds
+ *    a display (takeover watches the heartbeat itself).
  * 6. **API** (src/agent/api.ts) on the unix socket `var/run/agent.sock` (mode 0600) and, when
  *    api_port (setting or --api_port) is not 0, on 127.0.0.1:<api_port>. Bearer token from
  *    etc/api.token (must not be readable by group or others).
@@ -212,7 +215,7 @@ export class Agent {
     this.endpoints = endpoints;
     await log('info', { node: ctx.nodename, workdir: ctx.wd.root, socket: sock, port: endpoints.port, leaseTtl: ctx.settings.lease_ttl, periodMs: this.periodMs }, 'agent started');
     this.timers.push(setInterval(() => this.round(), this.periodMs));
-    this.timers.push(setInterval(() => void this.observe(), this.periodMs));
+    this.timers.push(setInterval(() => void this.observe(), this.ctx.settings.lease_ttl * 1000));
     void this.track((async () => {
       await this.round();
       await this.settleRound();
