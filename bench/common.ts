@@ -3,7 +3,7 @@
  * Benchmarks print ratios against a baseline measured in the same run; nothing here asserts.
  */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -22,9 +22,23 @@ export function berth(wd: string, args: string[]): string {
   return sh([process.execPath, BIN, ...args], { env: { ...process.env, BERTH_WORKDIR: wd } });
 }
 
-/** A fresh initialised node in a temp dir. */
+const tempRoots: string[] = [];
+// The temp nodes are removed when the benchmark exits (BENCH_KEEP=1 keeps them), except one
+// that still has something mounted inside: never delete through a mount.
+process.on('exit', () => {
+  if (process.env.BENCH_KEEP === '1') return;
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '');
+  for (const d of tempRoots) {
+    if (mounts.some((m) => m === d || m.startsWith(d + '/'))) process.stderr.write(`bench: ${d} has mounts inside; left in place\n`);
+    else rmSync(d, { recursive: true, force: true });
+  }
+});
+
+/** A fresh initialised node in a temp dir (removed at exit). */
 export function freshNode(name = 'bench1', extra: string[] = []): string {
-  const wd = join(mkdtempSync(join(tmpdir(), 'berth-bench-')), 'wd');
+  const root = mkdtempSync(join(tmpdir(), 'berth-bench-'));
+  tempRoots.push(root);
+  const wd = join(root, 'wd');
   berth(wd, ['initenv', `workdir=${wd}`, `nodename=${name}`, ...extra]);
   return wd;
 }
