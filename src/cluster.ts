@@ -35,7 +35,7 @@
  * `cluster ls` refreshes it too when run. Writers replace the file atomically; a lost update
  * only widens a bound.
  */
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -280,7 +280,6 @@ export interface ClusterEnv {
   /** anything unreadable (descriptor, lease) */
   problems: string[];
 }
-
 
 /** The names of the sub-directories of `dir` (file types from the listing: no stat per entry). */
 function listDirs(dir: string): string[] {

@@ -83,12 +83,12 @@ const MIGRATIONS: string[] = [
    CREATE INDEX jails_list ON jails (jname, uuid, emulator, status, jid, generation, summary);`,
 ];
 
-
 /** Latest schema version. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-type Raw = Omit<EnvRow, 'conf'> & { conf: string };
-const fromRaw = (r: Raw): EnvRow => ({ ...r, conf: JSON.parse(r.conf) as EnvConf });
+type Raw = Omit<EnvRow, 'conf'> & { conf: string; summary?: string };
+// (the summary column is for listings only: not part of an EnvRow)
+const fromRaw = ({ summary: _summary, ...r }: Raw): EnvRow => ({ ...r, conf: JSON.parse(r.conf) as EnvConf });
 const now = (): number => Math.floor(Date.now() / 1000);
 
 /** The inventory. Open with {@link Inventory.open}; close when done. */

@@ -61,7 +61,7 @@
  * and E_LEASE_IO (sysdir missing, I/O errors).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, ownedError } from './errors.js';
 import { replaceFileAtomic } from './sharedfs.js';
@@ -544,6 +544,7 @@ export async function renewLease(leasePath: string, who: LeaseHolder, memo?: Ren
   // again: the lookup of gen.<N+1> (fencing) and a stat showing gen.<N> is still the same file
   // suffice. Anything unexpected takes the full path.
   if (memo?.claim && memo.generation === who.generation && memo.counter !== undefined && memo.claimStamp
+      && memo.claim.node === who.node && (who.uuid === undefined || memo.claim.uuid === who.uuid)
       && !(await exists(join(leasePath, genName(who.generation + 1))))
       && (await claimStamp(leasePath, who.generation)) === memo.claimStamp) {
     const hb = await writeHeartbeat(leasePath, who.generation, who.node, memo.counter + 1);

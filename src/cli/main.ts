@@ -9,7 +9,6 @@ import type { CmdDef, CmdIO, Opts } from './types.js';
 
 const COMMON = ['json', 'verbose', 'workdir', 'debug'];
 
-
 /** Finds the command an argv names: one word (`jstart`) or two (`base import`). */
 function findCommand(argv: string[]): { def: CmdDef; at: number; words: number } | undefined {
   const i = argv.findIndex((a) => !a.startsWith('-'));
