@@ -141,10 +141,11 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     // given as rcfile= (the sysdir copy, a file of the administrator's) is left alone.
     if (rcfile === p.rcconfFile) await unlink(rcfile).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
   } catch (e) {
+    // undo everything, whichever step failed: a failed jregister changes nothing
     if (inserted) ctx.inv.delete(name);
-    if (lease && !inserted) await releaseLease(p.lease, { node: ctx.nodename, generation: lease.generation }).catch(() => undefined);
+    if (lease) await releaseLease(p.lease, { node: ctx.nodename, generation: lease.generation }).catch(() => undefined);
     // a failed adoption of a CBSD descriptor leaves the sysdir as it found it
-    if (wroteSysDescriptor && !inserted) await rm(p.descriptor, { force: true }).catch(() => undefined);
+    if (wroteSysDescriptor) await rm(p.descriptor, { force: true }).catch(() => undefined);
     await runStorageHook('mnt_stop', hooks.stop, 'register', henv).catch(() => undefined);
     throw e;
   }

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, 
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { berth, berthOk, isRoot, mountTable, newNode, tempDir } from '../helpers/cli.js';
+import { readLeaseState } from '../../src/lease.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 let wd: string;
@@ -91,6 +92,26 @@ test('a failed jregister of a CBSD descriptor (no uuid) leaves the sysdir as it 
   assert.ok(existsSync(join(wd, 'jails-rcconf/rc.conf_cbsd1')), 'the waiting descriptor is kept');
   assert.equal(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === 'cbsd1')?.status, 'Unregister');
   rmSync(join(wd, 'jails-rcconf/rc.conf_cbsd1'));
+});
+
+test('a jregister that fails at its last step (consuming the waiting descriptor) undoes the row and the lease', async () => {
+  berthOk(['jcreate', 'jname=last', 'base=bb'], env());
+  berthOk(['junregister', 'jname=last'], env());
+  const rcconf = join(wd, 'jails-rcconf');
+  // append-only directory: the descriptor cannot be unlinked (EPERM), everything else works
+  const chattr = (flag: string) => assert.equal(spawnSync('chattr', [flag, rcconf]).status, 0, `chattr ${flag}`);
+  chattr('+a');
+  try {
+    const r = berth(['jregister', 'jname=last'], env());
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.equal(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === 'last')?.status, 'Unregister', 'no row left');
+    assert.equal((await readLeaseState(join(wd, 'jails-system/last/lease'))).holder, undefined, 'the lease is not held');
+  } finally {
+    chattr('-a');
+  }
+  // the lease was released again: a plain jregister (no --force) takes it
+  berthOk(['jregister', 'jname=last'], env());
+  berthOk(['jremove', 'jname=last'], env());
 });
 
 test('a claim left by a berth command that died mid-start is recovered by the next command', () => {
