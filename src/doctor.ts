@@ -3,7 +3,7 @@
  * design/product.md "Ownership: leases and fencing", cbsd-behaviour.md §7.5 and §12):
  * - each shared dir (jails-data, jails-system, jails-rcconf, jails-fstab; with a jname also
  *   that env's data, sysdir and fstab dir): its file system type, whether exclusive create
- *   (O_EXCL) and link(2) refuse an existing name (the lease claims by link(2)), whether POSIX
+ *   (O_EXCL) and link(2) refuse an existing name (the lease claims by exclusive create), whether POSIX
  *   record locks (fcntl F_SETLK) work between two processes, and the free space;
  * - that var/db (the SQLite inventory) is on a local file system;
  * - bases and envs holding a FreeBSD pkg database (var/db/pkg/local.sqlite) on NFSv3 or

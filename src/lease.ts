@@ -435,7 +435,7 @@ async function claim(leasePath: string, n: number, who: LeaseIdentity, takeoverF
  * @returns the new record; record its `generation` in the inventory.
  * @throws E_LEASE_HELD (exit 4) naming the owner when another claim is current (also when this
  *   node holds it: the caller must know its generation from the inventory, or take over);
- *   E_LEASE_IO (exit 1) when the sysdir is missing or the file system cannot link(2).
+ *   E_LEASE_IO (exit 1) when the sysdir is missing or the file system cannot create files exclusively (O_EXCL).
  */
 export async function acquireLease(leasePath: string, who: LeaseIdentity): Promise<LeaseRecord> {
   await ensureDir(leasePath);
@@ -590,7 +590,7 @@ export async function releaseLease(leasePath: string, who: { node: string; gener
  * acquired. A held one needs `force`, then the holder's heartbeat is watched for `ttlSec`
  * seconds (read every `pollMs`): if it moves, the owner is alive and the takeover is refused at
  * once; if the generation moves, the takeover is refused (or, when the lease was released,
- * acquired normally). Otherwise `gen.<N+1>` is claimed with link(2): of several nodes racing,
+ * acquired normally). Otherwise `gen.<N+1>` is claimed by exclusive create: of several nodes racing,
  * one wins and the others get E_LEASE_HELD naming it. Duration is measured by the local
  * sleeps only; no two machines' clocks are compared.
  * @returns the new record (generation = the silent holder's + 1).
