@@ -143,6 +143,11 @@ export class Inventory {
     return (this.db.prepare('SELECT * FROM jails ORDER BY jname').all() as Raw[]).map(fromRaw);
   }
 
+  /** The envs in Maintenance (a start, stop or remove claimed by some process), ordered by jname. */
+  claimed(): EnvRow[] {
+    return (this.db.prepare(`SELECT * FROM jails WHERE status = ${STATUS.MAINTENANCE} ORDER BY jname`).all() as Raw[]).map(fromRaw);
+  }
+
   /** The envs whose status is On (what the run monitor watches), ordered by jname. */
   running(): EnvRow[] {
     return (this.db.prepare(`SELECT * FROM jails WHERE status = ${STATUS.ON} ORDER BY jname`).all() as Raw[]).map(fromRaw);

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { BerthError, EXIT, engineError, notFound, ownedError, usageError } from './errors.js';
 import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
 import { formatFstab, mergeFstab, parseFstab } from './fstab.js';
-import { STATUS, statusWord, type EnvRow } from './inventory.js';
+import { STATUS, statusWord, summaryOf, type EnvRow } from './inventory.js';
 import { checkJname, checkJnamePattern, checkBaseName, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
 import type { EnvPaths } from './paths.js';
@@ -401,11 +401,8 @@ export function liveMonitorPid(ctx: NodeCtx): number {
     if (Date.now() - st.mtimeMs > MONITOR_STALE_MS) return 0;
     const pid = Number(readFileSync(f, 'utf8').trim());
     if (!Number.isInteger(pid) || pid <= 0) return 0;
-    process.kill(pid, 0);
-    // a monitor killed with -9 whose parent never reaps it still answers kill(pid, 0)
-    const stat = existsSync('/proc/self/stat') ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '';
-    if (stat && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') return 0;
-    return pid;
+    // (a monitor killed with -9 whose parent never reaps it is a zombie: not alive)
+    return pidAlive(pid) ? pid : 0;
   } catch {
     return 0;
   }
@@ -417,7 +414,7 @@ export function liveMonitorPid(ctx: NodeCtx): number {
  * the new run (it re-scans after giving up its pid file). One monitor per node, not one per
  * run: N running envs cost one Node process. Its output goes to var/log/monitor.log.
  */
-function ensureMonitor(ctx: NodeCtx): void {
+export function ensureMonitor(ctx: NodeCtx): void {
   if (liveMonitorPid(ctx)) return;
   const fd = openSync(join(ctx.wd.logDir, 'monitor.log'), 'a', 0o640);
   try {
@@ -627,6 +624,8 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
  * Lists registered envs (and, with `unregistered`, descriptors waiting in jails-rcconf/); an
  * On row whose process is gone shows as Maintenance until its teardown ends. With `summary`,
  * each env's conf holds only SUMMARY_KEYS (src/inventory.ts): what `jls` shows by default.
+ * When envs are On or in Maintenance and the node's run monitor is gone (killed), starts a new
+ * one (ensureMonitor), which tears down what ended meanwhile.
  */
 export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean; summary?: boolean } = {}): Promise<EnvInfo[]> {
   const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
@@ -642,12 +641,16 @@ export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregi
     }
     out.push(info(row, status));
   }
-  if (opts.unregistered) out.push(...waitingDescriptors(ctx, ok));
+  if (opts.unregistered) out.push(...waitingDescriptors(ctx, ok, !!opts.summary));
+  if (out.some((e) => e.status === 'On' || e.status === 'Maintenance')) ensureMonitor(ctx);
   return out;
 }
 
-/** Descriptors waiting in jails-rcconf/ for a jregister, as EnvInfo (status Unregister). */
-function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean): EnvInfo[] {
+/**
+ * Descriptors waiting in jails-rcconf/ for a jregister, as EnvInfo (status Unregister); with
+ * `summary`, conf holds only the SUMMARY_KEYS, like the registered envs of that listing.
+ */
+function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean, summary: boolean): EnvInfo[] {
   const out: EnvInfo[] = [];
   const files = existsSync(ctx.wd.jailsRcconf) ? readdirSync(ctx.wd.jailsRcconf).sort() : [];
   for (const f of files) {
@@ -655,7 +658,8 @@ function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean): EnvIn
     if (!m || !ok(m[1]!) || ctx.inv.get(m[1]!)) continue;
     try {
       const conf = readDescriptor(join(ctx.wd.jailsRcconf, f), ctx.wd.root);
-      out.push({ jname: m[1]!, uuid: conf.uuid ?? '', emulator: conf.emulator ?? 'jail', status: 'Unregister', jid: 0, generation: 0, conf });
+      const shown = summary ? JSON.parse(summaryOf(conf)) as EnvConf : conf;
+      out.push({ jname: m[1]!, uuid: conf.uuid ?? '', emulator: conf.emulator ?? 'jail', status: 'Unregister', jid: 0, generation: 0, conf: shown });
     } catch { /* unreadable descriptor: doctor reports it */ }
   }
   return out;
@@ -672,13 +676,16 @@ export async function listEnvsJson(ctx: NodeCtx, opts: { patterns?: string[]; un
   const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
   const ok = (n: string) => !match || match.some((m) => m(n));
   const gone: string[] = [];
-  for (const row of ctx.inv.running()) {
+  const running = ctx.inv.running();
+  for (const row of running) {
     if (!ok(row.jname)) continue;
     const engine = await ctx.engine(row.emulator);
     if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) gone.push(row.jname);
   }
+  // envs On or claimed while the run monitor is gone (killed): a new one catches up
+  if (running.length || ctx.inv.claimed().length) ensureMonitor(ctx);
   const arr = ctx.inv.summaryJson(gone, match ? ok : undefined);
-  const extra = opts.unregistered ? waitingDescriptors(ctx, ok) : [];
+  const extra = opts.unregistered ? waitingDescriptors(ctx, ok, true) : [];
   if (!extra.length) return arr;
   return arr.slice(0, -1) + (arr === '[]' ? '' : ',') + extra.map((e) => JSON.stringify(e)).join(',') + ']';
 }

@@ -4,7 +4,9 @@
  * ensureMonitor). Every 250 ms (or the engine's Engine.monitorIntervalMs) it checks the main
  * process of each env the inventory says is On; when one is gone (it exited, crashed or was
  * killed with -9) it runs the teardown (src/lifecycle.ts teardownRun), which is claimed
- * exactly once across the stop command, this monitor and the agent.
+ * exactly once across the stop command, this monitor and the agent. It also recovers a
+ * Maintenance claim whose process died (recoverStaleClaim). If the monitor itself is killed,
+ * the next jstart or jls starts a new one, which then catches up; the agent does the same.
  *
  * One monitor per node rather than one per run: 100 running envs cost one Node process,
  * not 100, and a jstart does not pay for starting one (about 100 ms of CPU each).
@@ -18,7 +20,7 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { openNode, type NodeCtx } from './node.js';
-import { engineEnv, liveMonitorPid, MONITOR_BEAT_MS, monitorPidFile, teardownRun } from './lifecycle.js';
+import { engineEnv, liveMonitorPid, MONITOR_BEAT_MS, monitorPidFile, recoverStaleClaim, teardownRun } from './lifecycle.js';
 
 /** How often the inventory is read (ms). */
 const TICK_MS = 250;
@@ -98,6 +100,16 @@ async function monitor(): Promise<void> {
           .then((did) => { if (did) log(`${jname} exited; torn down`); })
           .catch((e: Error) => log(`${jname}: teardown failed: ${e.message}`))
           .finally(() => { inflight.delete(jname); lastCheck.delete(jname); }));
+      }
+      // a claim whose process died mid-operation (a berth command, or a monitor killed during
+      // a teardown): recovered (torn down, Off) as the next command or the agent would
+      for (const row of ctx.inv.claimed()) {
+        if (inflight.has(row.jname)) continue;
+        const jname = row.jname;
+        inflight.set(jname, recoverStaleClaim(ctx, row)
+          .then((did) => { if (did) log(`${jname}: recovered a claim left by process ${row.claim_pid}`); })
+          .catch((e: Error) => log(`${jname}: recovery failed: ${e.message}`))
+          .finally(() => { inflight.delete(jname); }));
       }
       await new Promise((r) => setTimeout(r, TICK_MS));
     }

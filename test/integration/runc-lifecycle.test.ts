@@ -12,6 +12,12 @@ import { join } from 'node:path';
 import { berth, berthOk, isRoot, mountTable, newNode } from '../helpers/cli.js';
 import { openNode } from '../../src/node.js';
 import { startEnv, stopEnv } from '../../src/lifecycle.js';
+import Database from 'better-sqlite3';
+
+/** A pid that is certainly gone: a child that already exited and was reaped. */
+function deadPid(): number {
+  return Number(spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim());
+}
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
@@ -139,7 +145,24 @@ describe('teardown happens exactly once, whichever way the env ends', () => {
     const jid = berth(['jls', '--json', 'jname=m2'], env()).json.envs[0].jid;
     process.kill(jid, 'SIGKILL');
     await waitStatus('m2', 'Off');
-    for (const j of ['m1', 'm3']) berthOk(['jstop', `jname=${j}`], env());
+    // the monitor is killed, then an env ends: the next jls starts a new monitor, which tears it down
+    const jid3 = berth(['jls', '--json', 'jname=m3'], env()).json.envs[0].jid;
+    process.kill(monitors()[0]!, 'SIGKILL');
+    process.kill(jid3, 'SIGKILL');
+    await sleep(300);
+    berthOk(['jls'], env());
+    await waitStatus('m3', 'Off');
+    assert.ok(!mountTable(wd).some((m) => m.includes('/jails/m3')), 'mounts of m3 are gone');
+    // a claim whose process died mid-teardown (e.g. a monitor killed while tearing down) is recovered by the monitor
+    const db = new Database(join(wd, 'var/db/local.sqlite'));
+    try {
+      db.prepare('UPDATE jails SET status = 3, run_id = NULL, claim_pid = ? WHERE jname = ?').run(deadPid(), 'm1');
+    } finally {
+      db.close();
+    }
+    await waitStatus('m1', 'Off');
+    assert.equal(spawnSync('runc', ['--root', join(wd, 'var/run/runc'), 'state', 'm1']).status, 1, 'runc state of m1 is gone');
+    assert.ok(!mountTable(wd).some((m) => m.includes('/jails/m1')), 'mounts of m1 are gone');
     for (const j of ['m1', 'm2', 'm3']) berthOk(['jremove', `jname=${j}`], env());
   });
 
