@@ -8,13 +8,13 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { initenv } from '../../src/initenv.js';
 import { openNode, type NodeCtx } from '../../src/node.js';
-import { listEnvs, listEnvsJson } from '../../src/lifecycle.js';
+import { listEnvs, listEnvsJson, liveMonitorPid, monitorPidFile } from '../../src/lifecycle.js';
 import { writeDescriptor } from '../../src/descriptor.js';
 import { Inventory, SCHEMA_VERSION, STATUS, SUMMARY_KEYS, summaryOf } from '../../src/inventory.js';
 import Database from 'better-sqlite3';
@@ -27,10 +27,17 @@ function deadPid(): number {
   return Number(spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim());
 }
 
+let beat: NodeJS.Timeout;
+
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-inv-'));
   await initenv({ workdir: join(dir, 'wd'), nodename: 'inv1' });
   ctx = openNode(join(dir, 'wd'));
+  // The rows below are made up (no container runs): listing them must not start a real run
+  // monitor, which would tear 'gone' down under the test. This process poses as the monitor.
+  const pidFile = monitorPidFile(ctx);
+  writeFileSync(pidFile, `${process.pid}\n`);
+  beat = setInterval(() => utimesSync(pidFile, new Date(), new Date()), 1000);
   const wd = ctx.wd.root;
   const add = (jname: string, conf: Record<string, string>) =>
     ctx.inv.insert({ jname, uuid: `uuid-${jname}`, emulator: 'runc', generation: 3, conf: { jname, ...conf } });
@@ -52,12 +59,14 @@ before(async () => {
 });
 
 after(() => {
+  clearInterval(beat);
   ctx?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('jls --json fast path (listEnvsJson)', () => {
-  test('the rows cover every status', async () => {
+  test('the rows cover every status (and no run monitor was started for them)', async () => {
+    assert.equal(liveMonitorPid(ctx), process.pid);
     const st = Object.fromEntries((await listEnvs(ctx, { summary: true })).map((e) => [e.jname, e.status]));
     assert.deepEqual(st, { alive: 'On', busy: 'Maintenance', db: 'Off', gone: 'Maintenance', web1: 'Off', web2: 'Off' });
     assert.equal(ctx.inv.get('gone')!.status, STATUS.ON, 'the inventory still says On: the listing says Maintenance');
