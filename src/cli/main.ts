@@ -124,8 +124,9 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
-      // `berth` alone prints the help on stderr and is a usage error (exit 2), like `berth nosuch`
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') { process.exitCode = argv.length === 0 ? 2 : 0; return; }
+      // help asked for (--help, help): exit 0; help shown because a command is missing
+      // (`berth`, `berth base`: commander's exitCode 1, help on stderr): a usage error, exit 2
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') { process.exitCode = e.exitCode === 0 ? 0 : 2; return; }
       if (wantsJson) process.stdout.write(JSON.stringify({ ok: false, error: { code: 'E_USAGE', message: e.message, exitCode: 2 } }) + '\n');
       process.exitCode = 2;
       return;

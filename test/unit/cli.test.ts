@@ -33,6 +33,17 @@ test('no command at all: help on stderr, nothing on stdout, exit 2', () => {
   assert.match(r.stderr, /jstart/);
 });
 
+test('a command group without its subcommand (base, node, cluster) is a usage error: help on stderr, exit 2', () => {
+  for (const g of ['base', 'node', 'cluster']) {
+    const r = berth([g], NOWHERE);
+    assert.equal(r.code, 2, g);
+    assert.equal(r.stdout, '', g);
+    assert.match(r.stderr, /Usage/, g);
+  }
+  assert.equal(berth(['base', '--help'], NOWHERE).code, 0);
+  assert.equal(berth(['help'], NOWHERE).code, 0);
+});
+
 test('an unknown command is a usage error (exit 2) naming it', () => {
   const r = berth(['jfrobnicate'], NOWHERE);
   assert.equal(r.code, 2);
