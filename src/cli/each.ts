@@ -6,11 +6,22 @@
 import { toBerthError } from '../errors.js';
 import type { CmdOutput } from './types.js';
 
+/** Envs that a glob matched, and the error codes that mean "already in the state asked for". */
+export interface SkipRule {
+  /** names matched by a glob (not given explicitly) */
+  globbed: ReadonlySet<string>;
+  /** e.g. ['E_NOT_RUNNING'] for jstop, ['E_RUNNING'] for jstart */
+  codes: readonly string[];
+}
+
 /**
  * @param concurrency how many envs run side by side (1: one after another)
+ * @param skip an env matched by a glob that is already in the state asked for (jstop of a stopped
+ *   env) is reported as skipped, not as a failure: `jstop jname='web*'` stops the ones that run.
+ *   A name given explicitly still fails (exit 1).
  */
-export async function forEachEnv(jnames: string[], verb: string, fn: (jname: string) => Promise<object>, concurrency = 1): Promise<CmdOutput> {
-  if (jnames.length === 1) {
+export async function forEachEnv(jnames: string[], verb: string, fn: (jname: string) => Promise<object>, concurrency = 1, skip?: SkipRule): Promise<CmdOutput> {
+  if (jnames.length === 1 && !skip?.globbed.has(jnames[0]!)) {
     const r = await fn(jnames[0]!);
     return { data: { results: [{ jname: jnames[0], ok: true, ...r }] }, text: `${verb}: ${jnames[0]}` };
   }
@@ -25,8 +36,13 @@ export async function forEachEnv(jnames: string[], verb: string, fn: (jname: str
         lines[i] = `${verb}: ${j}`;
       } catch (e) {
         const err = toBerthError(e);
-        results[i] = { jname: j, ok: false, error: err.toJSON() };
-        lines[i] = `failed: ${j}: ${err.message}`;
+        if (skip?.globbed.has(j) && skip.codes.includes(err.code)) {
+          results[i] = { jname: j, ok: true, skipped: err.message };
+          lines[i] = `skipped: ${j}: ${err.message}`;
+        } else {
+          results[i] = { jname: j, ok: false, error: err.toJSON() };
+          lines[i] = `failed: ${j}: ${err.message}`;
+        }
       }
     }
   };

@@ -238,6 +238,23 @@ describe('jstop right after jstart', () => {
   });
 });
 
+describe('globs', () => {
+  test("jstart/jstop jname='glob*' skip envs already in that state (exit 0); a name given explicitly still fails (exit 1)", () => {
+    for (const j of ['gl1', 'gl2']) berthOk(['jcreate', `jname=${j}`, 'base=bb'], env());
+    berthOk(['jstart', 'jname=gl1'], env());
+    const start = berthOk(['jstart', 'jname=gl*', '--json'], env()).json.results;
+    assert.deepEqual(start.map((r: any) => [r.jname, r.ok, !!r.skipped]), [['gl1', true, true], ['gl2', true, false]]);
+    const stop = berthOk(['jstop', 'jname=gl*', '--json'], env()).json.results;
+    assert.deepEqual(stop.map((r: any) => [r.jname, r.ok, !!r.skipped]), [['gl1', true, false], ['gl2', true, false]]);
+    const again = berthOk(['jstop', 'jname=gl*'], env());
+    assert.match(again.stdout, /^skipped: gl1: gl1 is not running$/m);
+    const explicit = berth(['jstop', 'jname=gl1'], env());
+    assert.equal(explicit.code, 1);
+    assert.match(explicit.stderr, /gl1 is not running/);
+    for (const j of ['gl1', 'gl2']) berthOk(['jremove', `jname=${j}`], env());
+  });
+});
+
 describe('vnet: own network namespace on a bridge', () => {
   const BR = 'berthtbr0';
   before(() => {

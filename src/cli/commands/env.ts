@@ -9,6 +9,7 @@ import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, listEnvsJson, re
 import { renderTable } from '../table.js';
 import { forEachEnv } from '../each.js';
 import { SUMMARY_KEYS } from '../../inventory.js';
+import { isGlob } from '../../names.js';
 import type { CmdOutput, Handler, Opts } from '../types.js';
 
 /** Runs `fn` with an opened node, closing it after. */
@@ -49,8 +50,11 @@ async function select(ctx: NodeCtx, patterns: string[]) {
  * Runs an operation over several envs in order; one env's failure does not stop the rest.
  * A single named env's error is thrown as is; for several, the exit code is the first failure's.
  */
-async function each(ctx: NodeCtx, opts: Opts, args: string[], verb: string, fn: (jname: string) => Promise<object>): Promise<CmdOutput> {
-  return forEachEnv((await select(ctx, names(opts, args))).map((r) => r.jname), verb, fn);
+async function each(ctx: NodeCtx, opts: Opts, args: string[], verb: string, fn: (jname: string) => Promise<object>, already: string[] = []): Promise<CmdOutput> {
+  const given = names(opts, args);
+  const jnames = (await select(ctx, given)).map((r) => r.jname);
+  const explicit = new Set(given.filter((p) => !isGlob(p)));
+  return forEachEnv(jnames, verb, fn, 1, { globbed: new Set(jnames.filter((j) => !explicit.has(j))), codes: already });
 }
 
 export const jcreate: Handler = async (opts, args) => withNode(opts, async (ctx) => {
@@ -71,10 +75,10 @@ export const jcreate: Handler = async (opts, args) => withNode(opts, async (ctx)
 });
 
 export const jstart: Handler = async (opts, args) => withNode(opts, (ctx) =>
-  each(ctx, opts, args, 'started', async (j) => { const e = await startEnv(ctx, j, { verbose: !!opts.verbose }); return { jid: e.jid, status: e.status }; }));
+  each(ctx, opts, args, 'started', async (j) => { const e = await startEnv(ctx, j, { verbose: !!opts.verbose }); return { jid: e.jid, status: e.status }; }, ['E_RUNNING']));
 
 export const jstop: Handler = async (opts, args) => withNode(opts, (ctx) =>
-  each(ctx, opts, args, 'stopped', async (j) => { const e = await stopEnv(ctx, j, { verbose: !!opts.verbose }); return { status: e.status }; }));
+  each(ctx, opts, args, 'stopped', async (j) => { const e = await stopEnv(ctx, j, { verbose: !!opts.verbose }); return { status: e.status }; }, ['E_NOT_RUNNING']));
 
 export const jrestart: Handler = async (opts, args) => withNode(opts, (ctx) =>
   each(ctx, opts, args, 'restarted', async (j) => {
