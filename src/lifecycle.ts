@@ -414,7 +414,7 @@ export function liveMonitorPid(ctx: NodeCtx): number {
  * the new run (it re-scans after giving up its pid file). One monitor per node, not one per
  * run: N running envs cost one Node process. Its output goes to var/log/monitor.log.
  */
-export function ensureMonitor(ctx: NodeCtx): void {
+function ensureMonitor(ctx: NodeCtx): void {
   if (liveMonitorPid(ctx)) return;
   const fd = openSync(join(ctx.wd.logDir, 'monitor.log'), 'a', 0o640);
   try {
@@ -424,6 +424,18 @@ export function ensureMonitor(ctx: NodeCtx): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Starts the node's run monitor when envs are On or claimed (Maintenance) and none is alive:
+ * after the monitor was killed, the new one tears down what ended meanwhile and recovers
+ * claims of dead processes. `jls` calls this (the agent reconciles on its own).
+ * @returns true when a monitor had to be started
+ */
+export function watchIfNeeded(ctx: NodeCtx): boolean {
+  if (liveMonitorPid(ctx) || (!ctx.inv.running().length && !ctx.inv.claimed().length)) return false;
+  ensureMonitor(ctx);
+  return true;
 }
 
 /** Options of {@link teardownRun}. */
@@ -624,8 +636,6 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
  * Lists registered envs (and, with `unregistered`, descriptors waiting in jails-rcconf/); an
  * On row whose process is gone shows as Maintenance until its teardown ends. With `summary`,
  * each env's conf holds only SUMMARY_KEYS (src/inventory.ts): what `jls` shows by default.
- * When envs are On or in Maintenance and the node's run monitor is gone (killed), starts a new
- * one (ensureMonitor), which tears down what ended meanwhile.
  */
 export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean; summary?: boolean } = {}): Promise<EnvInfo[]> {
   const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
@@ -642,7 +652,6 @@ export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregi
     out.push(info(row, status));
   }
   if (opts.unregistered) out.push(...waitingDescriptors(ctx, ok, !!opts.summary));
-  if (out.some((e) => e.status === 'On' || e.status === 'Maintenance')) ensureMonitor(ctx);
   return out;
 }
 
@@ -676,14 +685,11 @@ export async function listEnvsJson(ctx: NodeCtx, opts: { patterns?: string[]; un
   const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
   const ok = (n: string) => !match || match.some((m) => m(n));
   const gone: string[] = [];
-  const running = ctx.inv.running();
-  for (const row of running) {
+  for (const row of ctx.inv.running()) {
     if (!ok(row.jname)) continue;
     const engine = await ctx.engine(row.emulator);
     if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) gone.push(row.jname);
   }
-  // envs On or claimed while the run monitor is gone (killed): a new one catches up
-  if (running.length || ctx.inv.claimed().length) ensureMonitor(ctx);
   const arr = ctx.inv.summaryJson(gone, match ? ok : undefined);
   const extra = opts.unregistered ? waitingDescriptors(ctx, ok, true) : [];
   if (!extra.length) return arr;

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, rm, unlink } from 'node:fs/promises';
+import { mkdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
 import { readDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from './descriptor.js';
@@ -103,7 +103,10 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   const hooks = effectiveHooks(ctx, conf);
   const henv = hookEnv(ctx, name, conf, opts);
   // (an adopted env's dirs exist: one lookup each on the shared storage, not a mkdir and a stat)
-  for (const d of [p.data, p.sysdir, p.fstabDir]) if (!existsSync(d)) await mkdir(d, { recursive: true });
+  const made: string[] = [];
+  for (const d of [p.data, p.sysdir, p.fstabDir]) {
+    if (!existsSync(d)) { await mkdir(d, { recursive: true }); made.push(d); }
+  }
   await mkdir(ctx.wd.logDir, { recursive: true });
   let lease: { generation: number } | undefined;
   let inserted = false;
@@ -147,6 +150,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     // a failed adoption of a CBSD descriptor leaves the sysdir as it found it
     if (wroteSysDescriptor) await rm(p.descriptor, { force: true }).catch(() => undefined);
     await runStorageHook('mnt_stop', hooks.stop, 'register', henv).catch(() => undefined);
+    // and the dirs it made, if still empty (rmdir never removes content)
+    for (const d of made) await rmdir(d).catch(() => undefined);
     throw e;
   }
   if (!opts.keepStorage) await runStorageHook('mnt_stop', hooks.stop, 'register', henv);

@@ -91,6 +91,8 @@ test('a failed jregister of a CBSD descriptor (no uuid) leaves the sysdir as it 
   assert.deepEqual(readdirSync(join(wd, 'jails-system/cbsd1')), [], 'no descriptor (or lease) left in the sysdir');
   assert.ok(existsSync(join(wd, 'jails-rcconf/rc.conf_cbsd1')), 'the waiting descriptor is kept');
   assert.equal(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === 'cbsd1')?.status, 'Unregister');
+  assert.ok(!existsSync(join(wd, 'jails-fstab/cbsd1')), 'the fstab dir it made is removed again');
+  assert.ok(existsSync(join(wd, 'jails-data/cbsd1-data')), 'the data dir that was there stays');
   rmSync(join(wd, 'jails-rcconf/rc.conf_cbsd1'));
 });
 

@@ -5,7 +5,7 @@
 import { BerthError, usageError } from '../../errors.js';
 import { readDescriptor } from '../../descriptor.js';
 import { openNode, type NodeCtx } from '../../node.js';
-import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, listEnvsJson, removeEnv, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
+import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, listEnvsJson, removeEnv, watchIfNeeded, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
 import { renderTable } from '../table.js';
 import { forEachEnv } from '../each.js';
 import { SUMMARY_KEYS } from '../../inventory.js';
@@ -108,6 +108,8 @@ function column(e: EnvInfo, c: string): string | number {
 }
 
 export const jls: Handler = async (opts, args) => withNode(opts, async (ctx) => {
+  // an env that ended while the node's run monitor was dead (killed) gets its teardown now
+  watchIfNeeded(ctx);
   const patterns = [...(typeof opts.jname === 'string' ? [opts.jname] : []), ...args];
   const cols = typeof opts.display === 'string' ? opts.display.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_COLUMNS;
   // the default columns come from the summary (fast for thousands of envs); other display= keys need the whole conf
