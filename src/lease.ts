@@ -61,7 +61,7 @@
  * and E_LEASE_IO (sysdir missing, I/O errors).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, ownedError } from './errors.js';
 import { replaceFileAtomic } from './sharedfs.js';
@@ -171,6 +171,8 @@ const MAX_ATTEMPTS = 20;
 const genName = (n: number): string => `gen.${n}`;
 const hbName = (n: number): string => `hb.${n}`;
 const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)?.code;
+/** ESTALE (116 on Linux; libuv does not name it, so Node reports "Unknown system error -116"). */
+const isStale = (e: unknown): boolean => errno(e) === 'ESTALE' || (e as NodeJS.ErrnoException)?.errno === -116;
 const defaultSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function ioError(message: string, cause: unknown): BerthError {
@@ -289,12 +291,21 @@ async function readHeartbeat(dir: string, n: number): Promise<HeartbeatFile | un
 /** The highest generation in `dir` (0 when none or no dir): readdir, then probe upwards. */
 async function currentGeneration(dir: string): Promise<number> {
   let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return 0;
-    if (errno(e) === 'ENOTDIR') throw corrupt(dir, 'is not a directory (berth keeps the lease as a directory)');
-    throw ioError(`cannot list ${dir}: ${(e as Error).message}`, e);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      names = await readdir(dir);
+      break;
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return 0;
+      if (errno(e) === 'ENOTDIR') throw corrupt(dir, 'is not a directory (berth keeps the lease as a directory)');
+      // ESTALE: the lease dir was removed and made again through another mount (GlusterFS FUSE);
+      // a fresh lookup replaces this client's stale handle
+      if (isStale(e) && attempt < 3) {
+        await lstat(dir).catch(() => undefined);
+        continue;
+      }
+      throw ioError(`cannot list ${dir}: ${(e as Error).message}`, e);
+    }
   }
   let max = 0;
   for (const n of names) {
