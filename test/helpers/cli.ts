@@ -3,7 +3,7 @@
  * make throw-away initialised workdirs. Every integration test drives berth this way.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -43,8 +43,21 @@ export function berthOk(args: string[], opts: Parameters<typeof berth>[1] = {}):
 
 /** A fresh temp dir under /tmp (local disk). */
 export function tempDir(prefix = 'berth-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
 }
+
+const tempDirs: string[] = [];
+// The temp dirs of a test file are removed when its process exits, except one that still has
+// something mounted inside (a failed test's leftovers: never delete through a mount).
+process.on('exit', () => {
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '');
+  for (const d of tempDirs) {
+    if (mounts.some((m) => m === d || m.startsWith(d + '/'))) continue;
+    try { rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+  }
+});
 
 /** A fresh initialised workdir with the given nodename. */
 export function newNode(nodename = 'node1', extra: string[] = []): string {

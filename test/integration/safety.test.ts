@@ -116,7 +116,7 @@ test('a jregister that fails at its last step (consuming the waiting descriptor)
   berthOk(['jremove', 'jname=last'], env());
 });
 
-test('a claim left by a berth command that died mid-start is recovered by the next command', () => {
+test('a claim left by a berth command that died mid-start is recovered by the next command (or the run monitor)', () => {
   berthOk(['jcreate', 'jname=st1', 'base=bb'], env());
   const before = mountTable(wd);
   berthOk(['jstart', 'jname=st1'], env());
@@ -125,7 +125,8 @@ test('a claim left by a berth command that died mid-start is recovered by the ne
   const db = new Database(join(wd, 'var/db/local.sqlite'));
   db.prepare("UPDATE jails SET status = 3, run_id = NULL, claim_pid = ? WHERE jname = 'st1'").run(Number(dead));
   db.close();
-  assert.equal(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === 'st1').status, 'Maintenance');
+  // the node's run monitor recovers such a claim too (every 250 ms): whichever comes first
+  assert.ok(['Maintenance', 'Off'].includes(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === 'st1').status));
   berthOk(['jstart', 'jname=st1'], env());
   assert.equal(berthOk(['jexec', 'jname=st1', 'hostname'], env()).stdout.trim(), 'st1');
   berthOk(['jstop', 'jname=st1'], env());

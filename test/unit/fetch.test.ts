@@ -67,8 +67,12 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   res.end(body);
 }
 
+/** temp dirs of this file, removed after it (no mounts in them: plain files only) */
+const made: string[] = [];
+
 before(async () => {
   const src = mkdtempSync(join(tmpdir(), 'berth-fetch-src-'));
+  made.push(src);
   mkdirSync(join(src, 'bin'));
   mkdirSync(join(src, 'etc'));
   writeFileSync(join(src, 'bin', 'sh'), '#!/fake/sh\n', { mode: 0o755 });
@@ -85,10 +89,14 @@ before(async () => {
   mirror = `http://127.0.0.1:${(server.address() as AddressInfo).port}/releases`;
 });
 
-after(() => { server.close(); server.closeAllConnections(); });
+after(() => {
+  server.close(); server.closeAllConnections();
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'berth-fetch-'));
+  made.push(dir);
   wd = new Workdir(join(dir, 'wd'));
   mkdirSync(wd.bases, { recursive: true });
   Object.assign(mode, { manifestSum: '', cutAfter: [], ignoreRange: false, status: 0 });

@@ -24,12 +24,17 @@ const PATH0 = process.env.PATH!;
 // that would run the host's mount/umount/df. Point it at the fake dir (its `node` stand-in).
 const EXEC0 = process.execPath;
 process.execPath = join(FAKE, 'node');
-after(() => { process.execPath = EXEC0; });
+const made: string[] = [];
+after(() => {
+  process.execPath = EXEC0;
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
 let dir: string;
 let state: string;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'berth-fbsd-'));
+  made.push(dir);
   state = join(dir, 'state');
   process.env.PATH = `${FAKE}:${PATH0}`;
   process.env.BERTH_FAKEBSD_STATE = state;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../src/proc.js';
@@ -20,11 +20,15 @@ test('run never puts node_modules/.bin or the cwd\'s tools ahead of PATH', async
   const evil = join(dir, 'node_modules', '.bin', 'true');
   writeFileSync(evil, '#!/bin/sh\necho hijacked\nexit 9\n');
   chmodSync(evil, 0o755);
-  const r = await run(['true'], { cwd: dir, check: false });
-  assert.equal(r.exitCode, 0);
-  assert.equal(r.stdout, '');
-  const p = await run(['sh', '-c', 'echo "$PATH"'], { cwd: dir });
-  assert.equal(p.stdout, process.env.PATH + '\n');
+  try {
+    const r = await run(['true'], { cwd: dir, check: false });
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.stdout, '');
+    const p = await run(['sh', '-c', 'echo "$PATH"'], { cwd: dir });
+    assert.equal(p.stdout, process.env.PATH + '\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a command that does not exist is an engine error naming it', async () => {
