@@ -447,7 +447,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
   // storage that only mnt_start makes visible.
 
   const claim = `clone-${randomUUID()}`;
-  if (await recoverStaleClaim(ctx, ctx.inv.get(oldName)!)) { /* a dead command's claim on old was cleaned up */ }
+  await recoverStaleClaim(ctx, ctx.inv.get(oldName)!); // a dead command's claim on old is cleaned up first
   if (!ctx.inv.claimStart(oldName, claim)) throw ownedError('E_BUSY', `${oldName} is busy (a start, stop, remove or clone is in progress on this node)`, { hint: 'wait and retry' });
 
   const st: NewState = { made: [], mounted: false, owned: false, leaseGen: 0, inserted: false, committed: false };

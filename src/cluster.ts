@@ -35,7 +35,8 @@
  * `cluster ls` refreshes it too when run. Writers replace the file atomically; a lost update
  * only widens a bound.
  */
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readSharedText, revalidate } from './sharedfs.js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -51,36 +52,9 @@ import { AgentClient, parseNodeUrl } from './agent/client.js';
 import { listFenceMarkers } from './agent/fence.js';
 
 // ---------------------------------------------------------------------------------------------
-// reading files another node rewrites
+// reading files another node rewrites (src/sharedfs.ts)
 
-/**
- * Looks `path` up afresh (lstat), so that the next open through this node's mount of a shared
- * file system finds the file as it is now. On GlusterFS FUSE, a file that another mount deleted
- * and re-created (or replaced by rename) is otherwise opened through the stale cached entry:
- * the read returns the right bytes, but close(2) fails with ESTALE, and Node 20's
- * `readFileSync(path, 'utf8')` ABORTS the process on a failed close (an assertion in its native
- * ReadFileUtf8). access(2) (`existsSync`) does not refresh the entry; stat/lstat does
- * (measured on this machine, GlusterFS 10.3: 199 of 200 such reads failed without it, 0 with it).
- */
-export function revalidate(path: string): void {
-  try { lstatSync(path); } catch { /* missing: the open will say so */ }
-}
-
-/**
- * Reads a file that another node may rewrite: revalidates it, reads it as bytes (never the
- * aborting utf8 fast path), retries once on ESTALE.
- * @throws Node errors (ENOENT ...)
- */
-export function readSharedText(path: string): string {
-  for (let i = 0; ; i++) {
-    revalidate(path);
-    try {
-      return readFileSync(path).toString('utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).errno !== -116 || i >= 2) throw e; // ESTALE
-    }
-  }
-}
+export { readSharedText, revalidate };
 
 /** readDescriptor for a descriptor on shared storage (see {@link readSharedText}). @throws BerthError E_BAD_CONF; Node errors */
 export function readSharedDescriptor(file: string, workdir: string): EnvConf {

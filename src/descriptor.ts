@@ -7,7 +7,7 @@
  */
 import { lstatSync, readFileSync } from 'node:fs';
 import { parseKV, quoteValue, type KV } from './kvfile.js';
-import { replaceFileAtomic } from './sharedfs.js';
+import { readSharedText, replaceFileAtomic } from './sharedfs.js';
 
 /** An env's settings, keyed by CBSD names (jname, emulator, baserw, ip4_addr ...). */
 export type EnvConf = KV;
@@ -94,8 +94,7 @@ export async function writeDescriptorIfChanged(file: string, conf: EnvConf, work
   const text = formatDescriptor(conf, workdir);
   let current: string | undefined;
   try {
-    lstatSync(file); // fresh lookup first, see readDescriptor
-    current = readFileSync(file).toString('utf8');
+    current = readSharedText(file);
   } catch { /* missing or unreadable: write it */ }
   if (current === text) return false;
   await replaceFileAtomic(file, text, { mode: 0o644 });

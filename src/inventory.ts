@@ -145,12 +145,17 @@ export class Inventory {
 
   /** The envs in Maintenance (a start, stop or remove claimed by some process), ordered by jname. */
   claimed(): EnvRow[] {
-    return (this.db.prepare(`SELECT * FROM jails WHERE status = ${STATUS.MAINTENANCE} ORDER BY jname`).all() as Raw[]).map(fromRaw);
+    return this.withStatus(STATUS.MAINTENANCE);
   }
 
   /** The envs whose status is On (what the run monitor watches), ordered by jname. */
   running(): EnvRow[] {
-    return (this.db.prepare(`SELECT * FROM jails WHERE status = ${STATUS.ON} ORDER BY jname`).all() as Raw[]).map(fromRaw);
+    return this.withStatus(STATUS.ON);
+  }
+
+  /** The envs with status `status`, ordered by jname (index jails_status). */
+  private withStatus(status: number): EnvRow[] {
+    return (this.db.prepare('SELECT * FROM jails WHERE status = ? ORDER BY jname').all(status) as Raw[]).map(fromRaw);
   }
 
   /**

@@ -413,9 +413,10 @@ export function liveMonitorPid(ctx: NodeCtx): number {
  * is not. Called after the env's row says On, so a monitor that is just deciding to exit sees
  * the new run (it re-scans after giving up its pid file). One monitor per node, not one per
  * run: N running envs cost one Node process. Its output goes to var/log/monitor.log.
+ * @returns true when a monitor was started
  */
-function ensureMonitor(ctx: NodeCtx): void {
-  if (liveMonitorPid(ctx)) return;
+function ensureMonitor(ctx: NodeCtx): boolean {
+  if (liveMonitorPid(ctx)) return false;
   const fd = openSync(join(ctx.wd.logDir, 'monitor.log'), 'a', 0o640);
   try {
     const [cmd, ...args] = monitorCommand();
@@ -424,6 +425,7 @@ function ensureMonitor(ctx: NodeCtx): void {
   } finally {
     closeSync(fd);
   }
+  return true;
 }
 
 /**
@@ -433,9 +435,8 @@ function ensureMonitor(ctx: NodeCtx): void {
  * @returns true when a monitor had to be started
  */
 export function watchIfNeeded(ctx: NodeCtx): boolean {
-  if (liveMonitorPid(ctx) || (!ctx.inv.running().length && !ctx.inv.claimed().length)) return false;
-  ensureMonitor(ctx);
-  return true;
+  if (!ctx.inv.running().length && !ctx.inv.claimed().length) return false;
+  return ensureMonitor(ctx);
 }
 
 /** Options of {@link teardownRun}. */
@@ -638,21 +639,34 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
  * each env's conf holds only SUMMARY_KEYS (src/inventory.ts): what `jls` shows by default.
  */
 export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean; summary?: boolean } = {}): Promise<EnvInfo[]> {
-  const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
-  const ok = (n: string) => !match || match.some((m) => m(n));
+  const ok = jnameFilter(opts.patterns);
+  const gone = await goneRuns(ctx, ok);
   const out: EnvInfo[] = [];
   for (const row of opts.summary ? ctx.inv.listSummary() : ctx.inv.list()) {
-    if (!ok(row.jname)) continue;
-    let status = statusWord(row.status);
-    if (row.status === STATUS.ON) {
-      const engine = await ctx.engine(row.emulator);
-      // the process is gone but its teardown (monitor or agent) has not finished yet
-      if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) status = 'Maintenance';
-    }
-    out.push(info(row, status));
+    if (ok(row.jname)) out.push(info(row, gone.has(row.jname) ? 'Maintenance' : undefined));
   }
   if (opts.unregistered) out.push(...waitingDescriptors(ctx, ok, !!opts.summary));
   return out;
+}
+
+/** A jname filter from `jls`-style patterns (names or globs); none = everything. @throws E_BAD_JNAME (2) */
+function jnameFilter(patterns: string[] | undefined): (jname: string) => boolean {
+  const match = patterns?.length ? patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
+  return (n) => !match || match.some((m) => m(n));
+}
+
+/**
+ * The On envs (among those `ok` accepts) whose main process is gone while their teardown
+ * (monitor or agent) has not finished yet: listings show them as Maintenance.
+ */
+async function goneRuns(ctx: NodeCtx, ok: (jname: string) => boolean): Promise<Set<string>> {
+  const gone = new Set<string>();
+  for (const row of ctx.inv.running()) {
+    if (!ok(row.jname)) continue;
+    const engine = await ctx.engine(row.emulator);
+    if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) gone.add(row.jname);
+  }
+  return gone;
 }
 
 /**
@@ -682,15 +696,9 @@ function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean, summar
  * @throws BerthError E_BAD_JNAME (2) for a bad pattern
  */
 export async function listEnvsJson(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean } = {}): Promise<string> {
-  const match = opts.patterns?.length ? opts.patterns.map((p) => jnameMatcher(checkJnamePattern(p))) : undefined;
-  const ok = (n: string) => !match || match.some((m) => m(n));
-  const gone: string[] = [];
-  for (const row of ctx.inv.running()) {
-    if (!ok(row.jname)) continue;
-    const engine = await ctx.engine(row.emulator);
-    if (!(await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid))) gone.push(row.jname);
-  }
-  const arr = ctx.inv.summaryJson(gone, match ? ok : undefined);
+  const ok = jnameFilter(opts.patterns);
+  const gone = await goneRuns(ctx, ok);
+  const arr = ctx.inv.summaryJson([...gone], opts.patterns?.length ? ok : undefined);
   const extra = opts.unregistered ? waitingDescriptors(ctx, ok, true) : [];
   if (!extra.length) return arr;
   return arr.slice(0, -1) + (arr === '[]' ? '' : ',') + extra.map((e) => JSON.stringify(e)).join(',') + ']';

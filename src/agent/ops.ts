@@ -3,7 +3,7 @@
  * the lifecycle (src/lifecycle.ts) and register (src/register.ts) code, plus what the agent
  * knows about fencing (src/agent/fence.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { BerthError } from '../errors.js';
 import { berthVersion } from '../pkg.js';
 import { STATUS } from '../inventory.js';
@@ -13,8 +13,6 @@ import type { NodeCtx } from '../node.js';
 import { registerEnv, unregisterEnv } from '../register.js';
 import { readSharedDescriptor, revalidate } from '../cluster.js';
 import type { AgentOps, RegisterBody } from './api.js';
-
-export { berthVersion };
 import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from './fence.js';
 
 /** An env as the API reports it: EnvInfo plus running and fencing state. */
@@ -41,7 +39,6 @@ export interface StorageView {
   /** this node's default mnt_start ('0': none) */
   defaultMntStart: string;
 }
-
 
 /** Builds the AgentOps of a node. `track` wraps every mutating operation (the agent waits for them on shutdown). */
 export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = (p) => p): AgentOps {
