@@ -372,11 +372,15 @@ export function noSymlinkBelow(root: string, path: string, what: string): void {
   }
 }
 
-/** The monitor's entry script next to this module (dist/bundle/monitor.js or dist/src/monitor.js; under tsx the .ts source). */
+/**
+ * The monitor's entry script next to this module: dist/bundle/monitor.cjs (bundled CLI),
+ * dist/src/monitor.js (tsc output), or under tsx the .ts source.
+ */
 function monitorCommand(): string[] {
-  const url = new URL('./monitor.js', import.meta.url);
-  const file = fileURLToPath(url);
-  if (existsSync(file)) return [process.execPath, file];
+  for (const name of ['./monitor.cjs', './monitor.js']) {
+    const file = fileURLToPath(new URL(name, import.meta.url));
+    if (existsSync(file)) return [process.execPath, file];
+  }
   return [process.execPath, '--import', 'tsx', fileURLToPath(new URL('./monitor.ts', import.meta.url))];
 }
 

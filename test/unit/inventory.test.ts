@@ -39,10 +39,10 @@ before(async () => {
   writeFileSync(pidFile, `${process.pid}\n`);
   beat = setInterval(() => utimesSync(pidFile, new Date(), new Date()), 1000);
   const wd = ctx.wd.root;
-  const add = (jname: string, conf: Record<string, string>) =>
-    ctx.inv.insert({ jname, uuid: `uuid-${jname}`, emulator: 'runc', generation: 3, conf: { jname, ...conf } });
+  const add = (jname: string, conf: Record<string, string>, uuid = `uuid-${jname}`) =>
+    ctx.inv.insert({ jname, uuid, emulator: 'runc', generation: 3, conf: { jname, ...conf } });
   add('web1', { base: 'bb', baserw: '0', host_hostname: 'web1.example', ip4_addr: '0', path: `${wd}/jails/web1`, data: `${wd}/jails-data/web1-data`, exec_start: 'x', astart: '1' });
-  add('web2', { host_hostname: 'quote " back\\slash ünïcode \u0001 tab\t', vnet: '1', ip4_addr: '10.0.0.2/24' });
+  add('web2', { host_hostname: 'quote " back\\slash ünïcode \u0001 tab\t', vnet: '1', ip4_addr: '10.0.0.2/24' }, 'u"\\2');
   add('db', { baserw: '1' }); // most summary keys missing
   add('alive', { base: 'bb' });
   add('gone', { base: 'bb' });
