@@ -53,6 +53,11 @@ export function checkJnamePattern(p: string): string {
   if (!/^[A-Za-z0-9_*?[\]!-]{1,64}$/.test(p)) {
     throw usageError('E_BAD_JNAME', `bad jname pattern ${JSON.stringify(p)}: use jname characters and * ? [ ]`);
   }
+  // a bracket that does not open or close a class like [abc] or [!a-c] would be read as a
+  // literal character that no jname has: the pattern is a typo, not a filter matching nothing
+  if (/[[\]]/.test(p.replace(/\[!?[^[\]!]+\]/g, ''))) {
+    throw usageError('E_BAD_JNAME', `bad jname pattern ${JSON.stringify(p)}: unbalanced [ ]`, { hint: "a class is [abc], [a-c] or [!a-c], e.g. jname='web[12]*'" });
+  }
   return p;
 }
 

@@ -103,7 +103,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     const c = parent.command(name).description(def.summary).exitOverride().allowExcessArguments(false);
     for (const a of def.aliases ?? []) c.alias(a);
-    if (def.positional) c.argument(def.positional);
+    if (def.positional) c.arguments(def.positional);
     for (const o of def.options) {
       c.addOption(new Option(o.flag ? `--${o.key}` : `--${o.key} <${o.arg ?? 'value'}>`, o.desc));
     }

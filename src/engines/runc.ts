@@ -89,7 +89,11 @@ export class RuncEngine implements Engine {
     const { netns, hostVeth, peerVeth } = netNames(env.nodename, env.jname);
     const br = env.conf.interface!;
     if (!existsSync(`/sys/class/net/${br}/bridge`)) {
-      throw engineError('E_NO_BRIDGE', `interface=${br} is not a bridge on this host`, { hint: `create it: ip link add ${br} type bridge && ip link set ${br} up` });
+      const exists = existsSync(`/sys/class/net/${br}`);
+      throw engineError('E_NO_BRIDGE', `interface=${br} ${exists ? 'is a network interface but not a bridge' : 'does not exist'} on this host (vnet=1 puts the env's veth on a bridge)`, {
+        hint: exists ? `give a bridge: berth jset jname=${env.jname} interface=<bridge> (bridges here: ip -br link show type bridge)`
+          : `create it: ip link add ${br} type bridge && ip link set ${br} up`,
+      });
     }
     const e = { errorCode: 'E_NETWORK' };
     await run(['ip', 'netns', 'add', netns], e);

@@ -105,6 +105,16 @@ describe('baserw=1: the data holds the whole root', () => {
     berthOk(['jset', 'jname=t1', 'host_hostname=renamed'], env());
     assert.match(readFileSync(join(wd, 'jails-system/t1/rc.conf_t1'), 'utf8'), /host_hostname="renamed";/);
     assert.equal(berthOk(['jget', 'jname=t1', 'key=host_hostname'], env()).stdout.trim(), 'renamed');
+    // CBSD style: the keys named after jname=, as key: value lines; an unknown one is exit 3
+    assert.equal(berthOk(['jget', 'jname=t1', 'host_hostname', 'baserw'], env()).stdout, 'host_hostname: renamed\nbaserw: 1\n');
+    assert.equal(berthOk(['jget', 't1', 'host_hostname'], env()).stdout, 'host_hostname: renamed\n');
+    assert.deepEqual(berthOk(['jget', 'jname=t1', 'baserw', '--json'], env()).json, { ok: true, jname: 't1', conf: { baserw: '1' } });
+    for (const bad of [['nosuch'], ['host_hostname', 'constructor'], ['key=toString']]) {
+      const r = berth(['jget', 'jname=t1', ...bad], env());
+      assert.equal(r.code, 3, bad.join(' '));
+      assert.match(r.stderr, /has no setting "(nosuch|constructor|toString)"/);
+      assert.equal(r.stdout, '');
+    }
     berthOk(['jstart', 'jname=t1'], env());
     assert.equal(berthOk(['jexec', 'jname=t1', 'cat', '/bin/own', '/etc/e'], env()).stdout, 'mine\ne\n');
     assert.equal(berthOk(['jexec', 'jname=t1', 'hostname'], env()).stdout.trim(), 'renamed');
@@ -128,7 +138,7 @@ describe('teardown happens exactly once, whichever way the env ends', () => {
 
   test('one run monitor watches every env of the node; a dead one is replaced at the next jstart', async () => {
     const monitors = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').some((a) => /monitor\.[jt]s$/.test(a)) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(wd); } catch { return false; }
+      try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').some((a) => /monitor\.(cjs|js|ts)$/.test(a)) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(wd); } catch { return false; }
     }).map(Number);
     for (const j of ['m1', 'm2', 'm3']) berthOk(['jcreate', `jname=${j}`, 'base=bb'], env());
     for (const j of ['m1', 'm2', 'm3']) berthOk(['jstart', `jname=${j}`], env());
@@ -274,6 +284,28 @@ describe('vnet: own network namespace on a bridge', () => {
     berthOk(['jstop', 'jname=net1'], env());
     assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes('berth-node1-net1'), false, 'netns removed');
     berthOk(['jremove', 'jname=net1'], env());
+  });
+
+  test('interface= that is not a bridge, or does not exist: jstart fails (5) naming it, and leaves no mount, netns or veth', () => {
+    berthOk(['jcreate', 'jname=net2', 'base=bb', 'vnet=1', 'ip4_addr=10.213.77.3/24', 'interface=lo'], env());
+    const links0 = spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout.split('\n').length;
+    const s0 = snapshot();
+    const lo = berth(['jstart', 'jname=net2'], env());
+    assert.equal(lo.code, 5, lo.stderr);
+    assert.match(lo.stderr, /interface=lo is a network interface but not a bridge/);
+    assert.match(lo.stderr, /jset jname=net2 interface=<bridge>/);
+    berthOk(['jset', 'jname=net2', 'interface=berthnosuch0'], env());
+    const s1 = snapshot();
+    const none = berth(['jstart', 'jname=net2'], env());
+    assert.equal(none.code, 5, none.stderr);
+    assert.match(none.stderr, /interface=berthnosuch0 does not exist/);
+    assert.match(none.stderr, /ip link add berthnosuch0 type bridge/);
+    assert.deepEqual(snapshot().mounts, s0.mounts);
+    assert.equal(snapshot().inventory, s1.inventory);
+    assert.match(s1.inventory, /net2:Off:/);
+    assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes('net2'), false, 'no netns left');
+    assert.equal(spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout.split('\n').length, links0, 'no veth left');
+    berthOk(['jremove', 'jname=net2'], env());
   });
 });
 

@@ -28,4 +28,9 @@ test('globs match whole names only', () => {
   assert.ok(!jnameMatcher('web1')('web10'));
   assert.equal(checkJnamePattern('web*'), 'web*');
   assert.throws(() => checkJnamePattern('web.*'), BerthError);
+  for (const ok of ['web[12]*', '[!a]x', '[a-c]?']) assert.equal(checkJnamePattern(ok), ok);
+  // a bracket that opens or closes no class is a typo: refused (exit 2), not a filter matching nothing
+  for (const bad of ['[', '[a', 'a]', '[]', '[!]', '[[a]', 'web[1*']) {
+    assert.throws(() => checkJnamePattern(bad), (e: BerthError) => e.code === 'E_BAD_JNAME' && e.exitCode === 2 && e.message.includes(JSON.stringify(bad)), bad);
+  }
 });

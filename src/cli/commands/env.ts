@@ -140,14 +140,26 @@ export const jset: Handler = async (opts, args) => withNode(opts, async (ctx) =>
   return { data: r, text: `${jname}: ${r.changed.length ? `changed ${r.changed.join(', ')}` : 'nothing changed'}${r.restartNeeded ? ' (restart to apply: berth jrestart jname=' + jname + ')' : ''}` };
 });
 
+/**
+ * jget: every setting of an env (`key: value` lines, sorted), or the keys named after it
+ * (CBSD style: `jget jname=web1 ip4_addr host_hostname`), or with key= one bare value.
+ * A key the env does not have is E_NO_SUCH_KEY (exit 3), naming it.
+ */
 export const jget: Handler = async (opts, args) => withNode(opts, async (ctx) => {
-  const jname = (opts.jname as string | undefined) ?? args[0];
+  const rest = [...args];
+  const jname = (opts.jname as string | undefined) ?? rest.shift();
   if (!jname) throw usageError('E_NO_JNAME', 'jget needs jname=<name>');
   const row = getEnv(ctx, jname);
+  const noSuchKey = (keys: string[]) => new BerthError('E_NO_SUCH_KEY', `${jname} has no setting ${keys.map((k) => JSON.stringify(k)).join(', ')}`, 3,
+    { hint: `see every setting: berth jget jname=${jname}` });
   if (typeof opts.key === 'string') {
-    if (!(opts.key in row.conf)) throw new BerthError('E_NO_SUCH_KEY', `${jname} has no setting ${JSON.stringify(opts.key)}`, 3);
+    if (rest.length) throw usageError('E_USAGE', `give either key=${opts.key} or key names (${rest.join(' ')}), not both`);
+    if (!Object.hasOwn(row.conf, opts.key)) throw noSuchKey([opts.key]);
     return { data: { jname, [opts.key]: row.conf[opts.key] }, text: row.conf[opts.key] };
   }
-  const keys = Object.keys(row.conf).sort();
-  return { data: { jname, conf: row.conf }, text: keys.map((k) => `${k}: ${row.conf[k]}`).join('\n') };
+  const missing = rest.filter((k) => !Object.hasOwn(row.conf, k));
+  if (missing.length) throw noSuchKey(missing);
+  const keys = rest.length ? rest : Object.keys(row.conf).sort();
+  const conf = rest.length ? Object.fromEntries(keys.map((k) => [k, row.conf[k]])) : row.conf;
+  return { data: { jname, conf }, text: keys.map((k) => `${k}: ${row.conf[k]}`).join('\n') };
 });
