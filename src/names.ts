@@ -28,6 +28,19 @@ export function checkJname(jname: string): string {
   return jname;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * An env's uuid as berth writes it (RFC 9562 text form: 8-4-4-4-12 hex digits). Descriptors
+ * come from shared storage, so the uuid in one is input: it ends up in leases and identity
+ * checks, and a uuid that is not one (empty, a path, a second node's typo) is refused.
+ * @throws BerthError E_BAD_UUID (exit 2) naming the value
+ */
+export function checkUuid(uuid: string, where: string): string {
+  if (!UUID.test(uuid)) throw usageError('E_BAD_UUID', `bad uuid ${JSON.stringify(uuid)} in ${where}: expected 8-4-4-4-12 hex digits`, { hint: 'remove the uuid line: jregister then gives the env a new uuid' });
+  return uuid;
+}
+
 /** @throws BerthError E_BAD_BASE_NAME (exit 2). Base names may contain dots (e.g. 14.1-RELEASE). */
 export function checkBaseName(name: string): string {
   if (!BASENAME.test(name) || name.includes('..')) {

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
 import { readDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from './descriptor.js';
 import { STATUS } from './inventory.js';
-import { checkJname, checkJnamePattern, isGlob, jnameMatcher } from './names.js';
+import { checkJname, checkJnamePattern, checkUuid, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
 import { SETTABLE_KEYS, recoverStaleClaim, effectiveHooks, getEnv, hookEnv, requireLease, validateSettings, verifyIdentity, type OpOptions } from './lifecycle.js';
 import { runStorageHook } from './hooks.js';
@@ -87,6 +87,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   }
   const name = checkJname(conf.jname || jname || '');
   if (jname && conf.jname && conf.jname !== jname) throw usageError('E_BAD_RCCONF', `${rcfile} is the descriptor of ${conf.jname}, not ${jname}`);
+  if (conf.uuid) checkUuid(conf.uuid, rcfile);
   // A row left by fencing (another node took the env over) is dropped when the env comes back.
   if (ctx.inv.get(name) && !(await forgetFencedEnv(ctx, name))) throw new BerthError('E_ENV_EXISTS', `${name} is already registered on node ${ctx.nodename}`, EXIT.FAILURE);
   if (opts.mntStart !== undefined) conf.mnt_start = opts.mntStart;
@@ -116,7 +117,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     await runStorageHook('mnt_start', hooks.start, 'register', henv);
     if (!conf.uuid) {
       // A descriptor written by CBSD: no uuid yet. The sysdir must not already belong to a berth env.
-      const existing = existsSync(p.descriptor) ? readDescriptor(p.descriptor, ctx.wd.root).uuid : undefined;
+      const existing = existsSync(p.descriptor) ? readDescriptor(p.descriptor, ctx.wd.root).uuid || undefined : undefined;
+      if (existing) checkUuid(existing, p.descriptor);
       conf.uuid = existing ?? randomUUID();
       if (!existing) {
         await writeDescriptor(p.descriptor, conf, ctx.wd.root);

@@ -80,6 +80,22 @@ test('jregister validates the adopted descriptor (a base that walks out of bases
   rmSync(join(wd, 'jails-rcconf/rc.conf_evil'));
 });
 
+test('jregister refuses a descriptor whose uuid is not a uuid (exit 2, naming it) and changes nothing', () => {
+  for (const [i, uuid] of ['../../etc', 'not-a-uuid', '12345678-1234-1234-1234-1234567890123'].entries()) {
+    const j = `baduuid${i}`;
+    mkdirSync(join(wd, `jails-data/${j}-data/etc`), { recursive: true });
+    writeFileSync(join(wd, `jails-rcconf/rc.conf_${j}`), `jname="${j}";\nemulator="runc";\nbase="bb";\nbaserw="0";\nuuid="${uuid}";\n`);
+    const before = readdirSync(wd, { recursive: true }).sort();
+    const r = berth(['jregister', `jname=${j}`], env());
+    assert.equal(r.code, 2, r.stderr);
+    assert.ok(r.stderr.includes(`bad uuid ${JSON.stringify(uuid)}`), r.stderr);
+    assert.deepEqual(readdirSync(wd, { recursive: true }).sort(), before, 'no dir, lease or row file made');
+    assert.equal(berthOk(['jls', '--json'], env()).json.envs.find((e: any) => e.jname === j)?.status, 'Unregister');
+    rmSync(join(wd, `jails-rcconf/rc.conf_${j}`));
+    rmSync(join(wd, `jails-data/${j}-data`), { recursive: true });
+  }
+});
+
 test('a failed jregister of a CBSD descriptor (no uuid) leaves the sysdir as it was', () => {
   // CBSD writes no uuid: berth gives one and writes the sysdir copy, then checks identity; the
   // data dir is empty here (storage not mounted?), so the check fails and nothing may remain.
