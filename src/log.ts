@@ -35,8 +35,21 @@ export async function debug(obj: Record<string, unknown>, msg: string): Promise<
   (await getLogger()).debug(obj, msg);
 }
 
-/** Logs at warn level. */
+/** Renders a warning for a person (see {@link setWarningSink}). */
+export type WarningSink = (msg: string, fields: Record<string, unknown>) => void;
+let warningSink: WarningSink | undefined;
+
+/**
+ * Lets the CLI show warnings as text lines on a terminal instead of pino's JSON lines (which
+ * the agent and the run monitor keep, in their logs). Debug logs stay JSON.
+ */
+export function setWarningSink(sink: WarningSink | undefined): void {
+  warningSink = sink;
+}
+
+/** Logs at warn level (through the warning sink when the CLI set one). */
 export async function warn(obj: Record<string, unknown>, msg: string): Promise<void> {
   if (!logEnabled('warn')) return;
+  if (warningSink) { warningSink(msg, obj); return; }
   (await getLogger()).warn(obj, msg);
 }

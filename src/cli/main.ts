@@ -4,6 +4,7 @@
  * --json), everything else to stderr; exit code per design/product.md.
  */
 import { berthVersion } from '../pkg.js';
+import { setWarningSink } from '../log.js';
 import { COMMANDS } from './registry.js';
 import type { CmdDef, CmdIO, Opts } from './types.js';
 
@@ -154,9 +155,26 @@ function onSignals(): void {
   }
 }
 
+/**
+ * ` (jname=web1, errors=[...])` for a warning's fields, leaving out empty ones and those whose
+ * value the message already says; empty when none is left.
+ */
+function formatFields(msg: string, fields: Record<string, unknown>): string {
+  const parts = Object.entries(fields)
+    .filter(([, v]) => v !== undefined && !(Array.isArray(v) && v.length === 0))
+    .filter(([, v]) => !((typeof v === 'string' || typeof v === 'number') && msg.includes(String(v))))
+    .map(([k, v]) => `${k}=${typeof v === 'string' && /^[\w./:@-]+$/.test(v) ? v : JSON.stringify(v)}`);
+  return parts.length ? ` (${parts.join(', ')})` : '';
+}
+
 async function runChosen(def: CmdDef, opts: Opts, args: string[]): Promise<void> {
   if (opts.debug) process.env.BERTH_LOG_LEVEL = 'debug';
-  if (def.name !== 'agent') onSignals();
+  if (def.name !== 'agent') {
+    onSignals();
+    // a command's warnings are for the person who ran it: text lines, not pino's JSON (the
+    // agent logs JSON, for its log file)
+    setWarningSink((msg, fields) => process.stderr.write(`berth ${def.name}: warning: ${msg}${formatFields(msg, fields)}\n`));
+  }
   const io: CmdIO = {
     interactive: !!process.stderr.isTTY && !opts.json,
     verbose: !!opts.verbose,

@@ -203,6 +203,19 @@ describe('teardown happens exactly once, whichever way the env ends', () => {
     berthOk(['jstop', 'jname=veto'], env());
   });
 
+  test('a failing master_poststart.d script does not stop the start; its warning is a text line naming it, not a JSON log line', () => {
+    berthOk(['jcreate', 'jname=warn1', 'base=bb'], env());
+    const hook = join(wd, 'jails-system/warn1/master_poststart.d/20-notify');
+    writeFileSync(hook, '#!/bin/sh\nexit 7\n');
+    chmodSync(hook, 0o755);
+    const r = berth(['jstart', 'jname=warn1'], env());
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^berth jstart: warning: master_poststart\.d script \S+\/20-notify .*exit code 7/m);
+    assert.doesNotMatch(r.stderr, /"level"/);
+    berthOk(['jstop', 'jname=warn1'], env());
+    berthOk(['jremove', 'jname=warn1'], env());
+  });
+
   test('a start failing on a bad fstab.local entry leaves mounts and inventory as they were', () => {
     writeFileSync(join(wd, 'jails-fstab/veto/fstab.local'), '/nonexistent/src /mnt/x nullfs rw 0 0\n');
     const s0 = snapshot();
