@@ -12,7 +12,7 @@
  * without a uuid gets one.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
@@ -62,10 +62,34 @@ export function unregisteredNames(ctx: NodeCtx, pattern: string): string[] {
     .sort();
 }
 
+/** Settings whose commands jail(8) runs on the host, as root: exec.prestart, exec.poststart, exec.prestop, exec.poststop (jail(8) "exec.*" parameters). */
+export const HOST_EXEC_KEYS = ['exec_prestart', 'exec_poststart', 'exec_prestop', 'exec_poststop'];
+
+/**
+ * A descriptor adopted from (shared) storage that sets host commands (HOST_EXEC_KEYS, jail
+ * emulator) must be a file only root can change, as a hook must (src/hooks.ts checkHookSafe):
+ * otherwise whoever can write that file runs commands as root on every node that adopts the
+ * env. CBSD runs them from any descriptor (cbsd-behaviour.md §12).
+ * @throws BerthError E_DESCRIPTOR_UNSAFE (exit 1) naming the file, the keys and the fix
+ */
+export function checkHostCommandsSafe(rcfile: string, conf: EnvConf): void {
+  if (conf.emulator !== 'jail') return;
+  const keys = HOST_EXEC_KEYS.filter((k) => conf[k] && conf[k] !== '0');
+  if (!keys.length) return;
+  const st = statSync(rcfile);
+  const why = st.uid !== 0 ? `it is owned by uid ${st.uid}, not root`
+    : st.mode & 0o022 ? `its mode 0${(st.mode & 0o777).toString(8)} lets ${st.mode & 0o020 ? 'group' : 'others'} change it` : '';
+  if (!why) return;
+  throw new BerthError('E_DESCRIPTOR_UNSAFE', `refusing to adopt ${rcfile}: it sets ${keys.join(', ')}, which jail(8) runs on this host as root, and ${why}`, EXIT.FAILURE, {
+    hint: `read those commands; if you trust them: chown root ${rcfile} && chmod go-w ${rcfile}`, details: { rcfile, keys, uid: st.uid },
+  });
+}
+
 /**
  * jregister of one env.
  * @throws BerthError E_NO_RCCONF (3), E_ENV_EXISTS (1), hook errors, E_IDENTITY (5),
- *   E_LEASE_HELD (4: another node owns it; use force when that node is dead)
+ *   E_LEASE_HELD (4: another node owns it; use force when that node is dead), E_BAD_UUID (2),
+ *   E_DESCRIPTOR_UNSAFE (1, see checkHostCommandsSafe)
  */
 export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts: RegisterOptions = {}): Promise<RegisterResult> {
   if (jname !== undefined) checkJname(jname);
@@ -99,6 +123,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   const settable: Record<string, string> = {};
   for (const k of SETTABLE_KEYS) if (conf[k] !== undefined) settable[k] = conf[k]!;
   validateSettings(settable);
+  checkHostCommandsSafe(rcfile, conf);
   const engine = await ctx.engine(conf.emulator);
   engine.validate(conf);
   const hooks = effectiveHooks(ctx, conf);

@@ -289,3 +289,27 @@ test('a jail that ends by itself is torn down once by the run monitor: jail not 
   assert.deepEqual(h.take().filter((l) => l !== JLS), ['jail -R web3']);
   h.run(['jremove', 'web3']);
 });
+
+test('jregister of a jail descriptor with host commands (exec_prestart ...) needs a file only root can change', () => {
+  const h = host();
+  const rc = join(h.WD, 'jails-rcconf', 'rc.conf_adopt1');
+  mkdirSync(join(h.WD, 'jails-data', 'adopt1-data', 'etc'), { recursive: true });
+  writeFileSync(join(h.WD, 'jails-data', 'adopt1-data', 'etc', 'rc.conf'), '# adopted\n');
+  writeFileSync(rc, 'jname="adopt1";\nemulator="jail";\nbase="b14";\nbaserw="0";\nhost_hostname="adopt1";\nexec_prestart="/sbin/evil";\nexec_poststop="0";\n', { mode: 0o644 });
+  const unchanged = () => {
+    assert.equal(h.run(['jls', '--json']).json.envs.find((e: any) => e.jname === 'adopt1')?.status, 'Unregister');
+    assert.ok(!existsSync(join(h.WD, 'jails-system', 'adopt1')), 'no sysdir made');
+    assert.ok(existsSync(rc), 'the waiting descriptor is kept');
+  };
+  execFileSync('chown', ['1000', rc]);
+  const notRoot = h.run(['jregister', 'jname=adopt1'], 1);
+  assert.match(notRoot.stderr, /refusing to adopt \S+rc\.conf_adopt1: it sets exec_prestart, which jail\(8\) runs on this host as root, and it is owned by uid 1000/);
+  unchanged();
+  execFileSync('chown', ['0', rc]);
+  execFileSync('chmod', ['0664', rc]);
+  assert.match(h.run(['jregister', 'jname=adopt1'], 1).stderr, /mode 0664 lets group change it/);
+  unchanged();
+  execFileSync('chmod', ['0644', rc]);
+  h.run(['jregister', 'jname=adopt1']);
+  assert.equal(h.run(['jget', 'jname=adopt1', 'key=exec_prestart']).stdout.trim(), '/sbin/evil');
+});
