@@ -460,22 +460,50 @@ export interface TeardownOptions extends OpOptions {
 export async function teardownRun(ctx: NodeCtx, jname: string, runId: string, opts: TeardownOptions): Promise<boolean> {
   if (!ctx.inv.claimTeardown(jname, runId)) return false;
   const row = ctx.inv.get(jname)!;
-  const conf = row.conf;
+  await teardownSteps(ctx, row, {
+    stopTimeoutSec: Number(row.conf.stop_timeout ?? 10), poststop: opts.engineStarted, mntStop: !opts.keepStorage,
+    hookEnv: hookEnv(ctx, jname, row.conf, opts), reason: opts.reason,
+  });
+  return true;
+}
+
+/** What differs between the ways a run is torn down (see {@link teardownSteps}). */
+export interface TeardownPlan {
+  /** seconds the engine waits after its stop signal before killing (0: kill at once) */
+  stopTimeoutSec: number;
+  /** run master_poststop.d */
+  poststop: boolean;
+  /** run the env's mnt_stop hook */
+  mntStop: boolean;
+  /** the environment of those hooks */
+  hookEnv: HookEnv;
+  /** why, for the warning logged when a step failed */
+  reason: string;
+}
+
+/**
+ * The one teardown sequence, for an env whose teardown the caller has claimed (teardownRun,
+ * recoverStaleClaim, agent/fence.ts fenceRun): engine stopped and cleaned up, every mount
+ * under jails/<jname> unmounted deepest first, master_poststop.d, mnt_stop (as `plan` says);
+ * then status Off. Every step is attempted even when an earlier one fails; the first error
+ * is thrown after, once the failures were logged.
+ */
+export async function teardownSteps(ctx: NodeCtx, row: EnvRow, plan: TeardownPlan): Promise<void> {
+  const { jname, conf } = row;
   const engine = await ctx.engine(row.emulator);
   const eenv = engineEnv(ctx, jname, conf);
   const errors: unknown[] = [];
   const step = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
-  await step(() => engine.stop(eenv, Number(conf.stop_timeout ?? 10)));
+  await step(() => engine.stop(eenv, plan.stopTimeoutSec));
   await step(() => engine.cleanup(eenv));
   await step(async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(jname).path));
-  if (opts.engineStarted) await step(() => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', hookEnv(ctx, jname, conf, opts), { stopOnError: false }));
-  if (!opts.keepStorage) await step(() => mntStop(ctx, jname, conf, 'stop', opts));
+  if (plan.poststop) await step(() => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', plan.hookEnv, { stopOnError: false }));
+  if (plan.mntStop) await step(() => runStorageHook('mnt_stop', effectiveHooks(ctx, conf).stop, 'stop', plan.hookEnv));
   ctx.inv.finishTeardown(jname);
   if (errors.length) {
-    await warn({ jname, reason: opts.reason, errors: errors.map(String) }, 'teardown finished with errors');
+    await warn({ jname, reason: plan.reason, errors: errors.map(String) }, 'teardown finished with errors');
     throw errors[0];
   }
-  return true;
 }
 
 /** True while process `pid` exists and is not a zombie. */
@@ -498,17 +526,10 @@ function pidAlive(pid: number): boolean {
 export async function recoverStaleClaim(ctx: NodeCtx, row: EnvRow, opts: OpOptions = {}): Promise<boolean> {
   if (row.status !== STATUS.MAINTENANCE || !row.claim_pid || pidAlive(row.claim_pid)) return false;
   if (!ctx.inv.takeStaleClaim(row.jname, row.claim_pid)) return false;
-  const engine = await ctx.engine(row.emulator);
-  const eenv = engineEnv(ctx, row.jname, row.conf);
-  const errors: unknown[] = [];
-  const step = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
-  await step(() => engine.stop(eenv, 0));
-  await step(() => engine.cleanup(eenv));
-  await step(async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(row.jname).path));
-  await step(() => mntStop(ctx, row.jname, row.conf, 'stop', opts));
-  ctx.inv.finishTeardown(row.jname);
-  await warn({ jname: row.jname, deadPid: row.claim_pid, errors: errors.map(String) }, 'recovered a claim left by a berth command that died');
-  if (errors.length) throw errors[0];
+  await warn({ jname: row.jname, deadPid: row.claim_pid }, `recovering ${row.jname}: a berth command (pid ${row.claim_pid}) died while it held the env; tearing down what it left`);
+  await teardownSteps(ctx, row, {
+    stopTimeoutSec: 0, poststop: false, mntStop: true, hookEnv: hookEnv(ctx, row.jname, row.conf, opts), reason: `claim of dead pid ${row.claim_pid}`,
+  });
   return true;
 }
 

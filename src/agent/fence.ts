@@ -30,12 +30,9 @@ import writeFileAtomic from 'write-file-atomic';
 import { BerthError } from '../errors.js';
 import { STATUS } from '../inventory.js';
 import { checkLease } from '../lease.js';
-import { effectiveHooks, engineEnv, hookEnv } from '../lifecycle.js';
-import { runHookDir, runStorageHook } from '../hooks.js';
-import { unmountAllUnder } from '../mounts/types.js';
+import { hookEnv, teardownSteps } from '../lifecycle.js';
 import type { NodeCtx } from '../node.js';
 import type { Workdir } from '../paths.js';
-import { warn } from '../log.js';
 
 /** What the agent records when it fences an env (`var/run/fenced/<jname>.json`). */
 export interface FenceMarker {
@@ -110,22 +107,9 @@ export async function clearFenceMarker(wd: Workdir, jname: string): Promise<void
 export async function fenceRun(ctx: NodeCtx, jname: string, runId: string): Promise<boolean> {
   if (!ctx.inv.claimTeardown(jname, runId)) return false;
   const row = ctx.inv.get(jname)!;
-  const conf = row.conf;
-  const engine = await ctx.engine(row.emulator);
-  const eenv = engineEnv(ctx, jname, conf);
-  const henv = hookEnv(ctx, jname, conf, {}, { BERTH_FENCED: '1' });
-  const errors: unknown[] = [];
-  const step = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
-  await step(() => engine.stop(eenv, 0));
-  await step(() => engine.cleanup(eenv));
-  await step(async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(jname).path));
-  await step(() => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', henv, { stopOnError: false }));
-  await step(() => runStorageHook('mnt_stop', effectiveHooks(ctx, conf).stop, 'stop', henv));
-  ctx.inv.finishTeardown(jname);
-  if (errors.length) {
-    await warn({ jname, reason: 'fenced', errors: errors.map(String) }, 'fencing teardown finished with errors');
-    throw errors[0];
-  }
+  await teardownSteps(ctx, row, {
+    stopTimeoutSec: 0, poststop: true, mntStop: true, hookEnv: hookEnv(ctx, jname, row.conf, {}, { BERTH_FENCED: '1' }), reason: 'fenced',
+  });
   return true;
 }
 
