@@ -76,7 +76,7 @@ export const COMMANDS: CmdDef[] = [
   { name: 'jmigrate', summary: 'move an env to another node through its agent, without copying data', options: [JNAME, o('dst', 'destination node (see node add)')], positional: '[jname]', load: load(() => import('./commands/migrate.js'), 'jmigrate') },
   { name: 'doctor', summary: 'check shared dirs, locks, var/db, pkg.conf and hooks', options: [JNAME, f('fix', 'add NFS_WITH_PROPER_LOCKING to pkg.conf where needed')], load: load(() => import('./commands/doctor.js'), 'doctor') },
   { name: 'agent', summary: 'run the node agent in the foreground (leases, fencing, reconcile, autostart, API)', options: [o('api_port', 'also listen on 127.0.0.1:<port>')], load: load(() => import('./commands/agent.js'), 'agent') },
-  { name: 'node add', summary: 'add a remote node (its agent URL and token)', options: [o('name', 'node name'), o('url', 'agent URL, http://127.0.0.1:PORT or unix:/path'), o('token', 'the node\'s API token')], load: load(node, 'nodeAdd') },
+  { name: 'node add', summary: 'add a remote node (its agent URL and token)', options: [o('name', 'node name'), o('url', 'agent URL, http://127.0.0.1:PORT or unix:/path'), o('token', 'the node\'s API token (visible in ps: prefer token_file=)'), o('token_file', 'a file holding the token, e.g. a copy of that node\'s etc/api.token')], load: load(node, 'nodeAdd') },
   { name: 'node list', summary: 'list known nodes', options: [], load: load(node, 'nodeList') },
   { name: 'node remove', summary: 'forget a node', options: [o('name', 'node name')], positional: '[name]', load: load(node, 'nodeRemove') },
   { name: 'cluster ls', summary: 'every env on the shared storage: owner, generation, state, heartbeat age', options: [], load: load(node, 'clusterLs') },

@@ -82,6 +82,8 @@ describe('nodes and the API token', () => {
       [['name=node2', `url=${n2.url}`], 2, 'E_BAD_TOKEN'],
       [['name=bad/name', `url=${n2.url}`, `token=${n2.token}`], 2, 'E_BAD_NODENAME'],
       [['name=node1', `url=${n1.url}`, `token=${n1.token}`], 2, 'E_SELF'],
+      [['name=node2', `url=${n2.url}`, `token_file=${n2.wd}/etc/no-such-token`], 2, 'E_BAD_TOKEN_FILE'],
+      [['name=node2', `url=${n2.url}`, `token=${n2.token}`, `token_file=${n2.wd}/etc/api.token`], 2, 'E_USAGE'],
     ];
     for (const [args, code, err] of fails) {
       const r = n1.run(['node', 'add', ...args, '--json']);
@@ -92,7 +94,8 @@ describe('nodes and the API token', () => {
     assert.deepEqual(n1.ok(['node', 'list', '--json']).json.nodes, []);
     const add = n1.ok(['node', 'add', 'name=node2', `url=${n2.url}`, `token=${n2.token}`]);
     assert.match(add.stdout, /added: node node2/);
-    n2.ok(['node', 'add', 'name=node1', `url=${n1.socketUrl}`, `token=${n1.token}`]);
+    // the token from a file (not visible in ps): here node1's own etc/api.token
+    n2.ok(['node', 'add', 'name=node1', `url=${n1.socketUrl}`, `token_file=${n1.wd}/etc/api.token`]);
     for (const args of [['node', 'list'], ['node', 'list', '--json']]) {
       const l = n1.ok(args);
       assert.ok(!l.stdout.includes(n2.token), 'node list never prints tokens');

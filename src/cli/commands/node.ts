@@ -1,5 +1,7 @@
 /** `node add|list|remove` and `cluster ls`: thin wrappers over src/cluster.ts. */
 import { addNode, clusterList, formatHeartbeat, listNodes, removeNode } from '../../cluster.js';
+import { readFileSync } from 'node:fs';
+import { usageError } from '../../errors.js';
 import { renderTable } from '../table.js';
 import { withNode } from './env.js';
 import type { Handler, Opts } from '../types.js';
@@ -7,8 +9,20 @@ import type { Handler, Opts } from '../types.js';
 const str = (o: Opts, k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
 const when = (unix: number) => new Date(unix * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
 
+/** The token of `node add`: token=, or the first line of token_file= (not visible in ps). */
+function tokenOf(opts: Opts): string | undefined {
+  const file = str(opts, 'token_file');
+  if (file === undefined) return str(opts, 'token');
+  if (str(opts, 'token') !== undefined) throw usageError('E_USAGE', 'give token= or token_file=, not both');
+  try {
+    return readFileSync(file, 'utf8').split('\n')[0]!.trim();
+  } catch (e) {
+    throw usageError('E_BAD_TOKEN_FILE', `cannot read token_file=${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+}
+
 export const nodeAdd: Handler = async (opts) => withNode(opts, async (ctx) => {
-  const r = await addNode(ctx, { name: str(opts, 'name'), url: str(opts, 'url'), token: str(opts, 'token') });
+  const r = await addNode(ctx, { name: str(opts, 'name'), url: str(opts, 'url'), token: tokenOf(opts) });
   return { data: { node: r }, text: `${r.updated ? 'updated' : 'added'}: node ${r.name} at ${r.url} (its agent answered; ${r.envs} env(s) registered there)` };
 });
 
