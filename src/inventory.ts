@@ -5,6 +5,7 @@
  * system (initenv refuses that). Schema changes are versioned migrations keyed by
  * `PRAGMA user_version`, add-only as CBSD's updatesql.
  */
+import { createRequire } from 'node:module';
 import Database from 'better-sqlite3';
 import type { EnvConf } from './descriptor.js';
 
@@ -92,6 +93,17 @@ const fromRaw = ({ summary: _summary, ...r }: Raw): EnvRow => ({ ...r, conf: JSO
 const now = (): number => Math.floor(Date.now() / 1000);
 
 /** The inventory. Open with {@link Inventory.open}; close when done. */
+let addonPath: string | undefined;
+
+/**
+ * better-sqlite3's compiled addon, found once by module resolution. Given to it as
+ * `nativeBinding`, it spares better-sqlite3 the `bindings` package's search, which probes a
+ * dozen candidate paths at every start of a command.
+ */
+function sqliteAddon(): string {
+  return (addonPath ??= createRequire(import.meta.url).resolve('better-sqlite3/build/Release/better_sqlite3.node'));
+}
+
 export class Inventory {
   readonly db: Database.Database;
 
@@ -104,7 +116,7 @@ export class Inventory {
    * @param readonly open without migrating or writing
    */
   static open(file: string, opts: { readonly?: boolean; create?: boolean } = {}): Inventory {
-    const db = new Database(file, { readonly: !!opts.readonly, fileMustExist: !opts.create });
+    const db = new Database(file, { readonly: !!opts.readonly, fileMustExist: !opts.create, nativeBinding: sqliteAddon() });
     db.pragma('busy_timeout = 10000');
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');
