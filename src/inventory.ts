@@ -92,7 +92,6 @@ type Raw = Omit<EnvRow, 'conf'> & { conf: string; summary?: string };
 const fromRaw = ({ summary: _summary, ...r }: Raw): EnvRow => ({ ...r, conf: JSON.parse(r.conf) as EnvConf });
 const now = (): number => Math.floor(Date.now() / 1000);
 
-/** The inventory. Open with {@link Inventory.open}; close when done. */
 let addonPath: string | undefined;
 
 /**
@@ -104,6 +103,7 @@ function sqliteAddon(): string {
   return (addonPath ??= createRequire(import.meta.url).resolve('better-sqlite3/build/Release/better_sqlite3.node'));
 }
 
+/** The inventory. Open with {@link Inventory.open}; close when done. */
 export class Inventory {
   readonly db: Database.Database;
 

@@ -37,7 +37,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * @throws BerthError E_BAD_UUID (exit 2) naming the value
  */
 export function checkUuid(uuid: string, where: string): string {
-  if (!UUID.test(uuid)) throw usageError('E_BAD_UUID', `bad uuid ${JSON.stringify(uuid)} in ${where}: expected 8-4-4-4-12 hex digits`, { hint: 'remove the uuid line: jregister then gives the env a new uuid' });
+  if (!UUID.test(uuid)) throw usageError('E_BAD_UUID', `bad uuid ${JSON.stringify(uuid)} in ${where}: expected 8-4-4-4-12 hex digits`, { hint: 'fix or remove that uuid line (without one, jregister takes the uuid of the sysdir copy, or makes one)' });
   return uuid;
 }
 
