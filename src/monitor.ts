@@ -1,6 +1,6 @@
 /**
  * The node's run monitor: one small detached process per workdir
- * (`node monitor.js <workdir>`), started by jstart when none is alive (src/lifecycle.ts
+ * (`node monitor.cjs <workdir>`, bundled), started by jstart when none is alive (src/lifecycle.ts
  * ensureMonitor). Every 250 ms (or the engine's Engine.monitorIntervalMs) it checks the main
  * process of each env the inventory says is On; when one is gone (it exited, crashed or was
  * killed with -9) it runs the teardown (src/lifecycle.ts teardownRun), which is claimed

@@ -5,7 +5,7 @@
 #                             jails, mounts, ifaces, counters
 #   BERTH_FAKEBSD_TRANSCRIPT  file each tool appends its argv to, one line per call
 #                             (default $BERTH_FAKEBSD_STATE/transcript). Calls made by
-#                             berth's run monitor (a node process running monitor.js,
+#                             berth's run monitor (a node process running monitor.cjs,
 #                             which polls jls) go to "<transcript>.monitor" instead, so
 #                             the main transcript is deterministic.
 #   BERTH_FAKEBSD_FAIL        space-separated failure switches, e.g. "jail-c mount_nullfs":
@@ -32,7 +32,7 @@ quote() {
 }
 
 from_monitor() {
-  [ -r "/proc/$PPID/cmdline" ] && tr '\0' ' ' < "/proc/$PPID/cmdline" | grep -q 'monitor\.[jt]s '
+  [ -r "/proc/$PPID/cmdline" ] && tr '\0' ' ' < "/proc/$PPID/cmdline" | grep -q -E 'monitor\.(c?js|ts) '
 }
 
 # record <tool> <args...>: appends one transcript line
