@@ -68,8 +68,14 @@ export function checkJnamePattern(p: string): string {
   }
   // a bracket that does not open or close a class like [abc] or [!a-c] would be read as a
   // literal character that no jname has: the pattern is a typo, not a filter matching nothing
-  if (/[[\]]/.test(p.replace(/\[!?[^[\]!]+\]/g, ''))) {
+  const outside = p.replace(/\[!?[^[\]!]+\]/g, '');
+  if (/[[\]]/.test(outside)) {
     throw usageError('E_BAD_JNAME', `bad jname pattern ${JSON.stringify(p)}: unbalanced [ ]`, { hint: "a class is [abc], [a-c] or [!a-c], e.g. jname='web[12]*'" });
+  }
+  // `!` negates a class ([!a-c]) and nothing else: a leading `!web*` is not "every env but
+  // web*" in sh(1) globs (picomatch would read it so), and no jname has a `!`
+  if (outside.includes('!')) {
+    throw usageError('E_BAD_JNAME', `bad jname pattern ${JSON.stringify(p)}: ! is only allowed first in a class, as in [!a-c]`);
   }
   return p;
 }
@@ -77,11 +83,14 @@ export function checkJnamePattern(p: string): string {
 let picomatch: typeof picomatchT | undefined;
 
 /**
- * Returns a matcher for a jname or glob (exact match when it is not a glob). picomatch is
- * loaded on the first glob only (start-up time of commands that take plain names).
+ * Returns a matcher for a jname or glob (exact match when it is not a glob), with sh(1) /
+ * fnmatch(3) meaning, as CBSD's globs have: `*`, `?`, `[abc]`, `[a-c]`, `[!a-c]`. picomatch
+ * runs with `posix` (without it, `[!12]` is a class holding `!`, 1 and 2: the opposite set)
+ * and `nonegate` (a leading `!` is not a negation; checkJnamePattern refuses it anyway).
+ * It is loaded on the first glob only (start-up time of commands that take plain names).
  */
 export function jnameMatcher(pattern: string): (name: string) => boolean {
   if (!isGlob(pattern)) return (n) => n === pattern;
   picomatch ??= createRequire(import.meta.url)('picomatch') as typeof picomatchT;
-  return picomatch(pattern, { dot: true });
+  return picomatch(pattern, { dot: true, posix: true, nonegate: true });
 }
