@@ -747,6 +747,9 @@ export async function execInEnv(ctx: NodeCtx, jname: string, argv: string[], opt
 /**
  * jset: validates, requires the lease, and writes the new settings to the inventory and,
  * atomically, to the descriptor in the sysdir (storage mounted around it when stopped).
+ * The storage is mounted with the hooks as they will be: `jset mnt_start=<fixed hook>` (or
+ * `mnt_start=0` when the storage is mounted otherwise) repairs an env whose hook fails,
+ * instead of failing on that very hook. The identity check still guards the write.
  * @returns the keys changed and whether a restart is needed to apply them
  */
 export async function setEnv(ctx: NodeCtx, jname: string, changes: Record<string, string>, opts: OpOptions = {}): Promise<{ jname: string; changed: string[]; restartNeeded: boolean }> {
@@ -758,7 +761,7 @@ export async function setEnv(ctx: NodeCtx, jname: string, changes: Record<string
   if (changes.base && !existsSync(ctx.wd.base(changes.base))) throw notFound('E_NO_SUCH_BASE', `no base ${JSON.stringify(changes.base)} on this node`);
   if (changes.baserw && changes.baserw !== row.conf.baserw) throw usageError('E_BAD_VALUE', `baserw cannot change after jcreate (${jname} has baserw=${row.conf.baserw})`);
   const changed = Object.keys(changes).filter((k) => row.conf[k] !== changes[k]);
-  await withStorage(ctx, row, 'start', opts, async () => {
+  await withStorage(ctx, { ...row, conf }, 'start', opts, async () => {
     verifyIdentity(ctx, jname, row.uuid);
     await requireLease(ctx, row);
     await writeDescriptor(ctx.wd.env(jname).descriptor, conf, ctx.wd.root);

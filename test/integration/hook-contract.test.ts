@@ -171,6 +171,28 @@ describe('a failing or hanging hook leaves nothing behind', () => {
     assert.deepEqual(mountTable(top), before);
   });
 
+  test('a failing mnt_start is repaired with jset mnt_start=<fixed hook>: jset mounts with the new hook, not the broken one', () => {
+    create('fix1');
+    const before = mountTable(top);
+    setMode('fix1', 'fail7');
+    const r = berth(['jset', 'jname=fix1', 'host_hostname=fix1.example'], env());
+    assert.equal(r.code, 7, r.stderr);
+    assert.deepEqual(mountTable(top), before);
+    // the fixed hook: the same mounts, without the failure
+    const fixed = join(ctl, 'mnt_start_fixed');
+    writeFileSync(fixed, readFileSync(START, 'utf8').replace('mode=$(cat "$CTL/mode.$j" 2>/dev/null || echo ok)', 'mode=ok'));
+    chmodSync(fixed, 0o755);
+    resetCalls();
+    berthOk(['jset', 'jname=fix1', `mnt_start=${fixed}`], env());
+    assert.deepEqual(calls('fix1').map((c) => c.hook), ['mnt_start_fixed', 'mnt_stop'], 'only the new hook mounted');
+    assert.equal(berthOk(['jget', 'jname=fix1', 'key=mnt_start'], env()).stdout.trim(), fixed);
+    assert.match(readFileSync(join(ctl, 'store', 'system', 'fix1', 'rc.conf_fix1'), 'utf8'), new RegExp(`mnt_start="${fixed}";`), 'the descriptor on the storage says so too');
+    assert.deepEqual(mountTable(top), before);
+    berthOk(['jstart', 'jname=fix1'], env());
+    berthOk(['jstop', 'jname=fix1'], env());
+    assert.deepEqual(mountTable(top), before);
+  });
+
   test('mnt_start sleeping past mnt_timeout: exit 124, its process group killed, nothing stays mounted', () => {
     create('slow', ['mnt_timeout=1']);
     const before = mountTable(top);
