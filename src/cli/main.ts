@@ -34,14 +34,21 @@ export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): str
   const out = argv.slice(0, from);
   const unknown: string[] = [];
   let passthrough = false;
+  const seen = new Set<string>();
   for (let i = from; i < argv.length; i++) {
     const a = argv[i]!;
     if (passthrough) { out.push(a); continue; }
     if (a === '--') { out.push(a); passthrough = true; continue; }
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=([\s\S]*)$/.exec(a);
     if (m && keys.has(m[1]!)) {
-      const flag = def.options.find((o) => o.key === m[1])?.flag || m[1] === 'json' || m[1] === 'verbose';
-      if (flag) { if (m[2] === '1' || m[2] === 'true') out.push(`--${m[1]}`); }
+      // commander would keep the last one silently: `jstop jname=web1 jname=web2` would stop web2 only
+      if (seen.has(m[1]!)) throw new UsageProblem(`${m[1]}= is given twice${m[1] === 'jname' ? `; for several envs give a glob (jname='web*') or the names as arguments (berth ${def.name} web1 web2)` : ''}`);
+      seen.add(m[1]!);
+      const flag = def.options.find((o) => o.key === m[1])?.flag || m[1] === 'json' || m[1] === 'verbose' || m[1] === 'debug';
+      if (flag) {
+        if (m[2] === '1' || m[2] === 'true') out.push(`--${m[1]}`);
+        else if (m[2] !== '0' && m[2] !== 'false') throw new UsageProblem(`bad ${m[1]}=${JSON.stringify(m[2])}: use ${m[1]}=1 or ${m[1]}=0`);
+      }
       else out.push(`--${m[1]}=${m[2]}`);
       continue;
     }

@@ -118,3 +118,21 @@ test('a damaged V8 code cache of the real bundle does not crash the CLI (V8 woul
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('CBSD-style common flags: debug=1 like json=1 and verbose=1; a flag value other than 1/0/true/false is exit 2', () => {
+  const d = berth(['jls', 'debug=1'], NOWHERE);
+  assert.doesNotMatch(d.stderr, /unknown option|bad debug/);
+  assert.match(d.stderr, /not an initialised berth workdir/, 'it got as far as the workdir');
+  for (const bad of ['json=yes', 'verbose=2', 'debug=on']) {
+    const r = berth(['jls', bad], NOWHERE);
+    assert.equal(r.code, 2, bad);
+    assert.match(r.stderr, new RegExp(`bad ${bad.split('=')[0]}="${bad.split('=')[1]}": use`));
+  }
+});
+
+test('a key given twice is exit 2, not the last one silently (jstop jname=web1 jname=web2 stopped only web2)', () => {
+  const r = berth(['jstop', 'jname=web1', 'jname=web2'], NOWHERE);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /jname= is given twice; for several envs give a glob/);
+  assert.equal(berth(['jset', 'jname=web1', 'ip4_addr=10.0.0.1/24', 'ip4_addr=10.0.0.2/24'], NOWHERE).code, 2);
+});
