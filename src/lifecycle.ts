@@ -152,7 +152,9 @@ export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string): void 
   }
   const hint = 'the storage of this env is probably not mounted: check its mnt_start hook and the log var/log/' + jname + '.log';
   if (found !== uuid) {
-    throw engineError('E_IDENTITY', `${p.descriptor} ${found ? `belongs to another env (uuid ${found}, expected ${uuid})` : 'is missing or unreadable'}; refusing to touch ${jname}`, { hint });
+    throw engineError('E_IDENTITY', `${p.descriptor} ${found ? `belongs to another env (uuid ${found}, expected ${uuid})` : 'is missing or unreadable'}; refusing to touch ${jname}`, {
+      hint: found ? `the storage mounted at ${p.sysdir} holds another env's files (check mnt_start), or a descriptor's uuid was edited by hand` : hint,
+    });
   }
   let entries: string[] = [];
   try { entries = readdirSync(p.data); } catch { /* missing */ }

@@ -28,16 +28,17 @@ export function checkJname(jname: string): string {
   return jname;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
- * An env's uuid as berth writes it (RFC 9562 text form: 8-4-4-4-12 hex digits). Descriptors
- * come from shared storage, so the uuid in one is input: it ends up in leases and identity
- * checks, and a uuid that is not one (empty, a path, a second node's typo) is refused.
+ * An env's uuid as berth writes it (RFC 9562 text form, lower case: 8-4-4-4-12 hex digits).
+ * Descriptors come from shared storage, so the uuid in one is input: it ends up in leases and
+ * identity checks, which compare it as text, and a uuid that is not one (a path, upper case,
+ * a typo) is refused. (A descriptor with no uuid, or `uuid=""`, is CBSD's: jregister gives it one.)
  * @throws BerthError E_BAD_UUID (exit 2) naming the value
  */
 export function checkUuid(uuid: string, where: string): string {
-  if (!UUID.test(uuid)) throw usageError('E_BAD_UUID', `bad uuid ${JSON.stringify(uuid)} in ${where}: expected 8-4-4-4-12 hex digits`, { hint: 'fix or remove that uuid line (without one, jregister takes the uuid of the sysdir copy, or makes one)' });
+  if (!UUID.test(uuid)) throw usageError('E_BAD_UUID', `bad uuid ${JSON.stringify(uuid)} in ${where}: expected 8-4-4-4-12 lower-case hex digits`, { hint: 'fix or remove that uuid line (without one, jregister takes the uuid of the sysdir copy, or makes one)' });
   return uuid;
 }
 

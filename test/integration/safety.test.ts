@@ -81,7 +81,7 @@ test('jregister validates the adopted descriptor (a base that walks out of bases
 });
 
 test('jregister refuses a descriptor whose uuid is not a uuid (exit 2, naming it) and changes nothing', () => {
-  for (const [i, uuid] of ['../../etc', 'not-a-uuid', '12345678-1234-1234-1234-1234567890123'].entries()) {
+  for (const [i, uuid] of ['../../etc', 'not-a-uuid', '12345678-1234-1234-1234-1234567890123', 'ABCDEF01-2345-4678-9ABC-DEF012345678'].entries()) {
     const j = `baduuid${i}`;
     mkdirSync(join(wd, `jails-data/${j}-data/etc`), { recursive: true });
     writeFileSync(join(wd, `jails-rcconf/rc.conf_${j}`), `jname="${j}";\nemulator="runc";\nbase="bb";\nbaserw="0";\nuuid="${uuid}";\n`);
