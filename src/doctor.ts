@@ -38,7 +38,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'fixed' | 'skip';
 
 /** One row of the report. */
 export interface DoctorCheck {
-  /** 'shared dir' | 'env dir' | 'var/db' | 'pkg locking' | 'hook' */
+  /** 'shared dir' | 'env dir' | 'var/db' | 'pkg locking' | 'hook' | 'descriptor' */
   check: string;
   /** the path (or name) checked */
   subject: string;
@@ -366,6 +366,26 @@ async function checkPkg(ctx: NodeCtx, what: string, root: string, fix: boolean):
 }
 
 /**
+ * The descriptors waiting in jails-rcconf/ for a jregister that cannot be parsed: `jls` leaves
+ * them out and `jregister` refuses them, so doctor names each with the parser's reason (one
+ * 'descriptor' check with status fail per file; nothing when all parse).
+ */
+function checkWaitingDescriptors(ctx: NodeCtx): DoctorCheck[] {
+  const dir = ctx.wd.jailsRcconf;
+  const out: DoctorCheck[] = [];
+  let files: string[] = [];
+  try { files = readdirSync(dir).filter((f) => f.startsWith('rc.conf_')).sort(); } catch { return out; }
+  for (const f of files) {
+    try {
+      readDescriptor(join(dir, f), ctx.wd.root);
+    } catch (e) {
+      out.push({ check: 'descriptor', subject: join(dir, f), status: 'fail', detail: `cannot be parsed, so jls does not list it and jregister refuses it: ${(e as Error).message}` });
+    }
+  }
+  return out;
+}
+
+/**
  * Runs every check (see the module notes) and returns the report. Probe files are created
  * and removed in each dir checked; with `fix`, pkg.conf files are appended to.
  * @throws BerthError E_BAD_JNAME (exit 2) for a bad jname; E_NO_SUCH_ENV (exit 3) when the
@@ -406,6 +426,8 @@ export async function doctor(ctx: NodeCtx, opts: DoctorOptions = {}): Promise<Do
     const c = await checkPkg(ctx, `env ${e.jname}`, data, !!opts.fix);
     if (c) checks.push(c);
   }
+
+  if (!opts.jname) checks.push(...checkWaitingDescriptors(ctx));
 
   if (!opts.jname) {
     for (const k of ['default_mnt_start', 'default_mnt_stop'] as const) {

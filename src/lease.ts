@@ -61,10 +61,10 @@
  * and E_LEASE_IO (sysdir missing, I/O errors).
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, readFile, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, ownedError } from './errors.js';
-import { replaceFileAtomic } from './sharedfs.js';
+import { readSharedTextAsync, replaceFileAtomic } from './sharedfs.js';
 
 /** How many generations older than the current one are kept (for `cluster ls` and debugging). */
 export const KEEP_GENERATIONS = 4;
@@ -245,7 +245,7 @@ async function readGen(dir: string, n: number): Promise<GenEntry | undefined> {
   for (let waited = 0; ; waited += leaseTuning.settleStepMs) {
     let text: string;
     try {
-      text = await readFile(path, 'utf8');
+      text = await readSharedTextAsync(path);
     } catch (e) {
       if (errno(e) === 'ENOENT') return undefined;
       if (errno(e) === 'EISDIR') throw corrupt(path, 'is a directory');
@@ -271,7 +271,7 @@ async function readGen(dir: string, n: number): Promise<GenEntry | undefined> {
 /** The raw heartbeat text of generation n ('' when there is none): compared, never parsed for time. */
 async function readHeartbeatRaw(dir: string, n: number): Promise<string> {
   try {
-    return await readFile(join(dir, hbName(n)), 'utf8');
+    return await readSharedTextAsync(join(dir, hbName(n)), { nonEmpty: true });
   } catch (e) {
     if (errno(e) === 'ENOENT') return '';
     throw ioError(`cannot read ${join(dir, hbName(n))}: ${(e as Error).message}`, e);

@@ -710,7 +710,7 @@ function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean, summar
       const conf = readDescriptor(join(ctx.wd.jailsRcconf, f), ctx.wd.root);
       const shown = summary ? JSON.parse(summaryOf(conf)) as EnvConf : conf;
       out.push({ jname: m[1]!, uuid: conf.uuid ?? '', emulator: conf.emulator ?? 'jail', status: 'Unregister', jid: 0, generation: 0, conf: shown });
-    } catch { /* unreadable descriptor: doctor reports it */ }
+    } catch { /* unreadable descriptor: berth doctor names it (src/doctor.ts checkWaitingDescriptors) */ }
   }
   return out;
 }

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { lstatSync, readFileSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { lstat, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -57,7 +57,7 @@ export function revalidate(path: string): void {
 
 /**
  * Reads a file that another node may rewrite: revalidates it, reads it as bytes (never the
- * aborting utf8 fast path), retries once on ESTALE.
+ * aborting utf8 fast path), retries twice on ESTALE.
  * @throws Node errors (ENOENT ...)
  */
 export function readSharedText(path: string): string {
@@ -67,6 +67,47 @@ export function readSharedText(path: string): string {
       return readFileSync(path).toString('utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).errno !== -116 || i >= 2) throw e; // ESTALE
+    }
+  }
+}
+
+/**
+ * {@link readSharedText}, asynchronous, for the hot lease reads (heartbeats, gen records). On
+ * GlusterFS FUSE a file replaced by rename through another node's mount (a heartbeat, every
+ * lease_ttl/3) can fail through this mount's cached entry: open or read with ESTALE, or read
+ * with ENOENT once the old file is gone (measured: test/integration/lease-gluster.test.ts).
+ * Such a failure is retried from the open, after a fresh lookup, up to 5 times; ENOENT from
+ * the open itself means the file does not exist and is thrown at once. An error of close
+ * after a complete read is ignored: the bytes read are a whole record. A read through such an
+ * entry can also return nothing at all, and so can a file renamed into place before its data
+ * reached the brick (GlusterFS flush-behind lets close() return first): with `nonEmpty` (files
+ * only ever written whole, by rename), an empty read is retried the same way, and '' returned
+ * only if it stays empty. Retries wait 10, 20, 40, 80 and 160 ms.
+ * @throws Node errors (ENOENT when missing, ...)
+ */
+export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boolean } = {}): Promise<string> {
+  const stale = (e: unknown) => (e as NodeJS.ErrnoException).errno === -116; // ESTALE
+  for (let i = 0; ; i++) {
+    if (i > 0) {
+      await new Promise((r) => setTimeout(r, 5 << i)); // 10, 20, 40, 80, 160 ms
+      try { await lstat(path); } catch { /* missing: the open says so */ }
+    }
+    let fh;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      if (stale(e) && i < 5) continue;
+      throw e;
+    }
+    try {
+      const text = (await fh.readFile()).toString('utf8');
+      if (text === '' && opts.nonEmpty && i < 5) continue;
+      return text;
+    } catch (e) {
+      if ((stale(e) || (e as NodeJS.ErrnoException).code === 'ENOENT') && i < 5) continue;
+      throw e;
+    } finally {
+      await fh.close().catch(() => undefined);
     }
   }
 }

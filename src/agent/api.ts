@@ -115,7 +115,7 @@ export function createApi(opts: ApiOptions): Hono {
   app.use('*', async (c, next) => {
     if (!tokenMatches(bearerToken(c.req.header('Authorization')), opts.token)) {
       const err = new BerthError('E_UNAUTHORIZED', 'missing or wrong API token (Authorization: Bearer <token>)', EXIT.FAILURE, {
-        hint: 'use the token in etc/api.token of that node (berth node add ... token=<it>)',
+        hint: 'use the token in etc/api.token of that node (berth node add ... token_file=<a copy of it>)',
       });
       c.header('WWW-Authenticate', 'Bearer realm="berth"');
       return c.json(errorBody(err), 401);

@@ -94,7 +94,7 @@ export class AgentClient {
           const e = doc?.error ?? {};
           if (res.statusCode === 401) {
             reject(new BerthError('E_UNAUTHORIZED', `node '${this.name}' (${this.url}) refused the token`, EXIT.FAILURE,
-              { hint: `use the token in etc/api.token of node '${this.name}': berth node add name=${this.name} url=${this.url} token=<it>`, details: { node: this.name, status: 401 } }));
+              { hint: `use the token in etc/api.token of node '${this.name}': berth node add name=${this.name} url=${this.url} token_file=<a copy of it>`, details: { node: this.name, status: 401 } }));
             return;
           }
           reject(new BerthError(String(e.code ?? 'E_REMOTE'), `node '${this.name}': ${String(e.message ?? `HTTP ${res.statusCode}`)}`,

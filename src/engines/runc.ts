@@ -17,7 +17,7 @@ import { cgroupsPath, ociConfig } from './oci.js';
 import type { Engine, EngineEnv, StartResult } from './types.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/; // Linux IFNAMSIZ 16; never "." or ".." (they name directories in /sys/class/net)
 
 /** Network names of one env: netns, host-side veth, in-netns temporary veth name. */
 export function netNames(nodename: string, jname: string): { netns: string; hostVeth: string; peerVeth: string } {

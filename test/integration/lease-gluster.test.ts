@@ -11,10 +11,12 @@
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { acquireLease, readLease, readLeaseState } from '../../src/lease.js';
+import { readSharedTextAsync, replaceFileAtomic } from '../../src/sharedfs.js';
 import { ROOT, isRoot, tempDir } from '../helpers/cli.js';
 import { glusterTimings, glusterVolume, type GlusterVolume, type GlusterVolumeOptions } from '../helpers/gluster.js';
 import type { WorkerAnswer, WorkerRequest } from '../helpers/lease-worker.js';
@@ -97,6 +99,40 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
     const at = Date.now() + 150;
     return Promise.all([w1.send(op, { ...extra, at }), w2.send(op, { ...extra, at })]);
   }
+
+  test('a file replaced by rename through one mount is always readable through the other (readSharedTextAsync retries ESTALE)', async (t) => {
+    const a = join(m1, 'jails-system', 'web1', 'hb.test');
+    const b = join(m2, 'jails-system', 'web1', 'hb.test');
+    await replaceFileAtomic(a, JSON.stringify({ beat: 0 }) + '\n', { durable: false });
+    let stop = false;
+    let beats = 0;
+    const writer = (async () => {
+      while (!stop) await replaceFileAtomic(a, JSON.stringify({ beat: ++beats }) + '\n', { durable: false });
+    })();
+    let reads = 0;
+    let plainFailures = 0;
+    const end = Date.now() + 4000;
+    try {
+      while (Date.now() < end) {
+        // as readLease does: list the dir (READDIRPLUS caches the entries), then read
+        await readdir(join(m2, 'jails-system', 'web1'), { withFileTypes: true });
+        await new Promise((r) => setTimeout(r, reads % 10));
+        const text = await readSharedTextAsync(b, { nonEmpty: true });
+        assert.equal(typeof JSON.parse(text).beat, 'number', 'a whole record, never a torn one');
+        reads++;
+        // the same read without the retry, for the record: on GlusterFS it fails now and then
+        await readdir(join(m2, 'jails-system', 'web1'), { withFileTypes: true });
+        await new Promise((r) => setTimeout(r, reads % 10));
+        try { await readFile(b); } catch { plainFailures++; }
+      }
+    } finally {
+      stop = true;
+      await writer;
+      rmSync(a, { force: true });
+    }
+    t.diagnostic(`${reads} reads during ${beats} replacements; a plain readFile failed ${plainFailures} times (ESTALE or ENOENT)`);
+    assert.ok(reads > 30 && beats > 30, `${reads} reads, ${beats} replacements`);
+  });
 
   test(`${ROUNDS} acquire races: exactly one winner each round`, async (t) => {
     let contended = 0;

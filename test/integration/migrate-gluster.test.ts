@@ -74,6 +74,8 @@ describe('nodes and the API token', () => {
 
   test('node add checks the agent with the token; nothing is saved on failure', () => {
     const { n1, n2 } = fx;
+    const emptyTokenFile = join(fx.base, 'empty.token');
+    writeFileSync(emptyTokenFile, '\n');
     const fails: Array<[string[], number, string]> = [
       [['name=node2', `url=${n2.url}`, 'token=wrong'], 1, 'E_UNAUTHORIZED'],
       [['name=node2', 'url=http://127.0.0.1:1', `token=${n2.token}`], 1, 'E_NODE_UNREACHABLE'],
@@ -84,6 +86,7 @@ describe('nodes and the API token', () => {
       [['name=node1', `url=${n1.url}`, `token=${n1.token}`], 2, 'E_SELF'],
       [['name=node2', `url=${n2.url}`, `token_file=${n2.wd}/etc/no-such-token`], 2, 'E_BAD_TOKEN_FILE'],
       [['name=node2', `url=${n2.url}`, `token=${n2.token}`, `token_file=${n2.wd}/etc/api.token`], 2, 'E_USAGE'],
+      [['name=node2', `url=${n2.url}`, `token_file=${emptyTokenFile}`], 2, 'E_BAD_TOKEN_FILE'],
     ];
     for (const [args, code, err] of fails) {
       const r = n1.run(['node', 'add', ...args, '--json']);

@@ -109,6 +109,7 @@ describe('baserw=1: the data holds the whole root', () => {
     assert.equal(berthOk(['jget', 'jname=t1', 'host_hostname', 'baserw'], env()).stdout, 'host_hostname: renamed\nbaserw: 1\n');
     assert.equal(berthOk(['jget', 't1', 'host_hostname'], env()).stdout, 'host_hostname: renamed\n');
     assert.deepEqual(berthOk(['jget', 'jname=t1', 'baserw', '--json'], env()).json, { ok: true, jname: 't1', conf: { baserw: '1' } });
+    assert.equal(berth(['jget', 'jname=t1', 'key='], env()).code, 2, 'key= without a name is a usage error');
     for (const bad of [['nosuch'], ['host_hostname', 'constructor'], ['key=toString']]) {
       const r = berth(['jget', 'jname=t1', ...bad], env());
       assert.equal(r.code, 3, bad.join(' '));
@@ -330,6 +331,7 @@ describe('bad input gets the documented exit code and changes nothing', () => {
     const cases: [string[], number, RegExp][] = [
       [['jcreate', 'jname=bad.name', 'base=bb'], 2, /bad jname "bad\.name"/],
       [['jcreate', 'jname=nobase', 'base=nosuch'], 3, /no base "nosuch"/],
+      [['jcreate', 'jconf=/nonexistent/rc.conf_x'], 3, /jconf=\/nonexistent\/rc\.conf_x does not exist/],
       [['jcreate', 'jname=keep', 'base=bb'], 1, /already exists/],
       [['jstart', 'jname=keep'], 1, /already running/],
       [['jremove', 'jname=keep'], 1, /stop it first/],

@@ -149,6 +149,24 @@ describe('doctor on a temp workdir', () => {
     assert.equal(again.exitCode, 0, again.text);
   });
 
+  test('a waiting descriptor that cannot be parsed fails, naming the file and why; one that parses is not reported', async () => {
+    const rc = join(wd, 'jails-rcconf');
+    writeFileSync(join(rc, 'rc.conf_odd1'), 'jname="odd1";\nhost_hostname="$(id)";\n');
+    writeFileSync(join(rc, 'rc.conf_fine1'), 'jname="fine1";\nemulator="runc";\nbase="bb";\n');
+    const ctx = openNode(wd);
+    try {
+      const r = await doctor(ctx);
+      assert.equal(r.ok, false);
+      const d = r.checks.filter((c) => c.check === 'descriptor');
+      assert.deepEqual(d.map((c) => [c.subject, c.status]), [[join(rc, 'rc.conf_odd1'), 'fail']]);
+      assert.match(d[0]!.detail, /cannot be parsed, so jls does not list it and jregister refuses it: .+/);
+    } finally {
+      ctx.close();
+      rmSync(join(rc, 'rc.conf_odd1'));
+      rmSync(join(rc, 'rc.conf_fine1'));
+    }
+  });
+
   test('node default hooks are checked', async () => {
     const ctx = openNode(wd);
     try {

@@ -39,6 +39,9 @@ test('runc validate: vnet needs A/N and a bridge; an address without vnet is ref
   e.validate({ vnet: '0', ip4_addr: '0' });
   e.validate({ vnet: '1', ip4_addr: '10.1.2.3/24', interface: 'br0' });
   const bad: Record<string, string>[] = [{ vnet: '1', ip4_addr: '10.1.2.3', interface: 'br0' }, { vnet: '1', ip4_addr: '10.1.2.300/24', interface: 'br0' },
-    { vnet: '1', ip4_addr: '10.1.2.3/24' }, { vnet: '0', ip4_addr: '10.0.0.1/24' }, { vnet: '2' }];
+    { vnet: '1', ip4_addr: '10.1.2.3/24' }, { vnet: '0', ip4_addr: '10.0.0.1/24' }, { vnet: '2' },
+    ...['.', '..', '-br', 'br/0', 'br 0', 'a23456789012345x'].map((interface_) => ({ vnet: '1', ip4_addr: '10.1.2.3/24', interface: interface_ }))];
+  e.validate({ vnet: '1', ip4_addr: '10.1.2.3/24', interface: 'vmbr0.100' });
+  e.validate({ vnet: '1', ip4_addr: '10.1.2.3/24', interface: 'a2345678901234x' });
   for (const c of bad) assert.throws(() => e.validate(c), (x: unknown) => x instanceof BerthError && x.exitCode === 2);
 });

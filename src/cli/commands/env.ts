@@ -2,7 +2,8 @@
  * Env commands: jcreate jstart jstop jrestart jremove jls jexec jset jget. Thin: parse,
  * call src/lifecycle.ts, render.
  */
-import { BerthError, usageError } from '../../errors.js';
+import { existsSync } from 'node:fs';
+import { BerthError, notFound, usageError } from '../../errors.js';
 import { readDescriptor } from '../../descriptor.js';
 import { openNode, type NodeCtx } from '../../node.js';
 import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, listEnvsJson, removeEnv, watchIfNeeded, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
@@ -62,6 +63,7 @@ export const jcreate: Handler = async (opts, args) => withNode(opts, async (ctx)
   let jname = (opts.jname as string | undefined) ?? args[0];
   let emulator = opts.emulator as string | undefined;
   if (typeof opts.jconf === 'string') {
+    if (!existsSync(opts.jconf)) throw notFound('E_NO_JCONF', `jconf=${opts.jconf} does not exist`, { hint: 'give the path of a descriptor (key="value"; lines), e.g. one written by junregister' });
     const c = readDescriptor(opts.jconf, ctx.wd.root);
     jname ??= c.jname;
     emulator ??= c.emulator;
@@ -153,6 +155,7 @@ export const jget: Handler = async (opts, args) => withNode(opts, async (ctx) =>
   const noSuchKey = (keys: string[]) => new BerthError('E_NO_SUCH_KEY', `${jname} has no setting ${keys.map((k) => JSON.stringify(k)).join(', ')}`, 3,
     { hint: `see every setting: berth jget jname=${jname}` });
   if (typeof opts.key === 'string') {
+    if (!opts.key) throw usageError('E_USAGE', 'key= needs a setting name, e.g. key=ip4_addr');
     if (rest.length) throw usageError('E_USAGE', `give either key=${opts.key} or key names (${rest.join(' ')}), not both`);
     if (!Object.hasOwn(row.conf, opts.key)) throw noSuchKey([opts.key]);
     return { data: { jname, [opts.key]: row.conf[opts.key] }, text: row.conf[opts.key] };

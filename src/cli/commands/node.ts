@@ -14,11 +14,14 @@ function tokenOf(opts: Opts): string | undefined {
   const file = str(opts, 'token_file');
   if (file === undefined) return str(opts, 'token');
   if (str(opts, 'token') !== undefined) throw usageError('E_USAGE', 'give token= or token_file=, not both');
+  let token: string;
   try {
-    return readFileSync(file, 'utf8').split('\n')[0]!.trim();
+    token = readFileSync(file, 'utf8').split('\n')[0]!.trim();
   } catch (e) {
     throw usageError('E_BAD_TOKEN_FILE', `cannot read token_file=${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
+  if (!token) throw usageError('E_BAD_TOKEN_FILE', `token_file=${file} holds no token on its first line`, { hint: "copy that node's etc/api.token" });
+  return token;
 }
 
 export const nodeAdd: Handler = async (opts) => withNode(opts, async (ctx) => {
