@@ -5,8 +5,20 @@
  */
 import textTable from 'text-table';
 
-/** Renders rows under an upper-case header (omitted when `header` is false). Empty cells print `-`. */
+/**
+ * A cell as it may reach a terminal: control characters (an escape sequence in a descriptor
+ * on shared storage could rewrite the screen) are shown as `\xNN`.
+ */
+function cell(c: string | number | undefined | null): string {
+  if (c === '' || c === undefined || c === null) return '-';
+  return String(c).replace(/[\x00-\x1f\x7f-\x9f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
+ * Renders rows under an upper-case header (omitted when `header` is false). Empty cells print
+ * `-`; control characters print as `\xNN`.
+ */
 export function renderTable(head: string[], rows: (string | number)[][], header = true): string {
-  const body = rows.map((r) => r.map((c) => (c === '' || c === undefined || c === null ? '-' : String(c))));
+  const body = rows.map((r) => r.map(cell));
   return textTable(header ? [head.map((h) => h.toUpperCase()), ...body] : body);
 }

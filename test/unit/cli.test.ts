@@ -136,3 +136,8 @@ test('a key given twice is exit 2, not the last one silently (jstop jname=web1 j
   assert.match(r.stderr, /jname= is given twice; for several envs give a glob/);
   assert.equal(berth(['jset', 'jname=web1', 'ip4_addr=10.0.0.1/24', 'ip4_addr=10.0.0.2/24'], NOWHERE).code, 2);
 });
+
+test('tables show control characters as \\xNN (a descriptor on shared storage must not drive the terminal)', async () => {
+  const { renderTable } = await import('../../src/cli/table.js');
+  assert.equal(renderTable(['jname', 'host_hostname'], [['web1', 'a\u001b[2Jb\u0007'], ['web2', '']]), 'JNAME  HOST_HOSTNAME\nweb1   a\\x1b[2Jb\\x07\nweb2   -');
+});
