@@ -24,6 +24,11 @@ function findCommand(argv: string[]): { def: CmdDef; at: number; words: number }
   return undefined;
 }
 
+/** True for an option that takes no value: the command's flags and json, verbose, debug. */
+function isFlag(def: CmdDef, key: string): boolean {
+  return !!def.options.find((o) => o.key === key)?.flag || key === 'json' || key === 'verbose' || key === 'debug';
+}
+
 /**
  * Rewrites CBSD-style `key=value` words after the command into `--key=value` when `key` is
  * one of the command's options (or a common one). Stops at `--` and, for commands taking a
@@ -39,13 +44,17 @@ export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): str
     const a = argv[i]!;
     if (passthrough) { out.push(a); continue; }
     if (a === '--') { out.push(a); passthrough = true; continue; }
+    // commander would keep the last one silently: `jstop jname=web1 jname=web2` would stop web2 only
+    const twice = (k: string) => {
+      if (seen.has(k)) throw new UsageProblem(`${k}= is given twice${k === 'jname' ? `; for several envs give a glob (jname='web*') or the names as arguments (berth ${def.name} web1 web2)` : ''}`);
+      seen.add(k);
+    };
+    const dashed = /^--([A-Za-z_][A-Za-z0-9_]*)(=|$)/.exec(a);
+    if (dashed && keys.has(dashed[1]!) && !isFlag(def, dashed[1]!)) twice(dashed[1]!);
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=([\s\S]*)$/.exec(a);
     if (m && keys.has(m[1]!)) {
-      // commander would keep the last one silently: `jstop jname=web1 jname=web2` would stop web2 only
-      if (seen.has(m[1]!)) throw new UsageProblem(`${m[1]}= is given twice${m[1] === 'jname' ? `; for several envs give a glob (jname='web*') or the names as arguments (berth ${def.name} web1 web2)` : ''}`);
-      seen.add(m[1]!);
-      const flag = def.options.find((o) => o.key === m[1])?.flag || m[1] === 'json' || m[1] === 'verbose' || m[1] === 'debug';
-      if (flag) {
+      twice(m[1]!);
+      if (isFlag(def, m[1]!)) {
         if (m[2] === '1' || m[2] === 'true') out.push(`--${m[1]}`);
         else if (m[2] !== '0' && m[2] !== 'false') throw new UsageProblem(`bad ${m[1]}=${JSON.stringify(m[2])}: use ${m[1]}=1 or ${m[1]}=0`);
       }

@@ -135,6 +135,12 @@ test('a key given twice is exit 2, not the last one silently (jstop jname=web1 j
   assert.equal(r.code, 2);
   assert.match(r.stderr, /jname= is given twice; for several envs give a glob/);
   assert.equal(berth(['jset', 'jname=web1', 'ip4_addr=10.0.0.1/24', 'ip4_addr=10.0.0.2/24'], NOWHERE).code, 2);
+  for (const args of [['--jname', 'web1', '--jname', 'web2'], ['--jname=web1', 'jname=web2'], ['jname=web1', '--jname', 'web2']]) {
+    const d = berth(['jstop', ...args], NOWHERE);
+    assert.equal(d.code, 2, args.join(' '));
+    assert.match(d.stderr, /jname= is given twice/);
+  }
+  assert.doesNotMatch(berth(['jls', '--json', '--json'], NOWHERE).stderr, /given twice/, 'a flag twice is harmless');
 });
 
 test('tables show control characters as \\xNN (a descriptor on shared storage must not drive the terminal)', async () => {
