@@ -36,7 +36,7 @@
  * only widens a bound.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readSharedText, revalidate } from './sharedfs.js';
+import { readSharedText } from './sharedfs.js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
@@ -50,11 +50,6 @@ import type { NodeCtx } from './node.js';
 import type { Workdir } from './paths.js';
 import { AgentClient, parseNodeUrl } from './agent/client.js';
 import { listFenceMarkers } from './agent/fence.js';
-
-// ---------------------------------------------------------------------------------------------
-// reading files another node rewrites (src/sharedfs.ts)
-
-export { readSharedText, revalidate };
 
 /** readDescriptor for a descriptor on shared storage (see {@link readSharedText}). @throws BerthError E_BAD_CONF; Node errors */
 export function readSharedDescriptor(file: string, workdir: string): EnvConf {

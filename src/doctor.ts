@@ -371,15 +371,12 @@ async function checkPkg(ctx: NodeCtx, what: string, root: string, fix: boolean):
  * 'descriptor' check with status fail per file; nothing when all parse).
  */
 function checkWaitingDescriptors(ctx: NodeCtx): DoctorCheck[] {
-  const dir = ctx.wd.jailsRcconf;
   const out: DoctorCheck[] = [];
-  let files: string[] = [];
-  try { files = readdirSync(dir).filter((f) => f.startsWith('rc.conf_')).sort(); } catch { return out; }
-  for (const f of files) {
+  for (const { file } of ctx.wd.waitingDescriptors()) {
     try {
-      readDescriptor(join(dir, f), ctx.wd.root);
+      readDescriptor(file, ctx.wd.root);
     } catch (e) {
-      out.push({ check: 'descriptor', subject: join(dir, f), status: 'fail', detail: `cannot be parsed, so jls does not list it and jregister refuses it: ${(e as Error).message}` });
+      out.push({ check: 'descriptor', subject: file, status: 'fail', detail: `cannot be parsed, so jls does not list it and jregister refuses it: ${(e as Error).message}` });
     }
   }
   return out;

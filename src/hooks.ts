@@ -86,6 +86,21 @@ function octal(mode: number): string {
 }
 
 /**
+ * Why a file someone other than root can change (owned by another uid, or writable by group
+ * or others), as in `it is owned by uid 1000, not root` or `mode 0664 lets group change it`;
+ * undefined when only root can. The rule for every file berth runs, or takes commands from, as
+ * root: hooks (checkHookSafe) and adopted descriptors with host commands (src/register.ts).
+ */
+export function notRootOnly(st: { uid: number; mode: number }): { why: string } | undefined {
+  if (st.uid !== 0) return { why: `it is owned by uid ${st.uid}, not root` };
+  if (st.mode & 0o022) {
+    const who = [st.mode & 0o020 ? 'group' : '', st.mode & 0o002 ? 'others' : ''].filter(Boolean).join(' and ');
+    return { why: `mode ${octal(st.mode)} lets ${who} change it` };
+  }
+  return undefined;
+}
+
+/**
  * Safety check of one hook file, run before every execution and by `berth doctor`. The file
  * (after following symlinks) must be a regular file, executable, owned by root (uid 0) and
  * not writable by group or others: hooks run as root on every node that adopts the env, so a
@@ -120,15 +135,10 @@ export function checkHookSafe(path: string): void {
       hint: 'point the hook at an executable file', details: { hook: path, real },
     });
   }
-  if (st.uid !== 0) {
-    throw new BerthError('E_HOOK_UNSAFE', `refusing to run hook ${what}: it is owned by uid ${st.uid}, not root; hooks run as root on every node that adopts the env`, EXIT.FAILURE, {
-      hint: `if you trust it: chown root ${real}`, details: { hook: path, real, uid: st.uid, mode: octal(st.mode) },
-    });
-  }
-  if (st.mode & 0o022) {
-    const who = [st.mode & 0o020 ? 'group' : '', st.mode & 0o002 ? 'others' : ''].filter(Boolean).join(' and ');
-    throw new BerthError('E_HOOK_UNSAFE', `refusing to run hook ${what}: mode ${octal(st.mode)} lets ${who} change it; hooks run as root on every node that adopts the env`, EXIT.FAILURE, {
-      hint: `chmod go-w ${real}`, details: { hook: path, real, uid: st.uid, mode: octal(st.mode) },
+  const unsafe = notRootOnly(st);
+  if (unsafe) {
+    throw new BerthError('E_HOOK_UNSAFE', `refusing to run hook ${what}: ${unsafe.why}; hooks run as root on every node that adopts the env`, EXIT.FAILURE, {
+      hint: st.uid !== 0 ? `if you trust it: chown root ${real}` : `chmod go-w ${real}`, details: { hook: path, real, uid: st.uid, mode: octal(st.mode) },
     });
   }
   let exec = (st.mode & 0o111) !== 0;

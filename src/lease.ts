@@ -64,7 +64,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, ownedError } from './errors.js';
-import { readSharedTextAsync, replaceFileAtomic } from './sharedfs.js';
+import { isStale, readSharedTextAsync, replaceFileAtomic } from './sharedfs.js';
 
 /** How many generations older than the current one are kept (for `cluster ls` and debugging). */
 export const KEEP_GENERATIONS = 4;
@@ -171,8 +171,6 @@ const MAX_ATTEMPTS = 20;
 const genName = (n: number): string => `gen.${n}`;
 const hbName = (n: number): string => `hb.${n}`;
 const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)?.code;
-/** ESTALE (116 on Linux; libuv does not name it, so Node reports "Unknown system error -116"). */
-const isStale = (e: unknown): boolean => errno(e) === 'ESTALE' || (e as NodeJS.ErrnoException)?.errno === -116;
 const defaultSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function ioError(message: string, cause: unknown): BerthError {

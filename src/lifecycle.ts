@@ -702,14 +702,12 @@ async function goneRuns(ctx: NodeCtx, ok: (jname: string) => boolean): Promise<S
  */
 function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean, summary: boolean): EnvInfo[] {
   const out: EnvInfo[] = [];
-  const files = existsSync(ctx.wd.jailsRcconf) ? readdirSync(ctx.wd.jailsRcconf).sort() : [];
-  for (const f of files) {
-    const m = /^rc\.conf_(.+)$/.exec(f);
-    if (!m || !ok(m[1]!) || ctx.inv.get(m[1]!)) continue;
+  for (const { jname, file } of ctx.wd.waitingDescriptors()) {
+    if (!ok(jname) || ctx.inv.get(jname)) continue;
     try {
-      const conf = readDescriptor(join(ctx.wd.jailsRcconf, f), ctx.wd.root);
+      const conf = readDescriptor(file, ctx.wd.root);
       const shown = summary ? JSON.parse(summaryOf(conf)) as EnvConf : conf;
-      out.push({ jname: m[1]!, uuid: conf.uuid ?? '', emulator: conf.emulator ?? 'jail', status: 'Unregister', jid: 0, generation: 0, conf: shown });
+      out.push({ jname, uuid: conf.uuid ?? '', emulator: conf.emulator ?? 'jail', status: 'Unregister', jid: 0, generation: 0, conf: shown });
     } catch { /* unreadable descriptor: berth doctor names it (src/doctor.ts checkWaitingDescriptors) */ }
   }
   return out;

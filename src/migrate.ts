@@ -28,7 +28,8 @@ import { effectiveHooks, getEnv, requireLease, startEnv, stopEnv } from './lifec
 import { checkJname, checkNodename } from './names.js';
 import type { NodeCtx } from './node.js';
 import { registerEnv, unregisterEnv } from './register.js';
-import { nodeClient, revalidate } from './cluster.js';
+import { nodeClient } from './cluster.js';
+import { revalidate } from './sharedfs.js';
 import type { StorageView } from './agent/ops.js';
 
 /** One timed step. */

@@ -2,6 +2,7 @@
  * Workdir layout of design/product.md "Workdir layout" (CBSD's cbsd.conf path variables,
  * cbsd-behaviour.md §1). Pure functions of the workdir path; nothing here touches disk.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 /** Default workdir: /usr/jails on FreeBSD, /var/lib/berth on Linux. */
@@ -72,6 +73,13 @@ export class Workdir {
       this.jailsFstab, join(this.root, 'var'), this.varDb, this.logDir, this.runDir, this.share];
   }
   base(name: string): string { return join(this.bases, name); }
+  /** The descriptors waiting in jails-rcconf/ for a jregister (`rc.conf_<jname>`), by jname. */
+  waitingDescriptors(): { jname: string; file: string }[] {
+    if (!existsSync(this.jailsRcconf)) return [];
+    return readdirSync(this.jailsRcconf).sort()
+      .map((f) => ({ jname: /^rc\.conf_(.+)$/.exec(f)?.[1] ?? '', file: join(this.jailsRcconf, f) }))
+      .filter((d) => d.jname !== '');
+  }
   env(jname: string): EnvPaths {
     const sysdir = join(this.jailsSystem, jname);
     const fstabDir = join(this.jailsFstab, jname);

@@ -12,7 +12,7 @@
  * without a uuid gets one.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
@@ -21,7 +21,7 @@ import { STATUS } from './inventory.js';
 import { checkJname, checkJnamePattern, checkUuid, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
 import { SETTABLE_KEYS, recoverStaleClaim, effectiveHooks, getEnv, hookEnv, requireLease, validateSettings, verifyIdentity, type OpOptions } from './lifecycle.js';
-import { runStorageHook } from './hooks.js';
+import { notRootOnly, runStorageHook } from './hooks.js';
 import { acquireLease, readLease, releaseLease, takeoverLease } from './lease.js';
 import { forgetFencedEnv } from './agent/fence.js';
 
@@ -55,11 +55,7 @@ export interface RegisterResult {
 export function unregisteredNames(ctx: NodeCtx, pattern: string): string[] {
   checkJnamePattern(pattern);
   const m = jnameMatcher(pattern);
-  if (!existsSync(ctx.wd.jailsRcconf)) return [];
-  return readdirSync(ctx.wd.jailsRcconf)
-    .map((f) => /^rc\.conf_(.+)$/.exec(f)?.[1])
-    .filter((n): n is string => !!n && m(n))
-    .sort();
+  return ctx.wd.waitingDescriptors().map((d) => d.jname).filter((n) => m(n));
 }
 
 /** Settings whose commands jail(8) runs on the host, as root: exec.prestart, exec.poststart, exec.prestop, exec.poststop (jail(8) "exec.*" parameters). */
@@ -77,10 +73,9 @@ export function checkHostCommandsSafe(rcfile: string, conf: EnvConf): void {
   const keys = HOST_EXEC_KEYS.filter((k) => conf[k] && conf[k] !== '0');
   if (!keys.length) return;
   const st = statSync(rcfile);
-  const why = st.uid !== 0 ? `it is owned by uid ${st.uid}, not root`
-    : st.mode & 0o022 ? `its mode 0${(st.mode & 0o777).toString(8)} lets ${st.mode & 0o020 ? 'group' : 'others'} change it` : '';
-  if (!why) return;
-  throw new BerthError('E_DESCRIPTOR_UNSAFE', `refusing to adopt ${rcfile}: it sets ${keys.join(', ')}, which jail(8) runs on this host as root, and ${why}`, EXIT.FAILURE, {
+  const unsafe = notRootOnly(st);
+  if (!unsafe) return;
+  throw new BerthError('E_DESCRIPTOR_UNSAFE', `refusing to adopt ${rcfile}: it sets ${keys.join(', ')}, which jail(8) runs on this host as root, and ${unsafe.why}`, EXIT.FAILURE, {
     hint: `read those commands; if you trust them: chown root ${rcfile} && chmod go-w ${rcfile}`, details: { rcfile, keys, uid: st.uid },
   });
 }

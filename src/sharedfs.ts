@@ -42,6 +42,9 @@ export async function replaceFileAtomic(file: string, text: string, opts: { mode
   }
 }
 
+/** ESTALE (116 on Linux; libuv does not name it, so Node reports "Unknown system error -116"). */
+export const isStale = (e: unknown): boolean => (e as NodeJS.ErrnoException)?.code === 'ESTALE' || (e as NodeJS.ErrnoException)?.errno === -116;
+
 /**
  * Looks `path` up afresh (lstat), so that the next open through this node's mount of a shared
  * file system finds the file as it is now. On GlusterFS FUSE, a file that another mount deleted
@@ -66,7 +69,7 @@ export function readSharedText(path: string): string {
     try {
       return readFileSync(path).toString('utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).errno !== -116 || i >= 2) throw e; // ESTALE
+      if (!isStale(e) || i >= 2) throw e;
     }
   }
 }
@@ -86,7 +89,6 @@ export function readSharedText(path: string): string {
  * @throws Node errors (ENOENT when missing, ...)
  */
 export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boolean } = {}): Promise<string> {
-  const stale = (e: unknown) => (e as NodeJS.ErrnoException).errno === -116; // ESTALE
   for (let i = 0; ; i++) {
     if (i > 0) {
       await new Promise((r) => setTimeout(r, 5 << i)); // 10, 20, 40, 80, 160 ms
@@ -96,7 +98,7 @@ export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boole
     try {
       fh = await open(path, 'r');
     } catch (e) {
-      if (stale(e) && i < 5) continue;
+      if (isStale(e) && i < 5) continue;
       throw e;
     }
     try {
@@ -104,7 +106,7 @@ export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boole
       if (text === '' && opts.nonEmpty && i < 5) continue;
       return text;
     } catch (e) {
-      if ((stale(e) || (e as NodeJS.ErrnoException).code === 'ENOENT') && i < 5) continue;
+      if ((isStale(e) || (e as NodeJS.ErrnoException).code === 'ENOENT') && i < 5) continue;
       throw e;
     } finally {
       await fh.close().catch(() => undefined);

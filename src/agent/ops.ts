@@ -11,7 +11,8 @@ import { readLeaseState } from '../lease.js';
 import { engineEnv, getEnv, listEnvs, startEnv, stopEnv, type EnvInfo } from '../lifecycle.js';
 import type { NodeCtx } from '../node.js';
 import { registerEnv, unregisterEnv } from '../register.js';
-import { readSharedDescriptor, revalidate } from '../cluster.js';
+import { readSharedDescriptor } from '../cluster.js';
+import { revalidate } from '../sharedfs.js';
 import type { AgentOps, RegisterBody } from './api.js';
 import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from './fence.js';
 

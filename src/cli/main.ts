@@ -39,16 +39,16 @@ export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): str
   const out = argv.slice(0, from);
   const unknown: string[] = [];
   let passthrough = false;
+  // commander would keep the last one silently: `jstop jname=web1 jname=web2` would stop web2 only
   const seen = new Set<string>();
+  const twice = (k: string) => {
+    if (seen.has(k)) throw new UsageProblem(`${k}= is given twice${k === 'jname' ? `; for several envs give a glob (jname='web*') or the names as arguments (berth ${def.name} web1 web2)` : ''}`);
+    seen.add(k);
+  };
   for (let i = from; i < argv.length; i++) {
     const a = argv[i]!;
     if (passthrough) { out.push(a); continue; }
     if (a === '--') { out.push(a); passthrough = true; continue; }
-    // commander would keep the last one silently: `jstop jname=web1 jname=web2` would stop web2 only
-    const twice = (k: string) => {
-      if (seen.has(k)) throw new UsageProblem(`${k}= is given twice${k === 'jname' ? `; for several envs give a glob (jname='web*') or the names as arguments (berth ${def.name} web1 web2)` : ''}`);
-      seen.add(k);
-    };
     const dashed = /^--([A-Za-z_][A-Za-z0-9_]*)(=|$)/.exec(a);
     if (dashed && keys.has(dashed[1]!) && !isFlag(def, dashed[1]!)) twice(dashed[1]!);
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=([\s\S]*)$/.exec(a);
