@@ -2,7 +2,8 @@
  * Shared helpers of the benchmarks (run on demand: `make bench` or `node --import tsx bench/<x>.ts`).
  * Benchmarks print ratios against a baseline measured in the same run; nothing here asserts.
  */
-import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncOptions } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -59,4 +60,29 @@ export async function median(n: number, fn: () => unknown | Promise<unknown>, wa
 /** Prints one result line: name, value with unit, and the target verdict. */
 export function report(name: string, value: string, target: string, ok: boolean): void {
   console.log(`${ok ? 'PASS' : 'MISS'}  ${name.padEnd(58)} ${value.padEnd(34)} target ${target}`);
+}
+
+/**
+ * Starts `berth agent` for a workdir and waits until its unix socket accepts connections.
+ * @returns a function that stops it (SIGTERM) and waits for it to exit
+ */
+export async function startAgent(wd: string): Promise<() => Promise<void>> {
+  const child: ChildProcess = spawn(process.execPath, [BIN, 'agent'], { env: { ...process.env, BERTH_WORKDIR: wd }, stdio: 'ignore' });
+  const sock = join(wd, 'var/run/agent.sock');
+  const end = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`berth agent exited ${child.exitCode}`);
+    const up = await new Promise<boolean>((res) => {
+      const c = connect(sock, () => { c.end(); res(true); });
+      c.on('error', () => res(false));
+    });
+    if (up) break;
+    if (Date.now() > end) throw new Error('berth agent did not listen within 30 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return () => new Promise<void>((res) => {
+    if (child.exitCode !== null) { res(); return; }
+    child.once('exit', () => res());
+    child.kill('SIGTERM');
+  });
 }

@@ -1,7 +1,10 @@
 /**
  * bench/lifecycle (issue #2): from one run on the same root,
  *  (a) `berth jstart` + `berth jstop` against bare `runc run -d` + `runc kill` + `runc delete`
- *      and two bare `node -e 0` starts: berth's own overhead = berth − runc − 2 × node;
+ *      and two bare `node -e 0` starts: berth's own overhead = berth − runc − 2 × node. Measured
+ *      as a node runs: with its agent (`berth agent`), to which the CLI hands both commands
+ *      (src/cli/fast.ts); and, for reference, without it (BERTH_AGENT=0: each command does the
+ *      work in its own process);
  *  (b) the same start+stop through the library API in one process, against bare runc: ratio;
  *  (c) `berth jls --json` with 10,000 envs in the inventory;
  *  (d) `berth --version` against `node -e 0`: ratio.
@@ -10,7 +13,7 @@
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { BIN, ROOT, berth, freshNode, median, report, sh } from './common.js';
+import { BIN, ROOT, berth, freshNode, median, report, sh, startAgent } from './common.js';
 // (b) measures the shipped build (dist/, from `make build`), as the CLI does: under tsx the
 // library would start each run's monitor through tsx too, which is not what users run.
 const DIST = join(ROOT, 'dist/src');
@@ -41,10 +44,19 @@ function bareRunc(): void {
 
 const nodeMs = await median(N, () => sh([process.execPath, '-e', '0']));
 const runcMs = await median(N, bareRunc);
-const cliMs = await median(N, () => { berth(wd, ['jstart', 'jname=b1']); berth(wd, ['jstop', 'jname=b1']); });
+const pair = (env: NodeJS.ProcessEnv = {}) => () => {
+  sh([process.execPath, BIN, 'jstart', 'jname=b1'], { env: { ...process.env, BERTH_WORKDIR: wd, ...env } });
+  sh([process.execPath, BIN, 'jstop', 'jname=b1'], { env: { ...process.env, BERTH_WORKDIR: wd, ...env } });
+};
+const stopAgent = await startAgent(wd);
+const cliMs = await median(N, pair());
+await stopAgent();
+const localMs = await median(N, pair({ BERTH_AGENT: '0' }));
 const overhead = cliMs - runcMs - 2 * nodeMs;
-console.log(`node -e 0: ${nodeMs.toFixed(1)} ms   bare runc run/kill/delete: ${runcMs.toFixed(1)} ms   berth jstart+jstop: ${cliMs.toFixed(1)} ms`);
+const localOverhead = localMs - runcMs - 2 * nodeMs;
+console.log(`node -e 0: ${nodeMs.toFixed(1)} ms   bare runc run/kill/delete: ${runcMs.toFixed(1)} ms   berth jstart+jstop: ${cliMs.toFixed(1)} ms (agent running), ${localMs.toFixed(1)} ms (BERTH_AGENT=0)`);
 report('(a) berth CLI own overhead (start+stop − runc − 2 node)', `${overhead.toFixed(1)} ms`, '<= 60 ms', overhead <= 60);
+console.log(`      the same without the agent (BERTH_AGENT=0, reference): ${localOverhead.toFixed(1)} ms`);
 
 const ctx = openNode(wd);
 const libMs = await median(N, async () => { await startEnv(ctx, 'b1'); await stopEnv(ctx, 'b1'); });

@@ -17,7 +17,8 @@ const external = Object.keys(pkg.dependencies).filter((d) => !BUNDLED.includes(d
 
 const outdir = new URL('../dist/bundle/', import.meta.url).pathname;
 rmSync(outdir, { recursive: true, force: true });
-for (const [name, entry] of [['berth', 'src/cli/main.ts'], ['monitor', 'src/monitor.ts']]) {
+// fast: the CLI's agent fast path for jstart/jstop (src/cli/fast.ts), loaded before the CLI
+for (const [name, entry] of [['berth', 'src/cli/main.ts'], ['monitor', 'src/monitor.ts'], ['fast', 'src/cli/fast.ts']]) {
   await build({
     entryPoints: { [name]: entry },
     outdir,

@@ -4,6 +4,7 @@
  * `BERTH_DEBUG=1`; default `warn`. Every external command is logged at debug level by
  * src/proc.ts with its argv, exit status and duration (ms).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 
 let logger: Logger | undefined;
@@ -47,8 +48,34 @@ export function setWarningSink(sink: WarningSink | undefined): void {
   warningSink = sink;
 }
 
+/** One warning as an operation collected it (see {@link collectWarnings}). */
+export interface Warning {
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+const collecting = new AsyncLocalStorage<Warning[]>();
+
+/**
+ * Runs `fn` and collects the warnings logged inside it (its async calls included, and not
+ * those of other operations running at the same time), so that the agent can hand a
+ * delegated command's warnings back to the CLI that asked (src/agent/api.ts). The warnings
+ * are still logged as usual too. Whatever `fn` throws is thrown, with `warnings` set on it.
+ * @returns fn's result and the warnings, in order
+ */
+export async function collectWarnings<T>(fn: () => Promise<T>): Promise<{ result: T; warnings: Warning[] }> {
+  const warnings: Warning[] = [];
+  try {
+    return { result: await collecting.run(warnings, fn), warnings };
+  } catch (e) {
+    if (e && typeof e === 'object') Object.assign(e, { warnings });
+    throw e;
+  }
+}
+
 /** Logs at warn level (through the warning sink when the CLI set one). */
 export async function warn(obj: Record<string, unknown>, msg: string): Promise<void> {
+  collecting.getStore()?.push({ message: msg, fields: obj });
   if (!logEnabled('warn')) return;
   if (warningSink) { warningSink(msg, obj); return; }
   (await getLogger()).warn(obj, msg);

@@ -8,7 +8,8 @@ import { createRequire } from 'node:module';
 import type picomatchT from 'picomatch';
 import { usageError } from './errors.js';
 
-const JNAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+/** The jname rule: letters, digits, _ and -, starting with a letter or digit, at most 64 (no dots: jail(8) hierarchy). */
+export const JNAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const BASENAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const NODENAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 

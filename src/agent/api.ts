@@ -15,12 +15,15 @@
  * | GET  /v1/envs[?unregistered=1]      | list (jls)                             | `node, envs: EnvStatus[]`        |
  * | GET  /v1/envs/:jname                | status of one env                      | `node, env: EnvStatus`           |
  * | GET  /v1/envs/:jname/storage        | what this node sees of the env on the shared storage | `node, storage: StorageView` |
- * | POST /v1/envs/:jname/start          | jstart                                 | `node, env`                      |
- * | POST /v1/envs/:jname/stop           | jstop                                  | `node, env`                      |
+ * | POST /v1/envs/:jname/start          | jstart                                 | `node, env, warnings`            |
+ * | POST /v1/envs/:jname/stop           | jstop                                  | `node, env, warnings`            |
  * | POST /v1/envs/:jname/register       | jregister; body `{force?, mnt_start?, mnt_stop?, keep_storage?}` | `node, result` |
  * | POST /v1/envs/:jname/unregister     | junregister                            | `node, result`                   |
  *
- * Errors: `{ok:false, error:{code, message, exitCode, hint, details?}}` (the BerthError of the
+ * `warnings`: what the operation warned about, `[{message, fields}]` (src/log.ts
+ * collectWarnings); the CLI prints them as it prints its own (src/cli/fast.ts).
+ *
+ * Errors: `{ok:false, error:{code, message, exitCode, hint, details?}, warnings?}` (the BerthError of the
  * operation, as `--json` prints it), with the HTTP status mapped from the exit code by
  * {@link httpStatusFor}: 3→404, 4→409, 2→400, anything else 500; 401 for a missing or wrong token.
  * A body that is not JSON, or has unknown keys or wrong types, is a 400 (E_BAD_REQUEST).
@@ -33,6 +36,7 @@ import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { BerthError, EXIT, toBerthError, usageError } from '../errors.js';
 import { checkJname } from '../names.js';
+import { collectWarnings, type Warning } from '../log.js';
 
 /** Body of POST /v1/envs/:jname/register. */
 export const RegisterBody = z.strictObject({
@@ -125,7 +129,8 @@ export function createApi(opts: ApiOptions): Hono {
 
   app.onError((e, c) => {
     const err = toBerthError(e);
-    return c.json(errorBody(err), httpStatusFor(err.exitCode));
+    const warnings = (e as { warnings?: Warning[] }).warnings;
+    return c.json({ ...errorBody(err), ...(warnings?.length ? { warnings } : {}) }, httpStatusFor(err.exitCode));
   });
   app.notFound((c) => c.json(errorBody(usageError('E_NO_ROUTE', `no such API route: ${c.req.method} ${c.req.path}`, {
     hint: 'routes: GET /v1/node, GET /v1/envs, GET /v1/envs/:jname, GET /v1/envs/:jname/storage, POST /v1/envs/:jname/{start,stop,register,unregister}',
@@ -141,8 +146,14 @@ export function createApi(opts: ApiOptions): Hono {
   });
   app.get('/v1/envs/:jname', async (c) => ok(c, { env: await ops.status(jname(c)) }));
   app.get('/v1/envs/:jname/storage', async (c) => ok(c, { storage: await ops.storage(jname(c)) }));
-  app.post('/v1/envs/:jname/start', async (c) => ok(c, { env: await ops.start(jname(c)) }));
-  app.post('/v1/envs/:jname/stop', async (c) => ok(c, { env: await ops.stop(jname(c)) }));
+  app.post('/v1/envs/:jname/start', async (c) => {
+    const { result, warnings } = await collectWarnings(() => ops.start(jname(c)));
+    return ok(c, { env: result, warnings });
+  });
+  app.post('/v1/envs/:jname/stop', async (c) => {
+    const { result, warnings } = await collectWarnings(() => ops.stop(jname(c)));
+    return ok(c, { env: result, warnings });
+  });
   app.post('/v1/envs/:jname/register', async (c) => {
     const name = jname(c);
     const text = await c.req.text();

@@ -9,6 +9,7 @@
  * for an answer that is not the API's JSON.
  */
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { BerthError, EXIT, usageError } from '../errors.js';
 import type { RegisterBody } from './api.js';
 
@@ -61,8 +62,10 @@ export class AgentClient {
    * @param name the node's name (for messages)
    * @param url its agent URL (see {@link parseNodeUrl})
    * @param token its API token
+   * @param opts.local the agent of this very node (src/cli/fast.ts): its error messages are
+   *   passed on as they are, without the `node '<name>': ` prefix of a remote node's
    */
-  constructor(readonly name: string, readonly url: string, private readonly token: string) {
+  constructor(readonly name: string, readonly url: string, private readonly token: string, private readonly opts: { local?: boolean } = {}) {
     this.address = parseNodeUrl(url);
   }
 
@@ -74,7 +77,11 @@ export class AgentClient {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = { Authorization: `Bearer ${this.token}`, Accept: 'application/json' };
     if (payload) { headers['Content-Type'] = 'application/json'; headers['Content-Length'] = String(payload.length); }
-    const where = this.address.kind === 'unix' ? { socketPath: this.address.socketPath } : { host: this.address.host, port: this.address.port };
+    // a unix socket is connected directly, without node:http's Agent: the Agent checks the host
+    // name with node's IPv6 pattern, whose first use costs a fresh process about 12 ms (the
+    // CLI's fast path, src/cli/fast.ts)
+    const a = this.address;
+    const where = a.kind === 'unix' ? { createConnection: () => connect(a.socketPath) } : { host: a.host, port: a.port };
     return new Promise<ApiAnswer>((resolve, reject) => {
       const req = request({ ...where, method, path, headers, timeout: timeoutMs }, (res) => {
         const chunks: Buffer[] = [];
@@ -97,9 +104,13 @@ export class AgentClient {
               { hint: `use the token in etc/api.token of node '${this.name}': berth node add name=${this.name} url=${this.url} token_file=<a copy of it>`, details: { node: this.name, status: 401 } }));
             return;
           }
-          reject(new BerthError(String(e.code ?? 'E_REMOTE'), `node '${this.name}': ${String(e.message ?? `HTTP ${res.statusCode}`)}`,
+          const message = String(e.message ?? `HTTP ${res.statusCode}`);
+          const err = new BerthError(String(e.code ?? 'E_REMOTE'), this.opts.local ? message : `node '${this.name}': ${message}`,
             typeof e.exitCode === 'number' ? e.exitCode : EXIT.FAILURE,
-            { hint: e.hint, details: { ...(e.details ?? {}), node: this.name, status: res.statusCode } }));
+            { hint: e.hint, details: { ...(e.details ?? {}), node: this.name, status: res.statusCode } });
+          // what the operation warned about before it failed (src/agent/api.ts)
+          if (Array.isArray(doc?.warnings)) Object.assign(err, { warnings: doc.warnings });
+          reject(err);
         });
       });
       req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`), { code: 'ETIMEDOUT' })));

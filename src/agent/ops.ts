@@ -13,6 +13,7 @@ import type { NodeCtx } from '../node.js';
 import { registerEnv, unregisterEnv } from '../register.js';
 import { readSharedDescriptor } from '../cluster.js';
 import { revalidate } from '../sharedfs.js';
+import { explainNotFound } from '../owner.js';
 import type { AgentOps, RegisterBody } from './api.js';
 import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from './fence.js';
 
@@ -52,6 +53,15 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
     }
     return { ...e, running, fenced: row ? isFenced(ctx, row.jname) ?? null : null };
   };
+  // an env this node lacks but another known node owns is reported as that (exit 4), as the CLI does
+  const explained = async <T>(jname: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof BerthError) throw await explainNotFound(ctx, jname, e);
+      throw e;
+    }
+  };
   return {
     nodename: ctx.nodename,
     async info() {
@@ -83,8 +93,8 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const fenced = !!row && !!lease && (lease.node !== ctx.nodename || lease.generation !== row.generation);
       return { jname, registered: !!row, fenced, descriptor, rcconf: existsSync(p.rcconfFile), lease, defaultMntStart: ctx.settings.default_mnt_start };
     },
-    start: (jname) => track((async () => statusOf(await startEnv(ctx, jname)))()),
-    stop: (jname) => track((async () => statusOf(await stopEnv(ctx, jname)))()),
+    start: (jname) => track((async () => statusOf(await explained(jname, () => startEnv(ctx, jname))))()),
+    stop: (jname) => track((async () => statusOf(await explained(jname, () => stopEnv(ctx, jname))))()),
     register: (jname, body: RegisterBody) => track((async () => {
       // a stale row of a fenced env (this node lost it earlier) must not block its return
       if (ctx.inv.get(jname)) await forgetFencedEnv(ctx, jname);

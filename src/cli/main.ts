@@ -6,6 +6,7 @@
 import { berthVersion } from '../pkg.js';
 import { setWarningSink } from '../log.js';
 import { COMMANDS } from './registry.js';
+import { errorLines, warningLine } from './render.js';
 import type { CmdDef, CmdIO, Opts } from './types.js';
 
 const COMMON = ['json', 'verbose', 'workdir', 'debug'];
@@ -171,25 +172,13 @@ function onSignals(): void {
   }
 }
 
-/**
- * ` (jname=web1, errors=[...])` for a warning's fields, leaving out empty ones and those whose
- * value the message already says; empty when none is left.
- */
-function formatFields(msg: string, fields: Record<string, unknown>): string {
-  const parts = Object.entries(fields)
-    .filter(([, v]) => v !== undefined && !(Array.isArray(v) && v.length === 0))
-    .filter(([, v]) => !((typeof v === 'string' || typeof v === 'number') && msg.includes(String(v))))
-    .map(([k, v]) => `${k}=${typeof v === 'string' && /^[\w./:@-]+$/.test(v) ? v : JSON.stringify(v)}`);
-  return parts.length ? ` (${parts.join(', ')})` : '';
-}
-
 async function runChosen(def: CmdDef, opts: Opts, args: string[]): Promise<void> {
   if (opts.debug) process.env.BERTH_LOG_LEVEL = 'debug';
   if (def.name !== 'agent') {
     onSignals();
     // a command's warnings are for the person who ran it: text lines, not pino's JSON (the
     // agent logs JSON, for its log file)
-    setWarningSink((msg, fields) => process.stderr.write(`berth ${def.name}: warning: ${msg}${formatFields(msg, fields)}\n`));
+    setWarningSink((msg, fields) => process.stderr.write(warningLine(def.name, msg, fields)));
   }
   const io: CmdIO = {
     interactive: !!process.stderr.isTTY && !opts.json,
@@ -206,7 +195,7 @@ async function runChosen(def: CmdDef, opts: Opts, args: string[]): Promise<void>
     const { toBerthError } = await import('../errors.js');
     const err = toBerthError(e);
     if (opts.json) process.stdout.write(JSON.stringify({ ok: false, error: err.toJSON() }) + '\n');
-    process.stderr.write(`berth ${def.name}: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+    process.stderr.write(errorLines(def.name, err));
     if (err.code === 'E_INTERNAL' && process.env.BERTH_LOG_LEVEL === 'debug') process.stderr.write(String((e as Error).stack) + '\n');
     process.exitCode = err.exitCode;
   }

@@ -8,7 +8,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -199,5 +199,65 @@ describe('reconcile, autostart, fencing', () => {
     assert.equal((await readLease(lease('victim')))!.node, 'other');
     assert.match(n.logTail(50), /fenced/);
     await n.stopAgent();
+  });
+});
+
+describe('the CLI hands jstart/jstop to a running agent (src/cli/fast.ts)', () => {
+  const local = { BERTH_AGENT: '0' };
+  const apiLines = (jname: string) => readFileSync(n.agentLog, 'utf8').split('\n').filter((l) => l.includes(`"path":"/v1/envs/${jname}/`)).length;
+  const same = (a: ReturnType<TestNode['run']>, b: ReturnType<TestNode['run']>, what: string) =>
+    assert.deepEqual({ code: a.code, stdout: a.stdout, stderr: a.stderr }, { code: b.code, stdout: b.stdout, stderr: b.stderr }, what);
+
+  test('through the agent and in-process, the same outcome prints the same lines and exit code', async () => {
+    n.ok(['jcreate', 'jname=fast1', 'base=bb']);
+    if (!n.agent) await n.startAgent();
+    const before = apiLines('fast1');
+    const start = n.run(['jstart', 'fast1']);
+    assert.equal(start.code, 0, start.stderr);
+    assert.equal(start.stdout, 'started: fast1\n');
+    assert.equal(apiLines('fast1'), before + 1, 'the agent ran the start');
+    assert.equal(n.envs().fast1.status, 'On');
+    n.ok(['jexec', 'jname=fast1', 'true']);
+    // already running (exit 1), both ways
+    same(n.run(['jstart', 'jname=fast1']), n.run(['jstart', 'jname=fast1'], undefined, local), 'jstart of a running env');
+    assert.equal(apiLines('fast1'), before + 2);
+    const stop = n.run(['jstop', 'jname=fast1']);
+    assert.deepEqual([stop.code, stop.stdout, stop.stderr], [0, 'stopped: fast1\n', '']);
+    assert.equal(n.envs().fast1.status, 'Off');
+    same(n.run(['jstop', 'fast1']), n.run(['jstop', 'fast1'], undefined, local), 'jstop of a stopped env');
+    const missing = n.run(['jstart', 'nosuch']);
+    assert.equal(missing.code, 3);
+    same(missing, n.run(['jstart', 'nosuch'], undefined, local), 'jstart of an unknown env');
+    // forms the fast path leaves to the CLI: a glob, a bad name, more arguments
+    const n0 = apiLines('fast1');
+    n.ok(['jstart', 'jname=fast*']);
+    n.ok(['jstop', 'fast1', '--json']);
+    assert.equal(n.run(['jstart', 'jname=fast1.x']).code, 2);
+    assert.equal(apiLines('fast1'), n0, 'globs, --json and bad names run in the CLI');
+  });
+
+  test('warnings of the operation reach the terminal as the CLI prints its own', async () => {
+    const d = join(n.wd, 'jails-system', 'fast1', 'master_poststart.d');
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, '10-fails'), '#!/bin/sh\necho poststart says no >&2\nexit 3\n', { mode: 0o755 });
+    if (!n.agent) await n.startAgent();
+    const viaAgent = n.run(['jstart', 'fast1']);
+    assert.equal(viaAgent.code, 0, viaAgent.stderr);
+    assert.match(viaAgent.stderr, /^berth jstart: warning: .*10-fails/m);
+    n.ok(['jstop', 'fast1']);
+    same(viaAgent, n.run(['jstart', 'fast1'], undefined, local), 'a warning from master_poststart.d');
+    n.ok(['jstop', 'fast1']);
+    rmSync(d, { recursive: true });
+  });
+
+  test('an agent that died (its socket left behind) does not stop the CLI: the command runs in-process', async () => {
+    if (!n.agent) await n.startAgent();
+    await n.stopAgent('SIGKILL');
+    assert.ok(existsSync(join(n.wd, 'var', 'run', 'agent.sock')), 'a killed agent leaves its socket');
+    const before = apiLines('fast1');
+    assert.equal(n.ok(['jstart', 'fast1']).stdout, 'started: fast1\n');
+    assert.equal(n.ok(['jstop', 'fast1']).stdout, 'stopped: fast1\n');
+    assert.equal(apiLines('fast1'), before);
+    n.ok(['jremove', 'fast1']);
   });
 });

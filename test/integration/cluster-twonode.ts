@@ -29,7 +29,7 @@ export class TestNode {
   get url(): string { return `http://127.0.0.1:${this.port}`; }
   get socketUrl(): string { return `unix:${join(this.wd, 'var', 'run', 'agent.sock')}`; }
   /** runs `berth ...` on this node */
-  run(args: string[], timeoutMs?: number) { return berth(args, { workdir: this.wd, timeoutMs }); }
+  run(args: string[], timeoutMs?: number, env?: Record<string, string>) { return berth(args, { workdir: this.wd, timeoutMs, env }); }
   ok(args: string[], timeoutMs?: number) { return berthOk(args, { workdir: this.wd, timeoutMs }); }
   client(): AgentClient { return new AgentClient(this.name, this.url, this.token); }
 

@@ -14,6 +14,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { bearerToken, createApi, httpStatusFor, tokenMatches, type AgentOps } from '../../src/agent/api.js';
 import { AgentClient, parseNodeUrl } from '../../src/agent/client.js';
 import { BerthError, EXIT, notFound, ownedError, usageError } from '../../src/errors.js';
+import { setWarningSink, warn } from '../../src/log.js';
 
 const TOKEN = 'a'.repeat(64);
 const calls: string[] = [];
@@ -33,6 +34,13 @@ const fake: AgentOps = {
     if (j === 'owned') throw ownedError('E_LEASE_HELD', 'owned by node2', { hint: 'ask node2' });
     if (j === 'broken') throw new BerthError('E_ENGINE', 'runc failed', EXIT.ENGINE);
     if (j === 'oops') throw new Error('plain error');
+    if (j.startsWith('warns')) {
+      // two operations at once: each answer carries its own warnings only
+      await warn({ jname: j, n: 1 }, `first of ${j}`);
+      await new Promise((r) => setTimeout(r, j === 'warns1' ? 30 : 5));
+      await warn({ jname: j, n: 2 }, `second of ${j}`);
+      if (j === 'warnsfail') throw new BerthError('E_ENGINE', 'runc failed after warning', EXIT.ENGINE);
+    }
     return { jname: j, status: 'On' };
   },
   async stop(j) { calls.push(`stop:${j}`); return { jname: j, status: 'Off' }; },
@@ -180,6 +188,18 @@ describe('client', () => {
     await assert.rejects(c.status('gone'), (e: unknown) => e instanceof BerthError && e.exitCode === 3);
   });
 
+  test("a remote node's errors name it; this node's own agent (local) passes the message as it is, with the warnings", async () => {
+    setWarningSink(() => undefined);
+    try {
+      await assert.rejects(new AgentClient('n1', `unix:${sock}`, TOKEN).start('owned'), (e: unknown) => e instanceof BerthError && e.message === "node 'n1': owned by node2");
+      await assert.rejects(new AgentClient('n1', `unix:${sock}`, TOKEN, { local: true }).start('warnsfail'), (e: any) =>
+        e instanceof BerthError && e.message === 'runc failed after warning' && e.exitCode === 5 && e.details?.node === 'n1'
+        && JSON.stringify((e as any).warnings.map((w: any) => w.message)) === '["first of warnsfail","second of warnsfail"]');
+    } finally {
+      setWarningSink(undefined);
+    }
+  });
+
   test('a wrong token gives E_UNAUTHORIZED; no agent gives E_NODE_UNREACHABLE (exit 1)', async () => {
     await assert.rejects(new AgentClient('n1', `unix:${sock}`, 'wrong').list(), (e: unknown) => e instanceof BerthError && e.code === 'E_UNAUTHORIZED' && e.exitCode === 1);
     await assert.rejects(new AgentClient('n9', `unix:${join(dir, 'none.sock')}`, TOKEN).list(), (e: unknown) => e instanceof BerthError && e.code === 'E_NODE_UNREACHABLE' && e.exitCode === 1);
@@ -190,5 +210,26 @@ describe('client', () => {
     const c = new AgentClient('n1', `unix:${sock}`, TOKEN);
     await assert.rejects(c.call('GET', '/v1/envs/bad.name'), (e: unknown) => e instanceof BerthError && e.code === 'E_BAD_JNAME' && e.exitCode === 2);
     assert.ok(usageError('X', 'y').exitCode === 2);
+  });
+});
+
+describe('warnings of an operation', () => {
+  test('start and stop answers carry the warnings the operation logged, its own only; an error answer too', async () => {
+    setWarningSink(() => undefined);
+    try {
+      const [a, b] = await Promise.all(['warns1', 'warns2'].map(async (j) => (await req(`/v1/envs/${j}/start`, { method: 'POST', headers: auth })).json() as Promise<any>));
+      for (const [doc, j] of [[a, 'warns1'], [b, 'warns2']] as const) {
+        assert.equal(doc.ok, true);
+        assert.deepEqual(doc.warnings, [{ message: `first of ${j}`, fields: { jname: j, n: 1 } }, { message: `second of ${j}`, fields: { jname: j, n: 2 } }]);
+      }
+      assert.deepEqual(((await (await req('/v1/envs/web1/stop', { method: 'POST', headers: auth })).json()) as any).warnings, []);
+      const r = await req('/v1/envs/warnsfail/start', { method: 'POST', headers: auth });
+      assert.equal(r.status, 500);
+      const doc = await r.json() as any;
+      assert.equal(doc.error.code, 'E_ENGINE');
+      assert.deepEqual(doc.warnings.map((w: any) => w.message), ['first of warnsfail', 'second of warnsfail']);
+    } finally {
+      setWarningSink(undefined);
+    }
   });
 });

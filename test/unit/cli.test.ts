@@ -147,3 +147,22 @@ test('tables show control characters as \\xNN (a descriptor on shared storage mu
   const { renderTable } = await import('../../src/cli/table.js');
   assert.equal(renderTable(['jname', 'host_hostname'], [['web1', 'a\u001b[2Jb\u0007'], ['web2', '']]), 'JNAME  HOST_HOSTNAME\nweb1   a\\x1b[2Jb\\x07\nweb2   -');
 });
+
+test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`; globs, bad names, options and BERTH_AGENT=0 go to the CLI', async () => {
+  const { fastRequest } = await import('../../src/cli/fast.js');
+  assert.deepEqual(fastRequest(['jstart', 'web1'], {}), { cmd: 'jstart', jname: 'web1' });
+  assert.deepEqual(fastRequest(['jstop', 'jname=web-1_a'], {}), { cmd: 'jstop', jname: 'web-1_a' });
+  for (const argv of [['jstart', 'web*'], ['jstart', 'jname=web[12]'], ['jstart', 'a.b'], ['jstart', 'jname='], ['jstart', '-v'],
+    ['jstart', 'web1', '--json'], ['jstart', 'web1', '-v'], ['jstart', '--jname=web1'], ['jrestart', 'web1'], ['jstart'], ['jremove', 'web1'], ['jstart', 'x'.repeat(65)]]) {
+    assert.equal(fastRequest(argv, {}), undefined, argv.join(' '));
+  }
+  assert.equal(fastRequest(['jstart', 'web1'], { BERTH_AGENT: '0' }), undefined);
+});
+
+test('without an agent socket the fast path declines and the CLI runs the command (here it says the workdir is not one)', async () => {
+  const { viaAgent } = await import('../../src/cli/fast.js');
+  assert.equal(await viaAgent(['jstart', 'web1'], NOWHERE.env), false);
+  const r = berth(['jstart', 'web1'], NOWHERE);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /^berth jstart: \/nonexistent\/berth-cli-test is not an initialised berth workdir/);
+});
