@@ -8,8 +8,9 @@
  * only these two, and only when the daemon is there.
  *
  * Only the plain forms are handed over: exactly one env name (`jname=web1` or `web1`, no
- * glob) and no other argument, so `-v` (hook output on the terminal), `--debug`, `--json`,
- * `workdir=` and globs always run in this process. `BERTH_AGENT=0` turns the fast path off.
+ * glob) and no other argument, so `-v` (hook output on the terminal), `--debug` (or
+ * BERTH_DEBUG=1, BERTH_LOG_LEVEL=debug), `--json`, `workdir=` and globs always run in this
+ * process. `BERTH_AGENT=0` turns the fast path off.
  *
  * The command runs here instead (the request never reached the agent) when the socket or the
  * token file is missing, when nothing listens on the socket (an agent that died), or when the
@@ -36,6 +37,8 @@ const VERBS = { jstart: 'started', jstop: 'stopped' } as const;
 /** What the fast path would send for `argv`, or undefined when the full CLI must run it. */
 export function fastRequest(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { cmd: keyof typeof VERBS; jname: string } | undefined {
   if (env.BERTH_AGENT === '0' || argv.length !== 2) return undefined;
+  // debug logs of the external commands are asked for on this terminal: run here
+  if (env.BERTH_DEBUG === '1' || env.BERTH_LOG_LEVEL === 'debug' || env.BERTH_LOG_LEVEL === 'trace') return undefined;
   const cmd = argv[0]!;
   if (cmd !== 'jstart' && cmd !== 'jstop') return undefined;
   const jname = argv[1]!.startsWith('jname=') ? argv[1]!.slice(6) : argv[1]!;

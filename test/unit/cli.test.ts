@@ -148,7 +148,7 @@ test('tables show control characters as \\xNN (a descriptor on shared storage mu
   assert.equal(renderTable(['jname', 'host_hostname'], [['web1', 'a\u001b[2Jb\u0007'], ['web2', '']]), 'JNAME  HOST_HOSTNAME\nweb1   a\\x1b[2Jb\\x07\nweb2   -');
 });
 
-test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`; globs, bad names, options and BERTH_AGENT=0 go to the CLI', async () => {
+test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`; globs, bad names, options, debug logging and BERTH_AGENT=0 go to the CLI', async () => {
   const { fastRequest } = await import('../../src/cli/fast.js');
   assert.deepEqual(fastRequest(['jstart', 'web1'], {}), { cmd: 'jstart', jname: 'web1' });
   assert.deepEqual(fastRequest(['jstop', 'jname=web-1_a'], {}), { cmd: 'jstop', jname: 'web-1_a' });
@@ -156,7 +156,7 @@ test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`;
     ['jstart', 'web1', '--json'], ['jstart', 'web1', '-v'], ['jstart', '--jname=web1'], ['jrestart', 'web1'], ['jstart'], ['jremove', 'web1'], ['jstart', 'x'.repeat(65)]]) {
     assert.equal(fastRequest(argv, {}), undefined, argv.join(' '));
   }
-  assert.equal(fastRequest(['jstart', 'web1'], { BERTH_AGENT: '0' }), undefined);
+  for (const env of [{ BERTH_AGENT: '0' }, { BERTH_DEBUG: '1' }, { BERTH_LOG_LEVEL: 'debug' }]) assert.equal(fastRequest(['jstart', 'web1'], env), undefined, JSON.stringify(env));
 });
 
 test('without an agent socket the fast path declines and the CLI runs the command (here it says the workdir is not one)', async () => {
