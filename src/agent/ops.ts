@@ -14,6 +14,7 @@ import { registerEnv, unregisterEnv } from '../register.js';
 import { readSharedDescriptor } from '../cluster.js';
 import { revalidate } from '../sharedfs.js';
 import { explainNotFound } from '../owner.js';
+import { readSettings } from '../settings.js';
 import type { AgentOps, RegisterBody } from './api.js';
 import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from './fence.js';
 
@@ -52,6 +53,13 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       running = await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid);
     }
     return { ...e, running, fenced: row ? isFenced(ctx, row.jname) ?? null : null };
+  };
+  // Each operation reads etc/berth.conf again, as a berth command would (mnt_timeout,
+  // default_mnt_start ... changed since the agent started apply at once), except lease_ttl and
+  // api_port: the agent heartbeats and listens with the ones it started with until it restarts.
+  const refreshSettings = () => {
+    const s = readSettings(ctx.wd.conf);
+    ctx.settings = { ...s, lease_ttl: ctx.settings.lease_ttl, api_port: ctx.settings.api_port };
   };
   // an env this node lacks but another known node owns is reported as that (exit 4), as the CLI does
   const explained = async <T>(jname: string, fn: () => Promise<T>): Promise<T> => {
@@ -93,9 +101,10 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const fenced = !!row && !!lease && (lease.node !== ctx.nodename || lease.generation !== row.generation);
       return { jname, registered: !!row, fenced, descriptor, rcconf: existsSync(p.rcconfFile), lease, defaultMntStart: ctx.settings.default_mnt_start };
     },
-    start: (jname) => track((async () => statusOf(await explained(jname, () => startEnv(ctx, jname))))()),
-    stop: (jname) => track((async () => statusOf(await explained(jname, () => stopEnv(ctx, jname))))()),
+    start: (jname) => track((async () => { refreshSettings(); return statusOf(await explained(jname, () => startEnv(ctx, jname))); })()),
+    stop: (jname) => track((async () => { refreshSettings(); return statusOf(await explained(jname, () => stopEnv(ctx, jname))); })()),
     register: (jname, body: RegisterBody) => track((async () => {
+      refreshSettings();
       // a stale row of a fenced env (this node lost it earlier) must not block its return
       if (ctx.inv.get(jname)) await forgetFencedEnv(ctx, jname);
       // the descriptors were just written through another node's mount (see revalidate)
@@ -106,6 +115,7 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       return r;
     })()),
     unregister: (jname) => track((async () => {
+      refreshSettings();
       const r = await unregisterEnv(ctx, jname);
       await clearFenceMarker(ctx.wd, jname);
       return r;

@@ -8,17 +8,23 @@
  * only these two, and only when the daemon is there.
  *
  * Only the plain forms are handed over: exactly one env name (`jname=web1` or `web1`, no
- * glob) and no other argument, so `-v` (hook output on the terminal), `--debug` (or
- * BERTH_DEBUG=1, BERTH_LOG_LEVEL=debug), `--json`, `workdir=` and globs always run in this
- * process. `BERTH_AGENT=0` turns the fast path off.
+ * glob) and no other argument, so `-v` (hook output on the terminal), `--debug`, `--json`,
+ * `workdir=` and globs always run in this process; so does a command whose environment sets
+ * any BERTH_* variable but BERTH_WORKDIR (BERTH_DEBUG, BERTH_LOG_LEVEL ... would change what
+ * it prints or does, and the agent has its own environment). `BERTH_AGENT=0` turns the fast
+ * path off.
  *
- * The command runs here instead (the request never reached the agent) when the socket or the
- * token file is missing, when nothing listens on the socket (an agent that died), or when the
- * agent refuses the token. Once the request was sent, it is never run a second time here: an
- * agent that fails or vanishes mid-way is reported as a failure (exit 1).
+ * The command runs here instead when the request cannot have reached the agent: no socket or
+ * token file, a token that cannot go in an HTTP header, a socket that does not accept the
+ * connection (nothing listens: an agent that died; no permission; backlog full), or a token
+ * the agent refuses. Once the request was sent, it is never run a second time here: an agent
+ * that vanishes mid-way is reported as a failure (exit 1). The answer is waited for as long
+ * as the operation takes, as in-process (hooks are bounded by mnt_timeout); on a terminal a
+ * note after 10 s says what is being waited for, in case the agent is wedged.
  *
- * Differences from running here: hooks run in the agent's process environment, and an
- * interrupt (^C) ends this command but not the operation, which the agent completes.
+ * Differences from running here: external commands (hooks, runc, mount) run in the agent's
+ * process environment (its PATH), and an interrupt (^C) ends this command but not the
+ * operation, which the agent completes.
  *
  * Bundled on its own (dist/bundle/fast.cjs, scripts/bundle.mjs) and loaded by bin/berth
  * before the CLI bundle; it prints exactly what the CLI prints for the same outcome.
@@ -29,16 +35,18 @@ import { AgentClient } from '../agent/client.js';
 import { toBerthError } from '../errors.js';
 import { JNAME } from '../names.js';
 import { resolveWorkdir } from '../paths.js';
-import { errorLines, warningLine } from './render.js';
+import { errorLines, ignoreClosedStdout, warningLine } from './render.js';
 
 /** The commands the fast path takes, with the verb of their success line (src/cli/each.ts). */
 const VERBS = { jstart: 'started', jstop: 'stopped' } as const;
 
+/** Errors of connect(2) on a unix socket: the request was not sent. */
+const NOT_SENT = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES', 'EPERM', 'EAGAIN', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOTSOCK']);
+
 /** What the fast path would send for `argv`, or undefined when the full CLI must run it. */
 export function fastRequest(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { cmd: keyof typeof VERBS; jname: string } | undefined {
   if (env.BERTH_AGENT === '0' || argv.length !== 2) return undefined;
-  // debug logs of the external commands are asked for on this terminal: run here
-  if (env.BERTH_DEBUG === '1' || env.BERTH_LOG_LEVEL === 'debug' || env.BERTH_LOG_LEVEL === 'trace') return undefined;
+  if (Object.keys(env).some((k) => k.startsWith('BERTH_') && k !== 'BERTH_WORKDIR' && k !== 'BERTH_AGENT')) return undefined;
   const cmd = argv[0]!;
   if (cmd !== 'jstart' && cmd !== 'jstop') return undefined;
   const jname = argv[1]!.startsWith('jname=') ? argv[1]!.slice(6) : argv[1]!;
@@ -56,16 +64,22 @@ export async function viaAgent(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (!req) return false;
   const wd = resolveWorkdir(undefined, env);
   const socket = join(wd, 'var', 'run', 'agent.sock');
-  let token: string;
+  let client: AgentClient;
   try {
     if (!existsSync(socket)) return false;
-    token = readFileSync(join(wd, 'etc', 'api.token'), 'utf8').trim();
+    const token = readFileSync(join(wd, 'etc', 'api.token'), 'utf8').trim();
+    if (!/^[\x21-\x7e]+$/.test(token)) return false; // not a header value: the agent cannot have it either
+    const nodename = readFileSync(join(wd, 'nodename'), 'utf8').split(/\s+/)[0] || 'this node';
+    client = new AgentClient(nodename, `unix:${socket}`, token, { local: true });
   } catch {
-    return false; // not root, or not a node: the full CLI says why
+    return false; // not root, not a node, or a socket path the client cannot take: the full CLI runs it
   }
-  const client = new AgentClient('local', `unix:${socket}`, token, { local: true });
+  ignoreClosedStdout();
+  const waiting = process.stderr.isTTY ? setTimeout(() => process.stderr.write(
+    `berth ${req.cmd}: waiting for this node's agent (${socket}) to finish ${req.cmd} ${req.jname}; if it hangs, ^C and run it without the agent: BERTH_AGENT=0 berth ${req.cmd} ${req.jname}\n`), 10_000) : undefined;
   try {
-    const answer = await (req.cmd === 'jstart' ? client.start(req.jname) : client.stop(req.jname));
+    // no time limit, as in-process: the operation's hooks are bounded by mnt_timeout
+    const answer = await client.call('POST', `/v1/envs/${req.jname}/${req.cmd === 'jstart' ? 'start' : 'stop'}`, {}, 0);
     printWarnings(req.cmd, answer.warnings);
     process.stdout.write(`${VERBS[req.cmd]}: ${req.jname}\n`);
     process.exitCode = 0;
@@ -73,14 +87,16 @@ export async function viaAgent(argv: readonly string[], env: NodeJS.ProcessEnv =
     const err = toBerthError(e);
     const errno = (err.details as { errno?: string } | undefined)?.errno;
     // the request did not reach the agent (or was refused before anything ran): run it here
-    if (err.code === 'E_UNAUTHORIZED' || (err.code === 'E_NODE_UNREACHABLE' && (errno === 'ENOENT' || errno === 'ECONNREFUSED'))) return false;
+    if (err.code === 'E_UNAUTHORIZED' || (err.code === 'E_NODE_UNREACHABLE' && NOT_SENT.has(errno ?? ''))) return false;
     printWarnings(req.cmd, (e as { warnings?: unknown }).warnings);
     const lost = err.code === 'E_NODE_UNREACHABLE' || err.code === 'E_BAD_ANSWER';
     process.stderr.write(errorLines(req.cmd, lost ? {
-      message: `this node's agent took the command and gave no answer: ${err.message}`,
+      message: `this node's agent took ${req.cmd} ${req.jname} and gave no answer${errno ? ` (${errno})` : ''}: the operation may have run in part or in full`,
       hint: `see the agent's log and \`berth jls jname=${req.jname}\`; BERTH_AGENT=0 runs ${req.cmd} without the agent`,
     } : err));
     process.exitCode = err.exitCode;
+  } finally {
+    clearTimeout(waiting);
   }
   return true;
 }

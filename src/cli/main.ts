@@ -6,7 +6,7 @@
 import { berthVersion } from '../pkg.js';
 import { setWarningSink } from '../log.js';
 import { COMMANDS } from './registry.js';
-import { errorLines, warningLine } from './render.js';
+import { errorLines, ignoreClosedStdout, warningLine } from './render.js';
 import type { CmdDef, CmdIO, Opts } from './types.js';
 
 const COMMON = ['json', 'verbose', 'workdir', 'debug'];
@@ -81,8 +81,7 @@ export class UsageProblem extends Error {}
 
 /** Runs the CLI with `argv` (without node and script). Sets process.exitCode. */
 export async function main(argv: string[]): Promise<void> {
-  // `berth jls | head`: a closed stdout is not an error
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e; });
+  ignoreClosedStdout();
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
     process.stdout.write(berthVersion() + '\n');
     return;

@@ -2,7 +2,7 @@
  * The CLI's lines for people, shared by the CLI (src/cli/main.ts) and its agent fast path
  * (src/cli/fast.ts), so that a command prints the same whether it ran here or in the node's
  * agent: warnings as `berth <cmd>: warning: ...`, errors as `berth <cmd>: <message>` and
- * `hint: <hint>`, on stderr.
+ * `hint: <hint>`, on stderr; and how a closed stdout is taken.
  */
 
 /**
@@ -25,4 +25,9 @@ export function warningLine(cmd: string, msg: string, fields: Record<string, unk
 /** The stderr lines of a failed command `cmd` (with their newlines). */
 export function errorLines(cmd: string, err: { message: string; hint?: string }): string {
   return `berth ${cmd}: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`;
+}
+
+/** `berth jls | head`: a closed stdout ends the command quietly, with its exit code so far. */
+export function ignoreClosedStdout(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0); else throw e; });
 }

@@ -7,7 +7,7 @@
  * migrate-gluster.test.ts. Needs root, runc and busybox-static.
  */
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -248,6 +248,40 @@ describe('the CLI hands jstart/jstop to a running agent (src/cli/fast.ts)', () =
     same(viaAgent, n.run(['jstart', 'fast1'], undefined, local), 'a warning from master_poststart.d');
     n.ok(['jstop', 'fast1']);
     rmSync(d, { recursive: true });
+  });
+
+  test('node settings changed while the agent runs apply to the next handed-over command (etc/berth.conf is read per operation)', async () => {
+    const hooks = join(dirname(n.wd), 'fast-hooks');
+    mkdirSync(hooks, { recursive: true, mode: 0o755 });
+    const slow = join(hooks, 'slow-start');
+    writeFileSync(slow, `#!/bin/sh\n[ -e ${hooks}/slow ] && exec sleep 30\nexit 0\n`, { mode: 0o755 });
+    n.ok(['jcreate', 'jname=fast2', 'base=bb', `mnt_start=${slow}`]);
+    if (!n.agent) await n.startAgent();
+    writeFileSync(join(hooks, 'slow'), '');
+    n.ok(['initenv', `workdir=${n.wd}`, 'nodename=solo', 'mnt_timeout=1']);
+    try {
+      const before = apiLines('fast2');
+      const r = n.run(['jstart', 'fast2']);
+      assert.equal(r.code, 124, `the agent used mnt_timeout=1, read after it started: ${r.stderr}`);
+      assert.equal(apiLines('fast2'), before + 1);
+    } finally {
+      n.ok(['initenv', `workdir=${n.wd}`, 'nodename=solo', 'mnt_timeout=300']);
+      rmSync(join(hooks, 'slow'));
+    }
+    n.ok(['jremove', 'fast2']);
+  });
+
+  test('a closed stdout ends a handed-over command quietly, with its exit code (`berth jstart x | true`)', async () => {
+    if (!n.agent) await n.startAgent();
+    const child = spawn(process.execPath, [BIN, 'jstart', 'fast1'], { env: { ...process.env, BERTH_WORKDIR: n.wd }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.destroy();
+    let err = '';
+    child.stderr!.on('data', (d) => { err += d; });
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(err, '');
+    assert.equal(code, 0);
+    assert.equal(n.envs().fast1.status, 'On');
+    n.ok(['jstop', 'fast1']);
   });
 
   test('an agent that died (its socket left behind) does not stop the CLI: the command runs in-process', async () => {

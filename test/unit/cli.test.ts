@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { berth, ROOT } from '../helpers/cli.js';
@@ -148,7 +149,7 @@ test('tables show control characters as \\xNN (a descriptor on shared storage mu
   assert.equal(renderTable(['jname', 'host_hostname'], [['web1', 'a\u001b[2Jb\u0007'], ['web2', '']]), 'JNAME  HOST_HOSTNAME\nweb1   a\\x1b[2Jb\\x07\nweb2   -');
 });
 
-test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`; globs, bad names, options, debug logging and BERTH_AGENT=0 go to the CLI', async () => {
+test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`; globs, bad names, options, BERTH_* settings in the environment and BERTH_AGENT=0 go to the CLI', async () => {
   const { fastRequest } = await import('../../src/cli/fast.js');
   assert.deepEqual(fastRequest(['jstart', 'web1'], {}), { cmd: 'jstart', jname: 'web1' });
   assert.deepEqual(fastRequest(['jstop', 'jname=web-1_a'], {}), { cmd: 'jstop', jname: 'web-1_a' });
@@ -156,7 +157,10 @@ test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`;
     ['jstart', 'web1', '--json'], ['jstart', 'web1', '-v'], ['jstart', '--jname=web1'], ['jrestart', 'web1'], ['jstart'], ['jremove', 'web1'], ['jstart', 'x'.repeat(65)]]) {
     assert.equal(fastRequest(argv, {}), undefined, argv.join(' '));
   }
-  for (const env of [{ BERTH_AGENT: '0' }, { BERTH_DEBUG: '1' }, { BERTH_LOG_LEVEL: 'debug' }]) assert.equal(fastRequest(['jstart', 'web1'], env), undefined, JSON.stringify(env));
+  for (const env of [{ BERTH_AGENT: '0' }, { BERTH_DEBUG: '1' }, { BERTH_LOG_LEVEL: 'debug' }, { BERTH_LOG_LEVEL: 'DEBUG' }, { BERTH_LOG_LEVEL: 'silent' }, { BERTH_PLATFORM: 'freebsd' }]) {
+    assert.equal(fastRequest(['jstart', 'web1'], env), undefined, JSON.stringify(env));
+  }
+  assert.deepEqual(fastRequest(['jstart', 'web1'], { BERTH_WORKDIR: '/x', BERTH_AGENT: '1', PATH: '/bin' }), { cmd: 'jstart', jname: 'web1' });
 });
 
 test('without an agent socket the fast path declines and the CLI runs the command (here it says the workdir is not one)', async () => {
@@ -165,4 +169,36 @@ test('without an agent socket the fast path declines and the CLI runs the comman
   const r = berth(['jstart', 'web1'], NOWHERE);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /^berth jstart: \/nonexistent\/berth-cli-test is not an initialised berth workdir/);
+});
+
+test('the fast path declines, before connecting, a token that cannot be an HTTP header and a socket path its client refuses (white space)', async () => {
+  const { viaAgent } = await import('../../src/cli/fast.js');
+  const root = mkdtempSync(join(tmpdir(), 'berth fast '));
+  try {
+    const wd = join(root, 'wd');
+    mkdirSync(join(wd, 'var', 'run'), { recursive: true });
+    mkdirSync(join(wd, 'etc'));
+    writeFileSync(join(wd, 'nodename'), 'n1\n');
+    writeFileSync(join(wd, 'var', 'run', 'agent.sock'), ''); // exists; connecting to it would fail
+    writeFileSync(join(wd, 'etc', 'api.token'), 'a'.repeat(64) + '\n');
+    assert.equal(await viaAgent(['jstart', 'web1'], { BERTH_WORKDIR: wd }), false, 'a path with white space');
+    // a listening socket that counts connections: the bad token must not even connect
+    const wd2 = mkdtempSync(join(tmpdir(), 'berth-fast-'));
+    mkdirSync(join(wd2, 'var', 'run'), { recursive: true });
+    mkdirSync(join(wd2, 'etc'));
+    writeFileSync(join(wd2, 'nodename'), 'n1\n');
+    writeFileSync(join(wd2, 'etc', 'api.token'), 'abc\u0001def\n');
+    let connections = 0;
+    const server = createServer((c) => { connections++; c.destroy(); });
+    await new Promise<void>((r) => server.listen(join(wd2, 'var', 'run', 'agent.sock'), r));
+    try {
+      assert.equal(await viaAgent(['jstop', 'web1'], { BERTH_WORKDIR: wd2 }), false, 'a control character in the token');
+      assert.equal(connections, 0);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(wd2, { recursive: true, force: true });
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
