@@ -2,7 +2,8 @@
  * The node context every library operation takes: workdir paths, nodename, settings, the
  * inventory, the platform's mount primitive and its engines. Opened once per command.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { BerthError, EXIT, usageError } from './errors.js';
 import { Inventory } from './inventory.js';
 import { Workdir, resolveWorkdir } from './paths.js';
@@ -53,12 +54,29 @@ export interface NodeCtx {
   close(): void;
 }
 
+/** True when this process may list `dir`. */
+function canList(dir: string): boolean {
+  try {
+    accessSync(dir, constants.R_OK | constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Opens the node at `workdir` (argument, BERTH_WORKDIR or the default).
- * @throws BerthError E_NOT_INITIALISED (exit 1) when initenv was not run there
+ * @throws BerthError E_NOT_ROOT (exit 1) when a user other than root cannot read the
+ *   inventory; E_NOT_INITIALISED (exit 1) when initenv was not run there
  */
 export function openNode(workdir?: string): NodeCtx {
   const wd = new Workdir(resolveWorkdir(workdir));
+  // var/db is root's alone (0700): another user sees a node, not its inventory
+  if (existsSync(wd.nodenameFile) && !existsSync(wd.dbFile) && process.getuid?.() !== 0 && existsSync(dirname(wd.dbFile)) && !canList(dirname(wd.dbFile))) {
+    throw new BerthError('E_NOT_ROOT', `${wd.root} is a berth node, but its inventory ${wd.dbFile} is root's alone: berth runs as root (it mounts, starts containers and runs hooks)`, EXIT.FAILURE, {
+      hint: 'run the command as root (sudo berth ...)',
+    });
+  }
   if (!existsSync(wd.nodenameFile) || !existsSync(wd.dbFile)) {
     throw new BerthError('E_NOT_INITIALISED', `${wd.root} is not an initialised berth workdir`, EXIT.FAILURE, {
       hint: `run: berth initenv workdir=${wd.root} nodename=<name>`,

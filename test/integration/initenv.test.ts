@@ -5,8 +5,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { berth, berthOk, isRoot, mountTable, ROOT, tempDir } from '../helpers/cli.js';
 import { glusterVolume } from '../helpers/gluster.js';
 import { Inventory } from '../../src/inventory.js';
@@ -195,4 +195,22 @@ test('var/db on a local tmpfs is accepted and reported', () => {
   }
   // only this test's mount is checked: other tests may mount things meanwhile
   assert.deepEqual(mountTable().filter((t) => t === wd || t.startsWith(wd + '/')), []);
+});
+
+test('a user other than root is told that berth runs as root, not that the node is not initialised', () => {
+  const top = tmp();
+  chmodSync(top, 0o755); // mkdtemp makes it 0700: let the user see the node
+  const wd = join(top, 'wd');
+  berthOk(['initenv', `workdir=${wd}`, 'nodename=rootonly']);
+  // the CLI, copied where that user can read it (the checkout may be under a private home)
+  const cli = join(top, 'cli');
+  for (const f of ['package.json', 'bin/berth', 'bin/package.json', 'dist/bundle/berth.cjs']) {
+    mkdirSync(dirname(join(cli, f)), { recursive: true, mode: 0o755 });
+    copyFileSync(join(ROOT, f), join(cli, f));
+  }
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, join(cli, 'bin', 'berth'), 'jls'],
+    { encoding: 'utf8', env: { ...process.env, BERTH_WORKDIR: wd } });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /is a berth node, but its inventory .* is root's alone: berth runs as root/);
+  assert.doesNotMatch(r.stderr, /not an initialised/);
 });
