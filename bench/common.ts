@@ -57,6 +57,24 @@ export async function median(n: number, fn: () => unknown | Promise<unknown>, wa
   return t[Math.floor(t.length / 2)]!;
 }
 
+/**
+ * Times several measures in turns (one run of each per round, after one warm-up round), so
+ * that a machine whose speed drifts during the benchmark slows them all alike; returns each
+ * one's median in milliseconds, in the order given.
+ */
+export async function medians(n: number, fns: (() => unknown | Promise<unknown>)[]): Promise<number[]> {
+  for (const fn of fns) await fn();
+  const t: number[][] = fns.map(() => []);
+  for (let i = 0; i < n; i++) {
+    for (const [k, fn] of fns.entries()) {
+      const t0 = performance.now();
+      await fn();
+      t[k]!.push(performance.now() - t0);
+    }
+  }
+  return t.map((x) => { x.sort((a, b) => a - b); return x[Math.floor(x.length / 2)]!; });
+}
+
 /** Prints one result line: name, value with unit, and the target verdict. */
 export function report(name: string, value: string, target: string, ok: boolean): void {
   console.log(`${ok ? 'PASS' : 'MISS'}  ${name.padEnd(58)} ${value.padEnd(34)} target ${target}`);

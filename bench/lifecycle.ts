@@ -8,12 +8,14 @@
  *  (b) the same start+stop through the library API in one process, against bare runc: ratio;
  *  (c) `berth jls --json` with 10,000 envs in the inventory;
  *  (d) `berth --version` against `node -e 0`: ratio.
+ * Each measure and its baseline are timed in turns (bench/common.ts medians): this VM's speed
+ * drifts by a third within minutes.
  * Needs root, runc and busybox-static (make deps).
  */
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { BIN, ROOT, berth, freshNode, median, report, sh, startAgent } from './common.js';
+import { BIN, ROOT, berth, freshNode, median, medians, report, sh, startAgent } from './common.js';
 // (b) measures the shipped build (dist/, from `make build`), as the CLI does: under tsx the
 // library would start each run's monitor through tsx too, which is not what users run.
 const DIST = join(ROOT, 'dist/src');
@@ -42,16 +44,15 @@ function bareRunc(): void {
   sh(['runc', '--root', runcRoot, 'delete', 'bare']);
 }
 
-const nodeMs = await median(N, () => sh([process.execPath, '-e', '0']));
-const runcMs = await median(N, bareRunc);
 const pair = (env: NodeJS.ProcessEnv = {}) => () => {
   sh([process.execPath, BIN, 'jstart', 'jname=b1'], { env: { ...process.env, BERTH_WORKDIR: wd, ...env } });
   sh([process.execPath, BIN, 'jstop', 'jname=b1'], { env: { ...process.env, BERTH_WORKDIR: wd, ...env } });
 };
+// (a) in turns, with the node's agent running: node, bare runc, the pair through the agent, the
+// pair in-process (BERTH_AGENT=0)
 const stopAgent = await startAgent(wd);
-const cliMs = await median(N, pair());
+const [nodeMs, runcMs, cliMs, localMs] = await medians(N, [() => sh([process.execPath, '-e', '0']), bareRunc, pair(), pair({ BERTH_AGENT: '0' })]) as [number, number, number, number];
 await stopAgent();
-const localMs = await median(N, pair({ BERTH_AGENT: '0' }));
 const overhead = cliMs - runcMs - 2 * nodeMs;
 const localOverhead = localMs - runcMs - 2 * nodeMs;
 console.log(`node -e 0: ${nodeMs.toFixed(1)} ms   bare runc run/kill/delete: ${runcMs.toFixed(1)} ms   berth jstart+jstop: ${cliMs.toFixed(1)} ms (agent running), ${localMs.toFixed(1)} ms (BERTH_AGENT=0)`);
@@ -59,9 +60,9 @@ report('(a) berth CLI own overhead (start+stop − runc − 2 node)', `${overhea
 console.log(`      the same without the agent (BERTH_AGENT=0, reference): ${localOverhead.toFixed(1)} ms`);
 
 const ctx = openNode(wd);
-const libMs = await median(N, async () => { await startEnv(ctx, 'b1'); await stopEnv(ctx, 'b1'); });
+const [runc2Ms, libMs] = await medians(N, [bareRunc, async () => { await startEnv(ctx, 'b1'); await stopEnv(ctx, 'b1'); }]) as [number, number];
 ctx.close();
-report('(b) library start+stop vs bare runc', `${libMs.toFixed(1)} / ${runcMs.toFixed(1)} ms = ${(libMs / runcMs).toFixed(2)}x`, '<= 1.3x', libMs / runcMs <= 1.3);
+report('(b) library start+stop vs bare runc', `${libMs.toFixed(1)} / ${runc2Ms.toFixed(1)} ms = ${(libMs / runc2Ms).toFixed(2)}x`, '<= 1.3x', libMs / runc2Ms <= 1.3);
 
 // (c) 10,000 envs in the inventory of another node
 const wd2 = freshNode('bench2');
@@ -78,5 +79,5 @@ const jlsMs = await median(5, () => berth(wd2, ['jls', '--json']));
 const jlsText = await median(5, () => berth(wd2, ['jls']));
 report('(c) berth jls --json, 10,000 envs', `${jlsMs.toFixed(1)} ms (table: ${jlsText.toFixed(1)} ms)`, '<= 300 ms', jlsMs <= 300);
 
-const verMs = await median(N, () => sh([process.execPath, BIN, '--version']));
-report('(d) berth --version vs node -e 0', `${verMs.toFixed(1)} / ${nodeMs.toFixed(1)} ms = ${(verMs / nodeMs).toFixed(2)}x`, '<= 1.5x', verMs / nodeMs <= 1.5);
+const [node2Ms, verMs] = await medians(N, [() => sh([process.execPath, '-e', '0']), () => sh([process.execPath, BIN, '--version'])]) as [number, number];
+report('(d) berth --version vs node -e 0', `${verMs.toFixed(1)} / ${node2Ms.toFixed(1)} ms = ${(verMs / node2Ms).toFixed(2)}x`, '<= 1.5x', verMs / node2Ms <= 1.5);
