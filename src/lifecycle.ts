@@ -717,17 +717,16 @@ function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean, summar
  * The summary listing, `listEnvs(ctx, { ...opts, summary: true })`, as the text of a JSON array,
  * serialised by SQLite (src/inventory.ts summaryJson): the same document without building an
  * object per env, for `jls --json` of thousands of envs (bench/lifecycle.ts (c)).
- * @returns the UTF-8 JSON text of EnvInfo[]
+ * @returns JSON text of EnvInfo[]
  * @throws BerthError E_BAD_JNAME (2) for a bad pattern
  */
-export async function listEnvsJson(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean } = {}): Promise<Buffer> {
+export async function listEnvsJson(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean } = {}): Promise<string> {
   const ok = jnameFilter(opts.patterns);
   const gone = await goneRuns(ctx, ok);
   const arr = ctx.inv.summaryJson([...gone], opts.patterns?.length ? ok : undefined);
   const extra = opts.unregistered ? waitingDescriptors(ctx, ok, true) : [];
   if (!extra.length) return arr;
-  // '[...]' + the waiting descriptors before the closing bracket
-  return Buffer.concat([arr.subarray(0, -1), Buffer.from((arr.length === 2 ? '' : ',') + extra.map((e) => JSON.stringify(e)).join(',') + ']')]);
+  return arr.slice(0, -1) + (arr === '[]' ? '' : ',') + extra.map((e) => JSON.stringify(e)).join(',') + ']';
 }
 
 /**

@@ -187,8 +187,7 @@ async function runChosen(def: CmdDef, opts: Opts, args: string[]): Promise<void>
   try {
     const handler = await def.load();
     const out = await handler(opts, args, io);
-    if (opts.json && Array.isArray(out.json)) process.stdout.write(Buffer.concat([...out.json, Buffer.from('\n')]));
-    else if (opts.json) process.stdout.write((out.json ?? JSON.stringify({ ok: (out.exitCode ?? 0) === 0, ...out.data })) + '\n');
+    if (opts.json) process.stdout.write((out.json ?? JSON.stringify({ ok: (out.exitCode ?? 0) === 0, ...out.data })) + '\n');
     else if (out.text) process.stdout.write(out.text.endsWith('\n') ? out.text : out.text + '\n');
     process.exitCode = out.exitCode ?? 0;
   } catch (e) {

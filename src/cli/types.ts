@@ -13,8 +13,8 @@ export interface CmdOutput {
   data: Record<string, unknown>;
   /** Human output for stdout (a table or lines). */
   text?: string;
-  /** The whole --json document, already serialised, as text or as UTF-8 pieces written in order (replaces `data` with --json; jls of many envs). */
-  json?: string | Uint8Array[];
+  /** The whole --json document, already serialised (replaces `data` with --json; jls of many envs). */
+  json?: string;
   /** Exit code when not 0 (e.g. doctor with a failed check). */
   exitCode?: number;
 }

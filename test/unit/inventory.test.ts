@@ -81,14 +81,14 @@ describe('jls --json fast path (listEnvsJson)', () => {
   ] as const) {
     test(`equals JSON.stringify(listEnvs(summary)): ${name}`, async () => {
       const want = JSON.stringify(await listEnvs(ctx, { ...opts, patterns: opts.patterns ? [...opts.patterns] : undefined, summary: true }));
-      const got = (await listEnvsJson(ctx, { ...opts, patterns: opts.patterns ? [...opts.patterns] : undefined })).toString('utf8');
+      const got = await listEnvsJson(ctx, { ...opts, patterns: opts.patterns ? [...opts.patterns] : undefined });
       assert.equal(got, want);
       JSON.parse(got);
     });
   }
 
   test('the waiting descriptor is listed as Unregister; the one named like a registered env is not', async () => {
-    const envs = JSON.parse((await listEnvsJson(ctx, { unregistered: true })).toString('utf8')) as { jname: string; status: string }[];
+    const envs = JSON.parse(await listEnvsJson(ctx, { unregistered: true })) as { jname: string; status: string }[];
     assert.deepEqual(envs.filter((e) => e.status === 'Unregister').map((e) => e.jname), ['web9']);
     assert.equal(envs.filter((e) => e.jname === 'db').length, 1);
   });
@@ -102,7 +102,7 @@ describe('jls --json fast path (listEnvsJson)', () => {
     await initenv({ workdir: wd2, nodename: 'inv2' });
     const c2 = openNode(wd2);
     try {
-      assert.equal((await listEnvsJson(c2, { unregistered: true })).toString('utf8'), '[]');
+      assert.equal(await listEnvsJson(c2, { unregistered: true }), '[]');
       assert.equal(c2.inv.db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
       assert.ok((c2.inv.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index'").pluck().all() as string[]).includes('jails_status'));
     } finally {
@@ -123,7 +123,7 @@ describe('the summary column (migration 4)', () => {
   test('jset-style updates keep it current', async () => {
     const before = ctx.inv.get('db')!.conf;
     ctx.inv.updateConf('db', { ...before, host_hostname: 'renamed', ip4_addr: '0' });
-    const e = JSON.parse((await listEnvsJson(ctx, { patterns: ['db'] })).toString('utf8'))[0];
+    const e = JSON.parse(await listEnvsJson(ctx, { patterns: ['db'] }))[0];
     assert.deepEqual(e.conf, { ip4_addr: '0', host_hostname: 'renamed', baserw: '1' });
     ctx.inv.updateConf('db', before);
   });

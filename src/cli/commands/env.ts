@@ -119,7 +119,7 @@ export const jls: Handler = async (opts, args) => withNode(opts, async (ctx) => 
   if (opts.json && summary) {
     // serialised by SQLite: no object per env (10,000 envs, bench/lifecycle.ts (c))
     const envs = await listEnvsJson(ctx, { patterns, unregistered: true });
-    return { data: {}, json: [Buffer.from(`{"ok":true,"node":${JSON.stringify(ctx.nodename)},"envs":`), envs, Buffer.from('}')] };
+    return { data: {}, json: `{"ok":true,"node":${JSON.stringify(ctx.nodename)},"envs":${envs}}` };
   }
   const envs = await listEnvs(ctx, { patterns, unregistered: true, summary });
   if (opts.json) return { data: { node: ctx.nodename, envs } };
