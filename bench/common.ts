@@ -44,17 +44,9 @@ export function freshNode(name = 'bench1', extra: string[] = []): string {
   return wd;
 }
 
-/** Times `fn` `n` times after `warmup` runs; returns the median in milliseconds. */
-export async function median(n: number, fn: () => unknown | Promise<unknown>, warmup = 1): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const t: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await fn();
-    t.push(performance.now() - t0);
-  }
-  t.sort((a, b) => a - b);
-  return t[Math.floor(t.length / 2)]!;
+/** Times `fn` `n` times after one warm-up run; returns the median in milliseconds. */
+export async function median(n: number, fn: () => unknown | Promise<unknown>): Promise<number> {
+  return (await medians(n, [fn]))[0]!;
 }
 
 /**

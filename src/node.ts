@@ -72,7 +72,8 @@ function canList(dir: string): boolean {
 export function openNode(workdir?: string): NodeCtx {
   const wd = new Workdir(resolveWorkdir(workdir));
   // var/db is root's alone (0700): another user sees a node, not its inventory
-  if (existsSync(wd.nodenameFile) && !existsSync(wd.dbFile) && process.getuid?.() !== 0 && existsSync(dirname(wd.dbFile)) && !canList(dirname(wd.dbFile))) {
+  const dbDir = dirname(wd.dbFile);
+  if (process.getuid?.() !== 0 && existsSync(wd.nodenameFile) && existsSync(dbDir) && !canList(dbDir)) {
     throw new BerthError('E_NOT_ROOT', `${wd.root} is a berth node, but its inventory ${wd.dbFile} is root's alone: berth runs as root (it mounts, starts containers and runs hooks)`, EXIT.FAILURE, {
       hint: 'run the command as root (sudo berth ...)',
     });

@@ -57,10 +57,11 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
   // Each operation reads etc/berth.conf again, as a berth command would (mnt_timeout,
   // default_mnt_start ... changed since the agent started apply at once), except lease_ttl and
   // api_port: the agent heartbeats and listens with the ones it started with until it restarts.
-  const refreshSettings = () => {
-    const s = readSettings(ctx.wd.conf);
-    ctx.settings = { ...s, lease_ttl: ctx.settings.lease_ttl, api_port: ctx.settings.api_port };
-  };
+  // A mutating operation: tracked (the agent waits for it on shutdown), with fresh settings.
+  const op = <T>(fn: () => Promise<T>): Promise<T> => track((async () => {
+    ctx.settings = { ...readSettings(ctx.wd.conf), lease_ttl: ctx.settings.lease_ttl, api_port: ctx.settings.api_port };
+    return fn();
+  })());
   // an env this node lacks but another known node owns is reported as that (exit 4), as the CLI does
   const explained = async <T>(jname: string, fn: () => Promise<T>): Promise<T> => {
     try {
@@ -101,10 +102,9 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const fenced = !!row && !!lease && (lease.node !== ctx.nodename || lease.generation !== row.generation);
       return { jname, registered: !!row, fenced, descriptor, rcconf: existsSync(p.rcconfFile), lease, defaultMntStart: ctx.settings.default_mnt_start };
     },
-    start: (jname) => track((async () => { refreshSettings(); return statusOf(await explained(jname, () => startEnv(ctx, jname))); })()),
-    stop: (jname) => track((async () => { refreshSettings(); return statusOf(await explained(jname, () => stopEnv(ctx, jname))); })()),
-    register: (jname, body: RegisterBody) => track((async () => {
-      refreshSettings();
+    start: (jname) => op(async () => statusOf(await explained(jname, () => startEnv(ctx, jname)))),
+    stop: (jname) => op(async () => statusOf(await explained(jname, () => stopEnv(ctx, jname)))),
+    register: (jname, body: RegisterBody) => op(async () => {
       // a stale row of a fenced env (this node lost it earlier) must not block its return
       if (ctx.inv.get(jname)) await forgetFencedEnv(ctx, jname);
       // the descriptors were just written through another node's mount (see revalidate)
@@ -113,13 +113,12 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const r = await registerEnv(ctx, jname, { force: body.force, mntStart: body.mnt_start, mntStop: body.mnt_stop, keepStorage: body.keep_storage });
       await clearFenceMarker(ctx.wd, jname);
       return r;
-    })()),
-    unregister: (jname) => track((async () => {
-      refreshSettings();
+    }),
+    unregister: (jname) => op(async () => {
       const r = await unregisterEnv(ctx, jname);
       await clearFenceMarker(ctx.wd, jname);
       return r;
-    })()),
+    }),
   };
 }
 

@@ -69,8 +69,7 @@ export async function viaAgent(argv: readonly string[], env: NodeJS.ProcessEnv =
     if (!existsSync(socket)) return false;
     const token = readFileSync(join(wd, 'etc', 'api.token'), 'utf8').trim();
     if (!/^[\x21-\x7e]+$/.test(token)) return false; // not a header value: the agent cannot have it either
-    const nodename = readFileSync(join(wd, 'nodename'), 'utf8').split(/\s+/)[0] || 'this node';
-    client = new AgentClient(nodename, `unix:${socket}`, token, { local: true });
+    client = new AgentClient('this node', `unix:${socket}`, token, { local: true });
   } catch {
     return false; // not root, not a node, or a socket path the client cannot take: the full CLI runs it
   }
