@@ -45,7 +45,7 @@ import { writeDescriptor, type EnvConf } from './descriptor.js';
 import { rewriteFstabForClone } from './fstab.js';
 import { checkHookSafe, cbsdHookVars, listHookDir, runHookDir, runStorageHook, type HookEnv } from './hooks.js';
 import { STATUS } from './inventory.js';
-import { acquireLease, releaseLease } from './lease.js';
+import { acquireEnvLease, journal, publishDescriptor, releaseEnvLease } from './ownership/leases.js';
 import {
   effectiveHooks, getEnv, hookEnv, recoverStaleClaim, requireLease, validateSettings, verifyIdentity, withStorage, type EnvInfo, type OpOptions,
 } from './lifecycle.js';
@@ -471,7 +471,9 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
     }
     if (canClean) {
       if (st.zfs) for (const argv of st.zfs.undo) await step(argv.join(' '), () => run(argv));
-      if (st.leaseGen) await step('release lease', () => releaseLease(np.lease, { node: ctx.nodename, generation: st.leaseGen }));
+      if (st.leaseGen) await step('release lease', () => releaseEnvLease(ctx, { jname: newName, generation: st.leaseGen }));
+      if (st.leaseGen === 1) await step('remove the ownership record', () => rm(np.lease, { recursive: true, force: true }));
+      else if (st.leaseGen) await step('withdraw the descriptor copy', () => rm(np.recordDescriptor, { force: true }));
       for (const d of [np.data, np.sysdir, np.fstabDir]) await step(`empty ${d}`, () => emptyDir(d));
     }
     if (st.mounted) await step('mnt_stop', mntStopNew);
@@ -514,7 +516,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
               { hint: `if that is an existing env, adopt it with berth jregister jname=${newName}; else pick another name` });
           }
         }
-        st.leaseGen = (await acquireLease(np.lease, { node: ctx.nodename, uuid: newConf.uuid! })).generation;
+        st.leaseGen = (await acquireEnvLease(ctx, newName, newConf.uuid!)).generation;
         st.owned = true;
 
         const td = performance.now();
@@ -563,6 +565,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
           }
         }
         await writeDescriptor(np.descriptor, newConf, ctx.wd.root);
+        await publishDescriptor(ctx, newName, newConf);
         ctx.inv.insert({ jname: newName, uuid: newConf.uuid!, emulator: row.emulator, generation: st.leaseGen, conf: newConf });
         st.inserted = true;
         if (!existsSync(np.path)) { await mkdir(np.path, { recursive: true }); st.made.push(np.path); }
@@ -582,6 +585,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
   }
 
   const r = ctx.inv.get(newName)!;
+  await journal(ctx, 'own', r, 'clone');
   const env: EnvInfo = { jname: r.jname, uuid: r.uuid, emulator: r.emulator, status: 'Off', jid: 0, generation: r.generation, conf: r.conf };
   return {
     old: oldName, env, method, hooks: ran,

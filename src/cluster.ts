@@ -1,60 +1,47 @@
 /**
  * Nodes and the cluster view: `node add|list|remove` (the nodes table of the local inventory:
- * name, agent URL, token) and `cluster ls` (every env found on the shared storage).
+ * name, agent URL, token) and `cluster ls` (every env on the shared storage, every node).
  *
  * ## cluster ls
  *
- * Reads, from this node, the shared dirs of its workdir:
- * - `jails-system/<jname>/`: the descriptor `rc.conf_<jname>` (uuid, emulator) and the lease
- *   (src/lease.ts readLeaseState: owner node, generation, heartbeat counter);
- * - `jails-rcconf/rc.conf_<jname>`: unregistered envs (descriptors waiting to be adopted);
- * - the local inventory: whether THIS node runs the envs it owns, and stale rows of envs
- *   another node took over (state `fenced`).
- * For envs owned by a node known from `node add`, the state (On/Off) is asked from that node's
- * agent (best effort, 3 s timeout; `stateFrom: "agent"`); otherwise it is `remote`.
- * Envs whose storage is mounted per env by hooks are visible on the storage only where they are
- * mounted: those registered on a known node are listed from its agent's answer (owner,
- * generation and state as that agent reports them; no heartbeat age), the others cannot be seen
- * (mount the shared dirs whole to see everything).
- *
- * ## Heartbeat age without comparing clocks
- *
- * The heartbeat (`hb.<N>`) carries the holder's counter and the holder's wall-clock time; the
- * latter is never compared with this node's clock (product.md: no clocks of two machines are
- * compared). Instead this node records, in a small cache `var/run/heartbeats.json`, when IT
- * first saw the current heartbeat content (generation + counter + the holder's timestamp as an
- * opaque string) and when it last looked. Both times are this node's own clock. So:
- * - `ageSec` = now − first sighting of the current content: a LOWER bound of the real age;
- * - when this node had seen the previous content at its last look (time L), the heartbeat
- *   changed after L, so `ageMaxSec` = now − L is an UPPER bound; otherwise it is null (first
- *   sighting: the table shows `>=Ns`).
- * - `silent` = the content did not change for more than lease_ttl seconds as seen here (the
- *   condition under which `jregister --force` would take over).
- * The agent refreshes this cache for every env on the storage every lease_ttl seconds
- * ({@link observeLeases}), so with the agent running the bounds are at most lease_ttl apart;
- * `cluster ls` refreshes it too when run. Writers replace the file atomically; a lost update
- * only widens a bound.
+ * The ownership directory (`lease_dir`, src/ownership/store.ts) is mounted whole on every node,
+ * so every node reads the same records, whatever per-env mounts its hooks make. A view costs
+ * O(nodes) reads plus what changed, not a few reads per env (10,000 envs over 3 nodes in well
+ * under a second):
+ * - each node's ownership journal (src/ownership/journal.ts; kept in `var/run/cluster-index.json`
+ *   between calls, so an unchanged node costs a listing and one lookup): who owns what, at
+ *   which generation; the higher generation wins where two nodes claim an env (the old owner of
+ *   an env taken over until its agent fences it);
+ * - each node's heartbeat (src/ownership/heartbeat.ts): alive, silent, age as this node observes it;
+ * - the known nodes' agents (best effort, `agentTimeoutMs`): the state (On, Off, Maintenance) of
+ *   what each owns, straight from its inventory; an agent's answer wins over a stale read;
+ * - this node's own inventory (state of what it owns; stale rows of fenced envs);
+ * - one listing of `<lease_dir>/envs/` and one of `jails-rcconf/`: the envs nobody claims are read
+ *   one by one from their records (released, unregistered, orphans): few, in a working cluster.
+ * New names are seen at once through GlusterFS FUSE and journal entries are never rewritten, so a
+ * DFS client's cached listing cannot make an env look unregistered right after a migration or a
+ * takeover.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { readSharedText } from './sharedfs.js';
-import { mkdir } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import writeFileAtomic from 'write-file-atomic';
 import { notFound, usageError } from './errors.js';
-import { parseDescriptor, type EnvConf } from './descriptor.js';
+import { readSharedDescriptor } from './descriptor.js';
 import { STATUS, statusWord } from './inventory.js';
-import { peekHeartbeat, readLeaseState, type LeaseState } from './lease.js';
 import { engineEnv } from './lifecycle.js';
 import { checkJname, checkNodename } from './names.js';
 import type { NodeCtx } from './node.js';
-import type { Workdir } from './paths.js';
 import { AgentClient, parseNodeUrl } from './agent/client.js';
-import { listFenceMarkers } from './agent/fence.js';
+import { listFenceMarkers } from './ownership/fence.js';
+import {
+  beatKey, heartbeatView, observe, parseNodeBeat, readNodeBeatRaw, readSightings, writeSightings,
+  type HeartbeatView, type SightingCache,
+} from './ownership/heartbeat.js';
+import { readNodeIndex, type NodeIndex } from './ownership/journal.js';
+import { readLeaseState } from './ownership/record.js';
+import { replaceFileAtomic } from './sharedfs.js';
 
-/** readDescriptor for a descriptor on shared storage (see {@link readSharedText}). @throws BerthError E_BAD_CONF; Node errors */
-export function readSharedDescriptor(file: string, workdir: string): EnvConf {
-  return parseDescriptor(readSharedText(file), workdir, file);
-}
+export { formatHeartbeat, type HeartbeatView } from './ownership/heartbeat.js';
 
 // ---------------------------------------------------------------------------------------------
 // nodes
@@ -139,83 +126,42 @@ export function nodeClient(ctx: NodeCtx, name: string): AgentClient {
 // ---------------------------------------------------------------------------------------------
 // heartbeat observations
 
-interface Sighting {
-  /** generation:counter:holder-timestamp (opaque) */
-  key: string;
-  /** this node's clock (ms) when it first saw `key` */
-  seenAt: number;
-  /** this node's clock (ms) of the last look that saw a different key (null: first sighting) */
-  after: number | null;
-  /** this node's clock (ms) of the last look */
-  checkedAt: number;
-}
-interface SightingCache { version: 1; envs: Record<string, Sighting> }
+/** The sightings cache of this node. */
+const sightingsFile = (ctx: NodeCtx): string => join(ctx.wd.runDir, 'heartbeats.json');
 
-/** The observation cache file. */
-export function heartbeatCacheFile(wd: Workdir): string {
-  return join(wd.runDir, 'heartbeats.json');
+/** Reads every node's heartbeat (raw), by node name. O(nodes). */
+async function readBeats(ctx: NodeCtx, nodes: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  await Promise.all(nodes.map(async (n) => { out.set(n, await readNodeBeatRaw(ctx.own.beatFile(n)).catch(() => '')); }));
+  return out;
 }
 
-function readCache(wd: Workdir): SightingCache {
-  try {
-    const c = JSON.parse(readFileSync(heartbeatCacheFile(wd), 'utf8')) as SightingCache;
-    if (c && c.version === 1 && c.envs && typeof c.envs === 'object') return c;
-  } catch { /* none yet, or unreadable: start afresh */ }
-  return { version: 1, envs: {} };
-}
-
-async function writeCache(wd: Workdir, c: SightingCache): Promise<void> {
-  await mkdir(wd.runDir, { recursive: true });
-  await writeFileAtomic(heartbeatCacheFile(wd), JSON.stringify(c) + '\n', { mode: 0o644 });
+/** Records the sightings of `beats` at `now` in `cache`. */
+function recordSightings(cache: SightingCache, beats: Map<string, string>, now: number): void {
+  for (const [n, raw] of beats) {
+    const key = beatKey(raw);
+    if (key) cache.nodes[n] = observe(cache.nodes[n], key, now);
+  }
 }
 
 /**
- * Records one observation of heartbeat content `key` at local time `now` (ms), returning the
- * updated sighting. Pure.
+ * Reads every node's heartbeat in the ownership directory and records when this node saw each
+ * one change (the agent calls this every lease_ttl). O(nodes).
+ * @returns how many nodes have a heartbeat
  */
-export function observe(prev: Sighting | undefined, key: string, now: number): Sighting {
-  if (!prev) return { key, seenAt: now, after: null, checkedAt: now };
-  if (prev.key === key) return { ...prev, checkedAt: now };
-  return { key, seenAt: now, after: prev.checkedAt, checkedAt: now };
+export async function observeNodes(ctx: NodeCtx, now = Date.now): Promise<number> {
+  const nodes = await ctx.own.listNodes();
+  const beats = await readBeats(ctx, nodes);
+  const cache = await readSightings(sightingsFile(ctx));
+  recordSightings(cache, beats, now());
+  await writeSightings(sightingsFile(ctx), cache);
+  return [...beats.values()].filter(Boolean).length;
 }
-
-/** The heartbeat of a held lease as this node observes it. */
-export interface HeartbeatView {
-  /** the holder's heartbeat counter */
-  counter: number;
-  /** the holder's timestamp of its last renewal (its own clock; shown, never compared) */
-  renewedAt?: string;
-  /** lower bound of the age, seconds (this node's clock only) */
-  ageSec: number;
-  /** upper bound of the age, seconds; null when this node has not seen the previous heartbeat */
-  ageMaxSec: number | null;
-  /** unchanged, as seen here, for more than lease_ttl seconds */
-  silent: boolean;
-}
-
-/** The age view of a sighting at local time `now`. Pure. */
-export function heartbeatView(s: Sighting, now: number, leaseTtlSec: number, counter: number, renewedAt?: string): HeartbeatView {
-  const ageSec = Math.max(0, (now - s.seenAt) / 1000);
-  const v: HeartbeatView = { counter, ageSec: Math.round(ageSec * 10) / 10, ageMaxSec: s.after === null ? null : Math.round(Math.max(0, (now - s.after) / 1000) * 10) / 10, silent: ageSec > leaseTtlSec };
-  if (renewedAt) v.renewedAt = renewedAt;
-  return v;
-}
-
-/** How the table shows a heartbeat: `3s`, `>=3s` (first sighting), `40s silent`. */
-export function formatHeartbeat(h: HeartbeatView | null): string {
-  if (!h) return '-';
-  const s = `${h.ageMaxSec === null ? '>=' : ''}${Math.floor(h.ageSec)}s`;
-  return h.silent ? `${s} silent` : s;
-}
-
-/** The opaque key of a held lease's heartbeat content: `generation:counter:holder timestamp`. */
-export const heartbeatKey = (st: LeaseState): string | undefined =>
-  st.holder ? `${st.holder.generation}:${st.holder.heartbeat}:${st.holder.renewedAt ?? ''}` : undefined;
 
 // ---------------------------------------------------------------------------------------------
-// storage scan
+// the view
 
-/** One env found on the shared storage (or in the local inventory). */
+/** One env of the cluster view. */
 export interface ClusterEnv {
   jname: string;
   uuid: string;
@@ -224,108 +170,58 @@ export interface ClusterEnv {
   registered: boolean;
   /** the lease holder (null: not held) */
   owner: string | null;
-  /** the lease's current generation (0: never leased) */
+  /** the lease's current generation as the records say (0: never leased) */
   generation: number;
   /**
-   * On | Off | Maintenance: owned by this node (from its inventory and engine);
-   * On | Off | ... with stateFrom "agent": owned by a known node that answered;
-   * remote: owned by another node that was not asked or did not answer;
-   * unregistered: not held, descriptor in jails-rcconf/; released: not held, no descriptor there;
-   * no lease: a descriptor in jails-system/ but never leased (e.g. made by CBSD);
+   * On | Off | Maintenance: the owner's state (from this node's inventory, or the owner's agent);
+   * remote: owned by another node whose agent was not asked or did not answer;
+   * unregistered: not held, its descriptor waits in jails-rcconf/;
+   * released: not held, no descriptor in jails-rcconf/ (adoptable from its ownership record);
+   * no lease: a descriptor in jails-rcconf/ that was never leased (e.g. written by CBSD);
    * fenced: this node has a stale inventory row (another node holds the lease);
-   * orphan: this node holds the lease but has no inventory row;
-   * (an env in this node's inventory whose sysdir is not visible here, e.g. storage a hook mounts
-   * only while in use, is shown with this node as owner, the inventory's generation and status,
-   * no heartbeat, and a note in `problems`).
+   * orphan: a node holds the lease but has no inventory row for it.
    */
   state: string;
-  /** where `state` comes from: this node, the owner's agent, or nobody */
-  stateFrom: 'local' | 'agent' | 'none';
+  /** where `state` comes from: this node, the owner's agent, the records, or nobody */
+  stateFrom: 'local' | 'agent' | 'record' | 'none';
   /** running on this node (null when another node owns it) */
   running: boolean | null;
+  /** the owner node's heartbeat as this node observes it (null: not owned, or no heartbeat) */
   heartbeat: HeartbeatView | null;
+  /** the env's address (ip4_addr) when its owner reported it */
+  ip4_addr: string;
   /** this node's inventory row, if any */
   local: { status: string; generation: number; fenced: boolean } | null;
-  /** anything unreadable (descriptor, lease) */
+  /** anything unreadable or inconsistent */
   problems: string[];
 }
 
-/** The names of the sub-directories of `dir` (file types from the listing: no stat per entry). */
-function listDirs(dir: string): string[] {
-  try {
-    return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
-  } catch {
-    return [];
-  }
+/** One node of the cluster view. */
+export interface ClusterNode {
+  name: string;
+  /** this node */
+  self: boolean;
+  /** known to this node (`node add`) */
+  known: boolean;
+  /** its agent answered this call (null: not asked: unknown node, or this node) */
+  answering: boolean | null;
+  /** its heartbeat as this node observes it (null: it never wrote one) */
+  heartbeat: HeartbeatView | null;
+  /** envs it owns in this view */
+  envs: number;
+  /** why its agent did not answer */
+  problem?: string;
 }
 
-function rcconfNames(dir: string): string[] {
-  try {
-    return readdirSync(dir).map((f) => /^rc\.conf_(.+)$/.exec(f)?.[1]).filter((n): n is string => !!n);
-  } catch {
-    return [];
-  }
+/** What {@link clusterView} returns. */
+export interface ClusterView {
+  /** the node that made the view */
+  node: string;
+  envs: ClusterEnv[];
+  nodes: ClusterNode[];
 }
 
-const isJname = (n: string): boolean => { try { checkJname(n); return true; } catch { return false; } };
-
-interface RawScan { jname: string; desc?: Record<string, string>; rc: boolean; rcDesc?: Record<string, string>; lease?: LeaseState; problems: string[] }
-
-async function scanStorage(ctx: NodeCtx): Promise<RawScan[]> {
-  const names = new Set<string>([...listDirs(ctx.wd.jailsSystem), ...rcconfNames(ctx.wd.jailsRcconf)].filter(isJname));
-  const out: RawScan[] = [];
-  for (const jname of [...names].sort()) {
-    const p = ctx.wd.env(jname);
-    const r: RawScan = { jname, rc: existsSync(p.rcconfFile), problems: [] };
-    if (existsSync(p.descriptor)) {
-      try { r.desc = readSharedDescriptor(p.descriptor, ctx.wd.root); } catch (e) { r.problems.push(`descriptor: ${(e as Error).message}`); }
-    }
-    if (r.rc) {
-      try { r.rcDesc = readSharedDescriptor(p.rcconfFile, ctx.wd.root); } catch (e) { r.problems.push(`rcconf: ${(e as Error).message}`); }
-    }
-    if (existsSync(p.lease)) {
-      try { r.lease = await readLeaseState(p.lease); } catch (e) { r.problems.push(`lease: ${(e as Error).message}`); }
-    }
-    if (!r.desc && !r.rc && !r.lease && !r.problems.length) continue; // an empty mount point dir
-    out.push(r);
-  }
-  return out;
-}
-
-/**
- * Reads every lease on the shared storage once and records the heartbeat sightings in the
- * cache (the agent calls this every lease_ttl). Errors of single envs are skipped.
- * A lease seen at the same generation last time costs one lookup and one read (peekHeartbeat).
- * @param own heartbeat keys of the leases this node renewed itself since the last call
- *   (jname → `generation:counter:timestamp`, from the renewal's result): not read again
- * @returns how many held leases were observed
- */
-export async function observeLeases(ctx: NodeCtx, now = Date.now, own: ReadonlyMap<string, string> = new Map()): Promise<number> {
-  const cache = readCache(ctx.wd);
-  let n = 0;
-  const seen = new Set<string>();
-  for (const jname of listDirs(ctx.wd.jailsSystem).filter(isJname)) {
-    const lease = ctx.wd.env(jname).lease;
-    // the generation seen last time: when it has not moved on, its heartbeat is all there is to read
-    const prevGen = Number(cache.envs[jname]?.key.split(':')[0]);
-    let key: string | undefined = own.get(jname);
-    try {
-      if (!key) {
-        const hb = prevGen > 0 ? await peekHeartbeat(lease, prevGen) : undefined;
-        key = hb ? `${prevGen}:${hb.counter}:${hb.renewedAt ?? ''}` : heartbeatKey(await readLeaseState(lease));
-      }
-    } catch { continue; }
-    if (!key) continue;
-    cache.envs[jname] = observe(cache.envs[jname], key, now());
-    seen.add(jname);
-    n++;
-  }
-  for (const j of Object.keys(cache.envs)) if (!seen.has(j)) delete cache.envs[j];
-  await writeCache(ctx.wd, cache);
-  return n;
-}
-
-/** Options of {@link clusterList}. */
+/** Options of {@link clusterView}. */
 export interface ClusterListOptions {
   /** ask known nodes' agents for the state of the envs they own (default true) */
   askAgents?: boolean;
@@ -333,95 +229,183 @@ export interface ClusterListOptions {
   agentTimeoutMs?: number;
 }
 
+interface AgentEnv { jname: string; uuid: string; emulator: string; status: string; generation: number; fenced?: unknown; conf?: Record<string, string> }
+interface Claim { node: string; generation: number; uuid: string; emulator: string; from: 'local' | 'agent' | 'record'; status?: string; ip4?: string }
+
+const indexFile = (ctx: NodeCtx): string => join(ctx.wd.runDir, 'cluster-index.json');
+
+async function readIndexCache(ctx: NodeCtx): Promise<Record<string, NodeIndex>> {
+  try { return JSON.parse(await readFile(indexFile(ctx), 'utf8')) as Record<string, NodeIndex>; } catch { return {}; }
+}
+
+const isJname = (n: string): boolean => { try { checkJname(n); return true; } catch { return false; } };
+
+function rcconfNames(dir: string): string[] {
+  try {
+    return readdirSync(dir).map((f) => /^rc\.conf_(.+)$/.exec(f)?.[1]).filter((n): n is string => !!n && isJname(n));
+  } catch {
+    return [];
+  }
+}
+
 /**
- * cluster ls: every env found on the shared storage and in the local inventory, with owner,
- * generation, state and heartbeat age as this node observes it (see the module header).
+ * cluster ls: every env on the shared storage and every node, as this node sees them (see the
+ * module header). The same owner, generation and state from every node whose agents answer.
  */
-export async function clusterList(ctx: NodeCtx, opts: ClusterListOptions = {}): Promise<ClusterEnv[]> {
-  const scans = await scanStorage(ctx);
-  const cache = readCache(ctx.wd);
+export async function clusterView(ctx: NodeCtx, opts: ClusterListOptions = {}): Promise<ClusterView> {
   const now = Date.now();
+  const me = ctx.nodename;
+  const known = ctx.inv.listNodes();
+  const nodeNames = [...new Set([...(await ctx.own.listNodes()), ...known.map((n) => n.name), me])].sort();
+  const cachedIdx = await readIndexCache(ctx);
   const markers = listFenceMarkers(ctx.wd);
-  const out: ClusterEnv[] = [];
-  const byName = new Map<string, ClusterEnv>();
-  for (const s of scans) {
-    const d = s.desc ?? s.rcDesc ?? {};
-    const holder = s.lease?.holder;
-    let heartbeat: HeartbeatView | null = null;
-    const key = s.lease ? heartbeatKey(s.lease) : undefined;
-    if (holder && key) {
-      const sighting = observe(cache.envs[s.jname], key, now);
-      cache.envs[s.jname] = sighting;
-      heartbeat = heartbeatView(sighting, now, ctx.settings.lease_ttl, holder.heartbeat, holder.renewedAt);
+
+  // everything is read side by side: journals, heartbeats, agents, the two listings
+  const [indexes, beats, answers, recordNames] = await Promise.all([
+    Promise.all(nodeNames.filter((n) => n !== me).map((n) => readNodeIndex(ctx.own, n, cachedIdx[n]).catch(() => cachedIdx[n] ?? { node: n, v: 0, envs: {} }))),
+    readBeats(ctx, nodeNames),
+    opts.askAgents === false ? Promise.resolve(new Map<string, AgentEnv[] | string>()) : askAgents(ctx, known, opts.agentTimeoutMs ?? 3000),
+    ctx.own.listEnvs(),
+  ]);
+  const waiting = new Set(rcconfNames(ctx.wd.jailsRcconf));
+
+  // candidate owners of each env
+  const claims = new Map<string, Claim[]>();
+  const add = (jname: string, c: Claim) => { const l = claims.get(jname); if (l) l.push(c); else claims.set(jname, [c]); };
+  for (const idx of indexes) {
+    for (const e of Object.values(idx.envs)) add(e.jname, { node: idx.node, generation: e.generation, uuid: e.uuid, emulator: e.emulator, from: 'record' });
+  }
+  for (const [n, a] of answers) {
+    if (typeof a === 'string') continue;
+    for (const e of a) {
+      if (e.status === 'Unregister' || typeof e.jname !== 'string' || e.fenced) continue;
+      add(e.jname, { node: n, generation: e.generation, uuid: e.uuid, emulator: e.emulator, from: 'agent', status: e.status, ip4: e.conf?.ip4_addr });
     }
+  }
+  const rows = ctx.inv.list();
+  for (const r of rows) {
+    const m = markers.get(r.jname);
+    if (m && m.generation === r.generation) continue; // fenced: a stale row
+    add(r.jname, { node: me, generation: r.generation, uuid: r.uuid, emulator: r.emulator, from: 'local', ip4: r.conf.ip4_addr });
+  }
+
+  const out: ClusterEnv[] = [];
+  const names = new Set<string>([...recordNames.filter(isJname), ...waiting, ...claims.keys(), ...rows.map((r) => r.jname)]);
+  const unclaimed: string[] = [];
+  const byName = new Map<string, ClusterEnv>();
+  for (const jname of names) {
+    const cs = claims.get(jname);
+    if (!cs?.length) { unclaimed.push(jname); continue; }
+    // the highest generation is the owner; among equals an answer from the owner itself wins
+    const rank = (c: Claim) => c.generation * 4 + (c.from === 'local' ? 3 : c.from === 'agent' ? 2 : 1);
+    const best = cs.reduce((a, b) => (rank(b) > rank(a) ? b : a));
+    const problems: string[] = [];
+    if (cs.some((c) => c.generation === best.generation && c.node !== best.node)) problems.push(`nodes ${[...new Set(cs.filter((c) => c.generation === best.generation).map((c) => c.node))].join(', ')} all claim generation ${best.generation}`);
+    const ownAnswer = cs.find((c) => c.node === best.node && c.from !== 'record' && c.generation === best.generation);
     const e: ClusterEnv = {
-      jname: s.jname, uuid: d.uuid ?? holder?.uuid ?? '', emulator: d.emulator ?? '-',
-      registered: !!holder, owner: holder?.node ?? null, generation: s.lease?.generation ?? 0,
-      state: holder ? 'remote' : s.rc ? 'unregistered' : s.lease && s.lease.generation > 0 ? 'released' : 'no lease',
-      stateFrom: 'none', running: null, heartbeat, local: null, problems: s.problems,
+      jname, uuid: best.uuid, emulator: best.emulator, registered: true, owner: best.node, generation: best.generation,
+      state: ownAnswer?.status ?? 'remote', stateFrom: ownAnswer ? (ownAnswer.from === 'local' ? 'local' : 'agent') : 'none',
+      running: null, heartbeat: null, ip4_addr: ownAnswer?.ip4 ?? cs.find((c) => c.ip4 !== undefined)?.ip4 ?? '', local: null, problems,
     };
     out.push(e);
-    byName.set(s.jname, e);
+    byName.set(jname, e);
   }
-  // this node's inventory: running state of what it owns, stale rows, invisible envs
-  for (const row of ctx.inv.list()) {
-    let e = byName.get(row.jname);
-    if (!e) {
-      e = { jname: row.jname, uuid: row.uuid, emulator: row.emulator, registered: true, owner: null, generation: 0, state: 'invisible', // set below
-        stateFrom: 'local', running: null, heartbeat: null, local: null, problems: [`${ctx.wd.env(row.jname).sysdir} is not visible on this node (not mounted?): owner and state as this node's inventory records them`] };
-      out.push(e);
-      byName.set(row.jname, e);
+  // the envs nobody claims: their records, one by one (released, unregistered, orphans)
+  await Promise.all(unclaimed.map(async (jname) => {
+    const p = ctx.wd.env(jname);
+    const e: ClusterEnv = { jname, uuid: '', emulator: '-', registered: false, owner: null, generation: 0, state: 'released', stateFrom: 'record', running: null, heartbeat: null, ip4_addr: '', local: null, problems: [] };
+    try {
+      const st = await readLeaseState(p.lease);
+      e.generation = st.generation;
+      if (st.holder) {
+        Object.assign(e, { registered: true, owner: st.holder.node || null, uuid: st.holder.uuid, state: 'orphan' });
+        e.problems.push(st.holder.incomplete ? `an unfinished claim at generation ${st.generation}` : `node '${st.holder.node}' holds generation ${st.generation} but does not list it (crashed while registering?)`);
+      } else {
+        e.uuid = st.released?.uuid ?? '';
+        e.state = waiting.has(jname) ? (st.generation ? 'unregistered' : 'no lease') : st.generation ? 'released' : 'no lease';
+      }
+    } catch (err) {
+      e.problems.push(`record: ${(err as Error).message}`);
     }
+    const desc = [p.recordDescriptor, p.rcconfFile].find((f) => existsSync(f));
+    if (desc) {
+      try {
+        const d = readSharedDescriptor(desc, ctx.wd.root);
+        e.uuid ||= d.uuid ?? '';
+        e.emulator = d.emulator ?? '-';
+        e.ip4_addr = d.ip4_addr ?? '';
+      } catch (err) { e.problems.push(`descriptor: ${(err as Error).message}`); }
+    }
+    out.push(e);
+    byName.set(jname, e);
+  }));
+
+  // this node's inventory: running state of what it owns, stale rows
+  for (const row of rows) {
+    const e = byName.get(row.jname);
+    if (!e) continue;
     const m = markers.get(row.jname);
-    const fenced = !!m && m.generation === row.generation;
-    e.local = { status: statusWord(row.status), generation: row.generation, fenced };
-    const engine = await ctx.engine(row.emulator).catch(() => undefined);
-    const running = row.status === STATUS.ON && engine ? await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid) : false;
-    if (e.owner === ctx.nodename && e.generation === row.generation) {
-      e.state = row.status === STATUS.ON && !running ? 'Maintenance' : statusWord(row.status);
+    // a stale row: fenced by the agent, or another generation is current
+    const stale = (!!m && m.generation === row.generation) || e.owner !== me || e.generation !== row.generation;
+    e.local = { status: statusWord(row.status), generation: row.generation, fenced: stale };
+    const engine = row.status === STATUS.ON ? await ctx.engine(row.emulator).catch(() => undefined) : undefined;
+    e.running = engine ? await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid) : false;
+    if (!stale) {
+      e.state = row.status === STATUS.ON && !e.running ? 'Maintenance' : statusWord(row.status);
       e.stateFrom = 'local';
-      e.running = running;
-    } else if (e.state !== 'invisible') {
+    } else if (e.stateFrom !== 'agent') {
+      // the owner's agent did not answer for it: what this node knows is that its row is stale
       e.state = 'fenced';
       e.stateFrom = 'local';
-      e.running = running;
-    } else {
-      // not visible here (storage a hook mounts only while in use): what the inventory says
-      e.state = row.status === STATUS.ON && !running ? 'Maintenance' : statusWord(row.status);
-      e.running = running;
-      e.owner = ctx.nodename;
-      e.generation = row.generation;
     }
   }
-  for (const e of out) if (e.owner === ctx.nodename && !e.local) { e.state = 'orphan'; e.stateFrom = 'local'; e.running = false; }
-  // ask the known nodes' agents (best effort): the state of what they own, and the envs they
-  // own whose storage this node cannot see (per-env mounts made by hooks)
-  if (opts.askAgents !== false) {
-    await Promise.all(ctx.inv.listNodes().map(async (n) => {
-      let envs: Array<{ jname: string; uuid: string; emulator: string; status: string; generation: number }>;
-      try {
-        const a = await new AgentClient(n.name, n.url, n.token).call('GET', '/v1/envs', undefined, opts.agentTimeoutMs ?? 3000);
-        if (a.node !== n.name || !Array.isArray(a.envs)) return;
-        envs = a.envs as typeof envs;
-      } catch {
-        return; // unreachable: states stay 'remote'
-      }
-      for (const env of envs) {
-        if (env.status === 'Unregister' || typeof env.jname !== 'string') continue;
-        const e = byName.get(env.jname);
-        if (!e) {
-          const added: ClusterEnv = { jname: env.jname, uuid: env.uuid ?? '', emulator: env.emulator ?? '-', registered: true, owner: n.name,
-            generation: env.generation ?? 0, state: env.status, stateFrom: 'agent', running: null, heartbeat: null, local: null,
-            problems: ['its storage is not visible on this node (mounted per env by a hook?); owner and state as its agent reports them'] };
-          out.push(added);
-          byName.set(env.jname, added);
-        } else if (e.owner === n.name && env.generation === e.generation) {
-          e.state = env.status;
-          e.stateFrom = 'agent';
-        }
-      }
-    }));
+
+  // heartbeats: each owner's node, as observed here
+  const cache = await readSightings(sightingsFile(ctx));
+  recordSightings(cache, beats, now);
+  const views = new Map<string, HeartbeatView>();
+  for (const n of nodeNames) {
+    const s = cache.nodes[n];
+    const raw = beats.get(n) ?? '';
+    if (s && raw) views.set(n, heartbeatView(s, now, ctx.settings.lease_ttl, parseNodeBeat(raw)));
   }
-  await writeCache(ctx.wd, cache).catch(() => undefined);
-  return out.sort((a, b) => a.jname.localeCompare(b.jname));
+  for (const e of out) if (e.owner) e.heartbeat = views.get(e.owner) ?? null;
+  const counts = new Map<string, number>();
+  for (const e of out) if (e.owner && e.registered && e.state !== 'orphan') counts.set(e.owner, (counts.get(e.owner) ?? 0) + 1);
+  const nodes: ClusterNode[] = nodeNames.map((n) => {
+    const a = answers.get(n);
+    const node: ClusterNode = { name: n, self: n === me, known: known.some((k) => k.name === n), answering: n === me ? null : a === undefined ? null : typeof a !== 'string', heartbeat: views.get(n) ?? null, envs: counts.get(n) ?? 0 };
+    if (typeof a === 'string') node.problem = a;
+    return node;
+  });
+
+  // keep what was read for the next call (an unchanged node then costs a listing and a lookup)
+  const idxOut: Record<string, NodeIndex> = {};
+  for (const i of indexes) idxOut[i.node] = i;
+  await mkdir(ctx.wd.runDir, { recursive: true }).catch(() => undefined);
+  await Promise.all([
+    replaceFileAtomic(indexFile(ctx), JSON.stringify(idxOut), { durable: false }).catch(() => undefined),
+    writeSightings(sightingsFile(ctx), cache).catch(() => undefined),
+  ]);
+  return { node: me, envs: out.sort((a, b) => (a.jname < b.jname ? -1 : a.jname > b.jname ? 1 : 0)), nodes };
+}
+
+/** {@link clusterView}'s envs (cluster ls). */
+export async function clusterList(ctx: NodeCtx, opts: ClusterListOptions = {}): Promise<ClusterEnv[]> {
+  return (await clusterView(ctx, opts)).envs;
+}
+
+/** Asks each known node's agent for its envs: node → its envs, or why it did not answer. */
+async function askAgents(ctx: NodeCtx, known: { name: string; url: string; token: string }[], timeoutMs: number): Promise<Map<string, AgentEnv[] | string>> {
+  const out = new Map<string, AgentEnv[] | string>();
+  await Promise.all(known.map(async (n) => {
+    try {
+      const a = await new AgentClient(n.name, n.url, n.token).call('GET', '/v1/envs', undefined, timeoutMs);
+      if (a.node !== n.name || !Array.isArray(a.envs)) { out.set(n.name, `the agent at ${n.url} is node '${String(a.node)}'`); return; }
+      out.set(n.name, a.envs as AgentEnv[]);
+    } catch (e) {
+      out.set(n.name, (e as Error).message);
+    }
+  }));
+  return out;
 }

@@ -66,6 +66,15 @@ export function readDescriptor(file: string, workdir: string): EnvConf {
 }
 
 /**
+ * readDescriptor for a descriptor that another node may rewrite on shared storage (the copy in
+ * the ownership record, jails-rcconf/): read as src/sharedfs.ts readSharedText does.
+ * @throws BerthError E_BAD_CONF; Node errors (ENOENT)
+ */
+export function readSharedDescriptor(file: string, workdir: string): EnvConf {
+  return parseDescriptor(readSharedText(file), workdir, file);
+}
+
+/**
  * Formats a descriptor: header, `relative_path="1";`, CBSD keys then berth keys then any
  * others (sorted), `jname="X"` last. Every occurrence of `workdir` followed by `/` or the
  * end of the value becomes `CBSDROOT`.

@@ -25,6 +25,8 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as FS, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { AgentClient } from './agent/client.js';
 import { BerthError, notFound } from './errors.js';
 import { checkHookSafe } from './hooks.js';
 import { isNetworkFs } from './initenv.js';
@@ -395,6 +397,11 @@ export async function doctor(ctx: NodeCtx, opts: DoctorOptions = {}): Promise<Do
   const checks: DoctorCheck[] = [];
 
   for (const d of [wd.jailsData, wd.jailsSystem, wd.jailsRcconf, wd.jailsFstab]) checks.push(await checkDir(ctx, 'shared dir', d, tag));
+  if (!opts.jname) {
+    const own = await checkDir(ctx, 'shared dir', wd.leaseDir, tag);
+    checks.push({ ...own, check: 'ownership dir', status: own.data?.exists === false ? 'fail' : own.status });
+    checks.push(await checkOwnershipShared(ctx, String(own.data?.fsType ?? '')));
+  }
   if (opts.jname) {
     for (const e of envs) {
       const p = wd.env(e.jname);
@@ -441,6 +448,48 @@ export async function doctor(ctx: NodeCtx, opts: DoctorOptions = {}): Promise<Do
   }
 
   return { ok: !checks.some((c) => c.status === 'fail'), node: ctx.nodename, workdir: wd.root, checks };
+}
+
+/**
+ * Is the ownership directory (lease_dir) really the same directory on every known node? This
+ * node writes a marker (a fresh random value) into `<lease_dir>/nodes/<node>/probe`, then asks
+ * every known node's agent to read it back through its own lease_dir (GET /v1/ownership/probe).
+ * A node that reads something else does not share it: leases, takeovers and `cluster ls` would
+ * then be wrong there (fail). With no known node, a local file system is a warning: fine for a
+ * single node, not for several.
+ */
+async function checkOwnershipShared(ctx: NodeCtx, fsType: string): Promise<DoctorCheck> {
+  const subject = ctx.wd.leaseDir;
+  const nodes = ctx.inv.listNodes();
+  const marker = `${ctx.nodename}:${randomBytes(8).toString('hex')}\n`;
+  try {
+    await mkdir(ctx.own.nodeDir(), { recursive: true });
+    await writeFile(ctx.own.probeFile(), marker, { mode: 0o644 });
+  } catch (e) {
+    return { check: 'ownership shared', subject, status: 'fail', detail: `cannot write ${ctx.own.probeFile()}: ${(e as Error).message}` };
+  }
+  if (!nodes.length) {
+    const local = !isNetworkFs(fsType);
+    return { check: 'ownership shared', subject, status: local ? 'warn' : 'ok',
+      detail: local ? `on a local file system (${fsType}) and no other node is known: right for one node; several nodes must all mount one shared directory there (then: berth node add, and run doctor again)`
+        : `on ${fsType}; no other node is known to check that they see it (berth node add)`, data: { fsType, nodes: [] } };
+  }
+  const results = await Promise.all(nodes.map(async (n) => {
+    try {
+      const a = await new AgentClient(n.name, n.url, n.token).call('GET', `/v1/ownership/probe?node=${encodeURIComponent(ctx.nodename)}`, undefined, 5000);
+      return { node: n.name, seen: a.probe === marker ? 'same' : a.probe ? 'other' : 'none' };
+    } catch (e) {
+      return { node: n.name, seen: 'unreachable', error: (e as Error).message };
+    }
+  }));
+  const bad = results.filter((r) => r.seen === 'other' || r.seen === 'none');
+  const unreachable = results.filter((r) => r.seen === 'unreachable');
+  const same = results.filter((r) => r.seen === 'same').map((r) => r.node);
+  const parts: string[] = [];
+  if (same.length) parts.push(`read back by ${same.join(', ')}`);
+  if (bad.length) parts.push(`NOT seen by ${bad.map((r) => r.node).join(', ')} (their lease_dir is another directory: mount the same shared directory there)`);
+  if (unreachable.length) parts.push(`not checked on ${unreachable.map((r) => r.node).join(', ')} (agent unreachable)`);
+  return { check: 'ownership shared', subject, status: bad.length ? 'fail' : unreachable.length ? 'warn' : 'ok', detail: parts.join('; '), data: { fsType, nodes: results } };
 }
 
 /** `subject` shown relative to the workdir when it is inside it. */

@@ -31,7 +31,7 @@ import { BerthError, EXIT } from './errors.js';
 import { debug, logEnabled, warn } from './log.js';
 
 /** The lifecycle operation a hook runs for; exported to the hook as `BERTH_ACTION`. */
-export type HookAction = 'create' | 'start' | 'stop' | 'register' | 'unregister' | 'remove' | 'clone';
+export type HookAction = 'create' | 'start' | 'stop' | 'set' | 'register' | 'unregister' | 'remove' | 'clone';
 
 /** Everything a hook run needs to know about the env and the node. */
 export interface HookEnv {

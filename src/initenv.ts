@@ -40,13 +40,14 @@ import { Inventory } from './inventory.js';
 import { readKV, type KV } from './kvfile.js';
 import { checkNodename } from './names.js';
 import { detectPlatform, mountPrimitive } from './node.js';
+import { Ownership } from './ownership/store.js';
 import { Workdir, resolveWorkdir } from './paths.js';
 import { SETTING_DEFAULTS, toSettings, writeSettings } from './settings.js';
 import { succeeds } from './proc.js';
 import { packageRoot } from './pkg.js';
 
 /** The setting keys initenv takes (etc/berth.conf keys), in the order berth.conf lists them. */
-export const INITENV_SETTING_KEYS = ['zfsfeat', 'hammerfeat', 'lease_ttl', 'mnt_timeout', 'default_mnt_start', 'default_mnt_stop', 'api_port'] as const;
+export const INITENV_SETTING_KEYS = ['zfsfeat', 'hammerfeat', 'lease_ttl', 'mnt_timeout', 'default_mnt_start', 'default_mnt_stop', 'api_port', 'lease_dir'] as const;
 export type InitenvSettingKey = (typeof INITENV_SETTING_KEYS)[number];
 
 /** Arguments of {@link initenv}. Values are strings as given on the command line. */
@@ -289,6 +290,14 @@ export async function initenv(opts: InitenvOptions = {}, probes: InitenvProbes =
       await chmod(wd.apiToken, 0o600);
     }
     if (examples) await copyMissing(examples, join(wd.share, 'examples'), created);
+    // the ownership directory: <workdir>/jails-lease (a layout dir), or lease_dir= (made when missing)
+    const leaseDir = toSettings({ ...SETTING_DEFAULTS, ...settings }).lease_dir;
+    if (leaseDir && !existsSync(leaseDir)) {
+      const missing: string[] = [];
+      for (let p = leaseDir; !existsSync(p); p = dirname(p)) missing.unshift(p);
+      for (const p of missing) { await mkdir(p, { mode: 0o755 }); created.push(p); }
+    }
+    await new Ownership(leaseDir || wd.jailsLease, nodename).ensureNode();
     const ordered: KV = {};
     for (const k of INITENV_SETTING_KEYS) ordered[k] = settings[k]!;
     for (const [k, v] of Object.entries(settings)) if (!(k in ordered)) ordered[k] = v;

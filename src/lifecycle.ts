@@ -31,7 +31,7 @@ import type { EnvPaths } from './paths.js';
 import type { EngineEnv } from './engines/types.js';
 import { mountsUnder, unmountAllUnder } from './mounts/types.js';
 import { cbsdHookVars, runHookDir, runStorageHook, type HookAction, type HookEnv } from './hooks.js';
-import { acquireLease, checkLease, releaseLease } from './lease.js';
+import { acquireEnvLease, journal, publishDescriptor, releaseEnvLease, requireLease } from './ownership/leases.js';
 import { warn } from './log.js';
 
 /** Per-call options of lifecycle operations. */
@@ -44,6 +44,11 @@ export interface OpOptions {
    * next mnt_start then finds it mounted. Whoever passes it owns running mnt_stop later.
    */
   keepStorage?: boolean;
+  /**
+   * The env's storage is already mounted by this process (jregister start=1, jmigrate's
+   * destination after its prepare): jstart skips mnt_start; its teardown runs mnt_stop as always.
+   */
+  mounted?: boolean;
 }
 
 /** What list/start/stop report about one env. */
@@ -147,7 +152,13 @@ export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string): void 
   let found: string | undefined;
   try {
     found = readDescriptor(p.descriptor, ctx.wd.root).uuid;
-  } catch {
+  } catch (e) {
+    // a descriptor that is there but has a bad line: say which line (it is not a mount problem)
+    if (e instanceof BerthError && e.code === 'E_BAD_CONF') {
+      throw new BerthError('E_BAD_CONF', `the descriptor of ${jname} in its system dir cannot be read: ${e.message}; refusing to touch ${jname}`, e.exitCode, {
+        hint: `fix that line of ${p.descriptor} (berth never sources it), or write it again: berth jset jname=${jname} <key>=<value>`, cause: e,
+      });
+    }
     found = undefined;
   }
   const hint = 'the storage of this env is probably not mounted: check its mnt_start hook and the log var/log/' + jname + '.log';
@@ -161,10 +172,7 @@ export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string): void 
   if (entries.length === 0) throw engineError('E_IDENTITY', `data dir ${p.data} is missing or empty; refusing to use ${jname}`, { hint });
 }
 
-/** Requires that this node holds the env's lease at the recorded generation (exit 4 otherwise). */
-export async function requireLease(ctx: NodeCtx, row: EnvRow): Promise<void> {
-  await checkLease(ctx.wd.env(row.jname).lease, { node: ctx.nodename, generation: row.generation, uuid: row.uuid });
-}
+export { requireLease };
 
 /** Looks an env up. @throws BerthError E_NO_SUCH_ENV (exit 3) */
 export function getEnv(ctx: NodeCtx, jname: string): EnvRow {
@@ -287,7 +295,7 @@ export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOption
     }
     conf.uuid = randomUUID();
     conf.created_by_node = ctx.nodename;
-    const lease = await acquireLease(p.lease, { node: ctx.nodename, uuid: conf.uuid });
+    const lease = await acquireEnvLease(ctx, jname, conf.uuid);
     leaseGen = lease.generation;
     // Only now is what lands in these (empty) dirs ours: a concurrent jcreate of the same
     // name that lost the lease race must not empty the winner's dirs on rollback.
@@ -298,19 +306,24 @@ export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOption
     for (const d of HOOK_DIRS) await mkdir(join(p.sysdir, d), { recursive: true, mode: 0o755 });
     if (!existsSync(p.path)) { await mkdir(p.path, { recursive: true }); made.push(p.path); }
     await writeDescriptor(p.descriptor, conf, ctx.wd.root);
+    await publishDescriptor(ctx, jname, conf);
     ctx.inv.insert({ jname, uuid: conf.uuid, emulator, generation: leaseGen, conf });
     inserted = true;
     await runHookDir(join(p.sysdir, 'master_create.d'), 'create', hookEnv(ctx, jname, conf, opts), { stopOnError: true });
   } catch (e) {
     if (inserted) ctx.inv.delete(jname);
     if (owned) {
-      if (leaseGen) await releaseLease(p.lease, { node: ctx.nodename, generation: leaseGen }).catch(() => undefined);
+      if (leaseGen) await releaseEnvLease(ctx, { jname, generation: leaseGen }).catch(() => undefined);
+      // a record this create started (generation 1) goes with it; an older one keeps its history
+      if (leaseGen === 1) await rm(p.lease, { recursive: true, force: true }).catch(() => undefined);
+      else await rm(p.recordDescriptor, { force: true }).catch(() => undefined);
       for (const d of [p.data, p.sysdir, p.fstabDir]) await emptyDir(d);
     }
     if (hookStarted) await mntStop(ctx, jname, conf, 'create', opts).catch((err) => warn({ err: String(err) }, 'mnt_stop after a failed create'));
     for (const d of made.reverse()) await rmdir(d).catch(() => undefined);
     throw e;
   }
+  await journal(ctx, 'own', { jname, uuid: conf.uuid, generation: leaseGen, emulator }, 'create');
   await mntStop(ctx, jname, conf, 'create', opts);
   return info(ctx.inv.get(jname)!);
 }
@@ -573,7 +586,7 @@ export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}
   const eenv = engineEnv(ctx, jname, conf);
   let engineStarted = false;
   try {
-    await mntStart(ctx, jname, conf, 'start', opts);
+    if (!opts.mounted) await mntStart(ctx, jname, conf, 'start', opts);
     verifyIdentity(ctx, jname, row.uuid);
     await requireLease(ctx, row);
     await assembleRoot(ctx, jname, conf);
@@ -616,8 +629,10 @@ export async function stopEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {})
 
 /**
  * jremove: refuses a running or protected env, or one this node does not own; with the
- * storage mounted, checks identity, runs remove.d, releases the lease, deletes data, sysdir
- * and fstab dir contents, the inventory row, and the local mount point dirs.
+ * storage mounted, checks identity, runs remove.d, withdraws the descriptor copy from the
+ * ownership record (no node can adopt the env from then on), releases the lease, deletes the
+ * inventory row, the data, sysdir and fstab dir contents, the ownership record, and the local
+ * mount point dirs.
  * @throws BerthError E_RUNNING (1), E_PROTECTED (1), E_LEASE_* (4), E_IDENTITY (5)
  */
 export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<{ jname: string; removed: string[] }> {
@@ -625,12 +640,12 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
   if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
   if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: berth jstop jname=${jname}`, EXIT.FAILURE);
   if (row.conf.protected === '1') throw new BerthError('E_PROTECTED', `${jname} is protected (protected=1)`, EXIT.FAILURE, { hint: `berth jset jname=${jname} protected=0` });
-  // The lease lives in the sysdir, which mnt_start may be what mounts: checked just below.
   const claim = `remove-${randomUUID()}`;
   if (!ctx.inv.claimStart(jname, claim)) throw ownedError('E_BUSY', `${jname} is busy`);
   const p = ctx.wd.env(jname);
   const removed: string[] = [];
   let deleted = false;
+  let withdrawn = false;
   try {
     await mntStart(ctx, jname, row.conf, 'remove', opts);
     verifyIdentity(ctx, jname, row.uuid);
@@ -642,12 +657,19 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
       if (inner.length) throw engineError('E_MOUNTED', `${inner[0]!.target} is mounted inside ${d}; refusing to delete through a mount`, { hint: `unmount it first: umount ${inner[0]!.target}` });
     }
     await runHookDir(join(p.sysdir, 'remove.d'), 'remove', hookEnv(ctx, jname, row.conf, opts), { stopOnError: true });
-    await releaseLease(p.lease, { node: ctx.nodename, generation: row.generation });
+    await rm(p.recordDescriptor, { force: true });
+    withdrawn = true;
+    await releaseEnvLease(ctx, row);
     ctx.inv.delete(jname);
     deleted = true;
     for (const d of [p.data, p.sysdir, p.fstabDir]) { await emptyDir(d); removed.push(d); }
+    await rm(p.lease, { recursive: true, force: true });
+    await journal(ctx, 'drop', { jname, uuid: row.uuid, generation: row.generation, emulator: row.emulator }, 'remove');
   } catch (e) {
-    if (!deleted) ctx.inv.finishTeardown(jname);
+    if (!deleted) {
+      ctx.inv.finishTeardown(jname);
+      if (withdrawn) await publishDescriptor(ctx, jname, row.conf).catch(() => undefined);
+    }
     await mntStop(ctx, jname, row.conf, 'remove', opts).catch(() => undefined);
     throw e;
   }
@@ -761,10 +783,11 @@ export async function setEnv(ctx: NodeCtx, jname: string, changes: Record<string
   if (changes.base && !existsSync(ctx.wd.base(changes.base))) throw notFound('E_NO_SUCH_BASE', `no base ${JSON.stringify(changes.base)} on this node`);
   if (changes.baserw && changes.baserw !== row.conf.baserw) throw usageError('E_BAD_VALUE', `baserw cannot change after jcreate (${jname} has baserw=${row.conf.baserw})`);
   const changed = Object.keys(changes).filter((k) => row.conf[k] !== changes[k]);
-  await withStorage(ctx, { ...row, conf }, 'start', opts, async () => {
+  await withStorage(ctx, { ...row, conf }, 'set', opts, async () => {
     verifyIdentity(ctx, jname, row.uuid);
     await requireLease(ctx, row);
     await writeDescriptor(ctx.wd.env(jname).descriptor, conf, ctx.wd.root);
+    await publishDescriptor(ctx, jname, conf);
     ctx.inv.updateConf(jname, conf);
   });
   return { jname, changed, restartNeeded: row.status === STATUS.ON && changed.length > 0 };

@@ -10,6 +10,8 @@ import { Workdir, resolveWorkdir } from './paths.js';
 import { readSettings, type NodeSettings } from './settings.js';
 import type { MountPrimitive } from './mounts/types.js';
 import type { Engine } from './engines/types.js';
+import { Ownership } from './ownership/store.js';
+import { JournalWriter } from './ownership/journal.js';
 
 /** 'linux' or 'freebsd'; `BERTH_PLATFORM` overrides detection (used by the FreeBSD transcript tests). */
 export type Platform = 'linux' | 'freebsd';
@@ -49,6 +51,10 @@ export interface NodeCtx {
   settings: NodeSettings;
   inv: Inventory;
   platform: Platform;
+  /** the shared ownership directory (lease_dir) as this node sees it */
+  own: Ownership;
+  /** this process's writer of the node's ownership journal */
+  journal: JournalWriter;
   mounts(): Promise<MountPrimitive>;
   engine(emulator: string): Promise<Engine>;
   close(): void;
@@ -70,27 +76,29 @@ function canList(dir: string): boolean {
  *   inventory; E_NOT_INITIALISED (exit 1) when initenv was not run there
  */
 export function openNode(workdir?: string): NodeCtx {
-  const wd = new Workdir(resolveWorkdir(workdir));
+  const root = new Workdir(resolveWorkdir(workdir));
   // var/db is root's alone (0700): another user sees a node, not its inventory
-  const dbDir = dirname(wd.dbFile);
-  if (process.getuid?.() !== 0 && existsSync(wd.nodenameFile) && existsSync(dbDir) && !canList(dbDir)) {
-    throw new BerthError('E_NOT_ROOT', `${wd.root} is a berth node, but its inventory ${wd.dbFile} is root's alone: berth runs as root (it mounts, starts containers and runs hooks)`, EXIT.FAILURE, {
+  const dbDir = dirname(root.dbFile);
+  if (process.getuid?.() !== 0 && existsSync(root.nodenameFile) && existsSync(dbDir) && !canList(dbDir)) {
+    throw new BerthError('E_NOT_ROOT', `${root.root} is a berth node, but its inventory ${root.dbFile} is root's alone: berth runs as root (it mounts, starts containers and runs hooks)`, EXIT.FAILURE, {
       hint: 'run the command as root (sudo berth ...)',
     });
   }
-  if (!existsSync(wd.nodenameFile) || !existsSync(wd.dbFile)) {
-    throw new BerthError('E_NOT_INITIALISED', `${wd.root} is not an initialised berth workdir`, EXIT.FAILURE, {
-      hint: `run: berth initenv workdir=${wd.root} nodename=<name>`,
+  if (!existsSync(root.nodenameFile) || !existsSync(root.dbFile)) {
+    throw new BerthError('E_NOT_INITIALISED', `${root.root} is not an initialised berth workdir`, EXIT.FAILURE, {
+      hint: `run: berth initenv workdir=${root.root} nodename=<name>`,
     });
   }
-  const nodename = readFileSync(wd.nodenameFile, 'utf8').split(/\s+/)[0]!;
-  const settings = readSettings(wd.conf);
+  const nodename = readFileSync(root.nodenameFile, 'utf8').split(/\s+/)[0]!;
+  const settings = readSettings(root.conf);
+  const wd = new Workdir(root.root, settings.lease_dir || undefined);
+  const own = new Ownership(wd.leaseDir, nodename);
   const inv = Inventory.open(wd.dbFile);
   const platform = detectPlatform();
   let mp: MountPrimitive | undefined;
   const engines = new Map<string, Engine>();
   return {
-    wd, nodename, settings, inv, platform,
+    wd, nodename, settings, inv, platform, own, journal: new JournalWriter(own),
     async mounts() { return (mp ??= await mountPrimitive(platform)); },
     async engine(emulator: string) {
       let e = engines.get(emulator);

@@ -35,8 +35,12 @@ export interface EnvPaths {
   descriptor: string;
   /** the unregistered descriptor: jails-rcconf/rc.conf_<jname> */
   rcconfFile: string;
-  /** the ownership lease, a directory holding the generation log: jails-system/<jname>/lease (src/lease.ts) */
+  /** the ownership record, a directory holding the generation log: <lease_dir>/envs/<jname> (src/ownership/record.ts) */
   lease: string;
+  /** the descriptor copy in the ownership record: <lease_dir>/envs/<jname>/rc.conf_<jname> */
+  recordDescriptor: string;
+  /** where berth 0.1 kept the lease: jails-system/<jname>/lease (src/ownership/legacy.ts) */
+  legacyLease: string;
   /** the node-local env log: var/log/<jname>.log */
   log: string;
   /** the OCI bundle dir (runc): var/run/bundles/<jname> */
@@ -46,8 +50,15 @@ export interface EnvPaths {
 /** All paths of one workdir. */
 export class Workdir {
   readonly root: string;
-  constructor(root: string) {
+  /** the shared ownership directory: the lease_dir setting, else <workdir>/jails-lease */
+  readonly leaseDir: string;
+  /**
+   * @param root the workdir
+   * @param leaseDir the `lease_dir` setting (etc/berth.conf), absolute; default `<root>/jails-lease`
+   */
+  constructor(root: string, leaseDir?: string) {
     this.root = resolve(root);
+    this.leaseDir = leaseDir ? resolve(leaseDir) : join(this.root, 'jails-lease');
   }
   get nodenameFile(): string { return join(this.root, 'nodename'); }
   get etc(): string { return join(this.root, 'etc'); }
@@ -59,6 +70,8 @@ export class Workdir {
   get jailsSystem(): string { return join(this.root, 'jails-system'); }
   get jailsRcconf(): string { return join(this.root, 'jails-rcconf'); }
   get jailsFstab(): string { return join(this.root, 'jails-fstab'); }
+  /** the default ownership directory (see {@link Workdir.leaseDir}) */
+  get jailsLease(): string { return join(this.root, 'jails-lease'); }
   get varDb(): string { return join(this.root, 'var', 'db'); }
   get dbFile(): string { return join(this.root, 'var', 'db', 'local.sqlite'); }
   get logDir(): string { return join(this.root, 'var', 'log'); }
@@ -70,7 +83,7 @@ export class Workdir {
   /** The dirs initenv creates, in creation order. */
   get layoutDirs(): string[] {
     return [this.root, this.etc, this.bases, this.jails, this.jailsData, this.jailsSystem, this.jailsRcconf,
-      this.jailsFstab, join(this.root, 'var'), this.varDb, this.logDir, this.runDir, this.share];
+      this.jailsFstab, this.jailsLease, join(this.root, 'var'), this.varDb, this.logDir, this.runDir, this.share];
   }
   base(name: string): string { return join(this.bases, name); }
   /** The descriptors waiting in jails-rcconf/ for a jregister (`rc.conf_<jname>`), by jname. */
@@ -92,7 +105,9 @@ export class Workdir {
       fstabLocal: join(fstabDir, 'fstab.local'),
       descriptor: join(sysdir, `rc.conf_${jname}`),
       rcconfFile: join(this.jailsRcconf, `rc.conf_${jname}`),
-      lease: join(sysdir, 'lease'),
+      lease: join(this.leaseDir, 'envs', jname),
+      recordDescriptor: join(this.leaseDir, 'envs', jname, `rc.conf_${jname}`),
+      legacyLease: join(sysdir, 'lease'),
       log: join(this.logDir, `${jname}.log`),
       bundle: join(this.runDir, 'bundles', jname),
     };

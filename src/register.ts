@@ -6,24 +6,33 @@
  *
  * Unregister: check stopped → (storage mounted) write jails-rcconf/rc.conf_<jname> (CBSDROOT
  * form) → release the lease → delete the row → mnt_stop.
- * Register: mnt_start (hook from mnt_start=, else the descriptor, else the node default) →
- * identity check → acquire the lease (or take it over with force) → insert the row →
- * mnt_stop. Descriptors written by CBSD itself are accepted (parsed, never sourced); one
+ * Register: the descriptor from rcfile=, else jails-rcconf/rc.conf_<jname>, else the copy in the
+ * env's ownership record (so a node that has nothing of the env mounted can adopt it, e.g. from
+ * a dead owner) → mnt_start (hook from mnt_start=, else the descriptor, else the node default)
+ * → identity check → acquire the lease (or, with force, take it over: the owner node's
+ * heartbeat is watched while mnt_start runs) → insert the row → mnt_stop (or jstart with
+ * `start`). Descriptors written by CBSD itself are accepted (parsed, never sourced); one
  * without a uuid gets one.
+ * Adopt (jmigrate's destination): the source handed the lease over (record.ts handoverLease);
+ * the destination checks that claim, takes the descriptor from the record, and registers the
+ * env at that generation, its storage mounted beforehand by {@link prepareAdopt}.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js';
-import { readDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from './descriptor.js';
+import { readDescriptor, readSharedDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from './descriptor.js';
 import { STATUS } from './inventory.js';
 import { checkJname, checkJnamePattern, checkUuid, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
-import { SETTABLE_KEYS, recoverStaleClaim, effectiveHooks, getEnv, hookEnv, requireLease, validateSettings, verifyIdentity, type OpOptions } from './lifecycle.js';
-import { notRootOnly, runStorageHook } from './hooks.js';
-import { acquireLease, readLease, releaseLease, takeoverLease } from './lease.js';
-import { forgetFencedEnv } from './agent/fence.js';
+import { SETTABLE_KEYS, recoverStaleClaim, effectiveHooks, getEnv, hookEnv, startEnv, validateSettings, verifyIdentity, type EnvInfo, type OpOptions } from './lifecycle.js';
+import { checkHookSafe, notRootOnly, runStorageHook } from './hooks.js';
+import { checkLease, readLease, type WatchResult } from './ownership/record.js';
+import {
+  acquireEnvLease, completeTakeover, handoverEnvLease, journal, releaseEnvLease, requireLease, takeoverEnvLease, watchOwner,
+} from './ownership/leases.js';
+import { forgetFencedEnv } from './ownership/fence.js';
 
 /** Options of {@link registerEnv}. */
 export interface RegisterOptions extends OpOptions {
@@ -36,6 +45,8 @@ export interface RegisterOptions extends OpOptions {
   force?: boolean;
   /** called once while waiting for a takeover, with the seconds it will wait */
   onWait?: (sec: number) => void;
+  /** start the env once registered (its storage stays mounted in between) */
+  start?: boolean;
 }
 
 /** Result of one registration. */
@@ -46,6 +57,10 @@ export interface RegisterResult {
   /** true when the lease was taken over from a silent owner */
   tookOver: boolean;
   previousOwner?: string;
+  /** where the descriptor came from */
+  rcfile?: string;
+  /** with `start`: the env as started */
+  started?: EnvInfo;
 }
 
 /**
@@ -90,15 +105,19 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   if (jname !== undefined) checkJname(jname);
   let rcfile = opts.rcfile ?? (jname ? ctx.wd.env(jname).rcconfFile : undefined);
   if (!rcfile) throw usageError('E_NO_JNAME', 'jregister needs jname= or rcfile=');
-  // Taking over from a crashed owner: it never wrote jails-rcconf/, but the descriptor copy in
-  // the (shared) sysdir is current (it is rewritten atomically on every change).
+  // Not in jails-rcconf/ (a dead owner never wrote it, or jails-rcconf is not shared): the copy
+  // in the ownership record is current (rewritten on every change) and visible on every node.
   if (!existsSync(rcfile)) {
-    if (opts.force && !opts.rcfile && jname && existsSync(ctx.wd.env(jname).descriptor)) rcfile = ctx.wd.env(jname).descriptor;
-    else throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''}`, { hint: 'junregister writes it on the node that lets the env go' });
+    if (!opts.rcfile && jname && existsSync(ctx.wd.env(jname).recordDescriptor)) rcfile = ctx.wd.env(jname).recordDescriptor;
+    else {
+      throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''}${jname ? ` and no ownership record of it in ${ctx.wd.leaseDir}` : ''}`, {
+        hint: `junregister writes it on the node that lets the env go; an env made by any node has its descriptor in ${ctx.wd.leaseDir}/envs/<jname>/ (is lease_dir the shared directory? see berth doctor)`,
+      });
+    }
   }
   let conf: EnvConf;
   try {
-    conf = readDescriptor(rcfile, ctx.wd.root);
+    conf = rcfile === (jname && ctx.wd.env(jname).recordDescriptor) ? readSharedDescriptor(rcfile, ctx.wd.root) : readDescriptor(rcfile, ctx.wd.root);
   } catch (e) {
     // another node adopted it (and deleted the descriptor) between the check and the read
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''} (adopted by another node just now?)`);
@@ -123,6 +142,18 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   engine.validate(conf);
   const hooks = effectiveHooks(ctx, conf);
   const henv = hookEnv(ctx, name, conf, opts);
+  // The owner as the record says (the record is visible whatever is mounted): another node's
+  // lease is refused here, before anything is mounted, unless force; then its node's heartbeat
+  // is watched while mnt_start mounts the storage.
+  const current = await readLease(p.lease);
+  const fromOther = !!current && current.node !== ctx.nodename;
+  if (fromOther && !opts.force) await acquireEnvLease(ctx, name, conf.uuid ?? current.uuid); // throws E_LEASE_HELD naming the owner, hint --force
+  const ac = new AbortController();
+  let watching: Promise<WatchResult> | undefined;
+  if (fromOther) {
+    watching = watchOwner(ctx, name, { force: true, onWait: opts.onWait, signal: ac.signal });
+    watching.catch(() => undefined); // awaited below; a refusal while mnt_start runs is not unhandled
+  }
   // (an adopted env's dirs exist: one lookup each on the shared storage, not a mkdir and a stat)
   const made: string[] = [];
   for (const d of [p.data, p.sysdir, p.fstabDir]) {
@@ -132,7 +163,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   let lease: { generation: number } | undefined;
   let inserted = false;
   let wroteSysDescriptor = false;
-  const result: RegisterResult = { jname: name, uuid: '', generation: 0, tookOver: false };
+  const result: RegisterResult = { jname: name, uuid: '', generation: 0, tookOver: false, rcfile };
   try {
     await runStorageHook('mnt_start', hooks.start, 'register', henv);
     if (!conf.uuid) {
@@ -147,28 +178,31 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     }
     result.uuid = conf.uuid;
     verifyIdentity(ctx, name, conf.uuid);
-    const current = await readLease(p.lease);
-    if (current && current.node !== ctx.nodename && opts.force) {
-      result.previousOwner = current.node;
-      lease = await takeoverLease(p.lease, { node: ctx.nodename, uuid: conf.uuid }, { ttlSec: ctx.settings.lease_ttl, force: true, onWait: opts.onWait });
-      result.tookOver = true;
+    if (watching) {
+      result.previousOwner = current!.node || undefined;
+      const l = await completeTakeover(ctx, name, conf.uuid, await watching, { force: true, onWait: opts.onWait });
+      result.tookOver = !!l.takeoverFrom;
+      if (!l.takeoverFrom) result.previousOwner = undefined; // released meanwhile: a plain acquire
+      lease = l;
     } else if (current && current.node === ctx.nodename && current.uuid === conf.uuid) {
       // This node's own lease survived a lost inventory: take it over at a higher generation.
-      lease = await takeoverLease(p.lease, { node: ctx.nodename, uuid: conf.uuid }, { ttlSec: 0, force: true });
+      lease = await takeoverEnvLease(ctx, name, conf.uuid, { force: true, watchSec: 0 });
     } else {
-      lease = await acquireLease(p.lease, { node: ctx.nodename, uuid: conf.uuid });
+      lease = await acquireEnvLease(ctx, name, conf.uuid);
     }
     result.generation = lease.generation;
     await writeDescriptorIfChanged(p.descriptor, conf, ctx.wd.root);
+    await writeDescriptorIfChanged(p.recordDescriptor, conf, ctx.wd.root);
     ctx.inv.insert({ jname: name, uuid: conf.uuid, emulator: conf.emulator, generation: lease.generation, conf });
     inserted = true;
     // The unregistered descriptor is consumed (CBSD moves it into the sysdir); any other file
     // given as rcfile= (the sysdir copy, a file of the administrator's) is left alone.
     if (rcfile === p.rcconfFile) await unlink(rcfile).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
   } catch (e) {
+    ac.abort();
     // undo everything, whichever step failed: a failed jregister changes nothing
     if (inserted) ctx.inv.delete(name);
-    if (lease) await releaseLease(p.lease, { node: ctx.nodename, generation: lease.generation }).catch(() => undefined);
+    if (lease) await releaseEnvLease(ctx, { jname: name, generation: lease.generation }).catch(() => undefined);
     // a failed adoption of a CBSD descriptor leaves the sysdir as it found it
     if (wroteSysDescriptor) await rm(p.descriptor, { force: true }).catch(() => undefined);
     await runStorageHook('mnt_stop', hooks.stop, 'register', henv).catch(() => undefined);
@@ -176,8 +210,142 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     for (const d of made) await rmdir(d).catch(() => undefined);
     throw e;
   }
-  if (!opts.keepStorage) await runStorageHook('mnt_stop', hooks.stop, 'register', henv);
+  await journal(ctx, 'own', { jname: name, uuid: conf.uuid, generation: lease.generation, emulator: conf.emulator }, result.tookOver ? 'takeover' : 'register');
+  if (opts.start) {
+    // the storage is still mounted: the start does not mount it again (its teardown unmounts it)
+    result.started = await startEnv(ctx, name, { verbose: opts.verbose, mounted: true });
+  } else if (!opts.keepStorage) {
+    await runStorageHook('mnt_stop', hooks.stop, 'register', henv);
+  }
   return result;
+}
+
+/** What {@link prepareAdopt} checked and mounted at a jmigrate destination. */
+export interface AdoptPlan {
+  jname: string;
+  uuid: string;
+  emulator: string;
+  /** the storage hooks as they will run here */
+  hooks: { start: string; stop: string };
+  /** mnt_start ran (the storage stays mounted until adoptEnv or cancelAdopt) */
+  mounted: boolean;
+}
+
+/**
+ * Can this node adopt `jname`, and, with `mount`, its storage mounted ahead (jmigrate's
+ * destination, while the source still runs the env: the mounts are made outside the downtime).
+ * Reads the descriptor from the env's ownership record and checks what a start here needs: not
+ * registered here (a stale fenced row is dropped), the same uuid as `uuid`, the base present
+ * (baserw=0), the engine available on this platform, the hooks present and safe; with `mount`,
+ * runs mnt_start and the identity check. Changes nothing else; {@link cancelAdopt} undoes the mount.
+ * @throws BerthError E_ENV_EXISTS (1), E_NO_RCCONF (3), E_NOT_SHARED (1), E_NO_SUCH_BASE (3),
+ *   E_BAD_EMULATOR (2), E_HOOK_UNSAFE / E_HOOK_MISSING (1), hook errors, E_IDENTITY (5)
+ */
+export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions & { uuid?: string; mount?: boolean } = {}): Promise<AdoptPlan> {
+  checkJname(jname);
+  const p = ctx.wd.env(jname);
+  if (ctx.inv.get(jname) && !(await forgetFencedEnv(ctx, jname))) throw new BerthError('E_ENV_EXISTS', `${jname} is already registered on node ${ctx.nodename}`, EXIT.FAILURE, { hint: `see it there: berth jls jname=${jname}` });
+  let conf: EnvConf;
+  try {
+    conf = readSharedDescriptor(p.recordDescriptor, ctx.wd.root);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new BerthError('E_NOT_SHARED', `node ${ctx.nodename} does not see the ownership record of ${jname} (${p.recordDescriptor}): the two nodes do not share the ownership directory`, EXIT.FAILURE,
+        { hint: `mount the shared lease_dir (${ctx.wd.leaseDir}) on node ${ctx.nodename}, the same directory as on the source (see berth doctor)` });
+    }
+    throw e;
+  }
+  if (opts.uuid && conf.uuid !== opts.uuid) {
+    throw new BerthError('E_NOT_SHARED', `node ${ctx.nodename} sees another env named ${jname} in its ownership directory (uuid ${conf.uuid}, the source's ${opts.uuid}): the two nodes do not share it`, EXIT.FAILURE);
+  }
+  conf = { ...conf, jname, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
+  conf.emulator ??= 'jail';
+  const engine = await ctx.engine(conf.emulator);
+  engine.validate(conf);
+  if (conf.baserw !== '1' && conf.base && !existsSync(ctx.wd.base(conf.base))) {
+    throw notFound('E_NO_SUCH_BASE', `base ${JSON.stringify(conf.base)} of ${jname} is not on node ${ctx.nodename} (${ctx.wd.base(conf.base)})`, { hint: `import the same base on ${ctx.nodename} first (berth base import name=${conf.base} ...)` });
+  }
+  const hooks = effectiveHooks(ctx, conf);
+  for (const h of [hooks.start, hooks.stop]) if (h !== '' && h !== '0') checkHookSafe(h);
+  const plan: AdoptPlan = { jname, uuid: conf.uuid ?? '', emulator: conf.emulator, hooks, mounted: false };
+  if (!opts.mount) return plan;
+  await mkdir(ctx.wd.logDir, { recursive: true });
+  const henv = hookEnv(ctx, jname, conf, opts);
+  await runStorageHook('mnt_start', hooks.start, 'register', henv);
+  plan.mounted = true;
+  try {
+    verifyIdentity(ctx, jname, plan.uuid);
+  } catch (e) {
+    await runStorageHook('mnt_stop', hooks.stop, 'register', henv).catch(() => undefined);
+    throw e;
+  }
+  return plan;
+}
+
+/** Undoes {@link prepareAdopt}'s mount (mnt_stop), when the adoption does not follow. */
+export async function cancelAdopt(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<void> {
+  const p = ctx.wd.env(jname);
+  let conf: EnvConf;
+  try { conf = { ...readSharedDescriptor(p.recordDescriptor, ctx.wd.root), jname, data: p.data }; } catch { return; }
+  if (ctx.inv.get(jname)) return; // adopted after all: its storage is the env's now
+  await runStorageHook('mnt_stop', effectiveHooks(ctx, conf).stop, 'register', hookEnv(ctx, jname, conf, opts));
+}
+
+/**
+ * Adopts an env whose lease was handed to this node (jmigrate's destination): checks that the
+ * record's generation `generation` is this node's claim, takes the descriptor from the record,
+ * mnt_start (unless `mounted`: prepareAdopt mounted it), identity check, descriptor copy in the
+ * sysdir, inventory row at that generation; then jstart with `start`, else mnt_stop.
+ * On any failure nothing is left here, and with `returnTo` the lease is handed back to that
+ * node (the source) at the next generation, named in the error's `details.handedBack`.
+ * @throws BerthError E_LEASE_SUPERSEDED / E_LEASE_MISSING (4), E_ENV_EXISTS (1), hook errors,
+ *   E_IDENTITY (5), start errors
+ */
+export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string }): Promise<RegisterResult> {
+  const plan = await prepareAdopt(ctx, jname, { ...opts, mount: !opts.mounted }).catch(async (e) => {
+    if (opts.mounted) await cancelAdopt(ctx, jname, opts).catch(() => undefined);
+    throw await handBack(e);
+  });
+  const p = ctx.wd.env(jname);
+  let conf: EnvConf = { jname, data: p.data };
+  let inserted = false;
+  let mounted = true;
+  let started = false;
+  try {
+    const rec = await checkLease(p.lease, { node: ctx.nodename, generation: opts.generation, uuid: plan.uuid });
+    conf = { ...readSharedDescriptor(p.recordDescriptor, ctx.wd.root), jname, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
+    conf.emulator ??= 'jail';
+    verifyIdentity(ctx, jname, plan.uuid);
+    await writeDescriptorIfChanged(p.descriptor, conf, ctx.wd.root);
+    ctx.inv.insert({ jname, uuid: plan.uuid, emulator: conf.emulator, generation: rec.generation, conf });
+    inserted = true;
+    const result: RegisterResult = { jname, uuid: plan.uuid, generation: rec.generation, tookOver: false, previousOwner: rec.handoverFrom?.node, rcfile: p.recordDescriptor };
+    if (opts.start) {
+      started = true; // from here on the start (or its teardown) owns the mount
+      mounted = false;
+      result.started = await startEnv(ctx, jname, { verbose: opts.verbose, mounted: true });
+    } else if (!opts.keepStorage) {
+      mounted = false;
+      await runStorageHook('mnt_stop', plan.hooks.stop, 'register', hookEnv(ctx, jname, conf, opts));
+    }
+    await journal(ctx, 'own', { jname, uuid: plan.uuid, generation: rec.generation, emulator: conf.emulator }, 'handover');
+    return result;
+  } catch (e) {
+    if (inserted) ctx.inv.delete(jname);
+    if (mounted && !started) await runStorageHook('mnt_stop', plan.hooks.stop, 'register', hookEnv(ctx, jname, conf, opts)).catch(() => undefined);
+    throw await handBack(e);
+  }
+
+  // gives the lease back to the source when this node holds the handed-over generation
+  async function handBack(e: unknown): Promise<unknown> {
+    if (!opts.returnTo || !(e instanceof BerthError)) return e;
+    try {
+      const uuid = (await readLease(ctx.wd.env(jname).lease))?.uuid ?? '';
+      const back = await handoverEnvLease(ctx, { jname, generation: opts.generation, uuid }, opts.returnTo);
+      (e as { details?: Record<string, unknown> }).details = { ...e.details, handedBack: { node: opts.returnTo, generation: back.generation } };
+    } catch { /* not ours (never was, or moved on): nothing to give back */ }
+    return e;
+  }
 }
 
 /**
@@ -190,7 +358,6 @@ export async function unregisterEnv(ctx: NodeCtx, jname: string, opts: OpOptions
   let row = getEnv(ctx, jname);
   if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
   if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${row.status === STATUS.ON ? 'running' : 'busy'}; stop it first: berth jstop jname=${jname}`, EXIT.FAILURE);
-  // The lease lives in the sysdir, which mnt_start may be what mounts: checked once it ran.
   if (!ctx.inv.claimStart(jname, `unregister-${randomUUID()}`)) throw ownedError('E_BUSY', `${jname} is busy`);
   const p = ctx.wd.env(jname);
   const target = opts.rcfile ?? p.rcconfFile;
@@ -211,9 +378,11 @@ export async function unregisterEnv(ctx: NodeCtx, jname: string, opts: OpOptions
     await writeDescriptor(p.descriptor, row.conf, ctx.wd.root);
     wroteTarget = !existsSync(target);
     await writeDescriptor(target, row.conf, ctx.wd.root);
-    await releaseLease(p.lease, { node: ctx.nodename, generation: row.generation });
+    await writeDescriptorIfChanged(p.recordDescriptor, row.conf, ctx.wd.root);
+    await releaseEnvLease(ctx, row);
     released = true;
     ctx.inv.delete(jname);
+    await journal(ctx, 'drop', row, 'release');
   } catch (e) {
     if (!released) {
       ctx.inv.finishTeardown(jname);

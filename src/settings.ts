@@ -18,18 +18,28 @@ export interface NodeSettings {
   default_mnt_stop: string;
   /** loopback TCP port of the agent API ('0' = unix socket only) */
   api_port: number;
+  /**
+   * the shared ownership directory, absolute ('' = `<workdir>/jails-lease`): mounted whole on
+   * every node (src/ownership/store.ts)
+   */
+  lease_dir: string;
   /** all keys as written */
   raw: KV;
 }
 
 export const SETTING_DEFAULTS: KV = {
-  zfsfeat: '0', hammerfeat: '0', lease_ttl: '30', mnt_timeout: '300', default_mnt_start: '0', default_mnt_stop: '0', api_port: '0',
+  zfsfeat: '0', hammerfeat: '0', lease_ttl: '30', mnt_timeout: '300', default_mnt_start: '0', default_mnt_stop: '0', api_port: '0', lease_dir: '',
 };
 
 function int(raw: KV, k: string, min = 0): number {
   const v = raw[k] ?? SETTING_DEFAULTS[k]!;
   if (!/^\d+$/.test(v) || Number(v) < min) throw usageError('E_BAD_SETTING', `bad ${k}=${JSON.stringify(v)} in berth.conf: expected an integer >= ${min}`);
   return Number(v);
+}
+
+function leaseDir(v: string): string {
+  if (v !== '' && (!v.startsWith('/') || /[\n\0]/.test(v))) throw usageError('E_BAD_SETTING', `bad lease_dir=${JSON.stringify(v)} in berth.conf: expected an absolute path (or empty for <workdir>/jails-lease)`);
+  return v.replace(/\/+$/, '') || (v ? '/' : '');
 }
 
 /** Interprets a settings map. @throws BerthError E_BAD_SETTING (exit 2) naming key and value */
@@ -43,7 +53,7 @@ export function toSettings(raw: KV): NodeSettings {
     zfsfeat: flag('zfsfeat'), hammerfeat: flag('hammerfeat'),
     lease_ttl: int(raw, 'lease_ttl', 1), mnt_timeout: int(raw, 'mnt_timeout'),
     default_mnt_start: raw.default_mnt_start ?? '0', default_mnt_stop: raw.default_mnt_stop ?? '0',
-    api_port: int(raw, 'api_port'), raw,
+    api_port: int(raw, 'api_port'), lease_dir: leaseDir(raw.lease_dir ?? ''), raw,
   };
 }
 

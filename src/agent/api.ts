@@ -19,6 +19,10 @@
  * | POST /v1/envs/:jname/stop           | jstop                                  | `node, env, warnings`            |
  * | POST /v1/envs/:jname/register       | jregister; body `{force?, mnt_start?, mnt_stop?, keep_storage?}` | `node, result` |
  * | POST /v1/envs/:jname/unregister     | junregister                            | `node, result`                   |
+ * | POST /v1/envs/:jname/prepare        | jmigrate preflight at the destination; body `{uuid?, mount?}`: can this node start it (record, base, engine, hooks); with mount, its storage mounted ahead | `node, plan` |
+ * | POST /v1/envs/:jname/cancel         | undo a prepare's mount                 | `node`                           |
+ * | POST /v1/envs/:jname/adopt          | jmigrate destination; body `{generation, start?, mounted?, return_to?}`: adopt an env whose lease was handed to this node | `node, result` |
+ * | GET  /v1/ownership/probe?node=<n>   | the content of `<lease_dir>/nodes/<n>/probe` as this node reads it (berth doctor) | `node, probe` |
  *
  * `warnings`: what the operation warned about, `[{message, fields}]` (src/log.ts
  * collectWarnings); the CLI prints them as it prints its own (src/cli/fast.ts).
@@ -35,7 +39,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import { z } from 'zod';
 import { BerthError, EXIT, toBerthError, usageError } from '../errors.js';
-import { checkJname } from '../names.js';
+import { checkJname, checkNodename } from '../names.js';
 import { collectWarnings, type Warning } from '../log.js';
 
 /** Body of POST /v1/envs/:jname/register. */
@@ -50,6 +54,28 @@ export const RegisterBody = z.strictObject({
 });
 export type RegisterBody = z.infer<typeof RegisterBody>;
 
+/** Body of POST /v1/envs/:jname/prepare. */
+export const PrepareBody = z.strictObject({
+  /** the env's uuid at the source: the destination must see the same env */
+  uuid: z.string().max(64).optional(),
+  /** mount the env's storage ahead (mnt_start + identity check) */
+  mount: z.boolean().optional(),
+});
+export type PrepareBody = z.infer<typeof PrepareBody>;
+
+/** Body of POST /v1/envs/:jname/adopt. */
+export const AdoptBody = z.strictObject({
+  /** the generation the source handed over to this node */
+  generation: z.number().int().positive(),
+  /** start it once adopted */
+  start: z.boolean().optional(),
+  /** a prepare with mount ran: the storage is mounted */
+  mounted: z.boolean().optional(),
+  /** on failure, hand the lease back to this node (the source) */
+  return_to: z.string().max(64).optional(),
+});
+export type AdoptBody = z.infer<typeof AdoptBody>;
+
 /** What the routes need from the node. Every method throws BerthError on failure. */
 export interface AgentOps {
   /** this node's name (put in every answer as `node`) */
@@ -62,6 +88,11 @@ export interface AgentOps {
   stop(jname: string): Promise<unknown>;
   register(jname: string, body: RegisterBody): Promise<unknown>;
   unregister(jname: string): Promise<unknown>;
+  prepare(jname: string, body: PrepareBody): Promise<unknown>;
+  cancel(jname: string): Promise<unknown>;
+  adopt(jname: string, body: AdoptBody): Promise<unknown>;
+  /** the probe file another node wrote in the ownership directory, as this node reads it ('' when missing) */
+  probe(node: string): Promise<string>;
 }
 
 /**
@@ -106,6 +137,28 @@ function errorBody(err: BerthError): Record<string, unknown> {
   return { ok: false, error: err.toJSON() };
 }
 
+/**
+ * Parses a request body: empty = {}; JSON checked against `schema` (strict: unknown keys refused).
+ * @throws BerthError E_BAD_REQUEST (exit 2, HTTP 400) naming what is wrong
+ */
+async function body<T>(c: Context, schema: z.ZodType<T>, what: string, shape: string): Promise<T> {
+  const text = await c.req.text();
+  let raw: unknown = {};
+  if (text.trim() !== '') {
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw usageError('E_BAD_REQUEST', 'the request body is not JSON');
+    }
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+    throw usageError('E_BAD_REQUEST', `bad ${what} body: ${issues}`, { hint: `body: ${shape}` });
+  }
+  return parsed.data;
+}
+
 /** Builds the hono app. Serve it with @hono/node-server (src/agent/daemon.ts). */
 export function createApi(opts: ApiOptions): Hono {
   const { ops } = opts;
@@ -133,7 +186,7 @@ export function createApi(opts: ApiOptions): Hono {
     return c.json({ ...errorBody(err), ...(warnings?.length ? { warnings } : {}) }, httpStatusFor(err.exitCode));
   });
   app.notFound((c) => c.json(errorBody(usageError('E_NO_ROUTE', `no such API route: ${c.req.method} ${c.req.path}`, {
-    hint: 'routes: GET /v1/node, GET /v1/envs, GET /v1/envs/:jname, GET /v1/envs/:jname/storage, POST /v1/envs/:jname/{start,stop,register,unregister}',
+    hint: 'routes: GET /v1/node, GET /v1/envs, GET /v1/envs/:jname, GET /v1/envs/:jname/storage, POST /v1/envs/:jname/{start,stop,register,unregister,prepare,cancel,adopt}, GET /v1/ownership/probe?node=',
   })), 404));
 
   const jname = (c: Context): string => checkJname(c.req.param('jname') ?? '');
@@ -156,22 +209,18 @@ export function createApi(opts: ApiOptions): Hono {
   });
   app.post('/v1/envs/:jname/register', async (c) => {
     const name = jname(c);
-    const text = await c.req.text();
-    let raw: unknown = {};
-    if (text.trim() !== '') {
-      try {
-        raw = JSON.parse(text);
-      } catch {
-        throw usageError('E_BAD_REQUEST', 'the request body is not JSON');
-      }
-    }
-    const parsed = RegisterBody.safeParse(raw);
-    if (!parsed.success) {
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
-      throw usageError('E_BAD_REQUEST', `bad register body: ${issues}`, { hint: 'body: {"force"?: boolean, "mnt_start"?: string, "mnt_stop"?: string, "keep_storage"?: boolean}' });
-    }
-    return ok(c, { result: await ops.register(name, parsed.data) });
+    return ok(c, { result: await ops.register(name, await body(c, RegisterBody, 'register', '{"force"?: boolean, "mnt_start"?: string, "mnt_stop"?: string, "keep_storage"?: boolean}')) });
   });
+  app.post('/v1/envs/:jname/prepare', async (c) => {
+    const name = jname(c);
+    return ok(c, { plan: await ops.prepare(name, await body(c, PrepareBody, 'prepare', '{"uuid"?: string, "mount"?: boolean}')) });
+  });
+  app.post('/v1/envs/:jname/cancel', async (c) => { await ops.cancel(jname(c)); return ok(c, {}); });
+  app.post('/v1/envs/:jname/adopt', async (c) => {
+    const name = jname(c);
+    return ok(c, { result: await ops.adopt(name, await body(c, AdoptBody, 'adopt', '{"generation": number, "start"?: boolean, "mounted"?: boolean, "return_to"?: string}')) });
+  });
+  app.get('/v1/ownership/probe', async (c) => ok(c, { probe: await ops.probe(checkNodename(c.req.query('node') ?? '')) }));
   app.post('/v1/envs/:jname/unregister', async (c) => ok(c, { result: await ops.unregister(jname(c)) }));
   return app;
 }

@@ -3,40 +3,40 @@
  * Runs in the foreground (systemd unit share/systemd/berth-agent.service, FreeBSD rc.d script
  * share/rc.d/berth_agent) and does, with one opened node:
  *
- * 1. **Heartbeats.** Every lease_ttl/3 seconds it renews (src/lease.ts renewLease) the lease of
- *    every env in the inventory that has one, at the generation the inventory records. Each env
- *    is renewed on its own (one slow or hung env never delays the others' heartbeats), and an
- *    env whose previous renewal has not finished is skipped for that round.
- * 2. **Fencing.** When a renewal says E_LEASE_SUPERSEDED (another node took the env over) the
- *    env is fenced (src/agent/fence.ts): its running copy is killed at once with a full
- *    teardown, a marker is written, the row is kept (status Off, stale generation: every
- *    lease-checked operation refuses it with exit 4), and the agent never renews it or touches
- *    its storage again. Not a fence: a release or a new claim made by this node itself
- *    (junregister, jremove, jmigrate, jregister in progress). E_LEASE_MISSING (no record of
- *    this node's generation) does NOT fence: storage that hooks mount per env is simply not
- *    mounted while the env is stopped or being started/stopped, so its lease is not visible;
- *    it is logged (warn when the env runs) and retried. Other lease errors (I/O) are logged and
- *    retried next round. A takeover is seen at the first renewal after it, so within
- *    lease_ttl/3 (+ the renewal's own time).
- * 3. **Reconcile.** In the same round, an env the inventory says On whose process is gone (its
+ * 1. **Heartbeat.** Every lease_ttl/3 seconds it rewrites this node's heartbeat
+ *    `<lease_dir>/nodes/<node>/hb` (src/ownership/heartbeat.ts): one write, whatever the number
+ *    of envs; it keeps every env this node owns alive, running or stopped, mounted or not. The
+ *    heartbeat runs on its own timer, so no slow check or hook delays it.
+ * 2. **Fencing.** In the same period it lists its fence notices (`nodes/<node>/notices/`, left by
+ *    a node that took an env over: src/ownership/notices.ts) and checks the record of each env
+ *    named there; it also checks a few of its own records in turn every period, and all of them
+ *    when it starts and after any gap in its own heartbeat longer than lease_ttl/2 (as measured
+ *    by its own clock: then another node may have seen it silent). An env whose generation was
+ *    superseded is fenced (src/ownership/fence.ts): its running copy is killed at once with a
+ *    full teardown, a marker is written, the row is kept (status Off, stale generation: every
+ *    lease-checked operation refuses it with exit 4), and the agent never touches its storage
+ *    again. Not a fence: a release or a handover made by this node itself (junregister,
+ *    jremove, jmigrate in progress). E_LEASE_MISSING (no record of this node's generation)
+ *    does not fence: nothing proves another owner; it is logged.
+ * 3. **Reconcile.** In the same period, an env the inventory says On whose process is gone (its
  *    monitor died too) is torn down (src/lifecycle.ts reconcileEnv; the teardown is claimed
- *    exactly once across monitor, jstop and agent).
- * 4. **Autostart.** Once at start, after the first round (so fencing is decided first), every
- *    `astart=1` env that is Off is started, only if this node holds its lease at the recorded
- *    generation (checkLease; when the lease is not visible because a hook mounts the storage,
- *    startEnv's own check after mnt_start decides).
- * 5. **Heartbeat observations** for `cluster ls`: every lease_ttl seconds it reads every lease
- *    on the shared storage and records when this node saw each heartbeat change
- *    (src/cluster.ts). Every lease_ttl, not every lease_ttl/3 like renewals: each node reads
- *    every env's lease, so this is the agent's biggest load on the storage, and it only feeds
- *    a display (takeover watches the heartbeat itself).
- * 6. **API** (src/agent/api.ts) on the unix socket `var/run/agent.sock` (mode 0600) and, when
+ *    exactly once across monitor, jstop and agent); a claim left by a dead berth command is
+ *    recovered.
+ * 4. **Autostart.** Once at start, after the first full check (so fencing is decided first),
+ *    every `astart=1` env that is Off is started, only if this node holds its lease.
+ * 5. **Journal snapshots.** When this node's ownership journal grew by COMPACT_EVERY entries,
+ *    it writes a snapshot of what it owns from its inventory (src/ownership/journal.ts), so that
+ *    `cluster ls` on any node reads a few records per node, not one per env.
+ * 6. **Heartbeat observations** for `cluster ls`: every lease_ttl seconds it reads every node's
+ *    heartbeat and records when this node saw it change (var/run/heartbeats.json).
+ * 7. **API** (src/agent/api.ts) on the unix socket `var/run/agent.sock` (mode 0600) and, when
  *    api_port (setting or --api_port) is not 0, on 127.0.0.1:<api_port>. Bearer token from
  *    etc/api.token (must not be readable by group or others).
  *
- * SIGTERM/SIGINT: stop the rounds, stop serving, wait (at most 30 s) for operations in
+ * SIGTERM/SIGINT: stop the periods, stop serving, wait (at most 30 s) for operations in
  * progress, remove the socket, exit 0. Envs are NOT stopped: they keep running, and their
- * node's run monitor (src/monitor.ts) tears each down when it ends; the next agent picks up heartbeats.
+ * node's run monitor (src/monitor.ts) tears each down when it ends; the heartbeat stops, so
+ * after lease_ttl other nodes may take this node's envs over with --force.
  * A second agent on the same workdir is refused (E_AGENT_RUNNING, exit 4): the socket answers.
  */
 import { lstatSync, statSync } from 'node:fs';
@@ -47,14 +47,24 @@ import { createAdaptorServer } from '@hono/node-server';
 import { BerthError, EXIT, ownedError, toBerthError, usageError } from '../errors.js';
 import { readApiToken } from '../initenv.js';
 import { STATUS, type EnvRow } from '../inventory.js';
-import { checkLease, readLeaseState, renewLease, type RenewMemo } from '../lease.js';
-import { effectiveHooks, reconcileEnv, startEnv } from '../lifecycle.js';
+import { readLeaseState } from '../ownership/record.js';
+import { journal, requireLease } from '../ownership/leases.js';
+import { newBootId, writeNodeBeat } from '../ownership/heartbeat.js';
+import { clearNotice, listNotices } from '../ownership/notices.js';
+import { COMPACT_EVERY, entriesSinceSnapshot, writeSnapshot } from '../ownership/journal.js';
+import { reconcileEnv, startEnv } from '../lifecycle.js';
 import { getLogger } from '../log.js';
 import { openNode, type NodeCtx } from '../node.js';
-import { heartbeatKey, observeLeases } from '../cluster.js';
+import { berthVersion } from '../pkg.js';
+import { observeNodes } from '../cluster.js';
 import { createApi } from './api.js';
-import { fenceRun, isFenced, writeFenceMarker, type FenceMarker } from './fence.js';
+import { fenceRun, isFenced, writeFenceMarker, type FenceMarker } from '../ownership/fence.js';
 import { nodeOps } from './ops.js';
+
+/** Own records checked in turn every period, besides notices and full checks (a constant cost per node). */
+export const SWEEP_PER_ROUND = 4;
+/** Records checked at once during a full check. */
+const CHECK_CONCURRENCY = 8;
 
 /** Options of {@link Agent.open}. */
 export interface AgentOptions {
@@ -106,22 +116,29 @@ function closeServer(server: Server): Promise<void> {
 
 /** The node agent. */
 export class Agent {
-  /** lease renewal (and reconcile, observation) period in ms: lease_ttl/3 */
+  /** heartbeat (and fencing, reconcile) period in ms: lease_ttl/3 */
   readonly periodMs: number;
   private servers: Server[] = [];
   private timers: NodeJS.Timeout[] = [];
-  /** per-env renewal/fence/reconcile in progress */
-  private inflight = new Map<string, Promise<void>>();
-  /** other work to wait for on shutdown (API operations, autostart) */
+  /** work to wait for on shutdown (rounds, API operations, autostart) */
   private tasks = new Set<Promise<unknown>>();
   private stopping = false;
   private observing = false;
+  private rounding = false;
+  private beating = false;
   private lastError = new Map<string, string>();
-  /** heartbeat keys this agent wrote since the last observation (observeLeases need not read them) */
-  private renewed = new Map<string, string>();
-  /** what each env's previous renewal verified (src/lease.ts RenewMemo) */
-  private memos = new Map<string, RenewMemo>();
   private socketIno?: number;
+  /** this agent run's heartbeat identity and counter */
+  private readonly boot = newBootId();
+  private counter = 0;
+  /** performance.now() of the last heartbeat written (0: none yet) */
+  private lastBeatOk = 0;
+  /** check every own record in the next round (start, and after a gap in the heartbeat) */
+  private fullCheck = true;
+  private sweepAt = 0;
+  private roundsSinceCompactCheck = Infinity;
+  /** the last heartbeat written (tests, cluster ls of this node) */
+  lastBeat?: { counter: number; at: string };
   endpoints?: AgentEndpoints;
 
   private constructor(readonly ctx: NodeCtx, private readonly token: string, private readonly opts: AgentOptions) {
@@ -163,8 +180,8 @@ export class Agent {
   }
 
   /**
-   * Starts serving and the periodic rounds; runs the first round and then autostart in the
-   * background. @returns where it listens
+   * Starts serving and the periods; runs the first heartbeat and full check, then autostart,
+   * in the background. @returns where it listens
    * @throws BerthError E_AGENT_RUNNING (4), E_LISTEN (1)
    */
   async start(): Promise<AgentEndpoints> {
@@ -213,82 +230,163 @@ export class Agent {
       endpoints.port = port;
     }
     this.endpoints = endpoints;
-    await log('info', { node: ctx.nodename, workdir: ctx.wd.root, socket: sock, port: endpoints.port, leaseTtl: ctx.settings.lease_ttl, periodMs: this.periodMs }, 'agent started');
-    this.timers.push(setInterval(() => this.round(), this.periodMs));
-    this.timers.push(setInterval(() => void this.observe(), this.ctx.settings.lease_ttl * 1000));
+    await ctx.own.ensureNode().catch((e) => log('error', { err: String(e), leaseDir: ctx.wd.leaseDir }, 'cannot make this node\'s directory in the ownership directory (is lease_dir mounted? berth doctor)'));
+    await log('info', { node: ctx.nodename, workdir: ctx.wd.root, leaseDir: ctx.wd.leaseDir, socket: sock, port: endpoints.port, leaseTtl: ctx.settings.lease_ttl, periodMs: this.periodMs }, 'agent started');
+    // the heartbeat first and on its own timer (a long first check must not delay it); the
+    // periodic rounds only once the first full check has decided what is fenced, then autostart
+    this.timers.push(setInterval(() => void this.beat(), this.periodMs));
     void this.track((async () => {
+      await this.beat();
       await this.round();
-      await this.settleRound();
+      if (this.stopping) return;
+      this.timers.push(setInterval(() => void this.track(this.round()), this.periodMs));
+      this.timers.push(setInterval(() => void this.observe(), this.ctx.settings.lease_ttl * 1000));
       await this.autostart();
       await this.observe();
+      await this.compactRound(true);
     })().catch((e) => log('error', { err: String(e) }, 'first round failed')));
     return endpoints;
   }
 
-  /** Waits until the renewals in progress are done. */
-  private async settleRound(): Promise<void> {
-    await Promise.allSettled([...this.inflight.values()]);
-  }
-
-  /** One round: renew (fence) and reconcile each env with a lease, each on its own. */
-  async round(): Promise<void> {
-    if (this.stopping) return;
-    let rows: EnvRow[];
-    try {
-      rows = this.ctx.inv.list();
-    } catch (e) {
-      await log('error', { err: String(e) }, 'cannot read the inventory');
-      return;
-    }
-    for (const row of rows) {
-      if (row.generation <= 0 || this.inflight.has(row.jname)) continue;
-      const p = this.envRound(row.jname).catch((e) => log('error', { jname: row.jname, err: String(e) }, 'round failed'))
-        .finally(() => this.inflight.delete(row.jname));
-      this.inflight.set(row.jname, p);
-    }
-  }
-
-  private async envRound(jname: string): Promise<void> {
+  /**
+   * Writes this node's heartbeat. A write after a gap longer than lease_ttl/2 since the last
+   * one (by this process's monotonic clock: an agent that was stopped, swapped out, or cut off
+   * from the storage) asks the next round for a full check of every own record: another node
+   * may have seen this node silent and taken envs over.
+   */
+  async beat(): Promise<void> {
+    if (this.stopping || this.beating) return;
+    this.beating = true;
     const { ctx } = this;
-    const row = ctx.inv.get(jname);
-    if (!row || row.generation <= 0) { this.memos.delete(jname); return; }
-    if (isFenced(ctx, jname)) {
-      // never renew a fenced lease; only kill a copy that got started anyway (a start that
-      // passed its lease check just before the takeover)
-      if (row.status === STATUS.ON && row.run_id) await this.fenceStop(row, 'still running after fencing');
-      return;
-    }
     try {
-      let memo = this.memos.get(jname);
-      if (!memo || (memo.generation !== undefined && memo.generation !== row.generation)) this.memos.set(jname, (memo = {}));
-      const rec = await renewLease(ctx.wd.env(jname).lease, { node: ctx.nodename, generation: row.generation, uuid: row.uuid }, memo);
-      this.renewed.set(jname, heartbeatKey({ generation: rec.generation, holder: rec })!);
-      this.lastError.delete(jname);
+      const b = await writeNodeBeat(ctx.own.beatFile(), { node: ctx.nodename, boot: this.boot, counter: ++this.counter, leaseTtl: ctx.settings.lease_ttl, version: berthVersion() });
+      const now = performance.now();
+      if (this.lastBeatOk && now - this.lastBeatOk > (ctx.settings.lease_ttl * 1000) / 2) {
+        this.fullCheck = true;
+        await log('warn', { gapMs: Math.round(now - this.lastBeatOk), leaseTtl: ctx.settings.lease_ttl }, 'heartbeat gap: checking every own record');
+      }
+      this.lastBeatOk = now;
+      this.lastBeat = { counter: b.counter, at: b.at };
+      this.lastError.delete('heartbeat');
     } catch (e) {
-      this.memos.delete(jname);
+      const code = (e as NodeJS.ErrnoException).code ?? 'error';
+      if (code === 'ENOENT') await ctx.own.ensureNode().catch(() => undefined);
+      if (this.lastError.get('heartbeat') !== code) {
+        this.lastError.set('heartbeat', code);
+        await log('error', { err: String(e), file: ctx.own.beatFile() }, 'cannot write this node\'s heartbeat; other nodes will see it silent after lease_ttl');
+      }
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  /**
+   * One period: fence notices, own record checks (all of them when a full check is due, else a
+   * few in turn), reconcile, journal snapshot. Overlapping rounds are skipped.
+   */
+  async round(): Promise<void> {
+    if (this.stopping || this.rounding) return;
+    this.rounding = true;
+    try {
+      await this.noticesRound();
+      await this.checksRound();
+      await this.reconcileRound();
+      await this.compactRound();
+    } catch (e) {
+      await log('error', { err: String(e) }, 'round failed');
+    } finally {
+      this.rounding = false;
+    }
+  }
+
+  private async noticesRound(): Promise<void> {
+    const { ctx } = this;
+    for (const n of await listNotices(ctx.own)) {
+      const row = ctx.inv.get(n.jname);
+      if (row && row.generation === n.generation && row.generation > 0) {
+        await log('info', { jname: n.jname, generation: n.generation, by: n.by, newGeneration: n.newGeneration }, 'fence notice: checking the record');
+        await this.checkRow(row);
+        const now = ctx.inv.get(n.jname);
+        // keep a notice whose check could not decide (I/O): look again next period
+        if (now && now.generation === n.generation && !isFenced(ctx, n.jname) && this.lastError.has(n.jname)) continue;
+      }
+      await clearNotice(ctx.own, n.jname, n.generation);
+    }
+  }
+
+  private async checksRound(): Promise<void> {
+    const { ctx } = this;
+    const rows = ctx.inv.list().filter((r) => r.generation > 0);
+    let batch: EnvRow[];
+    if (this.fullCheck) {
+      this.fullCheck = false; // a gap during the pass asks for another one
+      batch = rows;
+    } else {
+      batch = [];
+      for (let i = 0; i < Math.min(SWEEP_PER_ROUND, rows.length); i++) batch.push(rows[(this.sweepAt + i) % rows.length]!);
+      this.sweepAt = rows.length ? (this.sweepAt + batch.length) % rows.length : 0;
+    }
+    for (let i = 0; i < batch.length; i += CHECK_CONCURRENCY) {
+      if (this.stopping) return;
+      await Promise.all(batch.slice(i, i + CHECK_CONCURRENCY).map((r) => this.checkRow(r)));
+    }
+    // a fenced row that is On: a start that passed its lease check just before the takeover
+    for (const r of ctx.inv.running()) if (r.run_id && isFenced(ctx, r.jname)) await this.fenceStop(r, 'still running after fencing');
+  }
+
+  /** Checks one own record; fences on E_LEASE_SUPERSEDED. Never throws. */
+  private async checkRow(row: EnvRow): Promise<void> {
+    const { ctx } = this;
+    if (isFenced(ctx, row.jname)) return;
+    try {
+      await requireLease(ctx, row);
+      this.lastError.delete(row.jname);
+    } catch (e) {
       const err = toBerthError(e);
       if (err.code === 'E_LEASE_SUPERSEDED') {
+        this.lastError.delete(row.jname);
         await this.fence(row, err);
         return;
       }
-      if (this.lastError.get(jname) !== err.code) {
-        this.lastError.set(jname, err.code);
-        // E_LEASE_MISSING: the lease is not visible (storage mounted by a hook only while the
-        // env runs or is being started/stopped) or was wiped; nothing proves another owner
-        const running = row.status === STATUS.ON;
-        await log(err.code === 'E_LEASE_MISSING' && !running ? 'info' : 'warn', { jname, code: err.code, err: err.message, status: row.status }, 'cannot renew the lease; retrying every round');
+      if (this.lastError.get(row.jname) !== err.code) {
+        this.lastError.set(row.jname, err.code);
+        await log('warn', { jname: row.jname, code: err.code, err: err.message, status: row.status }, 'cannot check the lease; checking again later');
       }
-    }
-    const now = ctx.inv.get(jname);
-    if (now && now.status === STATUS.ON && now.run_id && now.generation === row.generation) {
-      if (await reconcileEnv(ctx, now)) await log('info', { jname }, 'reconciled: the env had ended without a teardown; torn down');
-    } else if (now && now.status === STATUS.MAINTENANCE) {
-      // a claim left by a berth command that died mid-operation (kill -9, SIGINT)
-      if (await reconcileEnv(ctx, now)) await log('info', { jname }, 'recovered: a berth command died mid-operation; its leftovers were torn down');
     }
   }
 
-  /** Fences `row` (see src/agent/fence.ts): marker first, then the running copy is killed. */
+  private async reconcileRound(): Promise<void> {
+    const { ctx } = this;
+    for (const row of [...ctx.inv.running(), ...ctx.inv.claimed()]) {
+      if (this.stopping) return;
+      try {
+        if (row.status === STATUS.ON && row.run_id) {
+          if (isFenced(ctx, row.jname)) continue;
+          if (await reconcileEnv(ctx, row)) await log('info', { jname: row.jname }, 'reconciled: the env had ended without a teardown; torn down');
+        } else if (row.status === STATUS.MAINTENANCE) {
+          // a claim left by a berth command that died mid-operation (kill -9, SIGINT)
+          if (await reconcileEnv(ctx, row)) await log('info', { jname: row.jname }, 'recovered: a berth command died mid-operation; its leftovers were torn down');
+        }
+      } catch (e) {
+        await log('error', { jname: row.jname, err: String(e) }, 'reconcile failed');
+      }
+    }
+  }
+
+  /** Writes a journal snapshot when the journal grew by COMPACT_EVERY entries (looked at every 10 periods). */
+  private async compactRound(force = false): Promise<void> {
+    if (!force && ++this.roundsSinceCompactCheck < 10) return;
+    this.roundsSinceCompactCheck = 0;
+    const { ctx } = this;
+    if (!force && (await entriesSinceSnapshot(ctx.own)) < COMPACT_EVERY) return;
+    const head = await ctx.journal.currentHead();
+    if (head === 0) return;
+    const envs = ctx.inv.list().filter((r) => r.generation > 0 && !isFenced(ctx, r.jname))
+      .map((r) => ({ jname: r.jname, uuid: r.uuid, generation: r.generation, emulator: r.emulator }));
+    if (await writeSnapshot(ctx.own, head, envs)) await log('debug', { v: head, envs: envs.length }, 'journal snapshot written');
+  }
+
+  /** Fences `row` (see src/ownership/fence.ts): marker first, then the running copy is killed. */
   private async fence(row: EnvRow, err: BerthError): Promise<void> {
     const { ctx } = this;
     const cur = ctx.inv.get(row.jname);
@@ -296,7 +394,11 @@ export class Agent {
     const t0 = performance.now();
     const st = await readLeaseState(ctx.wd.env(row.jname).lease).catch(() => undefined);
     if (st?.released && st.released.node === ctx.nodename && st.released.released === row.generation) {
-      // this node let it go itself (junregister, jremove, jmigrate in progress): not a fence
+      // this node let it go itself (junregister, jremove in progress): not a fence
+      return;
+    }
+    if (st?.holder?.handoverFrom && st.holder.handoverFrom.node === ctx.nodename && st.holder.handoverFrom.generation === row.generation) {
+      // this node handed it over itself (jmigrate in progress): not a fence
       return;
     }
     if (st?.holder?.node === ctx.nodename) return; // this node re-registered it (a new row follows)
@@ -311,8 +413,9 @@ export class Agent {
       marker.stopped = await this.fenceStop(cur, err.message);
       await writeFenceMarker(ctx.wd, marker);
     }
+    await journal(ctx, 'drop', row, 'fenced');
     await log('warn', { jname: row.jname, generation: row.generation, current: marker.current, owner: marker.owner, stopped: marker.stopped, ms: Math.round(performance.now() - t0), reason: err.code },
-      `fenced: this node no longer holds the lease of ${row.jname}; it will not be renewed or touched again`);
+      `fenced: this node no longer holds the lease of ${row.jname}; it will not be touched again`);
   }
 
   private async fenceStop(row: EnvRow, why: string): Promise<boolean> {
@@ -334,16 +437,12 @@ export class Agent {
       if (this.stopping) return;
       if (row.conf.astart !== '1' || row.status !== STATUS.OFF || isFenced(ctx, row.jname)) continue;
       try {
-        await checkLease(ctx.wd.env(row.jname).lease, { node: ctx.nodename, generation: row.generation, uuid: row.uuid });
+        await requireLease(ctx, row);
       } catch (e) {
         const err = toBerthError(e);
         if (err.code === 'E_LEASE_SUPERSEDED') { await this.fence(row, err); continue; }
-        const hooked = effectiveHooks(ctx, row.conf).start !== '0';
-        if (!(err.code === 'E_LEASE_MISSING' && hooked)) {
-          await log('warn', { jname: row.jname, code: err.code, err: err.message }, 'autostart skipped: this node does not hold the lease');
-          continue;
-        }
-        // the lease is on storage a hook mounts: startEnv checks it after mnt_start
+        await log('warn', { jname: row.jname, code: err.code, err: err.message }, 'autostart skipped: this node does not hold the lease');
+        continue;
       }
       try {
         const t0 = performance.now();
@@ -357,16 +456,14 @@ export class Agent {
     }
   }
 
-  /** Records heartbeat sightings of every lease on the storage (for cluster ls). */
+  /** Records the sightings of every node's heartbeat (for cluster ls). */
   async observe(): Promise<void> {
     if (this.observing || this.stopping) return;
     this.observing = true;
     try {
-      const own = this.renewed;
-      this.renewed = new Map();
-      await observeLeases(this.ctx, Date.now, own);
+      await observeNodes(this.ctx);
     } catch (e) {
-      await log('debug', { err: String(e) }, 'lease observation failed');
+      await log('debug', { err: String(e) }, 'heartbeat observation failed');
     } finally {
       this.observing = false;
     }
@@ -391,7 +488,7 @@ export class Agent {
     this.timers = [];
     const closing = this.closeServers();
     const grace = (this.opts.shutdownGraceSec ?? 30) * 1000;
-    const pending = Promise.allSettled([...this.inflight.values(), ...this.tasks, closing]);
+    const pending = Promise.allSettled([...this.tasks, closing]);
     let timer: NodeJS.Timeout | undefined;
     const finished = await Promise.race([pending.then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), grace); })]);
     clearTimeout(timer);

@@ -4,19 +4,19 @@
  * knows about fencing (src/agent/fence.ts).
  */
 import { existsSync } from 'node:fs';
+import { readSharedDescriptor } from '../descriptor.js';
 import { BerthError } from '../errors.js';
 import { berthVersion } from '../pkg.js';
 import { STATUS } from '../inventory.js';
-import { readLeaseState } from '../lease.js';
+import { readLeaseState } from '../ownership/record.js';
 import { engineEnv, getEnv, listEnvs, startEnv, stopEnv, type EnvInfo } from '../lifecycle.js';
 import type { NodeCtx } from '../node.js';
-import { registerEnv, unregisterEnv } from '../register.js';
-import { readSharedDescriptor } from '../cluster.js';
-import { revalidate } from '../sharedfs.js';
+import { adoptEnv, cancelAdopt, prepareAdopt, registerEnv, unregisterEnv } from '../register.js';
+import { readSharedText, revalidate } from '../sharedfs.js';
 import { explainNotFound } from '../owner.js';
 import { readSettings } from '../settings.js';
-import type { AgentOps, RegisterBody } from './api.js';
-import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from './fence.js';
+import type { AdoptBody, AgentOps, PrepareBody, RegisterBody } from './api.js';
+import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from '../ownership/fence.js';
 
 /** An env as the API reports it: EnvInfo plus running and fencing state. */
 export interface EnvStatus extends EnvInfo {
@@ -33,7 +33,7 @@ export interface StorageView {
   registered: boolean;
   /** that row is a stale one of a fenced env (the lease moved on) */
   fenced: boolean;
-  /** the sysdir descriptor as seen here (null: not visible) */
+  /** the descriptor in the env's ownership record as seen here (null: not visible) */
   descriptor: { uuid: string; emulator: string } | null;
   /** jails-rcconf/rc.conf_<jname> exists here */
   rcconf: boolean;
@@ -43,8 +43,14 @@ export interface StorageView {
   defaultMntStart: string;
 }
 
+/** Seconds a prepare's mount waits for its adopt before it is undone (a source that died mid-jmigrate). */
+export const PREPARE_TTL_SEC = 120;
+
 /** Builds the AgentOps of a node. `track` wraps every mutating operation (the agent waits for them on shutdown). */
 export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = (p) => p): AgentOps {
+  // storage mounted by a prepare, waiting for its adopt: undone after PREPARE_TTL_SEC
+  const prepared = new Map<string, NodeJS.Timeout>();
+  const unprepare = (jname: string) => { clearTimeout(prepared.get(jname)); prepared.delete(jname); };
   const statusOf = async (e: EnvInfo): Promise<EnvStatus> => {
     const row = ctx.inv.get(e.jname);
     let running = false;
@@ -59,7 +65,7 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
   // api_port: the agent heartbeats and listens with the ones it started with until it restarts.
   // A mutating operation: tracked (the agent waits for it on shutdown), with fresh settings.
   const op = <T>(fn: () => Promise<T>): Promise<T> => track((async () => {
-    ctx.settings = { ...readSettings(ctx.wd.conf), lease_ttl: ctx.settings.lease_ttl, api_port: ctx.settings.api_port };
+    ctx.settings = { ...readSettings(ctx.wd.conf), lease_ttl: ctx.settings.lease_ttl, api_port: ctx.settings.api_port, lease_dir: ctx.settings.lease_dir };
     return fn();
   })());
   // an env this node lacks but another known node owns is reported as that (exit 4), as the CLI does
@@ -88,9 +94,9 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const p = ctx.wd.env(jname);
       const row = ctx.inv.get(jname);
       let descriptor: StorageView['descriptor'] = null;
-      if (existsSync(p.descriptor)) {
+      if (existsSync(p.recordDescriptor)) {
         try {
-          const d = readSharedDescriptor(p.descriptor, ctx.wd.root);
+          const d = readSharedDescriptor(p.recordDescriptor, ctx.wd.root);
           descriptor = { uuid: d.uuid ?? '', emulator: d.emulator ?? '' };
         } catch { /* unreadable: reported as not visible */ }
       }
@@ -109,7 +115,7 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       if (ctx.inv.get(jname)) await forgetFencedEnv(ctx, jname);
       // the descriptors were just written through another node's mount (see revalidate)
       const p = ctx.wd.env(jname);
-      for (const f of [p.rcconfFile, p.descriptor]) revalidate(f);
+      for (const f of [p.rcconfFile, p.descriptor, p.recordDescriptor]) revalidate(f);
       const r = await registerEnv(ctx, jname, { force: body.force, mntStart: body.mnt_start, mntStop: body.mnt_stop, keepStorage: body.keep_storage });
       await clearFenceMarker(ctx.wd, jname);
       return r;
@@ -119,6 +125,33 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       await clearFenceMarker(ctx.wd, jname);
       return r;
     }),
+    prepare: (jname, body: PrepareBody) => op(async () => {
+      for (const f of [ctx.wd.env(jname).recordDescriptor, ctx.wd.env(jname).descriptor]) revalidate(f);
+      const plan = await prepareAdopt(ctx, jname, { uuid: body.uuid, mount: body.mount });
+      if (plan.mounted) {
+        unprepare(jname);
+        const t = setTimeout(() => { prepared.delete(jname); void track(cancelAdopt(ctx, jname).catch(() => undefined)); }, PREPARE_TTL_SEC * 1000);
+        t.unref();
+        prepared.set(jname, t);
+      }
+      return plan;
+    }),
+    cancel: (jname) => op(async () => {
+      unprepare(jname);
+      await cancelAdopt(ctx, jname);
+      return {};
+    }),
+    adopt: (jname, body: AdoptBody) => op(async () => {
+      const mounted = !!body.mounted && prepared.has(jname);
+      unprepare(jname);
+      for (const f of [ctx.wd.env(jname).recordDescriptor, ctx.wd.env(jname).descriptor]) revalidate(f);
+      const r = await adoptEnv(ctx, jname, { generation: body.generation, start: body.start, mounted, returnTo: body.return_to });
+      await clearFenceMarker(ctx.wd, jname);
+      return r;
+    }),
+    async probe(node) {
+      try { return readSharedText(ctx.own.probeFile(node)); } catch { return ''; }
+    },
   };
 }
 

@@ -4,20 +4,29 @@
  * JSON line on stdout. Long-lived, so that two workers can be told to act at the same
  * millisecond (`at`, epoch ms on this machine's clock) without process start-up jitter.
  *
- * Requests: `{id, op, lease, who, opts?, at?}` with op one of acquire | takeover | renew |
- * release | check | read | heartbeat-start (`intervalMs`) | heartbeat-stop.
+ * Requests: `{id, op, lease, nodes, who, opts?, at?}` with op one of acquire | takeover |
+ * handover (`to`) | release | check | read | heartbeat-start (`intervalMs`: this worker's node
+ * heartbeat in `<nodes>/<node>/hb`) | heartbeat-stop. `lease` is the env's record dir,
+ * `nodes` the ownership dir's `nodes/`.
  * Answers: `{id, ok: true, record?}` or `{id, ok: false, code, message, details?}`.
  */
 import { createInterface } from 'node:readline';
 import { BerthError } from '../../src/errors.js';
-import { acquireLease, checkLease, readLease, releaseLease, renewLease, takeoverLease } from '../../src/lease.js';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { acquireLease, checkLease, handoverLease, readLease, releaseLease, takeoverLease } from '../../src/ownership/record.js';
+import { newBootId, readNodeBeatRaw, writeNodeBeat } from '../../src/ownership/heartbeat.js';
 
 export interface WorkerRequest {
   id: number;
-  op: 'acquire' | 'takeover' | 'renew' | 'release' | 'check' | 'read' | 'heartbeat-start' | 'heartbeat-stop';
+  op: 'acquire' | 'takeover' | 'handover' | 'release' | 'check' | 'read' | 'heartbeat-start' | 'heartbeat-stop';
   lease: string;
+  nodes: string;
   who: { node: string; uuid: string; generation?: number };
+  /** takeover: watch the holder node's heartbeat for ttlSec */
   opts?: { ttlSec: number; force: boolean; pollMs?: number };
+  /** handover: the destination node */
+  to?: string;
   intervalMs?: number;
   at?: number;
 }
@@ -32,6 +41,13 @@ export interface WorkerAnswer {
 }
 
 let beat: NodeJS.Timeout | undefined;
+const boot = newBootId();
+let counter = 0;
+const beatFile = (nodes: string, node: string) => join(nodes, node, 'hb');
+async function writeBeat(req: WorkerRequest): Promise<void> {
+  mkdirSync(join(req.nodes, req.who.node), { recursive: true });
+  await writeNodeBeat(beatFile(req.nodes, req.who.node), { node: req.who.node, boot, counter: ++counter, leaseTtl: 1 });
+}
 
 async function waitUntil(at: number | undefined): Promise<void> {
   if (!at) return;
@@ -44,15 +60,18 @@ async function handle(req: WorkerRequest): Promise<unknown> {
   const gen = { node: req.who.node, uuid: req.who.uuid, generation: req.who.generation ?? 0 };
   switch (req.op) {
     case 'acquire': return acquireLease(req.lease, req.who);
-    case 'takeover': return takeoverLease(req.lease, req.who, req.opts ?? { ttlSec: 1, force: true });
-    case 'renew': return renewLease(req.lease, gen);
+    case 'takeover': {
+      const o = req.opts ?? { ttlSec: 1, force: true };
+      return takeoverLease(req.lease, req.who, { force: o.force, pollMs: o.pollMs, beat: (node) => readNodeBeatRaw(beatFile(req.nodes, node)), watchSec: async () => o.ttlSec });
+    }
+    case 'handover': return handoverLease(req.lease, gen, { node: req.to ?? '', uuid: req.who.uuid });
     case 'release': return releaseLease(req.lease, gen);
     case 'check': return checkLease(req.lease, gen);
     case 'read': return readLease(req.lease);
     case 'heartbeat-start':
       if (beat) clearInterval(beat);
-      await renewLease(req.lease, gen);
-      beat = setInterval(() => { renewLease(req.lease, gen).catch(() => undefined); }, req.intervalMs ?? 300);
+      await writeBeat(req);
+      beat = setInterval(() => { writeBeat(req).catch(() => undefined); }, req.intervalMs ?? 300);
       return undefined;
     case 'heartbeat-stop':
       if (beat) clearInterval(beat);

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { STATUS } from '../../src/inventory.js';
-import { readLease, takeoverLease } from '../../src/lease.js';
+import { readLease, takeoverLease } from '../../src/ownership/record.js';
 import { BIN, isRoot, mountTable } from '../helpers/cli.js';
 import { sleep, TestNode } from './cluster-twonode.js';
 import { tempDir, berthOk } from '../helpers/cli.js';
@@ -49,7 +49,11 @@ async function waitFor(what: string, f: () => boolean | Promise<boolean>, ms = 3
   }
 }
 
-const lease = (jname: string) => join(n.wd, 'jails-system', jname, 'lease');
+const lease = (jname: string) => join(n.wd, 'jails-lease', 'envs', jname);
+/** this node's heartbeat in the ownership dir */
+const nodeBeat = () => { try { return readFileSync(join(n.wd, 'jails-lease', 'nodes', 'solo', 'hb'), 'utf8'); } catch { return ''; } };
+/** a takeover by another node that watches nobody (the test plays a node that proved silence) */
+const NOW = { force: true, beat: async () => '', watchSec: async () => 0 };
 
 /** pids of processes whose command line contains every one of `parts` */
 function pidsWith(...parts: string[]): number[] {
@@ -100,8 +104,8 @@ describe('agent basics', () => {
     n.ok(['jcreate', 'jname=keep', 'base=bb']);
     n.ok(['jstart', 'jname=keep']);
     if (!n.agent) await n.startAgent();
-    const hb0 = (await readLease(lease('keep')))!.heartbeat;
-    await waitFor('a heartbeat', async () => (await readLease(lease('keep')))!.heartbeat > hb0);
+    const hb0 = nodeBeat();
+    await waitFor('the node heartbeat to move', () => nodeBeat() !== hb0 && nodeBeat() !== '');
     const second = spawnSync(process.execPath, [BIN, 'agent', '--json'], { env: { ...process.env, BERTH_WORKDIR: n.wd }, encoding: 'utf8', timeout: 30_000 });
     assert.equal(second.status, 4, second.stderr);
     assert.equal(JSON.parse(second.stdout).error.code, 'E_AGENT_RUNNING');
@@ -110,9 +114,9 @@ describe('agent basics', () => {
     assert.equal(n.envs().keep.status, 'On');
     n.ok(['jexec', 'jname=keep', 'true']);
     // without an agent nobody renews: the heartbeat stays
-    const hb1 = readFileSync(join(lease('keep'), `hb.${n.envs().keep.generation}`), 'utf8');
+    const hb1 = nodeBeat();
     await sleep(LEASE_TTL * 1000);
-    assert.equal(readFileSync(join(lease('keep'), `hb.${n.envs().keep.generation}`), 'utf8'), hb1);
+    assert.equal(nodeBeat(), hb1);
     n.ok(['jstop', 'jname=keep']);
     n.ok(['jremove', 'jname=keep']);
   });
@@ -155,7 +159,7 @@ describe('reconcile, autostart, fencing', () => {
     n.ok(['jcreate', 'jname=manual', 'base=bb']);
     // another node took auto2 over while this one was down
     const gen2 = n.envs().auto2.generation;
-    await takeoverLease(lease('auto2'), { node: 'other', uuid: n.envs().auto2.uuid }, { ttlSec: 0, force: true });
+    await takeoverLease(lease('auto2'), { node: 'other', uuid: n.envs().auto2.uuid }, NOW);
     await n.startAgent();
     await waitFor('auto1 to be autostarted', () => n.envs().auto1.status === 'On');
     await waitFor('auto2 to be fenced', () => existsSync(join(n.wd, 'var', 'run', 'fenced', 'auto2.json')));
@@ -178,11 +182,11 @@ describe('reconcile, autostart, fencing', () => {
     await waitFor('beat', () => existsSync(beat));
     const gen = n.envs().victim.generation;
     const t0 = performance.now();
-    await takeoverLease(lease('victim'), { node: 'other', uuid: n.envs().victim.uuid }, { ttlSec: 0, force: true });
+    await takeoverLease(lease('victim'), { node: 'other', uuid: n.envs().victim.uuid }, NOW);
     // (a polite stop would wait stop_timeout=30 s: the 20 s limit of this wait fails it)
     await waitFor('the env to be fenced', () => n.envs().victim.status === 'Off', 20_000);
     const ms = performance.now() - t0;
-    console.log(`# fencing (local disk): the agent stopped the env ${Math.round(ms)} ms after the takeover (lease_ttl ${LEASE_TTL} s, renewal every ${LEASE_TTL * 1000 / 3} ms; stop_timeout=30 not waited for)`);
+    console.log(`# fencing (local disk): the agent stopped the env ${Math.round(ms)} ms after the takeover (lease_ttl ${LEASE_TTL} s, checks every ${LEASE_TTL * 1000 / 3} ms; stop_timeout=30 not waited for)`);
     await waitFor('mounts to be gone', () => JSON.stringify(mountTable(n.wd)) === JSON.stringify(mounts0));
     const size = readFileSync(beat).length;
     await sleep(1000);

@@ -56,7 +56,7 @@ function snapshot(): Record<string, unknown> {
 
 /** Asserts that nothing of env `j` exists on this node. */
 function assertNoTrace(j: string): void {
-  for (const p of [`jails-data/${j}-data`, `jails-system/${j}`, `jails-fstab/${j}`, `jails/${j}`, `jails-rcconf/rc.conf_${j}`, `var/log/${j}.log`]) {
+  for (const p of [`jails-data/${j}-data`, `jails-system/${j}`, `jails-fstab/${j}`, `jails/${j}`, `jails-rcconf/rc.conf_${j}`, `jails-lease/envs/${j}`, `var/log/${j}.log`]) {
     assert.equal(existsSync(join(wd, p)), false, `${p} must not exist after a failed clone`);
   }
   assert.equal(berth(['jget', `jname=${j}`], env()).code, 3, `${j} must not be registered`);
@@ -156,9 +156,9 @@ describe('jclone by berth\'s local copy', () => {
     assert.ok(existsSync(join(wd, 'jails-system/cl1/master_prestart.d')));
     assert.ok(existsSync(join(wd, 'jails-system/cl1/clone-local.d')));
     assert.equal(existsSync(join(wd, 'jails-system/cl1/rc.conf_src1')), false, 'old\'s descriptor not copied');
-    const lease = readdirSync(join(wd, 'jails-system/cl1/lease'));
+    const lease = readdirSync(join(wd, 'jails-lease/envs/cl1'));
     assert.ok(lease.includes('gen.1'), `a fresh lease of its own: ${lease}`);
-    assert.match(readFileSync(join(wd, 'jails-system/cl1/lease/gen.1'), 'utf8'), new RegExp(c.env.uuid));
+    assert.match(readFileSync(join(wd, 'jails-lease/envs/cl1/gen.1'), 'utf8'), new RegExp(c.env.uuid));
 
     // old untouched, new runs with its own hostname and the copied file
     assert.equal(berthOk(['jget', 'jname=src1', 'key=host_hostname'], env()).stdout.trim(), 'src1.example');

@@ -11,11 +11,11 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Inventory, type EnvRow } from '../../src/inventory.js';
-import { readLease, readLeaseState } from '../../src/lease.js';
+import { readLease, readLeaseState } from '../../src/ownership/record.js';
 import { BIN, isRoot } from '../helpers/cli.js';
 import { brickSnapshot, sleep, twoNodes, type TestNode, type TwoNodes } from './cluster-twonode.js';
 
@@ -64,7 +64,7 @@ describe('jregister race: two nodes, one env, same moment', () => {
     const { n1, n2 } = fx;
     n1.ok(['jcreate', 'jname=race', 'base=bb']);
     n1.ok(['junregister', 'jname=race']);
-    const lease = join(n1.wd, 'jails-system', 'race', 'lease');
+    const lease = join(n1.wd, 'jails-lease', 'envs', 'race');
     const wins = { node1: 0, node2: 0 };
     const loserCodes: Record<string, number> = {};
     const t0 = performance.now();
@@ -99,13 +99,14 @@ describe('owner killed: forced takeover, then fencing of the stale copy', () => 
     n1.ok(['jcreate', 'jname=fx', 'base=bb', 'exec_start=while :; do echo x >> /root/beat; sleep 0.2; done']);
     const beat1 = join(n1.wd, 'jails-data', 'fx-data', 'root', 'beat');
     const beat2 = join(n2.wd, 'jails-data', 'fx-data', 'root', 'beat');
-    const lease = join(n1.wd, 'jails-system', 'fx', 'lease');
+    const lease = join(n1.wd, 'jails-lease', 'envs', 'fx');
+    const nodeBeat = () => { try { return readFileSync(join(n1.wd, 'jails-lease', 'nodes', 'node1', 'hb'), 'utf8'); } catch { return ''; } };
     await n1.startAgent();
     n1.ok(['jstart', 'jname=fx']);
     const gen1 = n1.envs().fx.generation;
     await waitFor('beat to grow', () => existsSync(beat1) && statSync(beat1).size > 20);
-    const hb0 = (await readLease(lease))!.heartbeat;
-    await waitFor('node1\'s agent to heartbeat', async () => (await readLease(lease))!.heartbeat > hb0);
+    const hb0 = nodeBeat();
+    await waitFor('node1\'s agent to heartbeat', () => nodeBeat() !== hb0 && nodeBeat() !== '');
 
     // node2 takes over with the descriptor copy in the sysdir (the owner never unregistered;
     // a copy elsewhere, since jregister deletes an rcfile named rc.conf_<jname> once adopted)
@@ -152,17 +153,19 @@ describe('owner killed: forced takeover, then fencing of the stale copy', () => 
     assert.match(n1.logTail(50), /fenced/);
     assert.equal(n1.run(['jexec', 'jname=fx', 'true']).code, 1, 'no process left on node1');
 
-    // node1 no longer writes the data: the file stops growing, the old heartbeat stays as it was
-    await sleep(300);
+    // node1 no longer writes the data: the file stops growing (read through node2's mount after
+    // its attribute cache, ~1 s, has expired), and node1 writes nothing into the env's record
+    await sleep(1500);
     const size = statSync(beat2).size;
-    const hbOld = existsSync(join(lease, `hb.${gen1}`)) ? readFileSync(join(lease, `hb.${gen1}`), 'utf8') : '';
+    const record0 = readdirSync(lease).sort().map((f) => `${f}:${readFileSync(join(lease, f), 'utf8')}`);
     await sleep(Math.max(2000, LEASE_TTL * 1000));
     assert.equal(statSync(beat2).size, size, 'nothing writes /root/beat after fencing');
-    assert.equal(existsSync(join(lease, `hb.${gen1}`)) ? readFileSync(join(lease, `hb.${gen1}`), 'utf8') : '', hbOld, 'node1 does not renew its old generation');
+    assert.deepEqual(readdirSync(lease).sort().map((f) => `${f}:${readFileSync(join(lease, f), 'utf8')}`), record0, 'node1 does not touch the record');
     assert.equal((await readLease(lease))!.node, 'node2');
 
     // node1 refuses every operation on it (exit 4) and changes nothing
-    const ignore = (rel: string) => /^system\/[^/]+\/lease\/(hb\.|\.tmp\.)/.test(rel);
+    // the nodes' heartbeats go on (both agents run): everything else must stay as it is
+    const ignore = (rel: string) => /^lease\/nodes\/[^/]+\/(hb$|\.hb\.)/.test(rel);
     const brick0 = brickSnapshot(fx.vol, ignore);
     const inv0 = JSON.stringify(n1.ok(['jls', '--json']).json);
     for (const args of [['jstart', 'jname=fx'], ['junregister', 'jname=fx'], ['jremove', 'jname=fx'], ['jset', 'jname=fx', 'host_hostname=evil']]) {
@@ -190,7 +193,7 @@ describe('owner killed: forced takeover, then fencing of the stale copy', () => 
     // and it can come back to node1 through node1's agent: the stale row is replaced
     n2.ok(['node', 'add', 'name=node1', `url=${n1.socketUrl}`, `token=${n1.token}`]);
     const m = n2.ok(['jmigrate', 'jname=fx', 'dst=node1', '--json']).json.migration;
-    assert.deepEqual(m.steps.map((s: any) => s.step), ['unregister', 'register']);
+    assert.deepEqual(m.steps.map((s: any) => s.step), ['prepare', 'handover', 'adopt']);
     assert.equal(m.downtimeMs, null);
     const back = n1.envs().fx;
     assert.equal(back.status, 'Off');

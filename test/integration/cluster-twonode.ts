@@ -1,8 +1,8 @@
 /**
  * Test fixture (not a test file): two berth nodes on this machine sharing ONE GlusterFS volume
- * through two separate FUSE mounts per shared dir. Sub-directories `data`, `system`, `rcconf`
- * and `fstab` of the volume are mounted on each node's `jails-data`, `jails-system`,
- * `jails-rcconf` and `jails-fstab`: node1's BEFORE `initenv` (initenv must accept pre-mounted
+ * through two separate FUSE mounts per shared dir. Sub-directories `data`, `system`, `rcconf`,
+ * `fstab` and `lease` of the volume are mounted on each node's `jails-data`, `jails-system`,
+ * `jails-rcconf`, `jails-fstab` and `jails-lease` (the ownership directory): node1's BEFORE `initenv` (initenv must accept pre-mounted
  * dirs), node2's after it. The two workdirs have different paths (and lengths), so CBSDROOT
  * rewriting is exercised. Each node gets a busybox base and can run its agent
  * (`bin/berth agent`) as a child process on a free loopback port.
@@ -15,7 +15,7 @@ import { AgentClient } from '../../src/agent/client.js';
 import { BIN, berth, berthOk, tempDir } from '../helpers/cli.js';
 import { glusterVolume, type GlusterVolume } from '../helpers/gluster.js';
 
-export const SHARED = [['jails-data', 'data'], ['jails-system', 'system'], ['jails-rcconf', 'rcconf'], ['jails-fstab', 'fstab']] as const;
+export const SHARED = [['jails-data', 'data'], ['jails-system', 'system'], ['jails-rcconf', 'rcconf'], ['jails-fstab', 'fstab'], ['jails-lease', 'lease']] as const;
 
 /** One node of the fixture. */
 export class TestNode {

@@ -116,10 +116,12 @@ describe('an env on GlusterFS through the example hooks', () => {
     assert.equal(existsSync(join(wd, 'jails-data/g1-data/etc')), false, 'the file is not on the local disk');
 
     const uuid = berthOk(['jget', 'jname=g1', 'key=uuid'], env()).stdout.trim();
+    // the ownership record is in the ownership dir (lease_dir, mounted whole on every node), not in the per-env mounts
+    assert.ok(readdirSync(join(wd, 'jails-lease/envs/g1')).includes('gen.1'), 'the lease lives in the ownership dir');
+    assert.match(readFileSync(join(wd, 'jails-lease/envs/g1/rc.conf_g1'), 'utf8'), new RegExp(`uuid="${uuid}"`), 'with a copy of the descriptor');
     await throughSecondMount((m) => {
       assert.equal(readFileSync(join(m, ROOTDIR, 'data/g1/etc/dfs-note'), 'utf8'), 'written inside g1\n');
       assert.match(readFileSync(join(m, ROOTDIR, 'system/g1/rc.conf_g1'), 'utf8'), new RegExp(`uuid="${uuid}"`));
-      assert.ok(readdirSync(join(m, ROOTDIR, 'system/g1/lease')).includes('gen.1'), 'the lease lives on the volume');
       assert.match(readFileSync(join(m, ROOTDIR, 'fstab/g1/fstab'), 'utf8'), /jails-data\/g1-data\/etc/);
     });
 

@@ -15,7 +15,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
-import { acquireLease, readLease, readLeaseState } from '../../src/lease.js';
+import { acquireLease, KEEP_GENERATIONS, readLease, readLeaseState } from '../../src/ownership/record.js';
 import { readSharedTextAsync, replaceFileAtomic } from '../../src/sharedfs.js';
 import { ROOT, isRoot, tempDir } from '../helpers/cli.js';
 import { glusterTimings, glusterVolume, type GlusterVolume, type GlusterVolumeOptions } from '../helpers/gluster.js';
@@ -43,10 +43,10 @@ class Worker {
       this.waiting.clear();
     });
   }
-  lease(): string { return join(this.mnt, 'jails-system', 'web1', 'lease'); }
+  lease(): string { return join(this.mnt, 'jails-lease', 'envs', 'web1'); }
   send(op: WorkerRequest['op'], extra: Partial<WorkerRequest> = {}): Promise<WorkerAnswer> {
     const id = this.next++;
-    const req: WorkerRequest = { id, op, lease: this.lease(), who: { node: this.node, uuid: UUID }, ...extra };
+    const req: WorkerRequest = { id, op, lease: this.lease(), nodes: join(this.mnt, 'jails-lease', 'nodes'), who: { node: this.node, uuid: UUID }, ...extra };
     return new Promise((res, rej) => {
       this.waiting.set(id, { res, rej });
       this.proc.stdin.write(JSON.stringify(req) + '\n', (e) => e && rej(e));
@@ -79,7 +79,8 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
     await vol.mount(m2);
     console.log(`# ${label}: volume create ${glusterTimings.createSec?.toFixed(2)} s, start ${glusterTimings.startSec?.toFixed(2)} s, ` +
       `mount ${glusterTimings.mountSec?.toFixed(2)} s; create+start+2 mounts ${((performance.now() - t0) / 1000).toFixed(2)} s`);
-    mkdirSync(join(m1, 'jails-system', 'web1'), { recursive: true });
+    mkdirSync(join(m1, 'jails-lease', 'envs'), { recursive: true });
+    mkdirSync(join(m1, 'jails-lease', 'nodes'), { recursive: true });
     w1 = new Worker('node1', m1);
     w2 = new Worker('node2', m2);
     // both workers are up and see the (empty) lease through their own mount
@@ -101,8 +102,10 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
   }
 
   test('a file replaced by rename through one mount is always readable through the other (readSharedTextAsync retries ESTALE)', async (t) => {
-    const a = join(m1, 'jails-system', 'web1', 'hb.test');
-    const b = join(m2, 'jails-system', 'web1', 'hb.test');
+    // as a node heartbeat: <lease_dir>/nodes/<node>/hb rewritten by one node, read by the other
+    mkdirSync(join(m1, 'jails-lease', 'nodes', 'nodeX'), { recursive: true });
+    const a = join(m1, 'jails-lease', 'nodes', 'nodeX', 'hb');
+    const b = join(m2, 'jails-lease', 'nodes', 'nodeX', 'hb');
     await replaceFileAtomic(a, JSON.stringify({ beat: 0 }) + '\n', { durable: false });
     let stop = false;
     let beats = 0;
@@ -114,14 +117,14 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
     const end = Date.now() + 4000;
     try {
       while (Date.now() < end) {
-        // as readLease does: list the dir (READDIRPLUS caches the entries), then read
-        await readdir(join(m2, 'jails-system', 'web1'), { withFileTypes: true });
+        // as a reader does: list the dir (READDIRPLUS caches the entries), then read
+        await readdir(join(m2, 'jails-lease', 'nodes', 'nodeX'), { withFileTypes: true });
         await new Promise((r) => setTimeout(r, reads % 10));
         const text = await readSharedTextAsync(b, { nonEmpty: true });
         assert.equal(typeof JSON.parse(text).beat, 'number', 'a whole record, never a torn one');
         reads++;
         // the same read without the retry, for the record: on GlusterFS it fails now and then
-        await readdir(join(m2, 'jails-system', 'web1'), { withFileTypes: true });
+        await readdir(join(m2, 'jails-lease', 'nodes', 'nodeX'), { withFileTypes: true });
         await new Promise((r) => setTimeout(r, reads % 10));
         try { await readFile(b); } catch { plainFailures++; }
       }
@@ -140,7 +143,7 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
     for (let round = 1; round <= ROUNDS; round++) {
       if (round % 10 === 1) {
         // every 10 rounds also race on a brand-new lease (no directory at all)
-        rmSync(join(m1, 'jails-system', 'web1', 'lease'), { recursive: true, force: true });
+        rmSync(join(m1, 'jails-lease', 'envs', 'web1'), { recursive: true, force: true });
         expected = 1;
       }
       const [a1, a2] = await race('acquire');
@@ -153,8 +156,8 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
       assert.match(loser.message!, new RegExp(`'${won.node}'`), 'the loser is told who owns it');
       if (loser.details?.contended) contended++;
       // both mounts agree on the owner
-      assert.equal((await readLease(join(m1, 'jails-system', 'web1', 'lease')))?.node, won.node);
-      assert.equal((await readLease(join(m2, 'jails-system', 'web1', 'lease')))?.node, won.node);
+      assert.equal((await readLease(join(m1, 'jails-lease', 'envs', 'web1')))?.node, won.node);
+      assert.equal((await readLease(join(m2, 'jails-lease', 'envs', 'web1')))?.node, won.node);
       // the loser cannot release it; the winner can
       const loserW = a1.ok ? w2 : w1;
       const winnerW = a1.ok ? w1 : w2;
@@ -168,7 +171,7 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
   });
 
   test(`${ROUNDS} takeover races on a silent lease: exactly one winner, generation +1 each round`, async (t) => {
-    const leaseDir = join(m1, 'jails-system', 'web1', 'lease');
+    const leaseDir = join(m1, 'jails-lease', 'envs', 'web1');
     rmSync(leaseDir, { recursive: true, force: true });
     // a third node that then falls silent (never renews)
     let gen = (await acquireLease(leaseDir, { node: 'node0', uuid: UUID })).generation;
@@ -187,15 +190,15 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
       wins[won.node]!++;
       // the winner now falls silent too, and is the one taken over from next round
       gen = won.generation;
-      assert.equal((await readLeaseState(join(m2, 'jails-system', 'web1', 'lease'))).generation, gen);
+      assert.equal((await readLeaseState(join(m2, 'jails-lease', 'envs', 'web1'))).generation, gen);
     }
     const gens = readdirSync(leaseDir).filter((f) => f.startsWith('gen.'));
-    assert.ok(gens.length <= 5, `old generations are pruned: ${gens.join(' ')}`);
+    assert.ok(gens.length <= KEEP_GENERATIONS + 1, `old generations are pruned: ${gens.join(' ')}`);
     t.diagnostic(`takeover: ${ROUNDS}/${ROUNDS} rounds with one winner (node1 ${wins.node1}, node2 ${wins.node2}); in ${contended} both reached the exclusive create of the same generation`);
   });
 
   test('a live owner on one mount is seen alive from the other; once silent it is taken over and fenced', async () => {
-    const leaseDir = join(m1, 'jails-system', 'web1', 'lease');
+    const leaseDir = join(m1, 'jails-lease', 'envs', 'web1');
     rmSync(leaseDir, { recursive: true, force: true });
     const a = await w1.send('acquire');
     assert.ok(a.ok, a.message);
@@ -210,10 +213,10 @@ for (const [label, layout] of LAYOUTS) describe(`lease on GlusterFS (${label}): 
     const t2 = await w2.send('takeover', { opts: { ttlSec: 2.5, force: true, pollMs: 250 } });
     assert.ok(t2.ok, t2.message);
     assert.equal((t2.record as { generation: number }).generation, g + 1);
-    for (const op of ['check', 'renew', 'release'] as const) {
+    for (const op of ['check', 'handover', 'release'] as const) {
       const r = await w1.send(op, { who: holder });
       assert.equal(r.code, 'E_LEASE_SUPERSEDED', `${op}: ${r.message}`);
     }
-    assert.equal((await readLease(join(m1, 'jails-system', 'web1', 'lease')))?.node, 'node2');
+    assert.equal((await readLease(join(m1, 'jails-lease', 'envs', 'web1')))?.node, 'node2');
   });
 });

@@ -17,7 +17,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readLease } from '../../src/lease.js';
+import { readLease } from '../../src/ownership/record.js';
 import { isRoot } from '../helpers/cli.js';
 import { brickBytes, sleep, twoNodes, type TwoNodes } from './cluster-twonode.js';
 
@@ -123,11 +123,11 @@ describe('jmigrate', () => {
 
     const r = n1.ok(['jmigrate', 'jname=web', 'dst=node2', '--json'], 120_000);
     const m = r.json.migration;
-    assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['stop', 'node1', true], ['unregister', 'node1', true], ['register', 'node2', true], ['start', 'node2', true]]);
+    assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['prepare', 'node2', true], ['stop', 'node1', true], ['handover', 'node1', true], ['adopt', 'node2', true], ['unmount', 'node1', true]]);
     for (const s of m.steps) assert.ok(Number.isInteger(s.ms) && s.ms >= 0);
     assert.equal(m.wasRunning, true);
     assert.ok(m.downtimeMs > 0);
-    assert.ok(m.generation > gen1);
+    assert.equal(m.generation, gen1 + 1, 'the handover raises the generation once');
     console.log(`# jmigrate (running env, ${BLOB_MIB} MiB of data): downtime ${m.downtimeMs} ms, total ${m.totalMs} ms; steps ${m.steps.map((s: any) => `${s.step}@${s.node} ${s.ms} ms`).join(', ')}`);
 
     // the text form prints each step with its time and the downtime
@@ -139,7 +139,7 @@ describe('jmigrate', () => {
     const afterBytes = brickBytes(vol);
     console.log(`# brick bytes before ${before}, after ${afterBytes} (difference ${afterBytes - before}; a copy would add ${BLOB_MIB} MiB)`);
     assert.ok(Math.abs(afterBytes - before) < TOLERANCE, `no data copied: ${before} -> ${afterBytes}`);
-    assert.equal((await readLease(join(n1.wd, 'jails-system', 'web', 'lease')))!.node, 'node2');
+    assert.equal((await readLease(join(n1.wd, 'jails-lease', 'envs', 'web')))!.node, 'node2');
     assert.equal(n1.envs().web, undefined, 'node1 has no row any more');
     const again = n1.run(['jregister', 'jname=web', '--json']);
     assert.notEqual(again.code, 0, 'node1 cannot adopt it while node2 owns it');
@@ -186,19 +186,18 @@ describe('jmigrate', () => {
       assert.notEqual(r.code, 0);
       assert.equal(r.json.error.code, 'E_MIGRATE_FAILED');
       assert.deepEqual(r.json.error.details.steps.map((s: any) => [s.step, s.node, s.ok]), [
-        ['stop', 'node2', true], ['unregister', 'node2', true], ['register', 'node1', true], ['start', 'node1', false],
-        ['rollback-unregister', 'node1', true], ['rollback-register', 'node2', true], ['rollback-start', 'node2', true]]);
+        ['prepare', 'node1', true], ['stop', 'node2', true], ['handover', 'node2', true], ['adopt', 'node1', false], ['rollback-adopt', 'node2', true]]);
       assert.match(r.json.error.message, /back on node2 and running/);
       assert.equal(n2.envs().web.status, 'On');
       assert.equal(n1.envs().web, undefined);
-      // node2 consumed the descriptor again (node1's mount may show the name for ~1 s more: FUSE entry cache)
-      assert.ok(!existsSync(join(n2.wd, 'jails-rcconf', 'rc.conf_web')));
+      // the lease went there and back: handover (+1), handed back (+1)
+      assert.equal(n2.envs().web.generation, (r.json.error.details.cause.details.handedBack.generation));
     } finally {
       rmSync(hook, { force: true });
     }
   });
 
-  test('a register that fails at the destination rolls back: registered and running on the source again', () => {
+  test('a destination that cannot mount the storage refuses before anything stops: nothing changes', () => {
     const { n1, n2, base } = fx;
     // web runs on node2; its mnt_start hook refuses node1 (one path on this host, so both nodes have it)
     const hook = join(base, 'mnt-start-not-node1.sh');
@@ -207,19 +206,50 @@ describe('jmigrate', () => {
     n2.ok(['jstop', 'jname=web']);
     n2.ok(['jset', 'jname=web', `mnt_start=${hook}`]);
     n2.ok(['jstart', 'jname=web']);
-    const gen = n2.envs().web.generation;
+    const before = n2.envs().web;
     const r = n2.run(['jmigrate', 'jname=web', 'dst=node1', '--json'], 120_000);
-    assert.equal(r.code, 7, `the hook's exit code: ${r.stderr}`);
-    assert.equal(r.json.error.code, 'E_MIGRATE_FAILED');
-    assert.deepEqual(r.json.error.details.steps.map((s: any) => [s.step, s.node, s.ok]), [
-      ['stop', 'node2', true], ['unregister', 'node2', true], ['register', 'node1', false],
-      ['rollback-register', 'node2', true], ['rollback-start', 'node2', true]]);
-    assert.equal(n2.envs().web.status, 'On');
-    assert.ok(n2.envs().web.generation > gen);
+    assert.notEqual(r.code, 0, r.stderr);
+    assert.equal(r.json.error.code, 'E_MIGRATE_REFUSED');
+    assert.match(r.json.error.message, /storage not reachable from node1/);
+    assert.match(r.json.error.message, /nothing was changed/);
+    assert.deepEqual(r.json.error.details.steps.map((s: any) => [s.step, s.node, s.ok]), [['prepare', 'node1', false]]);
+    const after = n2.envs().web;
+    assert.equal(after.status, 'On');
+    assert.equal(after.jid, before.jid, 'the env never stopped');
+    assert.equal(after.generation, before.generation, 'the lease never moved');
     assert.equal(n1.envs().web, undefined);
     n2.ok(['jstop', 'jname=web']);
     n2.ok(['jset', 'jname=web', 'mnt_start=0']);
     n2.ok(['jstart', 'jname=web']);
+  });
+
+  test('a destination without the base, or with an unsafe hook, refuses before anything stops', () => {
+    const { n1, n2, base } = fx;
+    const before = n2.envs().web;
+    n1.ok(['base', 'remove', 'name=bb']);
+    try {
+      const r = n2.run(['jmigrate', 'jname=web', 'dst=node1', '--json'], 60_000);
+      assert.equal(r.code, 3, r.stderr);
+      assert.equal(r.json.error.code, 'E_MIGRATE_REFUSED');
+      assert.equal(r.json.error.details.cause.code, 'E_NO_SUCH_BASE');
+      assert.match(r.json.error.message, /base "bb" of web is not on node node1/);
+    } finally {
+      n1.ok(['base', 'busybox', 'name=bb']);
+    }
+    // a node default hook there that is group-writable is refused by the destination too
+    const hook = join(base, 'mnt-start-unsafe.sh');
+    writeFileSync(hook, '#!/bin/sh\nexit 0\n');
+    chmodSync(hook, 0o775);
+    n1.ok(['initenv', `default_mnt_stop=${hook}`]); // (web's own mnt_start is 0: its mnt_stop is the node default)
+    try {
+      const r = n2.run(['jmigrate', 'jname=web', 'dst=node1', '--json'], 60_000);
+      assert.equal(r.json.error.code, 'E_MIGRATE_REFUSED', r.stderr);
+      assert.equal(r.json.error.details.cause.code, 'E_HOOK_UNSAFE');
+      assert.equal(n2.envs().web.status, 'On');
+    } finally {
+      n1.ok(['initenv', 'default_mnt_stop=0']);
+    }
+    assert.equal(n2.envs().web.generation, before.generation);
   });
 
   test('a stopped env migrates without a start; text output lists the steps', () => {
@@ -227,8 +257,9 @@ describe('jmigrate', () => {
     n2.ok(['jstop', 'jname=web']);
     const r = n2.ok(['jmigrate', 'jname=web', 'dst=node1']);
     assert.match(r.stdout, /^STEP\s+NODE\s+MS$/m);
-    assert.match(r.stdout, /^unregister\s+node2\s+\d+$/m);
-    assert.match(r.stdout, /^register\s+node1\s+\d+$/m);
+    assert.match(r.stdout, /^prepare\s+node1\s+\d+$/m);
+    assert.match(r.stdout, /^handover\s+node2\s+\d+$/m);
+    assert.match(r.stdout, /^adopt\s+node1\s+\d+$/m);
     assert.doesNotMatch(r.stdout, /^start/m);
     assert.match(r.stdout, /downtime: none/);
     assert.equal(n1.envs().web.status, 'Off');

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, 
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { berth, berthOk, isRoot, mountTable, newNode, tempDir } from '../helpers/cli.js';
-import { readLeaseState } from '../../src/lease.js';
+import { readLeaseState } from '../../src/ownership/record.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 let wd: string;

@@ -46,6 +46,10 @@ const fake: AgentOps = {
   async stop(j) { calls.push(`stop:${j}`); return { jname: j, status: 'Off' }; },
   async register(j, body) { calls.push(`register:${j}:${JSON.stringify(body)}`); return { jname: j, generation: 7 }; },
   async unregister(j) { calls.push(`unregister:${j}`); return { jname: j }; },
+  async prepare(j, body) { calls.push(`prepare:${j}:${JSON.stringify(body)}`); return { jname: j, mounted: !!body.mount }; },
+  async cancel(j) { calls.push(`cancel:${j}`); return {}; },
+  async adopt(j, body) { calls.push(`adopt:${j}:${JSON.stringify(body)}`); return { jname: j, generation: body.generation }; },
+  async probe(node) { calls.push(`probe:${node}`); return node === 'n2' ? 'n2:abc\n' : ''; },
 };
 
 const app = createApi({ token: TOKEN, ops: fake });
@@ -141,6 +145,35 @@ describe('API over app.request', () => {
       assert.equal(((await r.json()) as any).error.code, 'E_BAD_REQUEST');
     }
     assert.deepEqual(calls, ['register:web1:{}', 'register:web1:{"force":true,"mnt_start":"/h/s"}']);
+  });
+
+  test('prepare, cancel, adopt (jmigrate destination): bodies validated like register\'s', async () => {
+    calls.length = 0;
+    const post = (path: string, body?: string) => req(`/v1/envs/web1/${path}`, { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body });
+    let r = await post('prepare', '{"uuid":"u","mount":true}');
+    assert.equal(r.status, 200);
+    assert.equal(((await r.json()) as any).plan.mounted, true);
+    assert.equal((await post('cancel')).status, 200);
+    r = await post('adopt', '{"generation":4,"start":true,"mounted":true,"return_to":"n2"}');
+    assert.equal(r.status, 200);
+    assert.equal(((await r.json()) as any).result.generation, 4);
+    for (const [path, bad] of [['prepare', '{"mount":"yes"}'], ['adopt', '{}'], ['adopt', '{"generation":0}'], ['adopt', '{"generation":1.5}'], ['adopt', '{"generation":2,"x":1}']] as const) {
+      const b = await post(path, bad);
+      assert.equal(b.status, 400, `${path} ${bad}`);
+      assert.equal(((await b.json()) as any).error.code, 'E_BAD_REQUEST');
+    }
+    assert.deepEqual(calls, ['prepare:web1:{"uuid":"u","mount":true}', 'cancel:web1', 'adopt:web1:{"generation":4,"start":true,"mounted":true,"return_to":"n2"}']);
+  });
+
+  test('ownership probe: what this node reads of another node\'s marker; a bad node name is 400', async () => {
+    calls.length = 0;
+    let r = await req('/v1/ownership/probe?node=n2', { headers: auth });
+    assert.equal(((await r.json()) as any).probe, 'n2:abc\n');
+    r = await req('/v1/ownership/probe?node=n3', { headers: auth });
+    assert.equal(((await r.json()) as any).probe, '');
+    r = await req('/v1/ownership/probe?node=..%2Fx', { headers: auth });
+    assert.equal(r.status, 400);
+    assert.deepEqual(calls, ['probe:n2', 'probe:n3']);
   });
 
   test('httpStatusFor', () => {

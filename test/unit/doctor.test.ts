@@ -81,15 +81,16 @@ describe('doctor on a temp workdir', () => {
     await initenv({ workdir: wd, nodename: 'doc1' });
   });
 
-  test('a fresh local workdir passes: four shared dirs and var/db', async () => {
+  test('a fresh local workdir passes: four shared dirs, the ownership dir (local: a warning) and var/db', async () => {
     const ctx = openNode(wd);
     try {
       const r = await doctor(ctx);
       assert.equal(r.ok, true);
       assert.deepEqual(r.checks.map((c) => [c.check, c.subject.slice(wd.length + 1), c.status]), [
         ['shared dir', 'jails-data', 'ok'], ['shared dir', 'jails-system', 'ok'], ['shared dir', 'jails-rcconf', 'ok'],
-        ['shared dir', 'jails-fstab', 'ok'], ['var/db', 'var/db', 'ok'],
+        ['shared dir', 'jails-fstab', 'ok'], ['ownership dir', 'jails-lease', 'ok'], ['ownership shared', 'jails-lease', 'warn'], ['var/db', 'var/db', 'ok'],
       ]);
+      assert.match(r.checks[5]!.detail, /local file system .* no other node is known/);
       const d = r.checks[0]!.data!;
       assert.equal(d.exclusiveCreate, true);
       assert.equal(d.link, true);

@@ -85,7 +85,7 @@ test('first init creates the layout, nodename from the hostname, berth.conf, inv
     for (const dir of wd.layoutDirs) assert.ok(statSync(dir).isDirectory(), dir);
     assert.equal(statSync(wd.varDb).mode & 0o777, 0o700);
     assert.ok(r.created.includes(join(d, 'parent')), 'missing parents are created and reported');
-    assert.deepEqual(readKV(wd.conf), { zfsfeat: '0', hammerfeat: '0', lease_ttl: '30', mnt_timeout: '300', default_mnt_start: '0', default_mnt_stop: '0', api_port: '0' });
+    assert.deepEqual(readKV(wd.conf), { zfsfeat: '0', hammerfeat: '0', lease_ttl: '30', mnt_timeout: '300', default_mnt_start: '0', default_mnt_stop: '0', api_port: '0', lease_dir: '' });
     const token = readFileSync(wd.apiToken, 'utf8');
     assert.match(token, /^[0-9a-f]{64}\n$/);
     assert.equal(statSync(wd.apiToken).mode & 0o777, 0o600);

@@ -1,5 +1,6 @@
 /**
- * Unit tests of src/lease.ts on a local temp dir (the GlusterFS race tests are in
+ * Unit tests of src/ownership/record.ts (an env's generation log) on a local temp dir, with node
+ * heartbeats written by src/ownership/heartbeat.ts as liveness (the GlusterFS race tests are in
  * test/integration/lease-gluster.test.ts).
  */
 import { strict as assert } from 'node:assert';
@@ -9,18 +10,33 @@ import { join } from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
 import { BerthError } from '../../src/errors.js';
 import {
-  acquireLease, checkLease, KEEP_GENERATIONS, leaseTuning, readLease, readLeaseState, releaseLease, renewLease, takeoverLease,
-} from '../../src/lease.js';
+  acquireLease, checkLease, claimFrom, handoverLease, KEEP_GENERATIONS, leaseTuning, readLease, readLeaseHistory, readLeaseState, releaseLease,
+  seedLease, takeoverLease, watchHolder, type TakeoverOptions,
+} from '../../src/ownership/record.js';
+import { readNodeBeatRaw, watchSeconds, writeNodeBeat } from '../../src/ownership/heartbeat.js';
 
 const root = mkdtempSync(join(tmpdir(), 'berth-lease-unit-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 let n = 0;
 let lease: string;
+let beats: string;
 beforeEach(() => {
-  const sysdir = join(root, `env${++n}`);
-  mkdirSync(sysdir);
-  lease = join(sysdir, 'lease');
+  const leaseDir = join(root, `own${++n}`);
+  mkdirSync(leaseDir);
+  lease = join(leaseDir, 'envs', 'web1');
+  beats = join(leaseDir, 'nodes');
+  mkdirSync(beats);
+});
+
+/** node `node`'s heartbeat file in this test's ownership dir */
+const beatFile = (node: string) => join(beats, `${node}.hb`);
+/** writes a heartbeat of `node` (a new content each time) */
+let counter = 0;
+const beat = (node: string, leaseTtl = 30) => writeNodeBeat(beatFile(node), { node, boot: 'b', counter: ++counter, leaseTtl });
+/** takeover options with liveness from the heartbeat files; `ttl` seconds of watching */
+const live = (ttl: number, extra: Partial<TakeoverOptions> = {}): TakeoverOptions => ({
+  force: true, beat: (node) => readNodeBeatRaw(beatFile(node)), watchSec: async () => ttl, sleep: noSleep, ...extra,
 });
 
 const A = { node: 'node1', uuid: 'u-1' };
@@ -53,7 +69,7 @@ describe('acquire', () => {
     const read = await readLease(lease);
     assert.equal(read?.node, 'node1');
     assert.equal(read?.generation, 1);
-    assert.equal(read?.heartbeat, r.heartbeat);
+    assert.equal(read?.acquiredAt, r.acquiredAt);
   });
 
   test('a second acquire is refused with exit 4, naming the owner, and changes nothing', async () => {
@@ -82,28 +98,30 @@ describe('acquire', () => {
     assert.equal((await readLease(lease))?.node, winner);
   });
 
-  test('a missing sysdir is an error, not a silent mkdir -p', async () => {
-    const e = await rejectsWith(acquireLease(join(root, 'no-such-sysdir', 'lease'), A), 'E_LEASE_IO', 1);
-    assert.match(e.message, /system dir does not exist/);
+  test('a missing ownership dir is an error, not a silent mkdir -p', async () => {
+    const e = await rejectsWith(acquireLease(join(root, 'no-such-lease-dir', 'envs', 'web1'), A), 'E_LEASE_IO', 1);
+    assert.match(e.message, /ownership directory .* does not exist/);
+  });
+
+  test('a floor (a legacy log\'s generation) puts the first generation above it', async () => {
+    const r = await acquireLease(lease, A, 7);
+    assert.equal(r.generation, 8);
   });
 
   test('a lease path that is a regular file is reported, not overwritten', async () => {
+    mkdirSync(join(lease, '..'), { recursive: true });
     writeFileSync(lease, 'node=x\n');
     await rejectsWith(acquireLease(lease, A), 'E_LEASE_CORRUPT', 1);
     assert.equal(readFileSync(lease, 'utf8'), 'node=x\n');
   });
 });
 
-describe('renew and check', () => {
-  test('renew moves the heartbeat; check confirms the holder', async () => {
+describe('check', () => {
+  test('check confirms the holder, with or without the uuid', async () => {
     const r = await acquireLease(lease, A);
-    const r1 = await renewLease(lease, { node: 'node1', generation: r.generation });
-    const r2 = await renewLease(lease, { node: 'node1', uuid: 'u-1', generation: r.generation });
-    assert.ok(r1.heartbeat > r.heartbeat);
-    assert.ok(r2.heartbeat > r1.heartbeat);
-    assert.equal((await readLease(lease))?.heartbeat, r2.heartbeat);
+    assert.equal((await checkLease(lease, { node: 'node1', generation: r.generation })).generation, r.generation);
     const c = await checkLease(lease, { node: 'node1', generation: r.generation, uuid: 'u-1' });
-    assert.equal(c.generation, r.generation);
+    assert.equal(c.node, 'node1');
   });
 
   test('check by another node, another generation or another uuid fails with exit 4', async () => {
@@ -112,40 +130,48 @@ describe('renew and check', () => {
     await rejectsWith(checkLease(lease, { node: 'node1', generation: r.generation, uuid: 'other' }), 'E_LEASE_SUPERSEDED');
     await rejectsWith(checkLease(lease, { node: 'node1', generation: r.generation + 5 }), 'E_LEASE_MISSING');
     await rejectsWith(checkLease(join(root, 'nothing-here', 'lease'), { node: 'node1', generation: 1 }), 'E_LEASE_MISSING');
-    await rejectsWith(renewLease(lease, { node: 'node2', generation: r.generation }), 'E_LEASE_SUPERSEDED');
-  });
-});
-
-describe('renew with a memo (the agent: gen.<N> is read once, then only looked up)', () => {
-  test('the counter keeps growing and no temp file is left', async () => {
-    const g = await acquireLease(lease, A);
-    const memo = {};
-    const counters: number[] = [];
-    for (let i = 0; i < 4; i++) counters.push((await renewLease(lease, { ...A, generation: g.generation }, memo)).heartbeat);
-    assert.deepEqual(counters, [1, 2, 3, 4]);
-    assert.equal((await readLease(lease))!.heartbeat, 4);
-    assert.deepEqual(readdirSync(lease).filter((f) => f.startsWith('.')), []);
   });
 
-  test('a takeover is still seen: E_LEASE_SUPERSEDED', async () => {
+  test('a lease wiped and created again at the same generation by another node is not this node\'s', async () => {
     const g = await acquireLease(lease, A);
-    const memo = {};
-    await renewLease(lease, { ...A, generation: g.generation }, memo);
-    await renewLease(lease, { ...A, generation: g.generation }, memo);
-    await takeoverLease(lease, B, { ttlSec: 0, force: true, sleep: noSleep });
-    await rejectsWith(renewLease(lease, { ...A, generation: g.generation }, memo), 'E_LEASE_SUPERSEDED');
-  });
-
-  test('a lease wiped and created again at the same generation by another node is not renewed', async () => {
-    const g = await acquireLease(lease, A);
-    const memo = {};
-    await renewLease(lease, { ...A, generation: g.generation }, memo);
-    await renewLease(lease, { ...A, generation: g.generation }, memo);
     rmSync(lease, { recursive: true });
     const other = await acquireLease(lease, { node: 'node2', uuid: 'u-2' });
     assert.equal(other.generation, g.generation);
-    await rejectsWith(renewLease(lease, { ...A, generation: g.generation }, memo), 'E_LEASE_SUPERSEDED');
-    assert.equal((await readLease(lease))!.heartbeat, 0, 'the other node\'s lease got no heartbeat from node1');
+    await rejectsWith(checkLease(lease, { ...A, generation: g.generation }), 'E_LEASE_SUPERSEDED');
+  });
+});
+
+describe('handover (jmigrate)', () => {
+  test('the holder hands the env to another node at generation + 1; the giver is superseded at once', async () => {
+    const r = await acquireLease(lease, A);
+    const h = await handoverLease(lease, { ...A, generation: r.generation }, B);
+    assert.equal(h.node, 'node2');
+    assert.equal(h.generation, r.generation + 1);
+    assert.deepEqual(h.handoverFrom, { node: 'node1', generation: r.generation });
+    assert.equal((await checkLease(lease, { node: 'node2', generation: h.generation, uuid: 'u-1' })).node, 'node2');
+    const e = await rejectsWith(checkLease(lease, { ...A, generation: r.generation }), 'E_LEASE_SUPERSEDED');
+    assert.match(e.message, /handed over to node 'node2'/);
+    // and back again: the generation only grows
+    const back = await handoverLease(lease, { ...B, generation: h.generation }, A);
+    assert.equal(back.generation, r.generation + 2);
+  });
+
+  test('a node that does not hold it cannot hand it over, and nothing changes', async () => {
+    const r = await acquireLease(lease, A);
+    const before = readdirSync(lease).sort();
+    await rejectsWith(handoverLease(lease, { ...B, generation: r.generation }, C), 'E_LEASE_SUPERSEDED');
+    await rejectsWith(handoverLease(lease, { ...A, generation: r.generation + 3 }, C), 'E_LEASE_MISSING');
+    assert.deepEqual(readdirSync(lease).sort(), before);
+  });
+
+  test('a handover racing a takeover: exactly one of them wins generation + 1', async () => {
+    const r = await acquireLease(lease, A);
+    const results = await Promise.allSettled([
+      handoverLease(lease, { ...A, generation: r.generation }, B),
+      takeoverLease(lease, C, live(0)),
+    ]);
+    assert.equal(results.filter((x) => x.status === 'fulfilled').length, 1);
+    assert.equal((await readLeaseState(lease)).generation, r.generation + 1);
   });
 });
 
@@ -193,47 +219,55 @@ describe('release', () => {
     }
     const gens = readdirSync(lease).filter((f) => f.startsWith('gen.'));
     assert.ok(gens.length <= KEEP_GENERATIONS + 1, `kept ${gens.join(' ')}`);
+    const hist = await readLeaseHistory(lease);
+    assert.deepEqual(hist.map((h) => h.generation), gens.map((f) => Number(f.slice(4))).sort((a, b) => a - b), 'the history is what is kept, oldest first');
+    assert.equal(hist.at(-1)!.kind, 'claim');
     assert.ok(!readdirSync(lease).some((f) => f.startsWith('.')), 'no temp file is left');
     await rejectsWith(checkLease(lease, { node: 'node1', generation: first.generation }), 'E_LEASE_SUPERSEDED');
     assert.equal((await readLeaseState(lease)).generation, g);
   });
 });
 
-describe('takeover', () => {
+describe('takeover (liveness: the holder node\'s heartbeat)', () => {
   test('without force it is refused with a hint to use --force', async () => {
     await acquireLease(lease, A);
-    const e = await rejectsWith(takeoverLease(lease, B, { ttlSec: 30, force: false, sleep: noSleep }), 'E_LEASE_HELD');
+    const e = await rejectsWith(takeoverLease(lease, B, live(30, { force: false })), 'E_LEASE_HELD');
     assert.match(e.message, /node1/);
     assert.match(e.hint ?? '', /--force/);
   });
 
   test('a free lease is simply acquired, without waiting', async () => {
     let slept = 0;
-    const r = await takeoverLease(lease, B, { ttlSec: 30, force: false, sleep: async (ms) => { slept += ms; } });
+    const r = await takeoverLease(lease, B, live(30, { force: false, sleep: async (ms) => { slept += ms; } }));
     assert.equal(r.node, 'node2');
     assert.equal(slept, 0);
   });
 
-  test('is refused when the heartbeat moves while watching; generation unchanged', async () => {
+  test('is refused when the holder node heartbeats while watching; generation unchanged', async () => {
     const r = await acquireLease(lease, A);
+    await beat('node1');
     let calls = 0;
-    const sleep = async (): Promise<void> => {
-      if (++calls === 3) await renewLease(lease, { node: 'node1', generation: r.generation });
-    };
-    const e = await rejectsWith(takeoverLease(lease, B, { ttlSec: 30, force: true, sleep }), 'E_LEASE_HELD');
+    const sleep = async (): Promise<void> => { if (++calls === 3) await beat('node1'); };
+    const e = await rejectsWith(takeoverLease(lease, B, live(30, { sleep })), 'E_LEASE_HELD');
     assert.match(e.message, /node1/);
     assert.match(e.hint ?? '', /alive/);
     assert.equal(calls, 3, 'refused as soon as the heartbeat moved');
     assert.equal((await checkLease(lease, { node: 'node1', generation: r.generation })).node, 'node1');
   });
 
-  test('of a silent lease watches ttlSec, then raises the generation; the old holder is fenced', async () => {
+  test('another node\'s heartbeat does not keep the holder alive', async () => {
     const r = await acquireLease(lease, A);
+    await beat('node1');
+    const t = await takeoverLease(lease, B, live(3, { sleep: async () => { await beat('node3'); } }));
+    assert.equal(t.generation, r.generation + 1);
+  });
+
+  test('of a silent holder watches watchSec, then raises the generation; the old holder is superseded', async () => {
+    const r = await acquireLease(lease, A);
+    await beat('node1');
     let slept = 0;
     const waits: number[] = [];
-    const t = await takeoverLease(lease, B, {
-      ttlSec: 5, force: true, pollMs: 1000, sleep: async (ms) => { slept += ms; }, onWait: (s) => waits.push(s),
-    });
+    const t = await takeoverLease(lease, B, live(5, { pollMs: 1000, sleep: async (ms) => { slept += ms; }, onWait: (s) => waits.push(s) }));
     assert.equal(slept, 5000, 'watched exactly lease_ttl');
     assert.deepEqual(waits, [5, 4, 3, 2, 1]);
     assert.equal(t.node, 'node2');
@@ -243,18 +277,23 @@ describe('takeover', () => {
     const old = { node: 'node1', generation: r.generation };
     const e = await rejectsWith(checkLease(lease, old), 'E_LEASE_SUPERSEDED');
     assert.match(e.message, /node2/);
-    await rejectsWith(renewLease(lease, old), 'E_LEASE_SUPERSEDED');
     await rejectsWith(releaseLease(lease, old), 'E_LEASE_SUPERSEDED');
     assert.equal((await checkLease(lease, { node: 'node2', generation: t.generation })).node, 'node2');
+  });
+
+  test('a holder node that never wrote a heartbeat is silent too', async () => {
+    const r = await acquireLease(lease, A);
+    const t = await takeoverLease(lease, B, live(2));
+    assert.equal(t.generation, r.generation + 1);
   });
 
   test('is refused when another node takes over while we watch', async () => {
     const r = await acquireLease(lease, A);
     let calls = 0;
     const sleep = async (): Promise<void> => {
-      if (++calls === 2) await takeoverLease(lease, C, { ttlSec: 1, force: true, sleep: noSleep });
+      if (++calls === 2) await takeoverLease(lease, C, live(1));
     };
-    const e = await rejectsWith(takeoverLease(lease, B, { ttlSec: 10, force: true, sleep }), 'E_LEASE_HELD');
+    const e = await rejectsWith(takeoverLease(lease, B, live(10, { sleep })), 'E_LEASE_HELD');
     assert.match(e.message, /node3/);
     assert.equal((await readLease(lease))?.generation, r.generation + 1);
   });
@@ -262,18 +301,60 @@ describe('takeover', () => {
   test('concurrent takeovers of a silent lease: exactly one winner', async () => {
     const r = await acquireLease(lease, A);
     const nodes = Array.from({ length: 8 }, (_, i) => ({ node: `t${i}`, uuid: 'u-1' }));
-    const results = await Promise.allSettled(nodes.map((w) => takeoverLease(lease, w, { ttlSec: 2, force: true, sleep: noSleep })));
+    const results = await Promise.allSettled(nodes.map((w) => takeoverLease(lease, w, live(2))));
     const won = results.filter((x) => x.status === 'fulfilled') as PromiseFulfilledResult<{ node: string; generation: number }>[];
     assert.equal(won.length, 1);
     assert.equal(won[0]!.value.generation, r.generation + 1);
     for (const x of results) if (x.status === 'rejected') assert.equal((x.reason as BerthError).code, 'E_LEASE_HELD');
     assert.equal((await readLease(lease))?.node, won[0]!.value.node);
   });
+
+  test('the watch alone changes nothing; the claim after it takes the next generation', async () => {
+    const r = await acquireLease(lease, A);
+    const before = readdirSync(lease).sort();
+    const w = await watchHolder(lease, live(2));
+    assert.equal(w.holder?.node, 'node1');
+    assert.deepEqual(readdirSync(lease).sort(), before, 'watching wrote nothing');
+    const c = await claimFrom(lease, B, w.holder!);
+    assert.equal(c?.generation, r.generation + 1);
+    // a second claim from the same proof loses: the generation moved
+    await rejectsWith(claimFrom(lease, C, w.holder!), 'E_LEASE_HELD');
+  });
+
+  test('a watch is aborted by its signal', async () => {
+    await acquireLease(lease, A);
+    const ac = new AbortController();
+    let calls = 0;
+    const p = watchHolder(lease, { ...live(10, { sleep: async () => { if (++calls === 2) ac.abort(); } }), signal: ac.signal });
+    await assert.rejects(p, (e: Error) => e.name === 'AbortError');
+  });
+
+  test('watchSeconds: the writer\'s longer lease_ttl wins over the watcher\'s', async () => {
+    const b = await beat('node1', 30);
+    assert.equal(watchSeconds(JSON.stringify(b), 6), 30);
+    assert.equal(watchSeconds(JSON.stringify({ ...b, leaseTtl: 3 }), 6), 6);
+    assert.equal(watchSeconds('', 6), 6);
+    assert.equal(watchSeconds('garbage', 6), 6);
+  });
+});
+
+describe('seeding a record from a legacy log', () => {
+  test('an empty record gets the generation as written; a second seed is a no-op; a wrong one is refused', async () => {
+    const text = JSON.stringify({ kind: 'claim', node: 'node1', uuid: 'u-1', generation: 5, acquiredAt: '2026-01-01T00:00:00Z' });
+    assert.equal(await seedLease(lease, 5, text), true);
+    assert.equal(await seedLease(lease, 5, text), false);
+    assert.equal((await checkLease(lease, { node: 'node1', generation: 5, uuid: 'u-1' })).generation, 5);
+    await rejectsWith(seedLease(lease, 6, text), 'E_LEASE_CORRUPT', 1);
+    const other = join(lease, '..', 'other');
+    await acquireLease(other, A);
+    await rejectsWith(seedLease(other, 5, text), 'E_LEASE_CORRUPT', 1);
+    assert.deepEqual(readdirSync(other), ['gen.1']);
+  });
 });
 
 describe('claims seen between their exclusive create and their write', () => {
   test('a reader waits for a claim that is being written', async () => {
-    mkdirSync(lease);
+    mkdirSync(lease, { recursive: true });
     writeFileSync(join(lease, 'gen.1'), ''); // created (O_EXCL) but not written yet
     const rec = JSON.stringify({ kind: 'claim', node: 'node7', uuid: 'u-1', generation: 1, acquiredAt: new Date().toISOString() });
     setTimeout(() => writeFileSync(join(lease, 'gen.1'), rec.slice(0, 20)), 30); // partly written
@@ -289,13 +370,13 @@ describe('claims seen between their exclusive create and their write', () => {
     const saved = leaseTuning.settleMs;
     leaseTuning.settleMs = 100;
     try {
-      mkdirSync(lease);
+      mkdirSync(lease, { recursive: true });
       writeFileSync(join(lease, 'gen.1'), '');
       assert.equal((await readLease(lease))?.incomplete, true);
       const e = await rejectsWith(acquireLease(lease, A), 'E_LEASE_HELD');
       assert.match(e.message, /unfinished claim at generation 1/);
-      await rejectsWith(takeoverLease(lease, A, { ttlSec: 1, force: false, sleep: noSleep }), 'E_LEASE_HELD');
-      const t = await takeoverLease(lease, A, { ttlSec: 1, force: true, sleep: noSleep });
+      await rejectsWith(takeoverLease(lease, A, live(1, { force: false })), 'E_LEASE_HELD');
+      const t = await takeoverLease(lease, A, live(1));
       assert.equal(t.generation, 2);
       assert.equal(t.node, 'node1');
       assert.equal((await checkLease(lease, { node: 'node1', generation: 2 })).node, 'node1');
@@ -311,7 +392,7 @@ describe('claims seen between their exclusive create and their write', () => {
     leaseTuning.settleMs = 100;
     try {
       await rejectsWith(checkLease(lease, { node: 'node1', generation: r.generation }), 'E_LEASE_SUPERSEDED');
-      await rejectsWith(renewLease(lease, { node: 'node1', generation: r.generation }), 'E_LEASE_SUPERSEDED');
+      await rejectsWith(releaseLease(lease, { node: 'node1', generation: r.generation }), 'E_LEASE_SUPERSEDED');
     } finally {
       leaseTuning.settleMs = saved;
     }

@@ -1,5 +1,5 @@
 /** `node add|list|remove` and `cluster ls`: thin wrappers over src/cluster.ts. */
-import { addNode, clusterList, formatHeartbeat, listNodes, removeNode } from '../../cluster.js';
+import { addNode, clusterView, formatHeartbeat, listNodes, removeNode } from '../../cluster.js';
 import { readFileSync } from 'node:fs';
 import { usageError } from '../../errors.js';
 import { renderTable } from '../table.js';
@@ -40,7 +40,11 @@ export const nodeRemove: Handler = async (opts, args) => withNode(opts, async (c
 });
 
 export const clusterLs: Handler = async (opts) => withNode(opts, async (ctx) => {
-  const envs = await clusterList(ctx);
-  const rows = envs.map((e) => [e.jname, e.emulator, e.registered ? 'yes' : 'no', e.owner ?? '', e.generation, e.state, formatHeartbeat(e.heartbeat)]);
-  return { data: { node: ctx.nodename, envs }, text: renderTable(['jname', 'emulator', 'registered', 'owner', 'gen', 'state', 'heartbeat'], rows) };
+  const v = await clusterView(ctx);
+  const rows = v.envs.map((e) => [e.jname, e.emulator, e.registered ? 'yes' : 'no', e.owner ?? '', e.generation, e.state, formatHeartbeat(e.heartbeat)]);
+  const nodes = v.nodes.map((n) => [n.name + (n.self ? ' (this node)' : ''), n.answering === null ? '-' : n.answering ? 'yes' : 'no', n.envs, formatHeartbeat(n.heartbeat)]);
+  return {
+    data: { node: ctx.nodename, envs: v.envs, nodes: v.nodes },
+    text: renderTable(['jname', 'emulator', 'registered', 'owner', 'gen', 'state', 'heartbeat'], rows) + '\n\n' + renderTable(['node', 'agent answers', 'envs', 'heartbeat'], nodes),
+  };
 });

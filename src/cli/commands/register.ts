@@ -15,17 +15,23 @@ export const REGISTER_CONCURRENCY = 8;
 
 const str = (o: Opts, k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
 
+/** `f`, called the first time only (the takeover's wait note; the library calls it every second). */
+function once<A extends unknown[]>(f: (...a: A) => void): (...a: A) => void {
+  let done = false;
+  return (...a) => { if (!done) { done = true; f(...a); } };
+}
+
 export const jregister: Handler = async (opts, args, io) => withNode(opts, async (ctx) => {
   const patterns = [...(str(opts, 'jname') ? [str(opts, 'jname')!] : []), ...args];
   const rcfile = str(opts, 'rcfile');
   if (!patterns.length && !rcfile) throw usageError('E_NO_JNAME', 'jregister needs jname=<name or glob> or rcfile=<file>');
   const ropts = {
-    verbose: !!opts.verbose, rcfile, mntStart: str(opts, 'mnt_start'), mntStop: str(opts, 'mnt_stop'), force: !!opts.force,
-    onWait: (sec: number) => io.note(`waiting ${sec}s to prove the current owner's lease is stale (its heartbeat must not move)...`),
+    verbose: !!opts.verbose, rcfile, mntStart: str(opts, 'mnt_start'), mntStop: str(opts, 'mnt_stop'), force: !!opts.force, start: !!opts.start,
+    onWait: once((sec: number) => io.note(`waiting ${Math.round(sec)} s to prove the current owner node is silent (its heartbeat must not move)...`)),
   };
   if (rcfile && patterns.length <= 1) {
     const r = await registerEnv(ctx, patterns[0], ropts);
-    return { data: { results: [{ ok: true, ...r }] }, text: `registered: ${r.jname} (generation ${r.generation}${r.tookOver ? `, taken over from ${r.previousOwner}` : ''})` };
+    return { data: { results: [{ ok: true, ...r }] }, text: `registered: ${r.jname} (generation ${r.generation}${r.tookOver ? `, taken over from ${r.previousOwner}` : ''})${r.started ? `\nstarted: ${r.jname}` : ''}` };
   }
   return forEachEnv(registerTargets(ctx, patterns), 'registered', (j) => registerEnv(ctx, j, ropts), REGISTER_CONCURRENCY);
 });

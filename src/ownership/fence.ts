@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import writeFileAtomic from 'write-file-atomic';
 import { BerthError } from '../errors.js';
 import { STATUS } from '../inventory.js';
-import { checkLease } from '../lease.js';
+import { checkLease } from './record.js';
 import { hookEnv, teardownSteps } from '../lifecycle.js';
 import type { NodeCtx } from '../node.js';
 import type { Workdir } from '../paths.js';

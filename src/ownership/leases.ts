@@ -1,0 +1,149 @@
+/**
+ * Ownership operations of one node, over its opened context: the record (record.ts) in the
+ * shared ownership directory, the node's journal (journal.ts), the node heartbeats
+ * (heartbeat.ts), fence notices (notices.ts) and the import of berth 0.1 leases (legacy.ts).
+ * The lifecycle, register, clone and migrate code call these, never the record functions
+ * directly, so that every transition is journaled and every check honours a legacy lease.
+ */
+import { existsSync } from 'node:fs';
+import type { EnvConf } from '../descriptor.js';
+import { writeDescriptor } from '../descriptor.js';
+import { BerthError } from '../errors.js';
+import type { EnvRow } from '../inventory.js';
+import { warn } from '../log.js';
+import type { NodeCtx } from '../node.js';
+import { readNodeBeatRaw, watchSeconds } from './heartbeat.js';
+import { importLegacy, readLegacy } from './legacy.js';
+import { leaveNotice } from './notices.js';
+import {
+  acquireLease, checkLease, claimFrom, handoverLease, readLeaseState, releaseLease, takeoverLease, watchHolder,
+  type LeaseRecord, type TakeoverOptions, type WatchResult,
+} from './record.js';
+
+/** The record directory of an env. */
+export const recordOf = (ctx: NodeCtx, jname: string): string => ctx.wd.env(jname).lease;
+
+/**
+ * Requires that this node holds the env's lease at the generation its inventory records
+ * (and the env's uuid). A record missing because the env was made by berth 0.1 is imported
+ * from the sysdir first, when that is visible (legacy.ts).
+ * @returns the current record
+ * @throws BerthError E_LEASE_SUPERSEDED / E_LEASE_MISSING (exit 4), E_LEASE_IO (exit 1)
+ */
+export async function requireLease(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'generation' | 'uuid'>): Promise<LeaseRecord> {
+  const who = { node: ctx.nodename, generation: row.generation, uuid: row.uuid };
+  try {
+    return await checkLease(recordOf(ctx, row.jname), who);
+  } catch (e) {
+    if (!(e instanceof BerthError) || e.code !== 'E_LEASE_MISSING') throw e;
+    if (!(await importLegacy(ctx.wd.env(row.jname).legacyLease, recordOf(ctx, row.jname)))) throw e;
+    return checkLease(recordOf(ctx, row.jname), who);
+  }
+}
+
+/** Imports a legacy lease of `jname` when its sysdir shows one and the record has none. @returns the generation imported (0: none) */
+export async function importLegacyLease(ctx: NodeCtx, jname: string): Promise<number> {
+  return importLegacy(ctx.wd.env(jname).legacyLease, recordOf(ctx, jname));
+}
+
+/**
+ * Acquires a free lease for a new or adopted env (jcreate, jregister, jclone). A legacy log in
+ * the (mounted) sysdir sets the floor: the new record's generation is above it, so a node that
+ * still records an old generation is superseded.
+ * @throws BerthError E_LEASE_HELD (exit 4) naming the owner; E_LEASE_IO (exit 1)
+ */
+export async function acquireEnvLease(ctx: NodeCtx, jname: string, uuid: string): Promise<LeaseRecord> {
+  await importLegacyLease(ctx, jname).catch(() => 0);
+  const legacy = (await readLeaseState(recordOf(ctx, jname))).generation === 0 ? await readLegacy(ctx.wd.env(jname).legacyLease).catch(() => undefined) : undefined;
+  return acquireLease(recordOf(ctx, jname), { node: ctx.nodename, uuid }, legacy?.generation ?? 0);
+}
+
+/** The options of takeoverLease that come from this node: liveness read from the shared node heartbeats. */
+export function livenessOf(ctx: NodeCtx): Pick<TakeoverOptions, 'beat' | 'watchSec'> {
+  return {
+    beat: (node) => readNodeBeatRaw(ctx.own.beatFile(node)),
+    watchSec: async (node) => (node ? watchSeconds(await readNodeBeatRaw(ctx.own.beatFile(node)), ctx.settings.lease_ttl) : ctx.settings.lease_ttl),
+  };
+}
+
+/** Options of a takeover from this node. */
+export type TakeoverEnvOptions = Pick<TakeoverOptions, 'force' | 'onWait' | 'sleep' | 'pollMs'> & {
+  /** seconds to watch instead of lease_ttl (0: this node's own lease survived a lost inventory) */
+  watchSec?: number;
+  signal?: AbortSignal;
+};
+
+function takeoverOpts(ctx: NodeCtx, opts: TakeoverEnvOptions): TakeoverOptions & { signal?: AbortSignal } {
+  const live = livenessOf(ctx);
+  return { ...live, ...opts, watchSec: opts.watchSec !== undefined ? async () => opts.watchSec! : live.watchSec };
+}
+
+/**
+ * The watch of a takeover (changes nothing): proves the env's owner node silent for lease_ttl
+ * (src/ownership/record.ts watchHolder). jregister --force runs it while mnt_start mounts the
+ * storage, then calls {@link completeTakeover}.
+ */
+export function watchOwner(ctx: NodeCtx, jname: string, opts: TakeoverEnvOptions): Promise<WatchResult> {
+  return watchHolder(recordOf(ctx, jname), takeoverOpts(ctx, opts));
+}
+
+/**
+ * Claims the env after {@link watchOwner} proved its owner silent (or acquires it when it was
+ * free or got released meanwhile), and leaves the old owner a fence notice.
+ * @throws BerthError E_LEASE_HELD (exit 4): another node was faster, or the owner came back
+ */
+export async function completeTakeover(ctx: NodeCtx, jname: string, uuid: string, w: WatchResult, opts: TakeoverEnvOptions): Promise<LeaseRecord> {
+  const path = recordOf(ctx, jname);
+  const who = { node: ctx.nodename, uuid };
+  const r = (w.holder ? await claimFrom(path, who, w.holder) : undefined) ?? await takeoverLease(path, who, takeoverOpts(ctx, opts));
+  if (r.takeoverFrom && r.takeoverFrom.node && r.takeoverFrom.node !== ctx.nodename) {
+    await leaveNotice(ctx.own, r.takeoverFrom.node, { jname, generation: r.takeoverFrom.generation, uuid, by: ctx.nodename, newGeneration: r.generation })
+      .catch((e) => warn({ jname, err: String(e) }, `could not leave node '${r.takeoverFrom!.node}' its fence notice; its agent finds the takeover by its own checks`));
+  }
+  return r;
+}
+
+/**
+ * Takes an env over from a silent owner: {@link watchOwner} then {@link completeTakeover}.
+ * @throws BerthError E_LEASE_HELD (exit 4): the owner is alive, or no force
+ */
+export async function takeoverEnvLease(ctx: NodeCtx, jname: string, uuid: string, opts: TakeoverEnvOptions): Promise<LeaseRecord> {
+  return completeTakeover(ctx, jname, uuid, await watchOwner(ctx, jname, opts), opts);
+}
+
+/** Releases this node's lease of `row` (junregister). @returns the release's generation (0: nothing was held) */
+export async function releaseEnvLease(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'generation'>): Promise<number> {
+  return releaseLease(recordOf(ctx, row.jname), { node: ctx.nodename, generation: row.generation });
+}
+
+/** Hands this node's lease of `row` to node `to` (jmigrate): one exclusive create, generation + 1. */
+export async function handoverEnvLease(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'generation' | 'uuid'>, to: string): Promise<LeaseRecord> {
+  return handoverLease(recordOf(ctx, row.jname), { node: ctx.nodename, generation: row.generation, uuid: row.uuid }, { node: to, uuid: row.uuid });
+}
+
+/**
+ * Records an ownership transition in this node's journal (after the record and the inventory
+ * changed). Never throws: a lost entry is covered by the agent's next snapshot; it is logged.
+ */
+export async function journal(ctx: NodeCtx, op: 'own' | 'drop', e: { jname: string; uuid: string; generation: number; emulator: string }, why: string): Promise<void> {
+  try {
+    await ctx.journal.append({ op, why, jname: e.jname, uuid: e.uuid, generation: e.generation, emulator: e.emulator });
+  } catch (err) {
+    await warn({ jname: e.jname, err: String(err) }, `could not journal ${why} of ${e.jname} in ${ctx.own.journalDir()}; the agent's next snapshot covers it`);
+  }
+}
+
+/**
+ * Writes the env's descriptor copy into its ownership record (atomic replace), so that a node
+ * that does not have the env's storage mounted can still find its settings and hooks (a
+ * takeover from a dead owner in the per-env hook layout). Called wherever the sysdir copy is
+ * written. @throws file system errors (ENOENT when the record dir is missing)
+ */
+export async function publishDescriptor(ctx: NodeCtx, jname: string, conf: EnvConf): Promise<void> {
+  await writeDescriptor(ctx.wd.env(jname).recordDescriptor, conf, ctx.wd.root);
+}
+
+/** True when the record of `jname` holds a descriptor copy. */
+export function hasRecordDescriptor(ctx: NodeCtx, jname: string): boolean {
+  return existsSync(ctx.wd.env(jname).recordDescriptor);
+}
