@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, EXIT, engineError, notFound, ownedError, usageError } from './errors.js';
 import { readDescriptor, writeDescriptor, type EnvConf } from './descriptor.js';
-import { formatFstab, mergeFstab, parseFstab } from './fstab.js';
+import { formatFstab, mergeFstab, parseFstab, type FstabEntry } from './fstab.js';
 import { STATUS, statusWord, summaryOf, type EnvRow } from './inventory.js';
 import { checkJname, checkJnamePattern, checkBaseName, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
@@ -49,6 +49,25 @@ export interface OpOptions {
    * destination after its prepare): jstart skips mnt_start; its teardown runs mnt_stop as always.
    */
   mounted?: boolean;
+  /** when given, each step of a start or teardown appends its duration here (jmigrate, benches) */
+  timings?: StepTiming[];
+}
+
+/** One timed step of a start or teardown: its name and its duration in milliseconds. */
+export interface StepTiming {
+  step: string;
+  ms: number;
+}
+
+/** Runs `f` as step `name`, timing it into `timings` when given. */
+export async function timed<T>(timings: StepTiming[] | undefined, name: string, f: () => Promise<T> | T): Promise<T> {
+  if (!timings) return f();
+  const t0 = performance.now();
+  try {
+    return await f();
+  } finally {
+    timings.push({ step: name, ms: Math.round((performance.now() - t0) * 10) / 10 });
+  }
 }
 
 /** What list/start/stop report about one env. */
@@ -348,24 +367,39 @@ export async function assembleRoot(ctx: NodeCtx, jname: string, conf: EnvConf): 
   }
   const read = async (f: string, name: string) => (existsSync(f) ? parseFstab(await readFile(f, 'utf8'), name, ctx.wd.root) : []);
   const entries = mergeFstab(await read(p.fstab, 'fstab'), await read(p.fstabLocal, 'fstab.local'));
-  for (const e of entries) {
-    const dst = join(p.path, e.mountpoint);
-    // Never follow a symlink inside the env's root (the env's own files, or a base's): it could
-    // point the mount at a host path outside jails/<jname>, which teardown would not unmount.
-    noSymlinkBelow(p.path, dst, `mount point ${e.mountpoint} (${e.source}:${e.line}) of ${jname}`);
-    if ((e.fstype === 'nullfs' || e.fstype === 'bind') && (e.device === p.data || e.device.startsWith(p.data + '/'))) {
-      noSymlinkBelow(p.data, e.device, `mount source ${e.device} (${e.source}:${e.line}) of ${jname}`);
-    }
-    if (!existsSync(dst)) {
-      const isFile = (e.fstype === 'nullfs' || e.fstype === 'bind') && existsSync(e.device) && statSync(e.device).isFile();
-      try {
-        if (isFile) { await mkdir(join(dst, '..'), { recursive: true }); closeSync(openSync(dst, 'a')); }
-        else await mkdir(dst, { recursive: true });
-      } catch (err) {
-        throw engineError('E_MOUNT', `cannot create mount point ${e.mountpoint} of ${e.source}:${e.line} in ${jname}: ${(err as Error).message}`, { hint: 'the base is read-only: create that directory in the base, or mount onto an existing one' });
+  // Entries whose mount points are not nested in one another (the data sub-dirs of a baserw=0
+  // env) are mounted side by side, one mount(8) each; an entry nested in, or under, one of the
+  // batch waits for it (fstab order is kept wherever it matters). Every mount of a batch is
+  // awaited before a failure is thrown, so the teardown that follows sees all of them.
+  const norm = (mp: string) => join('/', mp).replace(/\/+$/, '') || '/';
+  const related = (a: string, b: string) => a === b || a.startsWith(b === '/' ? '/' : b + '/') || b.startsWith(a === '/' ? '/' : a + '/');
+  const dependsOnRoot = (e: FstabEntry) => e.device === p.path || e.device.startsWith(p.path + '/');
+  for (let i = 0; i < entries.length;) {
+    const batch: FstabEntry[] = [];
+    while (i < entries.length && !(batch.length && (dependsOnRoot(entries[i]!) || batch.some((b) => related(norm(b.mountpoint), norm(entries[i]!.mountpoint)))))) batch.push(entries[i++]!);
+    const dsts: string[] = [];
+    for (const e of batch) {
+      const dst = join(p.path, e.mountpoint);
+      // Never follow a symlink inside the env's root (the env's own files, or a base's): it could
+      // point the mount at a host path outside jails/<jname>, which teardown would not unmount.
+      noSymlinkBelow(p.path, dst, `mount point ${e.mountpoint} (${e.source}:${e.line}) of ${jname}`);
+      if ((e.fstype === 'nullfs' || e.fstype === 'bind') && (e.device === p.data || e.device.startsWith(p.data + '/'))) {
+        noSymlinkBelow(p.data, e.device, `mount source ${e.device} (${e.source}:${e.line}) of ${jname}`);
       }
+      if (!existsSync(dst)) {
+        const isFile = (e.fstype === 'nullfs' || e.fstype === 'bind') && existsSync(e.device) && statSync(e.device).isFile();
+        try {
+          if (isFile) { await mkdir(join(dst, '..'), { recursive: true }); closeSync(openSync(dst, 'a')); }
+          else await mkdir(dst, { recursive: true });
+        } catch (err) {
+          throw engineError('E_MOUNT', `cannot create mount point ${e.mountpoint} of ${e.source}:${e.line} in ${jname}: ${(err as Error).message}`, { hint: 'the base is read-only: create that directory in the base, or mount onto an existing one' });
+        }
+      }
+      dsts.push(dst);
     }
-    await m.mount(e.device, dst, e.fstype, e.options);
+    const res = await Promise.allSettled(batch.map((e, k) => m.mount(e.device, dsts[k]!, e.fstype, e.options)));
+    const failed = res.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
 
@@ -477,7 +511,7 @@ export async function teardownRun(ctx: NodeCtx, jname: string, runId: string, op
   const row = ctx.inv.get(jname)!;
   await teardownSteps(ctx, row, {
     stopTimeoutSec: Number(row.conf.stop_timeout ?? 10), poststop: opts.engineStarted, mntStop: !opts.keepStorage,
-    hookEnv: hookEnv(ctx, jname, row.conf, opts), reason: opts.reason,
+    hookEnv: hookEnv(ctx, jname, row.conf, opts), reason: opts.reason, timings: opts.timings,
   });
   return true;
 }
@@ -494,6 +528,8 @@ export interface TeardownPlan {
   hookEnv: HookEnv;
   /** why, for the warning logged when a step failed */
   reason: string;
+  /** when given, each step appends its duration */
+  timings?: StepTiming[];
 }
 
 /**
@@ -508,12 +544,12 @@ export async function teardownSteps(ctx: NodeCtx, row: EnvRow, plan: TeardownPla
   const engine = await ctx.engine(row.emulator);
   const eenv = engineEnv(ctx, jname, conf);
   const errors: unknown[] = [];
-  const step = async (f: () => Promise<unknown>) => { try { await f(); } catch (e) { errors.push(e); } };
-  await step(() => engine.stop(eenv, plan.stopTimeoutSec));
-  await step(() => engine.cleanup(eenv));
-  await step(async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(jname).path));
-  if (plan.poststop) await step(() => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', plan.hookEnv, { stopOnError: false }));
-  if (plan.mntStop) await step(() => runStorageHook('mnt_stop', effectiveHooks(ctx, conf).stop, 'stop', plan.hookEnv));
+  const step = async (name: string, f: () => Promise<unknown>) => { try { await timed(plan.timings, name, f); } catch (e) { errors.push(e); } };
+  await step(`engine ${engine.name} stop`, () => engine.stop(eenv, plan.stopTimeoutSec));
+  await step('engine cleanup', () => engine.cleanup(eenv));
+  await step('unmount root', async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(jname).path));
+  if (plan.poststop) await step('master_poststop.d', () => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', plan.hookEnv, { stopOnError: false }));
+  if (plan.mntStop) await step('mnt_stop', () => runStorageHook('mnt_stop', effectiveHooks(ctx, conf).stop, 'stop', plan.hookEnv));
   ctx.inv.finishTeardown(jname);
   if (errors.length) {
     await warn({ jname, reason: plan.reason, errors: errors.map(String) }, 'teardown finished with errors');
@@ -585,18 +621,19 @@ export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}
   const conf = row.conf;
   const eenv = engineEnv(ctx, jname, conf);
   let engineStarted = false;
+  const t = opts.timings;
   try {
-    if (!opts.mounted) await mntStart(ctx, jname, conf, 'start', opts);
-    verifyIdentity(ctx, jname, row.uuid);
-    await requireLease(ctx, row);
-    await assembleRoot(ctx, jname, conf);
+    if (!opts.mounted) await timed(t, 'mnt_start', () => mntStart(ctx, jname, conf, 'start', opts));
+    await timed(t, 'identity', () => verifyIdentity(ctx, jname, row.uuid));
+    await timed(t, 'lease', () => requireLease(ctx, row));
+    await timed(t, 'root', () => assembleRoot(ctx, jname, conf));
     const henv = hookEnv(ctx, jname, conf, opts);
-    await runHookDir(join(eenv.paths.sysdir, 'master_prestart.d'), 'start', henv, { stopOnError: true });
+    await timed(t, 'master_prestart.d', () => runHookDir(join(eenv.paths.sysdir, 'master_prestart.d'), 'start', henv, { stopOnError: true }));
     engineStarted = true;
-    const res = await engine.start(eenv);
+    const res = await timed(t, `engine ${engine.name}`, () => engine.start(eenv));
     ctx.inv.setRunning(jname, runId, res.jid);
-    ensureMonitor(ctx);
-    await runHookDir(join(eenv.paths.sysdir, 'master_poststart.d'), 'start', henv, { stopOnError: false });
+    await timed(t, 'monitor', () => ensureMonitor(ctx));
+    await timed(t, 'master_poststart.d', () => runHookDir(join(eenv.paths.sysdir, 'master_poststart.d'), 'start', henv, { stopOnError: false }));
   } catch (e) {
     await teardownRun(ctx, jname, runId, { ...opts, engineStarted, reason: 'failed-start' }).catch((err) => warn({ err: String(err) }, 'teardown after a failed start'));
     throw e;
@@ -615,8 +652,8 @@ export async function stopEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {})
   if (await recoverStaleClaim(ctx, row, opts)) return info(ctx.inv.get(jname)!);
   if (row.status === STATUS.OFF) throw new BerthError('E_NOT_RUNNING', `${jname} is not running`, EXIT.FAILURE);
   if (row.status === STATUS.ON && row.run_id) {
-    await requireLease(ctx, row);
-    await runHookDir(join(ctx.wd.env(jname).sysdir, 'master_prestop.d'), 'stop', hookEnv(ctx, jname, row.conf, opts), { stopOnError: false });
+    await timed(opts.timings, 'lease', () => requireLease(ctx, row));
+    await timed(opts.timings, 'master_prestop.d', () => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_prestop.d'), 'stop', hookEnv(ctx, jname, row.conf, opts), { stopOnError: false }));
     if (await teardownRun(ctx, jname, row.run_id, { ...opts, engineStarted: true, reason: 'stop' })) return info(ctx.inv.get(jname)!);
   }
   for (let i = 0; i < 600; i++) {

@@ -24,7 +24,7 @@
  */
 import { BerthError, EXIT, ownedError, toBerthError, usageError } from './errors.js';
 import { STATUS } from './inventory.js';
-import { effectiveHooks, getEnv, hookEnv, startEnv, stopEnv } from './lifecycle.js';
+import { effectiveHooks, getEnv, hookEnv, startEnv, stopEnv, type StepTiming } from './lifecycle.js';
 import { checkJname, checkNodename } from './names.js';
 import type { NodeCtx } from './node.js';
 import { adoptEnv } from './register.js';
@@ -56,6 +56,8 @@ export interface MigrateResult {
   totalMs: number;
   /** the lease generation the destination now holds */
   generation: number;
+  /** where the downtime went: the steps of the stop here and of the adopt (and start) there, ms */
+  timings: { stop: StepTiming[]; adopt: StepTiming[] };
 }
 
 /** Options of {@link migrateEnv}. */
@@ -129,11 +131,13 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
   const cancelThere = () => (wasRunning ? client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/cancel`, {}).then(() => undefined, () => undefined) : Promise.resolve());
 
   let tDown: number | undefined;
+  const stopTimings: StepTiming[] = [];
+  let adoptTimings: StepTiming[] = [];
   if (wasRunning) {
     tDown = performance.now();
     try {
       // keepStorage: the storage stays mounted here until the destination runs the env
-      await runStep('stop', here, () => stopEnv(ctx, jname, { ...op, keepStorage: true }));
+      await runStep('stop', here, () => stopEnv(ctx, jname, { ...op, keepStorage: true, timings: stopTimings }));
     } catch (e) {
       await cancelThere();
       throw fail('stop', toBerthError(e), `${jname} stays on ${here}`, undefined);
@@ -155,11 +159,13 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
     throw fail('handover', cause, `${jname} is still registered on ${here}`, cause.hint);
   }
   ctx.inv.delete(jname);
-  await journal(ctx, 'drop', row, 'handed');
+  // journaled while the destination adopts (journal() never throws)
+  const journaled = journal(ctx, 'drop', row, 'handed');
 
   try {
-    await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`,
+    const a = await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`,
       { generation, start: wasRunning, mounted: wasRunning, return_to: here }));
+    adoptTimings = ((a.result as { timings?: StepTiming[] } | undefined)?.timings) ?? [];
   } catch (e) {
     const cause = toBerthError(e);
     const back = cause.details?.handedBack as { node: string; generation: number } | undefined;
@@ -176,6 +182,7 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
       `on ${dst}: berth jls jname=${jname}; if it is not listed there, run on ${dst}: berth jregister jname=${jname}${wasRunning ? ` start=1` : ''}`);
   }
   const downtimeMs = tDown === undefined ? null : ms(tDown);
+  await journaled;
   if (wasRunning) await runStep('unmount', here, unmountHere).catch(() => undefined);
-  return { jname, from: here, to: dst, wasRunning, steps, downtimeMs, totalMs: ms(tStart), generation };
+  return { jname, from: here, to: dst, wasRunning, steps, downtimeMs, totalMs: ms(tStart), generation, timings: { stop: stopTimings, adopt: adoptTimings } };
 }

@@ -26,11 +26,11 @@ import { readDescriptor, readSharedDescriptor, writeDescriptor, writeDescriptorI
 import { STATUS } from './inventory.js';
 import { checkJname, checkJnamePattern, checkUuid, isGlob, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
-import { SETTABLE_KEYS, recoverStaleClaim, effectiveHooks, getEnv, hookEnv, startEnv, validateSettings, verifyIdentity, type EnvInfo, type OpOptions } from './lifecycle.js';
+import { SETTABLE_KEYS, recoverStaleClaim, effectiveHooks, getEnv, hookEnv, startEnv, timed, validateSettings, verifyIdentity, type EnvInfo, type OpOptions, type StepTiming } from './lifecycle.js';
 import { checkHookSafe, notRootOnly, runStorageHook } from './hooks.js';
 import { checkLease, readLease, type WatchResult } from './ownership/record.js';
 import {
-  acquireEnvLease, completeTakeover, handoverEnvLease, journal, releaseEnvLease, requireLease, takeoverEnvLease, watchOwner,
+  acquireEnvLease, completeTakeover, handoverEnvLease, importLegacyLease, journal, releaseEnvLease, requireLease, takeoverEnvLease, watchOwner,
 } from './ownership/leases.js';
 import { forgetFencedEnv } from './ownership/fence.js';
 
@@ -61,6 +61,8 @@ export interface RegisterResult {
   rcfile?: string;
   /** with `start`: the env as started */
   started?: EnvInfo;
+  /** adopt: how long each step took (ms) */
+  timings?: StepTiming[];
 }
 
 /**
@@ -145,15 +147,17 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   // The owner as the record says (the record is visible whatever is mounted): another node's
   // lease is refused here, before anything is mounted, unless force; then its node's heartbeat
   // is watched while mnt_start mounts the storage.
-  const current = await readLease(p.lease);
-  const fromOther = !!current && current.node !== ctx.nodename;
-  if (fromOther && !opts.force) await acquireEnvLease(ctx, name, conf.uuid ?? current.uuid); // throws E_LEASE_HELD naming the owner, hint --force
+  let current = await readLease(p.lease);
+  const refuseHeld = async () => { if (current && current.node !== ctx.nodename && !opts.force) await acquireEnvLease(ctx, name, conf.uuid ?? current.uuid); }; // throws E_LEASE_HELD naming the owner, hint --force
+  await refuseHeld();
   const ac = new AbortController();
   let watching: Promise<WatchResult> | undefined;
-  if (fromOther) {
+  const watch = () => {
+    if (!current || current.node === ctx.nodename) return;
     watching = watchOwner(ctx, name, { force: true, onWait: opts.onWait, signal: ac.signal });
     watching.catch(() => undefined); // awaited below; a refusal while mnt_start runs is not unhandled
-  }
+  };
+  watch();
   // (an adopted env's dirs exist: one lookup each on the shared storage, not a mkdir and a stat)
   const made: string[] = [];
   for (const d of [p.data, p.sysdir, p.fstabDir]) {
@@ -178,6 +182,14 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     }
     result.uuid = conf.uuid;
     verifyIdentity(ctx, name, conf.uuid);
+    if (!current) {
+      // no record yet: an env of berth 0.1 keeps its lease in the (now mounted) sysdir
+      if (await importLegacyLease(ctx, name)) {
+        current = await readLease(p.lease);
+        await refuseHeld();
+        watch();
+      }
+    }
     if (watching) {
       result.previousOwner = current!.node || undefined;
       const l = await completeTakeover(ctx, name, conf.uuid, await watching, { force: true, onWait: opts.onWait });
@@ -301,8 +313,9 @@ export async function cancelAdopt(ctx: NodeCtx, jname: string, opts: OpOptions =
  * @throws BerthError E_LEASE_SUPERSEDED / E_LEASE_MISSING (4), E_ENV_EXISTS (1), hook errors,
  *   E_IDENTITY (5), start errors
  */
-export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string }): Promise<RegisterResult> {
-  const plan = await prepareAdopt(ctx, jname, { ...opts, mount: !opts.mounted }).catch(async (e) => {
+export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string; plan?: AdoptPlan }): Promise<RegisterResult> {
+  // a plan from this process's prepare (its checks done, the storage mounted) is used as it is
+  const plan = opts.plan?.jname === jname && opts.plan.mounted ? opts.plan : await prepareAdopt(ctx, jname, { ...opts, mount: !opts.mounted }).catch(async (e) => {
     if (opts.mounted) await cancelAdopt(ctx, jname, opts).catch(() => undefined);
     throw await handBack(e);
   });
@@ -311,27 +324,38 @@ export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { 
   let inserted = false;
   let mounted = true;
   let started = false;
+  const t: StepTiming[] = opts.timings ?? [];
   try {
-    const rec = await checkLease(p.lease, { node: ctx.nodename, generation: opts.generation, uuid: plan.uuid });
-    conf = { ...readSharedDescriptor(p.recordDescriptor, ctx.wd.root), jname, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
-    conf.emulator ??= 'jail';
-    verifyIdentity(ctx, jname, plan.uuid);
-    await writeDescriptorIfChanged(p.descriptor, conf, ctx.wd.root);
-    ctx.inv.insert({ jname, uuid: plan.uuid, emulator: conf.emulator, generation: rec.generation, conf });
+    const rec = await timed(t, 'lease', () => checkLease(p.lease, { node: ctx.nodename, generation: opts.generation, uuid: plan.uuid }));
+    conf = await timed(t, 'descriptor', async () => {
+      const c: EnvConf = { ...readSharedDescriptor(p.recordDescriptor, ctx.wd.root), jname, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
+      c.emulator ??= 'jail';
+      await writeDescriptorIfChanged(p.descriptor, c, ctx.wd.root);
+      return c;
+    });
+    ctx.inv.insert({ jname, uuid: plan.uuid, emulator: conf.emulator!, generation: rec.generation, conf });
     inserted = true;
-    const result: RegisterResult = { jname, uuid: plan.uuid, generation: rec.generation, tookOver: false, previousOwner: rec.handoverFrom?.node, rcfile: p.recordDescriptor };
-    if (opts.start) {
-      started = true; // from here on the start (or its teardown) owns the mount
-      mounted = false;
-      result.started = await startEnv(ctx, jname, { verbose: opts.verbose, mounted: true });
-    } else if (!opts.keepStorage) {
-      mounted = false;
-      await runStorageHook('mnt_stop', plan.hooks.stop, 'register', hookEnv(ctx, jname, conf, opts));
+    // the journal entry is written while the env starts (it never throws: journal())
+    const journaled = journal(ctx, 'own', { jname, uuid: plan.uuid, generation: rec.generation, emulator: conf.emulator! }, 'handover');
+    const result: RegisterResult = { jname, uuid: plan.uuid, generation: rec.generation, tookOver: false, previousOwner: rec.handoverFrom?.node, rcfile: p.recordDescriptor, timings: t };
+    try {
+      if (opts.start) {
+        started = true; // from here on the start (or its teardown) owns the mount
+        mounted = false;
+        result.started = await startEnv(ctx, jname, { verbose: opts.verbose, mounted: true, timings: t });
+      } else if (!opts.keepStorage) {
+        mounted = false;
+        await runStorageHook('mnt_stop', plan.hooks.stop, 'register', hookEnv(ctx, jname, conf, opts));
+      }
+    } finally {
+      await journaled;
     }
-    await journal(ctx, 'own', { jname, uuid: plan.uuid, generation: rec.generation, emulator: conf.emulator }, 'handover');
     return result;
   } catch (e) {
-    if (inserted) ctx.inv.delete(jname);
+    if (inserted) {
+      ctx.inv.delete(jname);
+      await journal(ctx, 'drop', { jname, uuid: plan.uuid, generation: opts.generation, emulator: conf.emulator ?? plan.emulator }, 'handed back');
+    }
     if (mounted && !started) await runStorageHook('mnt_stop', plan.hooks.stop, 'register', hookEnv(ctx, jname, conf, opts)).catch(() => undefined);
     throw await handBack(e);
   }

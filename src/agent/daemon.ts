@@ -51,7 +51,7 @@ import { readLeaseState } from '../ownership/record.js';
 import { journal, requireLease } from '../ownership/leases.js';
 import { newBootId, writeNodeBeat } from '../ownership/heartbeat.js';
 import { clearNotice, listNotices } from '../ownership/notices.js';
-import { COMPACT_EVERY, entriesSinceSnapshot, writeSnapshot } from '../ownership/journal.js';
+import { COMPACT_EVERY, entriesSinceSnapshot, readNodeIndex, writeSnapshot } from '../ownership/journal.js';
 import { reconcileEnv, startEnv } from '../lifecycle.js';
 import { getLogger } from '../log.js';
 import { openNode, type NodeCtx } from '../node.js';
@@ -243,6 +243,7 @@ export class Agent {
       this.timers.push(setInterval(() => void this.observe(), this.ctx.settings.lease_ttl * 1000));
       await this.autostart();
       await this.observe();
+      await this.syncIndex();
       await this.compactRound(true);
     })().catch((e) => log('error', { err: String(e) }, 'first round failed')));
     return endpoints;
@@ -370,6 +371,30 @@ export class Agent {
       } catch (e) {
         await log('error', { jname: row.jname, err: String(e) }, 'reconcile failed');
       }
+    }
+  }
+
+  /**
+   * Once at start: makes this node's journal say what its inventory holds (an upgrade from
+   * berth 0.1, which had no journal; entries lost when a command died between its transition
+   * and its journal entry): an `own` entry for each row the journal lacks or has at another
+   * generation, a `drop` for each entry without a row. Nothing when they agree.
+   */
+  private async syncIndex(): Promise<void> {
+    const { ctx } = this;
+    try {
+      const idx = await readNodeIndex(ctx.own, ctx.nodename);
+      const rows = ctx.inv.list().filter((r) => r.generation > 0 && !isFenced(ctx, r.jname));
+      let n = 0;
+      for (const r of rows) {
+        const e = idx.envs[r.jname];
+        if (!e || e.generation !== r.generation || e.uuid !== r.uuid) { await journal(ctx, 'own', r, 'sync'); n++; }
+      }
+      const have = new Set(rows.map((r) => r.jname));
+      for (const e of Object.values(idx.envs)) if (!have.has(e.jname)) { await journal(ctx, 'drop', e, 'sync'); n++; }
+      if (n) await log('info', { entries: n }, 'journal brought in line with the inventory');
+    } catch (e) {
+      await log('warn', { err: String(e) }, 'cannot read this node\'s journal');
     }
   }
 

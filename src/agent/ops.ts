@@ -11,7 +11,7 @@ import { STATUS } from '../inventory.js';
 import { readLeaseState } from '../ownership/record.js';
 import { engineEnv, getEnv, listEnvs, startEnv, stopEnv, type EnvInfo } from '../lifecycle.js';
 import type { NodeCtx } from '../node.js';
-import { adoptEnv, cancelAdopt, prepareAdopt, registerEnv, unregisterEnv } from '../register.js';
+import { adoptEnv, cancelAdopt, prepareAdopt, registerEnv, unregisterEnv, type AdoptPlan } from '../register.js';
 import { readSharedText, revalidate } from '../sharedfs.js';
 import { explainNotFound } from '../owner.js';
 import { readSettings } from '../settings.js';
@@ -49,8 +49,8 @@ export const PREPARE_TTL_SEC = 120;
 /** Builds the AgentOps of a node. `track` wraps every mutating operation (the agent waits for them on shutdown). */
 export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = (p) => p): AgentOps {
   // storage mounted by a prepare, waiting for its adopt: undone after PREPARE_TTL_SEC
-  const prepared = new Map<string, NodeJS.Timeout>();
-  const unprepare = (jname: string) => { clearTimeout(prepared.get(jname)); prepared.delete(jname); };
+  const prepared = new Map<string, { timer: NodeJS.Timeout; plan: AdoptPlan }>();
+  const unprepare = (jname: string) => { clearTimeout(prepared.get(jname)?.timer); const p = prepared.get(jname)?.plan; prepared.delete(jname); return p; };
   const statusOf = async (e: EnvInfo): Promise<EnvStatus> => {
     const row = ctx.inv.get(e.jname);
     let running = false;
@@ -130,9 +130,9 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const plan = await prepareAdopt(ctx, jname, { uuid: body.uuid, mount: body.mount });
       if (plan.mounted) {
         unprepare(jname);
-        const t = setTimeout(() => { prepared.delete(jname); void track(cancelAdopt(ctx, jname).catch(() => undefined)); }, PREPARE_TTL_SEC * 1000);
-        t.unref();
-        prepared.set(jname, t);
+        const timer = setTimeout(() => { prepared.delete(jname); void track(cancelAdopt(ctx, jname).catch(() => undefined)); }, PREPARE_TTL_SEC * 1000);
+        timer.unref();
+        prepared.set(jname, { timer, plan });
       }
       return plan;
     }),
@@ -142,10 +142,10 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       return {};
     }),
     adopt: (jname, body: AdoptBody) => op(async () => {
-      const mounted = !!body.mounted && prepared.has(jname);
-      unprepare(jname);
+      const plan = unprepare(jname);
+      const mounted = !!body.mounted && !!plan;
       for (const f of [ctx.wd.env(jname).recordDescriptor, ctx.wd.env(jname).descriptor]) revalidate(f);
-      const r = await adoptEnv(ctx, jname, { generation: body.generation, start: body.start, mounted, returnTo: body.return_to });
+      const r = await adoptEnv(ctx, jname, { generation: body.generation, start: body.start, mounted, returnTo: body.return_to, plan: mounted ? plan : undefined });
       await clearFenceMarker(ctx.wd, jname);
       return r;
     }),

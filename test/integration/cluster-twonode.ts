@@ -8,7 +8,7 @@
  * (`bin/berth agent`) as a child process on a free loopback port.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { AgentClient } from '../../src/agent/client.js';
@@ -149,8 +149,51 @@ async function cleanupNodes(fx: TwoNodes): Promise<void> {
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((t): t is string => !!t && t.startsWith(jails + '/'));
     for (const m of mounts.sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', m]);
   }
+  // what storage hooks mounted per env (the per-env layout), deepest first
+  const rest = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((t): t is string => !!t && t.startsWith(fx.base + '/'));
+  for (const m of rest.sort((a, b) => b.length - a.length)) if (!/\/(jails-(data|system|rcconf|fstab|lease))$/.test(m)) spawnSync('umount', [m]);
   await fx.vol.remove();
   rmSync(fx.base, { recursive: true, force: true });
+}
+
+/**
+ * The per-env layout the seed recommends, as `make demo` builds it: two nodes sharing one
+ * GlusterFS volume where each env's data, system and fstab dirs are sub-directory mounts made
+ * by the example hooks (share/examples/env_start/glusterfs/, the nodes' default_mnt_start /
+ * default_mnt_stop), mounted only while in use; only the ownership directory (`lease`) and
+ * jails-rcconf (`rcconf`) are mounted whole on both nodes.
+ */
+export async function perEnvNodes(initenvArgs: string[] = []): Promise<TwoNodes> {
+  const base = tempDir('berth-pe-');
+  const vol = await glusterVolume();
+  const n1 = new TestNode('node1', join(base, 'n1', 'wd'));
+  const n2 = new TestNode('node2', join(base, 'second-node', 'var-lib', 'wd'));
+  const fx: TwoNodes = { vol, base, n1, n2, cleanup: () => cleanupNodes(fx) };
+  try {
+    for (const sub of ['data', 'system', 'fstab', 'rcconf', 'lease']) await vol.mkdirOnVolume(sub);
+    for (const n of [n1, n2]) {
+      const hooks = join(n.wd, 'share', 'examples', 'env_start', 'glusterfs');
+      berthOk(['initenv', `workdir=${n.wd}`, `nodename=${n.name}`, `default_mnt_start=${join(hooks, 'env_start_gluster.sh')}`, `default_mnt_stop=${join(hooks, 'env_stop_gluster.sh')}`, ...initenvArgs]);
+      const conf = join(hooks, 'env_start_gluster.conf');
+      writeFileSync(conf, `GLUSTER_SERVER="${vol.server}"\nGLUSTER_VOLUME="${vol.name}"\nMOUNT_FSTAB=1\nGLUSTER_MOUNT_TIMEOUT=60\nGLUSTER_CREATE_DIRS=1\n`);
+      chmodSync(conf, 0o644);
+      await vol.mount(join(n.wd, 'jails-rcconf'), 'rcconf');
+      await vol.mount(join(n.wd, 'jails-lease'), 'lease');
+      n.ok(['base', 'busybox', 'name=bb']);
+    }
+  } catch (e) {
+    await fx.cleanup().catch(() => undefined);
+    throw e;
+  }
+  return fx;
+}
+
+/** Gluster sub-directory mounts of the volume under a node's workdir (what its hooks mounted), as "<sub> <dir relative to the workdir>". */
+export function hookMounts(n: TestNode): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => f.length > 8 && (f[4] ?? '').startsWith(n.wd + '/'))
+    .map((f) => { const i = f.indexOf('-'); return { target: f[4]!, fstype: f[i + 1], src: f[i + 2] ?? '' }; })
+    .filter((m) => m.fstype === 'fuse.glusterfs' && !/\/(rcconf|lease)$/.test(m.src) && !m.target.startsWith(join(n.wd, 'jails') + '/'))
+    .map((m) => `${m.src.replace(/^[^:]*:\/[^/]+\//, '')} ${m.target.slice(n.wd.length + 1)}`).sort();
 }
 
 /**

@@ -129,6 +129,35 @@ describe('how hooks are called', () => {
     assert.deepEqual(readdirSync(join(wd, 'jails-data/args1-data')), [], 'nothing on the local disk');
   });
 
+  test('jset on a stopped env brackets its write with the hooks as BERTH_ACTION=set', () => {
+    create('set1');
+    resetCalls();
+    berthOk(['jset', 'jname=set1', 'host_hostname=set1.example'], env());
+    assert.deepEqual(calls('set1').map((c) => `${c.hook} ${c.action}`), ['mnt_start set', 'mnt_stop set']);
+    assert.match(readFileSync(join(ctl, 'store/system/set1/rc.conf_set1'), 'utf8'), /host_hostname="set1\.example";/);
+  });
+
+  test('jstart of an env whose descriptor on the storage has a bad line names the file and the line, and leaves nothing mounted', () => {
+    create('bad1');
+    const before = mountTable(top);
+    const file = join(ctl, 'store/system/bad1/rc.conf_bad1');
+    const lines = readFileSync(file, 'utf8').split('\n');
+    const at = lines.findIndex((l) => l.startsWith('host_hostname='));
+    lines.splice(at, 0, 'this is not a key="value" line');
+    writeFileSync(file, lines.join('\n'));
+    const r = berth(['jstart', 'jname=bad1', '--json'], env());
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.json.error.code, 'E_BAD_CONF');
+    assert.match(r.json.error.message, new RegExp(`rc\\.conf_bad1:${at + 1}:`), 'file and line number');
+    assert.doesNotMatch(r.stderr, /probably not mounted/);
+    assert.deepEqual(mountTable(top), before);
+    assert.equal(status('bad1'), 'Off');
+    lines.splice(at, 1);
+    writeFileSync(file, lines.join('\n'));
+    berthOk(['jstart', 'jname=bad1'], env());
+    berthOk(['jstop', 'jname=bad1'], env());
+  });
+
   test('node defaults default_mnt_start/default_mnt_stop apply when the env sets none; mnt_start=0 means none', () => {
     const wd2 = join(top, 'wd2');
     berthOk(['initenv', `workdir=${wd2}`, 'nodename=node2', `default_mnt_start=${START}`, `default_mnt_stop=${STOP}`]);

@@ -1,0 +1,161 @@
+/**
+ * Ownership in the layout the seed recommends (issue #11), live on GlusterFS: each env's data,
+ * system and fstab dirs are sub-directory mounts made by the example hooks only while the env
+ * is in use (test/integration/cluster-twonode.ts perEnvNodes); only the ownership directory and
+ * jails-rcconf are mounted whole on both nodes. A node that has nothing of an env mounted must
+ * still see it, see its owner, refuse to take it from a live owner, and take it over from a
+ * dead one.
+ * - cluster ls lists the env from both nodes, equal, also right after jmigrate and right after
+ *   a takeover;
+ * - a stopped env's owner is alive while its agent heartbeats: --force is refused;
+ * - the owner's agent killed with -9 while its container runs → `jregister --force` on node2,
+ *   with no descriptor of its own (the copy in the record) → node1's restarted agent stops its
+ *   copy, which never writes to the data again.
+ */
+import { strict as assert } from 'node:assert';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { readLease } from '../../src/ownership/record.js';
+import { isRoot } from '../helpers/cli.js';
+import { hookMounts, perEnvNodes, sleep, type TestNode, type TwoNodes } from './cluster-twonode.js';
+
+const LEASE_TTL = 3;
+let fx: TwoNodes;
+
+before(async () => {
+  assert.ok(isRoot, 'integration tests run as root (runc, FUSE mounts, glusterd)');
+  fx = await perEnvNodes([`lease_ttl=${LEASE_TTL}`]);
+  await fx.n1.startAgent();
+  await fx.n2.startAgent();
+  fx.n1.ok(['node', 'add', 'name=node2', `url=${fx.n2.url}`, `token=${fx.n2.token}`]);
+  fx.n2.ok(['node', 'add', 'name=node1', `url=${fx.n1.url}`, `token=${fx.n1.token}`]);
+});
+after(async () => { await fx?.cleanup(); });
+
+async function waitFor(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const t0 = performance.now();
+  for (;;) {
+    if (await f()) return;
+    if (performance.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** cluster ls --json of a node, the fields every node must agree on, by jname */
+function view(n: TestNode): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const e of n.ok(['cluster', 'ls', '--json']).json.envs) {
+    out[e.jname] = { uuid: e.uuid, emulator: e.emulator, registered: e.registered, owner: e.owner, generation: e.generation, state: e.state };
+  }
+  return out;
+}
+
+describe('per-env mounts: ownership every node can see', () => {
+  test('an env started on node1 is seen by node2, which has nothing of it mounted; the views are equal', () => {
+    const { n1, n2 } = fx;
+    n1.ok(['jcreate', 'jname=pe1', 'base=bb']);
+    n1.ok(['jstart', 'jname=pe1']);
+    assert.deepEqual(hookMounts(n1), ['data/pe1 jails-data/pe1-data', 'fstab/pe1 jails-fstab/pe1', 'system/pe1 jails-system/pe1']);
+    assert.deepEqual(hookMounts(n2), [], 'node2 mounts nothing of pe1');
+    const v1 = view(n1);
+    assert.deepEqual((v1 as any).pe1, { uuid: n1.envs().pe1.uuid, emulator: 'runc', registered: true, owner: 'node1', generation: 1, state: 'On' });
+    assert.deepEqual(view(n2), v1);
+  });
+
+  test('jmigrate of the running env: the views are equal right after, from both nodes', () => {
+    const { n1, n2 } = fx;
+    n1.ok(['jexec', 'jname=pe1', 'sh', '-c', 'echo moved > /root/note']);
+    const m = n1.ok(['jmigrate', 'jname=pe1', 'dst=node2', '--json'], 120_000).json.migration;
+    // at once, with no pause: a DFS client's cached listing must not make it look unregistered
+    const v2 = view(n2);
+    const v1 = view(n1);
+    assert.deepEqual(v1, v2);
+    assert.deepEqual((v1 as any).pe1.owner, 'node2');
+    assert.equal((v1 as any).pe1.state, 'On');
+    assert.equal(n2.ok(['jexec', 'jname=pe1', 'cat', '/root/note']).stdout, 'moved\n');
+    assert.deepEqual(hookMounts(n1), [], 'node1 let the storage go');
+    console.log(`# jmigrate with per-env GlusterFS mounts: downtime ${m.downtimeMs} ms, total ${m.totalMs} ms; ${m.steps.map((s: any) => `${s.step}@${s.node} ${s.ms} ms`).join(', ')}`);
+    console.log(`#   stop: ${m.timings.stop.map((s: any) => `${s.step} ${s.ms}`).join(', ')}; adopt: ${m.timings.adopt.map((s: any) => `${s.step} ${s.ms}`).join(', ')}`);
+    n2.ok(['jstop', 'jname=pe1']);
+    assert.deepEqual(hookMounts(n2), []);
+  });
+
+  test('the owner is alive with its env stopped and unmounted: --force from node1 is refused and changes nothing', () => {
+    const { n1, n2 } = fx;
+    const before = n2.envs().pe1;
+    const r = n1.run(['jregister', 'jname=pe1', '--force', '--json'], 60_000);
+    assert.equal(r.code, 4, r.stderr);
+    assert.equal(r.json.error.code, 'E_LEASE_HELD');
+    assert.match(r.json.error.hint, /alive/);
+    assert.deepEqual(hookMounts(n1), [], 'node1 mounted nothing that stayed');
+    assert.equal(n1.envs().pe1, undefined);
+    assert.deepEqual(n2.envs().pe1.generation, before.generation);
+  });
+
+  test('owner\'s agent killed -9 while its container runs: --force on the other node takes over from the record, the restarted agent fences its copy', async () => {
+    const { n1, n2 } = fx;
+    n2.ok(['jset', 'jname=pe1', 'exec_start=while :; do echo x >> /root/beat; sleep 0.2; done']);
+    n2.ok(['jstart', 'jname=pe1']);
+    const beat2 = join(n2.wd, 'jails-data', 'pe1-data', 'root', 'beat');
+    await waitFor('the env to write', () => existsSync(beat2) && statSync(beat2).size > 10);
+    const gen = n2.envs().pe1.generation;
+    assert.equal(await n2.stopAgent('SIGKILL'), 128);
+    assert.ok(!existsSync(join(n1.wd, 'jails-rcconf', 'rc.conf_pe1')), 'no unregistered descriptor: the owner never let it go');
+    const t0 = performance.now();
+    const take = n1.ok(['jregister', 'jname=pe1', '--force', '--start', '--json'], 120_000).json.results[0];
+    const takeMs = performance.now() - t0;
+    console.log(`# takeover with per-env mounts: jregister --force --start took ${Math.round(takeMs)} ms = ${(takeMs / 1000 / LEASE_TTL).toFixed(2)} x lease_ttl`);
+    assert.equal(take.tookOver, true);
+    assert.equal(take.previousOwner, 'node2');
+    assert.equal(take.generation, gen + 1);
+    assert.match(take.rcfile, /jails-lease\/envs\/pe1\/rc\.conf_pe1$/, 'the descriptor came from the ownership record');
+    assert.equal(take.started.status, 'On');
+    assert.equal((await readLease(join(n1.wd, 'jails-lease', 'envs', 'pe1')))!.node, 'node1');
+    // right after the takeover the views are equal (node2's agent is down: both read the records)
+    const v1 = view(n1);
+    assert.deepEqual((v1 as any).pe1.owner, 'node1');
+    assert.deepEqual((v1 as any).pe1.generation, gen + 1);
+    // node2's own view comes from its own inventory for its stale row: same owner and generation
+    const v2 = (view(n2) as any).pe1;
+    assert.deepEqual([v2.owner, v2.generation], ['node1', gen + 1]);
+    // both copies write now (node2's agent is dead): fencing must end node2's
+    const beat1 = join(n1.wd, 'jails-data', 'pe1-data', 'root', 'beat');
+    const s0 = statSync(beat1).size;
+    await waitFor('node1\'s copy to write', () => statSync(beat1).size > s0);
+
+    const tAgent = performance.now();
+    await n2.startAgent();
+    await waitFor('node2 to fence its copy', () => n2.envs().pe1?.status === 'Off');
+    console.log(`# fencing with per-env mounts: node2's restarted agent stopped its copy ${Math.round(performance.now() - tAgent)} ms after it was spawned`);
+    const marker = JSON.parse(readFileSync(join(n2.wd, 'var', 'run', 'fenced', 'pe1.json'), 'utf8'));
+    assert.equal(marker.owner, 'node1');
+    assert.equal(marker.stopped, true);
+    assert.deepEqual(hookMounts(n2), [], 'node2 unmounted its storage (mnt_stop, BERTH_FENCED=1)');
+    assert.equal(n2.run(['jexec', 'jname=pe1', 'true']).code, 1, 'no process of pe1 left on node2');
+    for (const args of [['jstart', 'jname=pe1'], ['junregister', 'jname=pe1'], ['jset', 'jname=pe1', 'host_hostname=evil']]) {
+      const x = n2.run([...args, '--json']);
+      assert.equal(x.code, 4, `${args.join(' ')} on node2: ${x.stderr}`);
+    }
+    assert.deepEqual(hookMounts(n2), [], 'refused operations leave nothing mounted on node2');
+    // with node1's copy stopped too, nothing writes the data any more (read through a mount of its own)
+    n1.ok(['jstop', 'jname=pe1']);
+    const probe = join(fx.base, 'probe');
+    await fx.vol.mount(probe, 'data/pe1');
+    try {
+      await sleep(1500);
+      const size = statSync(join(probe, 'root', 'beat')).size;
+      await sleep(2 * LEASE_TTL * 1000);
+      assert.equal(statSync(join(probe, 'root', 'beat')).size, size, 'nothing writes /root/beat any more');
+    } finally {
+      await fx.vol.unmountAll().catch(() => undefined);
+      for (const n of [n1, n2]) {
+        await fx.vol.mount(join(n.wd, 'jails-rcconf'), 'rcconf');
+        await fx.vol.mount(join(n.wd, 'jails-lease'), 'lease');
+      }
+    }
+    // the views agree again once both agents answer
+    await waitFor('node2\'s agent', async () => { try { await n2.client().list(); return true; } catch { return false; } });
+    assert.deepEqual(view(n1), view(n2));
+  });
+});
