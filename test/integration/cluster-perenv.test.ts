@@ -13,11 +13,12 @@
  *   copy, which never writes to the data again.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readLease } from '../../src/ownership/record.js';
 import { isRoot } from '../helpers/cli.js';
+import { glusterVolume } from '../helpers/gluster.js';
 import { hookMounts, perEnvNodes, sleep, type TestNode, type TwoNodes } from './cluster-twonode.js';
 
 const LEASE_TTL = 3;
@@ -157,5 +158,46 @@ describe('per-env mounts: ownership every node can see', () => {
     // the views agree again once both agents answer
     await waitFor('node2\'s agent', async () => { try { await n2.client().list(); return true; } catch { return false; } });
     assert.deepEqual(view(n1), view(n2));
+  });
+});
+
+describe('envs on different storages (the seed: jail1 on one DFS server, jail2 on another)', () => {
+  test('one ownership directory for both: both envs listed from both nodes, and each moves with its own storage', async () => {
+    const { n1, n2 } = fx;
+    const vol2 = await glusterVolume();
+    try {
+      for (const sub of ['data', 'system', 'fstab']) await vol2.mkdirOnVolume(sub);
+      // a second copy of the example hooks on each node, configured for the second volume
+      for (const n of [n1, n2]) {
+        const src = join(n.wd, 'share', 'examples', 'env_start', 'glusterfs');
+        const dst = join(n.wd, 'share', 'hooks-vol2');
+        mkdirSync(dst, { recursive: true });
+        for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dst, f));
+        writeFileSync(join(dst, 'env_start_gluster.conf'), `GLUSTER_SERVER="${vol2.server}"\nGLUSTER_VOLUME="${vol2.name}"\nMOUNT_FSTAB=1\nGLUSTER_MOUNT_TIMEOUT=60\nGLUSTER_CREATE_DIRS=1\n`);
+        chmodSync(join(dst, 'env_start_gluster.conf'), 0o644);
+      }
+      const h = join(n1.wd, 'share', 'hooks-vol2');
+      n1.ok(['jcreate', 'jname=onvol1', 'base=bb']); // the node default hooks: the first volume
+      n1.ok(['jcreate', 'jname=onvol2', 'base=bb', `mnt_start=${join(h, 'env_start_gluster.sh')}`, `mnt_stop=${join(h, 'env_stop_gluster.sh')}`]);
+      n1.ok(['jstart', 'jname=onvol2']);
+      n1.ok(['jexec', 'jname=onvol2', 'sh', '-c', 'echo on-the-second-volume > /root/where']);
+      assert.ok(existsSync(join(vol2.brick, 'data', 'onvol2', 'root', 'where')), 'its data is on the second volume');
+      assert.ok(!existsSync(join(fx.vol.brick, 'data', 'onvol2')), 'and not on the first');
+      const v1 = view(n1);
+      assert.deepEqual(view(n2), v1);
+      assert.deepEqual([(v1 as any).onvol1.owner, (v1 as any).onvol2.owner], ['node1', 'node1']);
+      // its descriptor names the hooks as CBSDROOT/...: node2 runs its own copy of them
+      assert.match(readFileSync(join(n1.wd, 'jails-lease', 'envs', 'onvol2', 'rc.conf_onvol2'), 'utf8'), /mnt_start="CBSDROOT\/share\/hooks-vol2\/env_start_gluster\.sh";/);
+      n1.ok(['jmigrate', 'jname=onvol2', 'dst=node2'], 120_000);
+      assert.equal(n2.ok(['jexec', 'jname=onvol2', 'cat', '/root/where']).stdout, 'on-the-second-volume\n');
+      assert.deepEqual(hookMounts(n2).filter((m) => m.includes('onvol2')), ['data/onvol2 jails-data/onvol2-data', 'fstab/onvol2 jails-fstab/onvol2', 'system/onvol2 jails-system/onvol2']);
+      assert.deepEqual(view(n1), view(n2));
+      n2.ok(['jstop', 'jname=onvol2']);
+      n2.ok(['jremove', 'jname=onvol2']);
+      n1.ok(['jremove', 'jname=onvol1']);
+    } finally {
+      for (const n of [n1, n2]) for (const e of Object.values(n.envs())) if ((e as any).jname === 'onvol2' && (e as any).status === 'On') n.run(['jstop', 'jname=onvol2']);
+      await vol2.remove();
+    }
   });
 });

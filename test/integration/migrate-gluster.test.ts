@@ -18,8 +18,8 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readLease } from '../../src/ownership/record.js';
-import { isRoot } from '../helpers/cli.js';
-import { brickBytes, sleep, twoNodes, type TwoNodes } from './cluster-twonode.js';
+import { berthOk, isRoot } from '../helpers/cli.js';
+import { brickBytes, sleep, TestNode, twoNodes, type TwoNodes } from './cluster-twonode.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
@@ -107,6 +107,30 @@ describe('nodes and the API token', () => {
     assert.deepEqual(n1.ok(['node', 'list', '--json']).json.nodes.map((n: any) => [n.name, n.url]), [['node2', n2.url]]);
     const rm = n1.run(['node', 'remove', 'name=node9']);
     assert.equal(rm.code, 3);
+  });
+
+  test('doctor: the ownership dir is read back by the other node; a node with a lease_dir of its own is named', async () => {
+    const { n1, base } = fx;
+    const ok = n1.ok(['doctor', '--json']).json.checks.find((c: any) => c.check === 'ownership shared');
+    assert.equal(ok.status, 'ok', ok.detail);
+    assert.match(ok.detail, /read back by node2/);
+    assert.equal(ok.data.fsType, 'fuse.glusterfs');
+    // a third node whose ownership dir is local to it
+    const n3 = new TestNode('node3', join(base, 'n3', 'wd'));
+    berthOk(['initenv', `workdir=${n3.wd}`, 'nodename=node3']);
+    await n3.startAgent();
+    try {
+      n1.ok(['node', 'add', 'name=node3', `url=${n3.url}`, `token=${n3.token}`]);
+      const r = n1.run(['doctor', '--json']);
+      assert.equal(r.code, 1, 'doctor fails');
+      const bad = r.json.checks.find((c: any) => c.check === 'ownership shared');
+      assert.equal(bad.status, 'fail');
+      assert.match(bad.detail, /read back by node2/);
+      assert.match(bad.detail, /NOT seen by node3/);
+    } finally {
+      n1.run(['node', 'remove', 'name=node3']);
+      await n3.stopAgent();
+    }
   });
 });
 
