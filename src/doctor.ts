@@ -25,7 +25,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as FS, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { AgentClient } from './agent/client.js';
 import { BerthError, notFound } from './errors.js';
 import { checkHookSafe } from './hooks.js';
@@ -461,13 +461,23 @@ export async function doctor(ctx: NodeCtx, opts: DoctorOptions = {}): Promise<Do
 async function checkOwnershipShared(ctx: NodeCtx, fsType: string): Promise<DoctorCheck> {
   const subject = ctx.wd.leaseDir;
   const nodes = ctx.inv.listNodes();
-  const marker = `${ctx.nodename}:${randomBytes(8).toString('hex')}\n`;
+  const id = randomBytes(8).toString('hex');
+  const marker = `${ctx.nodename}:${id}\n`;
+  const file = ctx.own.probeFile(ctx.nodename, id);
   try {
     await mkdir(ctx.own.nodeDir(), { recursive: true });
-    await writeFile(ctx.own.probeFile(), marker, { mode: 0o644 });
+    await writeFile(file, marker, { mode: 0o644, flag: 'wx' });
   } catch (e) {
-    return { check: 'ownership shared', subject, status: 'fail', detail: `cannot write ${ctx.own.probeFile()}: ${(e as Error).message}` };
+    return { check: 'ownership shared', subject, status: 'fail', detail: `cannot write ${file}: ${(e as Error).message}` };
   }
+  try {
+    return await askProbe(ctx, subject, fsType, nodes, id, marker);
+  } finally {
+    await unlink(file).catch(() => undefined);
+  }
+}
+
+async function askProbe(ctx: NodeCtx, subject: string, fsType: string, nodes: { name: string; url: string; token: string }[], id: string, marker: string): Promise<DoctorCheck> {
   if (!nodes.length) {
     const local = !isNetworkFs(fsType);
     return { check: 'ownership shared', subject, status: local ? 'warn' : 'ok',
@@ -476,7 +486,7 @@ async function checkOwnershipShared(ctx: NodeCtx, fsType: string): Promise<Docto
   }
   const results = await Promise.all(nodes.map(async (n) => {
     try {
-      const a = await new AgentClient(n.name, n.url, n.token).call('GET', `/v1/ownership/probe?node=${encodeURIComponent(ctx.nodename)}`, undefined, 5000);
+      const a = await new AgentClient(n.name, n.url, n.token).call('GET', `/v1/ownership/probe?node=${encodeURIComponent(ctx.nodename)}&id=${id}`, undefined, 5000);
       return { node: n.name, seen: a.probe === marker ? 'same' : a.probe ? 'other' : 'none' };
     } catch (e) {
       return { node: n.name, seen: 'unreachable', error: (e as Error).message };

@@ -51,6 +51,14 @@ export interface OpOptions {
   mounted?: boolean;
   /** when given, each step of a start or teardown appends its duration here (jmigrate, benches) */
   timings?: StepTiming[];
+  /**
+   * jstop only: called during the teardown once the env's processes are gone, its root is
+   * unmounted and master_poststop.d ran, before the engine's own state (runc's container
+   * record, a jail.conf) is cleaned up. jmigrate hands the lease over and starts the env at the
+   * destination here, so that the downtime does not wait for that cleanup. A failure of it is
+   * thrown after the teardown finished.
+   */
+  whileDown?: () => Promise<void>;
 }
 
 /** One timed step of a start or teardown: its name and its duration in milliseconds. */
@@ -511,7 +519,7 @@ export async function teardownRun(ctx: NodeCtx, jname: string, runId: string, op
   const row = ctx.inv.get(jname)!;
   await teardownSteps(ctx, row, {
     stopTimeoutSec: Number(row.conf.stop_timeout ?? 10), poststop: opts.engineStarted, mntStop: !opts.keepStorage,
-    hookEnv: hookEnv(ctx, jname, row.conf, opts), reason: opts.reason, timings: opts.timings,
+    hookEnv: hookEnv(ctx, jname, row.conf, opts), reason: opts.reason, timings: opts.timings, whileDown: opts.whileDown,
   });
   return true;
 }
@@ -530,6 +538,8 @@ export interface TeardownPlan {
   reason: string;
   /** when given, each step appends its duration */
   timings?: StepTiming[];
+  /** see {@link OpOptions.whileDown} */
+  whileDown?: () => Promise<void>;
 }
 
 /**
@@ -545,10 +555,16 @@ export async function teardownSteps(ctx: NodeCtx, row: EnvRow, plan: TeardownPla
   const eenv = engineEnv(ctx, jname, conf);
   const errors: unknown[] = [];
   const step = async (name: string, f: () => Promise<unknown>) => { try { await timed(plan.timings, name, f); } catch (e) { errors.push(e); } };
+  const cleanup = () => step('engine cleanup', () => engine.cleanup(eenv));
   await step(`engine ${engine.name} stop`, () => engine.stop(eenv, plan.stopTimeoutSec));
-  await step('engine cleanup', () => engine.cleanup(eenv));
+  if (!plan.whileDown) await cleanup();
   await step('unmount root', async () => unmountAllUnder(await ctx.mounts(), ctx.wd.env(jname).path));
   if (plan.poststop) await step('master_poststop.d', () => runHookDir(join(ctx.wd.env(jname).sysdir, 'master_poststop.d'), 'stop', plan.hookEnv, { stopOnError: false }));
+  if (plan.whileDown) {
+    // nothing of the env runs or is mounted here any more: what must happen while it is down
+    await step('while down', plan.whileDown);
+    await cleanup();
+  }
   if (plan.mntStop) await step('mnt_stop', () => runStorageHook('mnt_stop', effectiveHooks(ctx, conf).stop, 'stop', plan.hookEnv));
   ctx.inv.finishTeardown(jname);
   if (errors.length) {

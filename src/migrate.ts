@@ -10,14 +10,16 @@
  * storage at the destination (mnt_start + identity check) while the env still runs here, so no
  * mount is made while it is down.
  *
- * Steps, each timed (ms): stop here (the storage stays mounted) → hand the lease to the
- * destination (one exclusive create of generation N+1 in the ownership record: the env is owned
- * at every moment, by exactly one node; its row here is deleted) → POST adopt there (it checks
- * the handed-over claim, registers the env at N+1 and starts it when it ran here) → mnt_stop
- * here. The downtime is from the stop here to the adopt's answer.
+ * Steps, each timed (ms): stop here (the storage stays mounted); while the env is down (its
+ * processes gone, its root unmounted, master_poststop.d run: inside the stop's teardown, before
+ * the engine's own cleanup) hand the lease to the destination (one exclusive create of
+ * generation N+1 in the ownership record: the env is owned at every moment, by exactly one
+ * node) → POST adopt there (it checks the handed-over claim, registers the env at N+1 and
+ * starts it when it ran here); then this node's row is deleted and mnt_stop runs here. The
+ * downtime is from the stop here to the adopt's answer.
  *
- * Rollback: when the adopt fails, the destination hands the lease back (N+2) and this node
- * adopts the env again (and starts it when it ran). When the destination cannot be reached after
+ * Rollback: when the adopt fails, the destination hands the lease back (N+2); this node's row
+ * takes that generation and the env starts here again when it ran. When the destination cannot be reached after
  * the handover, it holds the lease: the error names it and says what to run there. A failed
  * migration throws E_MIGRATE_FAILED with the exit code of the failing step's error, and
  * `details` holding the steps and where the env is now.
@@ -27,7 +29,6 @@ import { STATUS } from './inventory.js';
 import { effectiveHooks, getEnv, hookEnv, startEnv, stopEnv, type StepTiming } from './lifecycle.js';
 import { checkJname, checkNodename } from './names.js';
 import type { NodeCtx } from './node.js';
-import { adoptEnv } from './register.js';
 import { nodeClient } from './cluster.js';
 import { runStorageHook } from './hooks.js';
 import { handoverEnvLease, journal, requireLease } from './ownership/leases.js';
@@ -92,18 +93,20 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
   const here = ctx.nodename;
   const op = { verbose: opts.verbose };
   const steps: MigrateStep[] = [];
+  // steps are listed in the order they began (the stop ends last: the handover and the adopt
+  // happen while the env is down, before the stop's final cleanup)
   const runStep = async <T>(step: string, node: string, f: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
+    const s: MigrateStep = { step, node, ms: 0, ok: false };
+    steps.push(s);
     try {
       const r = await f();
-      const s: MigrateStep = { step, node, ms: ms(t0), ok: true };
-      steps.push(s);
+      Object.assign(s, { ms: ms(t0), ok: true });
       opts.onStep?.(s);
       return r;
     } catch (e) {
       const err = toBerthError(e);
-      const s: MigrateStep = { step, node, ms: ms(t0), ok: false, error: { code: err.code, message: err.message, exitCode: err.exitCode } };
-      steps.push(s);
+      Object.assign(s, { ms: ms(t0), ok: false, error: { code: err.code, message: err.message, exitCode: err.exitCode } });
       opts.onStep?.(s);
       throw err;
     }
@@ -131,58 +134,79 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
   const cancelThere = () => (wasRunning ? client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/cancel`, {}).then(() => undefined, () => undefined) : Promise.resolve());
 
   let tDown: number | undefined;
+  let tUp: number | undefined;
   const stopTimings: StepTiming[] = [];
   let adoptTimings: StepTiming[] = [];
+  const unmountHere = () => runStorageHook('mnt_stop', effectiveHooks(ctx, row.conf).stop, 'unregister', hookEnv(ctx, jname, row.conf, op));
+
+  // hand the lease over (from then on the destination owns the env) and adopt it there; when
+  // the env runs, this happens inside the stop's teardown, once nothing of it runs here
+  let generation = 0;
+  let handoverErr: BerthError | undefined;
+  let adoptErr: BerthError | undefined;
+  const switchOver = async () => {
+    try {
+      generation = (await runStep('handover', here, () => handoverEnvLease(ctx, row, dst))).generation;
+    } catch (e) {
+      handoverErr = toBerthError(e);
+      return;
+    }
+    try {
+      const a = await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`,
+        { generation, start: wasRunning, mounted: wasRunning, return_to: here }));
+      adoptTimings = ((a.result as { timings?: StepTiming[] } | undefined)?.timings) ?? [];
+      tUp = performance.now();
+    } catch (e) {
+      adoptErr = toBerthError(e);
+    }
+  };
   if (wasRunning) {
     tDown = performance.now();
     try {
       // keepStorage: the storage stays mounted here until the destination runs the env
-      await runStep('stop', here, () => stopEnv(ctx, jname, { ...op, keepStorage: true, timings: stopTimings }));
+      await runStep('stop', here, () => stopEnv(ctx, jname, { ...op, keepStorage: true, timings: stopTimings, whileDown: switchOver }));
     } catch (e) {
-      await cancelThere();
-      throw fail('stop', toBerthError(e), `${jname} stays on ${here}`, undefined);
+      // the switch-over did not happen (the stop failed before its teardown), or a cleanup step
+      // after it failed (logged by the teardown; the switch-over's outcome decides below)
+      if (!generation && !handoverErr) {
+        await cancelThere();
+        throw fail('stop', toBerthError(e), `${jname} stays on ${here}`, undefined);
+      }
     }
+  } else {
+    await switchOver();
   }
-  const unmountHere = () => runStorageHook('mnt_stop', effectiveHooks(ctx, row.conf).stop, 'unregister', hookEnv(ctx, jname, row.conf, op));
 
-  // hand the lease over: from now on the destination owns the env
-  let generation: number;
-  try {
-    generation = (await runStep('handover', here, () => handoverEnvLease(ctx, row, dst))).generation;
-  } catch (e) {
-    const cause = toBerthError(e);
+  if (handoverErr) {
     await cancelThere();
     if (wasRunning) {
       const back = await runStep('rollback-start', here, () => startEnv(ctx, jname, { ...op, mounted: true })).then(() => undefined, (x) => toBerthError(x));
-      throw fail('handover', cause, back ? `${jname} is registered but stopped on ${here}` : `${jname} runs on ${here} again`, cause.hint, back);
+      throw fail('handover', handoverErr, back ? `${jname} is registered but stopped on ${here}` : `${jname} runs on ${here} again`, handoverErr.hint, back);
     }
-    throw fail('handover', cause, `${jname} is still registered on ${here}`, cause.hint);
+    throw fail('handover', handoverErr, `${jname} is still registered on ${here}`, handoverErr.hint);
   }
-  ctx.inv.delete(jname);
-  // journaled while the destination adopts (journal() never throws)
-  const journaled = journal(ctx, 'drop', row, 'handed');
-
-  try {
-    const a = await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`,
-      { generation, start: wasRunning, mounted: wasRunning, return_to: here }));
-    adoptTimings = ((a.result as { timings?: StepTiming[] } | undefined)?.timings) ?? [];
-  } catch (e) {
-    const cause = toBerthError(e);
-    const back = cause.details?.handedBack as { node: string; generation: number } | undefined;
+  if (adoptErr) {
+    const back = adoptErr.details?.handedBack as { node: string; generation: number } | undefined;
     if (back?.node === here) {
-      // the destination gave the lease back: adopt the env here again (its storage is still mounted here)
-      const again = await runStep('rollback-adopt', here, () => adoptEnv(ctx, jname, { ...op, generation: back.generation, mounted: wasRunning, start: wasRunning }))
-        .then(() => undefined, (x) => toBerthError(x));
-      throw fail(`adopt on ${dst}`, cause, again ? `${jname} could not be adopted again on ${here}` : `${jname} is back on ${here}${wasRunning ? ' and running' : ''}`,
-        again ? `the lease is node ${here}'s (generation ${back.generation}): on ${here} run berth jregister jname=${jname}` : cause.hint, again);
+      // the destination gave the lease back: this node's row holds it again (its storage is still mounted here)
+      const again = await runStep('rollback-adopt', here, async () => {
+        ctx.inv.setGeneration(jname, back.generation);
+        await journal(ctx, 'own', { ...row, generation: back.generation }, 'handed back');
+        if (wasRunning) await startEnv(ctx, jname, { ...op, mounted: true });
+      }).then(() => undefined, (x) => toBerthError(x));
+      throw fail(`adopt on ${dst}`, adoptErr, again ? `${jname} could not be started again on ${here}` : `${jname} is back on ${here}${wasRunning ? ' and running' : ''}`,
+        again ? `the lease is node ${here}'s (generation ${back.generation}): on ${here} run berth jstart jname=${jname}` : adoptErr.hint, again);
     }
     // no answer, or not given back: the destination holds the lease (generation N+1)
+    ctx.inv.delete(jname);
+    await journal(ctx, 'drop', row, 'handed');
     if (wasRunning) await unmountHere().catch(() => undefined);
-    throw fail(`adopt on ${dst}`, cause, `node ${dst} holds the lease of ${jname} (generation ${generation}) but did not confirm it runs the env`,
-      `on ${dst}: berth jls jname=${jname}; if it is not listed there, run on ${dst}: berth jregister jname=${jname}${wasRunning ? ` start=1` : ''}`);
+    throw fail(`adopt on ${dst}`, adoptErr, `node ${dst} holds the lease of ${jname} (generation ${generation}) but did not confirm it runs the env`,
+      `on ${dst}: berth jls jname=${jname}; if it is not listed there, run on ${dst}: berth jregister jname=${jname}${wasRunning ? ' --start' : ''}`);
   }
-  const downtimeMs = tDown === undefined ? null : ms(tDown);
-  await journaled;
+  const downtimeMs = tDown === undefined || tUp === undefined ? null : Math.round(tUp - tDown);
+  ctx.inv.delete(jname);
+  await journal(ctx, 'drop', row, 'handed');
   if (wasRunning) await runStep('unmount', here, unmountHere).catch(() => undefined);
   return { jname, from: here, to: dst, wasRunning, steps, downtimeMs, totalMs: ms(tStart), generation, timings: { stop: stopTimings, adopt: adoptTimings } };
 }

@@ -149,6 +149,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   // is watched while mnt_start mounts the storage.
   let current = await readLease(p.lease);
   const refuseHeld = async () => { if (current && current.node !== ctx.nodename && !opts.force) await acquireEnvLease(ctx, name, conf.uuid ?? current.uuid); }; // throws E_LEASE_HELD naming the owner, hint --force
+  let legacyChecked = false;
   await refuseHeld();
   const ac = new AbortController();
   let watching: Promise<WatchResult> | undefined;
@@ -184,6 +185,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
     verifyIdentity(ctx, name, conf.uuid);
     if (!current) {
       // no record yet: an env of berth 0.1 keeps its lease in the (now mounted) sysdir
+      legacyChecked = true;
       if (await importLegacyLease(ctx, name)) {
         current = await readLease(p.lease);
         await refuseHeld();
@@ -200,7 +202,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
       // This node's own lease survived a lost inventory: take it over at a higher generation.
       lease = await takeoverEnvLease(ctx, name, conf.uuid, { force: true, watchSec: 0 });
     } else {
-      lease = await acquireEnvLease(ctx, name, conf.uuid);
+      lease = await acquireEnvLease(ctx, name, conf.uuid, { legacy: !legacyChecked });
     }
     result.generation = lease.generation;
     await writeDescriptorIfChanged(p.descriptor, conf, ctx.wd.root);

@@ -149,8 +149,8 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       await clearFenceMarker(ctx.wd, jname);
       return r;
     }),
-    async probe(node) {
-      try { return readSharedText(ctx.own.probeFile(node)); } catch { return ''; }
+    async probe(node, id) {
+      try { return readSharedText(ctx.own.probeFile(node, id)); } catch { return ''; }
     },
   };
 }

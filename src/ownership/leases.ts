@@ -13,10 +13,10 @@ import type { EnvRow } from '../inventory.js';
 import { warn } from '../log.js';
 import type { NodeCtx } from '../node.js';
 import { readNodeBeatRaw, watchSeconds } from './heartbeat.js';
-import { importLegacy, readLegacy } from './legacy.js';
+import { importLegacy } from './legacy.js';
 import { leaveNotice } from './notices.js';
 import {
-  acquireLease, checkLease, claimFrom, handoverLease, readLeaseState, releaseLease, takeoverLease, watchHolder,
+  acquireLease, checkLease, claimFrom, handoverLease, releaseLease, takeoverLease, watchHolder,
   type LeaseRecord, type TakeoverOptions, type WatchResult,
 } from './record.js';
 
@@ -47,15 +47,15 @@ export async function importLegacyLease(ctx: NodeCtx, jname: string): Promise<nu
 }
 
 /**
- * Acquires a free lease for a new or adopted env (jcreate, jregister, jclone). A legacy log in
- * the (mounted) sysdir sets the floor: the new record's generation is above it, so a node that
- * still records an old generation is superseded.
+ * Acquires a free lease for a new or adopted env (jcreate, jregister, jclone). With `legacy`
+ * (adopting an env that may come from berth 0.1), a legacy log in the (mounted) sysdir is
+ * imported first, so the new generation is above it and a node that still records an old
+ * generation is superseded.
  * @throws BerthError E_LEASE_HELD (exit 4) naming the owner; E_LEASE_IO (exit 1)
  */
-export async function acquireEnvLease(ctx: NodeCtx, jname: string, uuid: string): Promise<LeaseRecord> {
-  await importLegacyLease(ctx, jname).catch(() => 0);
-  const legacy = (await readLeaseState(recordOf(ctx, jname))).generation === 0 ? await readLegacy(ctx.wd.env(jname).legacyLease).catch(() => undefined) : undefined;
-  return acquireLease(recordOf(ctx, jname), { node: ctx.nodename, uuid }, legacy?.generation ?? 0);
+export async function acquireEnvLease(ctx: NodeCtx, jname: string, uuid: string, opts: { legacy?: boolean } = {}): Promise<LeaseRecord> {
+  if (opts.legacy) await importLegacyLease(ctx, jname);
+  return acquireLease(recordOf(ctx, jname), { node: ctx.nodename, uuid });
 }
 
 /** The options of takeoverLease that come from this node: liveness read from the shared node heartbeats. */

@@ -433,14 +433,13 @@ async function claim(leasePath: string, n: number, who: LeaseIdentity, from?: { 
 
 /**
  * Acquires a free lease (never acquired, or released) for `who`, creating the record dir when
- * missing. Used by jcreate and jregister. `floor` (a legacy log's generation, legacy.ts) makes
- * the first generation of a new record `floor + 1`.
+ * missing. Used by jcreate, jregister and jclone.
  * @returns the new record; record its `generation` in the inventory.
  * @throws E_LEASE_HELD (exit 4) naming the owner when another claim is current (also when this
  *   node holds it: the caller must know its generation from the inventory, or take over);
  *   E_LEASE_IO (exit 1) when the ownership dir is missing or the file system cannot create files exclusively (O_EXCL).
  */
-export async function acquireLease(leasePath: string, who: LeaseIdentity, floor = 0): Promise<LeaseRecord> {
+export async function acquireLease(leasePath: string, who: LeaseIdentity): Promise<LeaseRecord> {
   await ensureDir(leasePath);
   let contended = 0;
   for (let i = 0; i < MAX_ATTEMPTS; i++) {
@@ -450,7 +449,7 @@ export async function acquireLease(leasePath: string, who: LeaseIdentity, floor 
       if (contended) e.details!.contended = contended;
       throw e;
     }
-    const r = await claim(leasePath, Math.max(st.generation, floor) + 1, who);
+    const r = await claim(leasePath, st.generation + 1, who);
     if (r) return r;
     contended++; // someone created gen.<N+1> between our read and our create: look again
   }

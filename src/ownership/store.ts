@@ -13,7 +13,7 @@
  *   nodes/<node>/notices/         notices left by nodes that took an env over from <node> (notices.ts)
  *   nodes/<node>/journal/<V>      <node>'s ownership transitions, one immutable file each (journal.ts)
  *   nodes/<node>/snapshot.<V>     what <node> owned at journal version V (journal.ts)
- *   nodes/<node>/probe            doctor's marker: is this dir the same on every node?
+ *   nodes/<node>/probe.<id>       doctor's marker: is this dir the same on every node?
  * ```
  *
  * A small directory: a few files per env, changed only on transitions, and per node a
@@ -41,7 +41,8 @@ export class Ownership {
   beatFile(node: string = this.node): string { return join(this.nodeDir(node), 'hb'); }
   noticesDir(node: string = this.node): string { return join(this.nodeDir(node), 'notices'); }
   journalDir(node: string = this.node): string { return join(this.nodeDir(node), 'journal'); }
-  probeFile(node: string = this.node): string { return join(this.nodeDir(node), 'probe'); }
+  /** doctor's marker `probe.<id>` (a new name each time: another node's cache never shows an old one) */
+  probeFile(node: string, id: string): string { return join(this.nodeDir(node), `probe.${id}`); }
 
   /** Makes `envs/` and this node's `nodes/<node>/{notices,journal}` (idempotent). */
   async ensureNode(): Promise<void> {

@@ -28,6 +28,7 @@ export function berth(args: string[], opts: { workdir?: string; env?: Record<str
     env: { ...process.env, ...(opts.workdir ? { BERTH_WORKDIR: opts.workdir } : {}), ...opts.env },
     input: opts.input ?? '',
     timeout: opts.timeoutMs ?? 120_000,
+    maxBuffer: 1 << 28, // cluster ls --json of 10,000 envs is several MiB
   });
   let json: any;
   try { json = JSON.parse(r.stdout); } catch { json = undefined; }

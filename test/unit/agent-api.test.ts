@@ -49,7 +49,7 @@ const fake: AgentOps = {
   async prepare(j, body) { calls.push(`prepare:${j}:${JSON.stringify(body)}`); return { jname: j, mounted: !!body.mount }; },
   async cancel(j) { calls.push(`cancel:${j}`); return {}; },
   async adopt(j, body) { calls.push(`adopt:${j}:${JSON.stringify(body)}`); return { jname: j, generation: body.generation }; },
-  async probe(node) { calls.push(`probe:${node}`); return node === 'n2' ? 'n2:abc\n' : ''; },
+  async probe(node, id) { calls.push(`probe:${node}:${id}`); return node === 'n2' ? `n2:${id}\n` : ''; },
 };
 
 const app = createApi({ token: TOKEN, ops: fake });
@@ -167,13 +167,15 @@ describe('API over app.request', () => {
 
   test('ownership probe: what this node reads of another node\'s marker; a bad node name is 400', async () => {
     calls.length = 0;
-    let r = await req('/v1/ownership/probe?node=n2', { headers: auth });
-    assert.equal(((await r.json()) as any).probe, 'n2:abc\n');
-    r = await req('/v1/ownership/probe?node=n3', { headers: auth });
+    let r = await req('/v1/ownership/probe?node=n2&id=0123abcd', { headers: auth });
+    assert.equal(((await r.json()) as any).probe, 'n2:0123abcd\n');
+    r = await req('/v1/ownership/probe?node=n3&id=0123abcd', { headers: auth });
     assert.equal(((await r.json()) as any).probe, '');
-    r = await req('/v1/ownership/probe?node=..%2Fx', { headers: auth });
-    assert.equal(r.status, 400);
-    assert.deepEqual(calls, ['probe:n2', 'probe:n3']);
+    for (const bad of ['node=..%2Fx&id=0123abcd', 'node=n2&id=..%2F..', 'node=n2']) {
+      r = await req(`/v1/ownership/probe?${bad}`, { headers: auth });
+      assert.equal(r.status, 400, bad);
+    }
+    assert.deepEqual(calls, ['probe:n2:0123abcd', 'probe:n3:0123abcd']);
   });
 
   test('httpStatusFor', () => {
