@@ -336,10 +336,19 @@ export function psArgv(pid: number): string[] {
   return ['ps', '-ww', '-o', 'command=', '-p', String(pid)];
 }
 
-/** True when a `ps -o command=` line is the bhyve of `vmname` (its title `bhyve: <vm>`, or a command line ending in it). */
+/**
+ * True when a `ps -o command=` line shows the title bhyve sets once its devices are up
+ * (bhyverun.c setproctitle: `bhyve: <vm>`; CBSD check_for_bhyve_process looks for it).
+ */
+export function bhyveTitleIs(command: string, vmname: string): boolean {
+  const c = command.trim();
+  return c === `bhyve: ${vmname}` || c.startsWith(`bhyve: ${vmname} `);
+}
+
+/** True when a `ps -o command=` line is the bhyve of `vmname`: its title, or (still starting) a bhyve command line ending in the name. */
 export function bhyvePidMatches(command: string, vmname: string): boolean {
   const c = command.trim();
-  if (c === `bhyve: ${vmname}` || c.startsWith(`bhyve: ${vmname} `)) return true;
+  if (bhyveTitleIs(c, vmname)) return true;
   const argv = c.split(/\s+/);
   return argv.some((a) => /(^|\/)bhyve$/.test(a)) && argv[argv.length - 1] === vmname;
 }
@@ -358,14 +367,18 @@ export interface TeardownResult {
  * Tears a VM down after its bhyve ended (or never started): destroys the vmm instance and
  * the taps of `state` that still carry berth's description for this VM (a tap number reused
  * by someone else is left alone). Idempotent.
+ * @param opts.destroyVm false when the vmm instance of that name is not this node's (a start
+ *   that failed before it checked: the instance may be another workdir's VM)
  * @throws BerthError E_BHYVE_TEARDOWN (exit 5) listing what failed, after trying everything
  */
-export async function teardownBhyve(state: Pick<BhyveState, 'taps'>, ctx: { jname: string; nodename: string }, run: Runner = defaultRun): Promise<TeardownResult> {
+export async function teardownBhyve(state: Pick<BhyveState, 'taps'>, ctx: { jname: string; nodename: string }, run: Runner = defaultRun, opts: { destroyVm?: boolean } = {}): Promise<TeardownResult> {
   const problems: string[] = [];
   const out: TeardownResult = { destroyed: false, taps: [], skipped: [] };
-  const d = await run(destroyArgv(ctx.jname), { check: false });
-  if (d.exitCode === 0) out.destroyed = true;
-  else if (!isNoSuchVm(d)) problems.push(`${destroyArgv(ctx.jname).join(' ')}: exit ${d.exitCode}: ${(d.stderr || d.stdout).trim()}`);
+  if (opts.destroyVm ?? true) {
+    const d = await run(destroyArgv(ctx.jname), { check: false });
+    if (d.exitCode === 0) out.destroyed = true;
+    else if (!isNoSuchVm(d)) problems.push(`${destroyArgv(ctx.jname).join(' ')}: exit ${d.exitCode}: ${(d.stderr || d.stdout).trim()}`);
+  }
   const desc = `description: ${tapDescription(ctx.nodename, ctx.jname)}`;
   for (const tap of state.taps) {
     const show = await run(['ifconfig', tap], { check: false });

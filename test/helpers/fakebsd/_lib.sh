@@ -26,7 +26,9 @@
 #                   killed: the instance stays until bhyvectl --destroy, as on FreeBSD.
 #   tapuse          tapN \t pid of the bhyve that has it open
 #   dev/            the fake /dev for nmdm(4) pairs: /dev/nmdmXA is $S/dev/nmdmXA (opening
-#                   one side creates both, as nmdm clones do; gone when bhyve closes it)
+#                   one side creates both, as nmdm clones do; the A file holds the pid of
+#                   the process that opened it; gone when bhyve or bhyveload closes it; a
+#                   pair whose opener was killed counts as closed, as the kernel closes it)
 #   vm.<name>.ctl   write poweroff|reboot|halt|triplefault|error to make the guest end so
 #                   (bhyve exits 1|0|2|3|4, bhyve(8) EXIT STATUS)
 #   vm.<name>.exits one line per ended bhyve run: its exit status
