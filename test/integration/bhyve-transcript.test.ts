@@ -186,7 +186,10 @@ test('a guest that ignores ACPI is killed after stop_timeout; the teardown destr
 test('a failed start leaves nothing: bhyve cannot open a disk, bhyveload fails or hangs, the bridge is missing', async () => {
   const h = host();
   const fails = async (ctx: BhyveVmContext, code: string, re: RegExp, deps = {}) => {
-    await assert.rejects(startBhyve(ctx, deps), (e: unknown) => e instanceof BerthError && e.code === code && e.exitCode === (code === 'E_BAD_VALUE' ? 2 : 5) && re.test(e.message), code);
+    await assert.rejects(startBhyve(ctx, deps), (e: unknown) => {
+      assert.ok(e instanceof BerthError && e.code === code && e.exitCode === (code === 'E_BAD_VALUE' ? 2 : 5) && re.test(e.message), `expected ${code} ${re}, got ${String(e)}`);
+      return true;
+    });
   };
   // bhyve exits 4 at its device init: the second disk is missing
   const uefi = h.vm('bad1', { vm_os_type: 'linux', vm_efi: 'uefi', nic_parent1: 'bridge0', dsk_path2: 'missing.vhd', vm_vnc_port: '1' });
@@ -204,6 +207,13 @@ test('a failed start leaves nothing: bhyve cannot open a disk, bhyveload fails o
   await fails(fb, 'E_BHYVELOAD', /did not load a kernel within 1 s/, { loaderTimeoutSec: 1 });
   assert.deepEqual(h.take().slice(-3), [DESTROY('bad2'), ...tapDown('tap0')]);
   h.clean('bad2');
+  // bhyve never comes up (stuck in its device init): killed after the readiness timeout
+  process.env.BERTH_FAKEBSD_FAIL = 'bhyve-stall';
+  const stuck = h.vm('bad6', { vm_os_type: 'linux', vm_efi: 'uefi', nic_parent1: 'bridge0', vm_vnc_port: '1' });
+  await fails(stuck, 'E_BHYVE_START', /bhyve bad6 is not up 1 s after its start/, { readyTimeoutMs: 1000 });
+  assert.deepEqual(h.take(), [...tapUp('tap0', 'bad6'), GET_STATS('bad6'), 'bhyve -k $WD/var/run/bhyve/bad6.conf bad6', DESTROY('bad6'), ...tapDown('tap0')]);
+  h.clean('bad6');
+  assert.doesNotMatch(execFileSync('ps', ['-eo', 'command'], { encoding: 'utf8' }), /fakebsd\/bhyve -k \S+bad6\.conf/, 'the stuck bhyve was killed');
   delete process.env.BERTH_FAKEBSD_FAIL;
   // the bridge does not exist: nothing is made
   await fails(h.vm('bad3', { nic_parent1: 'bridge9' }), 'E_VNET', /nic_parent1=bridge9: no such interface/);

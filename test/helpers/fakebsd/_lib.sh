@@ -11,7 +11,8 @@
 #   BERTH_FAKEBSD_FAIL        space-separated failure switches, e.g. "jail-c mount_nullfs":
 #                             jail-c jail-c-ghost jail-r jail-R mount_nullfs mount-t umount
 #                             ifconfig-create ifconfig-addm jexec
-#                             bhyve (exits 4 after its checks) bhyveload (exits 1)
+#                             bhyve (exits 4 after its checks) bhyve-stall (never comes up)
+#                             bhyveload (exits 1)
 #                             bhyveload-hang (waits at the loader prompt until killed)
 #                             bhyvectl-destroy (exits 1)
 #   BERTH_FAKEBSD_DEFAULT_IFACE  interface of the default route (default em0; empty = none)
