@@ -20,7 +20,8 @@ import { BIN, ROOT, berth, freshNode, median, medians, report, sh, startAgent } 
 // library would start each run's monitor through tsx too, which is not what users run.
 const DIST = join(ROOT, 'dist/src');
 const { openNode } = (await import(join(DIST, 'node.js'))) as typeof import('../src/node.js');
-const { startEnv, stopEnv } = (await import(join(DIST, 'lifecycle.js'))) as typeof import('../src/lifecycle.js');
+const { startEnv } = (await import(join(DIST, 'lifecycle/start.js'))) as typeof import('../src/lifecycle/start.js');
+const { stopEnv } = (await import(join(DIST, 'lifecycle/stop.js'))) as typeof import('../src/lifecycle/stop.js');
 import { ociConfig } from '../src/engines/oci.js';
 
 const N = Number(process.env.BENCH_N ?? 15);

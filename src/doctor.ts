@@ -26,9 +26,9 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants as FS, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
-import { AgentClient } from './agent/client.js';
+import { AgentClient } from './nodes/client.js';
 import { BerthError, notFound } from './errors.js';
-import { checkHookSafe } from './hooks.js';
+import { checkHookSafe, HOOK_DIRS } from './hooks.js';
 import { isNetworkFs } from './initenv.js';
 import { checkJnamePattern, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
@@ -67,9 +67,7 @@ export interface DoctorOptions {
   fix?: boolean;
 }
 
-/** Host hook dirs looked at in jails-system/<jname>/ (cbsd-behaviour.md §4.2). */
-export const HOOK_DIRS = ['master_create.d', 'master_prestart.d', 'master_poststart.d', 'master_prestop.d', 'master_poststop.d',
-  'remove.d', 'clone.d', 'clone-local.d', 'rename.d'];
+
 
 /** Free space below which a dir gets a warning, bytes (1 GiB). */
 export const LOW_SPACE_BYTES = 1024 ** 3;

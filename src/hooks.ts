@@ -33,6 +33,12 @@ import { debug, logEnabled, warn } from './log.js';
 /** The lifecycle operation a hook runs for; exported to the hook as `BERTH_ACTION`. */
 export type HookAction = 'create' | 'start' | 'stop' | 'set' | 'register' | 'unregister' | 'remove' | 'clone';
 
+/**
+ * The host hook dirs of an env, in its sysdir (CBSD's jails-system/<jname>/master_*.d, remove.d,
+ * cbsd-behaviour.md §4.2), that berth runs: jcreate makes them, doctor checks their scripts.
+ */
+export const HOOK_DIRS = ['master_create.d', 'master_prestart.d', 'master_poststart.d', 'master_prestop.d', 'master_poststop.d', 'remove.d', 'clone-local.d'] as const;
+
 /** Everything a hook run needs to know about the env and the node. */
 export interface HookEnv {
   jname: string;

@@ -20,7 +20,9 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { openNode, type NodeCtx } from './node.js';
-import { engineEnv, liveMonitorPid, MONITOR_BEAT_MS, monitorPidFile, recoverStaleClaim, teardownRun } from './lifecycle.js';
+import { engineEnv } from './engines/types.js';
+import { liveMonitorPid, MONITOR_BEAT_MS, monitorPidFile } from './lifecycle/run-monitor.js';
+import { recoverStaleClaim, teardownRun } from './lifecycle/teardown.js';
 
 /** How often the inventory is read (ms). */
 const TICK_MS = 250;

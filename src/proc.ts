@@ -3,6 +3,7 @@
  * never a shell; logged at debug level with argv, exit status and duration (ms).
  * Hooks (which need process-group timeouts) use src/hooks.ts, which logs the same way.
  */
+import { readFileSync } from 'node:fs';
 import { x } from 'tinyexec';
 import { BerthError, EXIT } from './errors.js';
 import { debug } from './log.js';
@@ -135,4 +136,21 @@ export async function runInteractive(argv: string[]): Promise<number> {
   });
   await debug({ argv, exitCode, durationMs: Math.round(performance.now() - t0) }, 'exec');
   return exitCode;
+}
+
+/** Waits `ms` milliseconds. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * True while process `pid` exists and is not a zombie (a killed child its parent never reaped);
+ * on FreeBSD, without /proc, kill(pid, 0) decides alone.
+ */
+export function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return true; // no /proc (FreeBSD): kill(0) said it exists
+  }
 }

@@ -52,13 +52,15 @@ import { journal, requireLease } from '../ownership/leases.js';
 import { newBootId, writeNodeBeat } from '../ownership/heartbeat.js';
 import { clearNotice, listNotices } from '../ownership/notices.js';
 import { COMPACT_EVERY, entriesSinceSnapshot, readNodeIndex, writeSnapshot } from '../ownership/journal.js';
-import { reconcileEnv, startEnv } from '../lifecycle.js';
+import { reconcileEnv } from '../lifecycle/teardown.js';
+import { startEnv } from '../lifecycle/start.js';
 import { getLogger } from '../log.js';
 import { openNode, type NodeCtx } from '../node.js';
 import { berthVersion } from '../pkg.js';
-import { observeNodes } from '../cluster.js';
+import { observeNodes } from '../nodes/cluster.js';
 import { createApi } from './api.js';
-import { fenceRun, isFenced, writeFenceMarker, type FenceMarker } from '../ownership/fence.js';
+import { fenceRun } from '../lifecycle/teardown.js';
+import { isFenced, writeFenceMarker, type FenceMarker } from '../ownership/fence.js';
 import { nodeOps } from './ops.js';
 
 /** Own records checked in turn every period, besides notices and full checks (a constant cost per node). */

@@ -31,7 +31,7 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentClient } from '../agent/client.js';
+import { AgentClient } from '../nodes/client.js';
 import { toBerthError } from '../errors.js';
 import { JNAME } from '../names.js';
 import { resolveWorkdir } from '../paths.js';

@@ -5,6 +5,7 @@
  */
 import type { EnvConf } from '../descriptor.js';
 import type { EnvPaths, Workdir } from '../paths.js';
+import type { NodeCtx } from '../node.js';
 
 /** What an engine is told about the env it runs. */
 export interface EngineEnv {
@@ -54,4 +55,9 @@ export interface Engine {
    * @returns the command's exit code
    */
   exec(env: EngineEnv, argv: string[], opts: { tty?: boolean }): Promise<number>;
+}
+
+/** The EngineEnv of env `jname` with settings `conf` on this node. */
+export function engineEnv(ctx: Pick<NodeCtx, 'nodename' | 'wd'>, jname: string, conf: EnvConf): EngineEnv {
+  return { jname, nodename: ctx.nodename, wd: ctx.wd, paths: ctx.wd.env(jname), conf };
 }

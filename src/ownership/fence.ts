@@ -30,7 +30,6 @@ import writeFileAtomic from 'write-file-atomic';
 import { BerthError } from '../errors.js';
 import { STATUS } from '../inventory.js';
 import { checkLease } from './record.js';
-import { hookEnv, teardownSteps } from '../lifecycle.js';
 import type { NodeCtx } from '../node.js';
 import type { Workdir } from '../paths.js';
 
@@ -94,23 +93,6 @@ export async function writeFenceMarker(wd: Workdir, m: FenceMarker): Promise<voi
 /** Deletes the marker of `jname` (no-op when none). */
 export async function clearFenceMarker(wd: Workdir, jname: string): Promise<void> {
   await rm(join(fencedDir(wd), `${jname}.json`), { force: true });
-}
-
-/**
- * Tears down run `runId` of a fenced env at once, exactly once across processes (the same
- * `claimTeardown` as teardownRun). Order: engine killed (no grace) and cleaned up, every mount
- * under jails/<jname> unmounted deepest first, master_poststop.d, mnt_stop (both with
- * BERTH_FENCED=1); then status Off. Every step is attempted; the first error is thrown after.
- * Never checks the lease.
- * @returns false when another caller (monitor, jstop) already claimed this run's teardown
- */
-export async function fenceRun(ctx: NodeCtx, jname: string, runId: string): Promise<boolean> {
-  if (!ctx.inv.claimTeardown(jname, runId)) return false;
-  const row = ctx.inv.get(jname)!;
-  await teardownSteps(ctx, row, {
-    stopTimeoutSec: 0, poststop: true, mntStop: true, hookEnv: hookEnv(ctx, jname, row.conf, {}, { BERTH_FENCED: '1' }), reason: 'fenced',
-  });
-  return true;
 }
 
 /**

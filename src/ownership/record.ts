@@ -69,6 +69,7 @@
 import { lstat, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, ownedError } from '../errors.js';
+import { sleep } from '../proc.js';
 import { isStale, readSharedTextAsync } from '../sharedfs.js';
 
 /** How many generations older than the current one are kept (the history `cluster ls` and the console show). */
@@ -185,7 +186,6 @@ const MAX_ATTEMPTS = 20;
 
 const genName = (n: number): string => `gen.${n}`;
 const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)?.code;
-const defaultSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function ioError(message: string, cause: unknown): BerthError {
   return new BerthError('E_LEASE_IO', message, EXIT.FAILURE, { cause });
@@ -225,7 +225,7 @@ async function createExclusive(dir: string, name: string, text: string): Promise
       // ENOENT: the record dir is gone although mkdir said it exists (a GlusterFS client's cached
       // entry of a dir another mount removed): make it again and retry, a few times
       if (errno(e) === 'ENOENT' && attempt < 3) {
-        await defaultSleep(50 * (attempt + 1));
+        await sleep(50 * (attempt + 1));
         await mkdir(dir).catch(() => undefined);
         continue;
       }
@@ -272,7 +272,7 @@ async function readGen(dir: string, n: number): Promise<GenEntry | undefined> {
       return g;
     }
     if (waited >= leaseTuning.settleMs) return { kind: 'incomplete', generation: n };
-    await defaultSleep(leaseTuning.settleStepMs);
+    await sleep(leaseTuning.settleStepMs);
   }
 }
 
@@ -566,7 +566,7 @@ export type WatchResult = { holder: LeaseRecord; free?: undefined } | { free: tr
  *   or the lease changed hands while watching
  */
 export async function watchHolder(leasePath: string, opts: TakeoverOptions & { signal?: AbortSignal }): Promise<WatchResult> {
-  const sleep = opts.sleep ?? defaultSleep;
+  const wait = opts.sleep ?? sleep;
   const pollMs = Math.max(1, opts.pollMs ?? 1000);
   const st = await stateOf(leasePath);
   if (!st.holder) return { free: true };
@@ -583,7 +583,7 @@ export async function watchHolder(leasePath: string, opts: TakeoverOptions & { s
     opts.signal?.throwIfAborted();
     opts.onWait?.(leftMs / 1000);
     const step = Math.min(pollMs, leftMs);
-    await sleep(step);
+    await wait(step);
     leftMs -= step;
     if (await exists(join(leasePath, genName(n + 1)))) {
       const now = await stateOf(leasePath);

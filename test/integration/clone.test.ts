@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, linkSync } from 'node:fs';
 import { join } from 'node:path';
 import { berth, berthOk, isRoot, mountTable, tempDir } from '../helpers/cli.js';
-import { devNumbers, zfsClonePlan } from '../../src/clone.js';
+import { devNumbers, zfsClonePlan } from '../../src/lifecycle/clone.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 

@@ -11,7 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { AgentClient } from '../../src/agent/client.js';
+import { AgentClient } from '../../src/nodes/client.js';
 import { BIN, berth, berthOk, tempDir } from '../helpers/cli.js';
 import { glusterVolume, type GlusterVolume } from '../helpers/gluster.js';
 

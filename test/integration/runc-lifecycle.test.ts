@@ -11,7 +11,8 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import { join } from 'node:path';
 import { berth, berthOk, isRoot, mountTable, newNode } from '../helpers/cli.js';
 import { openNode } from '../../src/node.js';
-import { startEnv, stopEnv } from '../../src/lifecycle.js';
+import { startEnv } from '../../src/lifecycle/start.js';
+import { stopEnv } from '../../src/lifecycle/stop.js';
 import Database from 'better-sqlite3';
 
 /** A pid that is certainly gone: a child that already exited and was reaped. */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createAdaptorServer } from '@hono/node-server';
 import { bearerToken, createApi, httpStatusFor, tokenMatches, type AgentOps } from '../../src/agent/api.js';
-import { AgentClient, parseNodeUrl } from '../../src/agent/client.js';
+import { AgentClient, parseNodeUrl } from '../../src/nodes/client.js';
 import { BerthError, EXIT, notFound, ownedError, usageError } from '../../src/errors.js';
 import { setWarningSink, warn } from '../../src/log.js';
 

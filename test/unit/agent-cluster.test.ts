@@ -5,7 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
-import { checkToken } from '../../src/cluster.js';
+import { checkToken } from '../../src/nodes/cluster.js';
 import { formatHeartbeat, heartbeatView, observe, type NodeBeat } from '../../src/ownership/heartbeat.js';
 
 const beat = (counter: number, at?: string): NodeBeat => ({ node: 'n', boot: 'b', counter, nonce: 'x', at: at ?? '', leaseTtl: 30 });

@@ -3,7 +3,7 @@
  * progress bar (cli-progress, on stderr) while berth copies data itself on a terminal; quiet
  * otherwise. Warnings (e.g. an inherited address) go to stderr and into the JSON result.
  */
-import { cloneEnv } from '../../clone.js';
+import { cloneEnv } from '../../lifecycle/clone.js';
 import { usageError } from '../../errors.js';
 import { withNode } from './env.js';
 import type { CmdIO, Handler, Opts } from '../types.js';

@@ -6,7 +6,17 @@ import { existsSync } from 'node:fs';
 import { BerthError, notFound, usageError } from '../../errors.js';
 import { readDescriptor } from '../../descriptor.js';
 import { openNode, type NodeCtx } from '../../node.js';
-import { SETTABLE_KEYS, createEnv, execInEnv, getEnv, listEnvs, listEnvsJson, removeEnv, watchIfNeeded, selectEnvs, setEnv, startEnv, stopEnv, type EnvInfo } from '../../lifecycle.js';
+import { SETTABLE_KEYS } from '../../lifecycle/settings.js';
+import { createEnv } from '../../lifecycle/create.js';
+import { execInEnv } from '../../lifecycle/exec.js';
+import { getEnv, selectEnvs } from '../../lifecycle/envs.js';
+import { listEnvs, listEnvsJson } from '../../lifecycle/list.js';
+import { removeEnv } from '../../lifecycle/remove.js';
+import { watchIfNeeded } from '../../lifecycle/run-monitor.js';
+import { setEnv } from '../../lifecycle/set.js';
+import { startEnv } from '../../lifecycle/start.js';
+import { stopEnv } from '../../lifecycle/stop.js';
+import { type EnvInfo } from '../../lifecycle/types.js';
 import { renderTable } from '../table.js';
 import { forEachEnv } from '../each.js';
 import { SUMMARY_KEYS } from '../../inventory.js';
@@ -42,7 +52,7 @@ async function select(ctx: NodeCtx, patterns: string[]) {
   try {
     return selectEnvs(ctx, patterns);
   } catch (e) {
-    if (e instanceof BerthError && patterns.length === 1) throw await (await import('../../owner.js')).explainNotFound(ctx, patterns[0]!, e);
+    if (e instanceof BerthError && patterns.length === 1) throw await (await import('../../nodes/owner.js')).explainNotFound(ctx, patterns[0]!, e);
     throw e;
   }
 }

@@ -1,6 +1,6 @@
 /** `jmigrate jname= dst=`: thin wrapper over src/migrate.ts. Steps go to stderr as they finish. */
 import { usageError } from '../../errors.js';
-import { migrateEnv } from '../../migrate.js';
+import { migrateEnv } from '../../lifecycle/migrate.js';
 import { renderTable } from '../table.js';
 import { withNode } from './env.js';
 import type { Handler } from '../types.js';

@@ -1,5 +1,5 @@
 /** `node add|list|remove` and `cluster ls`: thin wrappers over src/cluster.ts. */
-import { addNode, clusterView, formatHeartbeat, listNodes, removeNode } from '../../cluster.js';
+import { addNode, clusterView, formatHeartbeat, listNodes, removeNode } from '../../nodes/cluster.js';
 import { readFileSync } from 'node:fs';
 import { usageError } from '../../errors.js';
 import { renderTable } from '../table.js';

@@ -1,7 +1,7 @@
 /** jregister / junregister commands: thin wrappers over src/register.ts. */
 import { usageError } from '../../errors.js';
-import { registerEnv, registerTargets, unregisterEnv } from '../../register.js';
-import { selectEnvs } from '../../lifecycle.js';
+import { registerEnv, registerTargets, unregisterEnv } from '../../lifecycle/register.js';
+import { selectEnvs } from '../../lifecycle/envs.js';
 import { withNode } from './env.js';
 import { forEachEnv } from '../each.js';
 import type { Handler, Opts } from '../types.js';

@@ -40,20 +40,23 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { constants as FS, existsSync, type Stats } from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readFile, readlink, rm, rmdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { BerthError, EXIT, engineError, ownedError, toBerthError, usageError } from './errors.js';
-import { writeDescriptor, type EnvConf } from './descriptor.js';
-import { rewriteFstabForClone } from './fstab.js';
-import { checkHookSafe, cbsdHookVars, listHookDir, runHookDir, runStorageHook, type HookEnv } from './hooks.js';
-import { STATUS } from './inventory.js';
-import { acquireEnvLease, journal, publishDescriptor, releaseEnvLease } from './ownership/leases.js';
-import {
-  effectiveHooks, getEnv, hookEnv, recoverStaleClaim, requireLease, validateSettings, verifyIdentity, withStorage, type EnvInfo, type OpOptions,
-} from './lifecycle.js';
-import { warn } from './log.js';
-import { mountsUnder } from './mounts/types.js';
-import { checkJname } from './names.js';
-import type { NodeCtx } from './node.js';
-import { run } from './proc.js';
+import { BerthError, EXIT, engineError, ownedError, toBerthError, usageError } from '../errors.js';
+import { writeDescriptor, type EnvConf } from '../descriptor.js';
+import { rewriteFstabForClone } from '../fstab.js';
+import { checkHookSafe, cbsdHookVars, listHookDir, runHookDir, runStorageHook, type HookEnv } from '../hooks.js';
+import { STATUS } from '../inventory.js';
+import { acquireEnvLease, journal, publishDescriptor, releaseEnvLease } from '../ownership/leases.js';
+import { effectiveHooks, hookEnv, withStorage } from './storage.js';
+import { emptyDir, isEmptyDir } from './files.js';
+import { getEnv } from './envs.js';
+import { recoverStaleClaim } from './teardown.js';
+import { validateSettings } from './settings.js';
+import { type EnvInfo, type OpOptions } from './types.js';
+import { warn } from '../log.js';
+import { mountsUnder } from '../mounts/types.js';
+import { checkJname } from '../names.js';
+import type { NodeCtx } from '../node.js';
+import { run } from '../proc.js';
 
 /** What {@link cloneEnv} is asked to do. */
 export interface CloneInput {
@@ -372,15 +375,6 @@ function copySysdirEntry(name: string, oldJname: string): boolean {
   return true;
 }
 
-async function isEmptyDir(dir: string): Promise<boolean> {
-  try { return (await readdir(dir)).length === 0; } catch { return true; }
-}
-
-async function emptyDir(dir: string): Promise<void> {
-  let names: string[];
-  try { names = await readdir(dir); } catch { return; }
-  for (const n of names) await rm(join(dir, n), { recursive: true, force: true });
-}
 
 /** What exists of the new env so far (for the undo). */
 interface NewState {
@@ -488,9 +482,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
   let copyRes: CopyTreeResult | undefined;
   let dataMs = 0;
   try {
-    await withStorage(ctx, row, 'clone', opts, async () => {
-      verifyIdentity(ctx, oldName, row.uuid);
-      await requireLease(ctx, row);
+    await withStorage(ctx, oldName, row.conf, { action: 'clone', uuid: row.uuid, lease: { generation: row.generation, uuid: row.uuid } }, opts, async () => {
       const inner = mountsUnder(await (await ctx.mounts()).list(), op.data).filter((m) => m.target !== op.data);
       if (inner.length) {
         throw engineError('E_MOUNTED', `${inner[0]!.target} is mounted inside ${op.data}; refusing to clone through a mount`, { hint: `unmount it first: umount ${inner[0]!.target}` });

@@ -6,10 +6,10 @@
  * no record (an env of berth 0.1 whose lease is still in its sysdir).
  * CBSD routes such commands to the owning node (sqlreplica, §11); berth refuses and names it.
  */
-import { BerthError, ownedError } from './errors.js';
-import type { NodeCtx } from './node.js';
+import { BerthError, ownedError } from '../errors.js';
+import type { NodeCtx } from '../node.js';
 import { nodeClient } from './cluster.js';
-import { readLeaseState } from './ownership/record.js';
+import { readLeaseState } from '../ownership/record.js';
 
 /** Seconds to wait for each node's answer. */
 export const OWNER_QUERY_TIMEOUT_SEC = 3;

@@ -25,23 +25,23 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { notFound, usageError } from './errors.js';
-import { readSharedDescriptor } from './descriptor.js';
-import { STATUS, statusWord } from './inventory.js';
-import { engineEnv } from './lifecycle.js';
-import { checkJname, checkNodename } from './names.js';
-import type { NodeCtx } from './node.js';
-import { AgentClient, parseNodeUrl } from './agent/client.js';
-import { listFenceMarkers } from './ownership/fence.js';
+import { notFound, usageError } from '../errors.js';
+import { readSharedDescriptor } from '../descriptor.js';
+import { STATUS, statusWord } from '../inventory.js';
+import { engineEnv } from '../engines/types.js';
+import { checkJname, checkNodename } from '../names.js';
+import type { NodeCtx } from '../node.js';
+import { AgentClient, parseNodeUrl } from './client.js';
+import { listFenceMarkers } from '../ownership/fence.js';
 import {
   beatKey, heartbeatView, observe, parseNodeBeat, readNodeBeatRaw, readSightings, writeSightings,
   type HeartbeatView, type SightingCache,
-} from './ownership/heartbeat.js';
-import { readNodeIndex, type NodeIndex } from './ownership/journal.js';
-import { readLeaseState } from './ownership/record.js';
-import { replaceFileAtomic } from './sharedfs.js';
+} from '../ownership/heartbeat.js';
+import { readNodeIndex, type NodeIndex } from '../ownership/journal.js';
+import { readLeaseState } from '../ownership/record.js';
+import { replaceFileAtomic } from '../sharedfs.js';
 
-export { formatHeartbeat, type HeartbeatView } from './ownership/heartbeat.js';
+export { formatHeartbeat, type HeartbeatView } from '../ownership/heartbeat.js';
 
 // ---------------------------------------------------------------------------------------------
 // nodes

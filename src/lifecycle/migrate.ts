@@ -24,14 +24,18 @@
  * migration throws E_MIGRATE_FAILED with the exit code of the failing step's error, and
  * `details` holding the steps and where the env is now.
  */
-import { BerthError, EXIT, ownedError, toBerthError, usageError } from './errors.js';
-import { STATUS } from './inventory.js';
-import { effectiveHooks, getEnv, hookEnv, startEnv, stopEnv, type StepTiming } from './lifecycle.js';
-import { checkJname, checkNodename } from './names.js';
-import type { NodeCtx } from './node.js';
-import { nodeClient } from './cluster.js';
-import { runStorageHook } from './hooks.js';
-import { handoverEnvLease, journal, requireLease } from './ownership/leases.js';
+import { BerthError, EXIT, ownedError, toBerthError, usageError } from '../errors.js';
+import { STATUS } from '../inventory.js';
+import { effectiveHooks, hookEnv } from './storage.js';
+import { getEnv } from './envs.js';
+import { startEnv } from './start.js';
+import { stopEnv } from './stop.js';
+import { type StepTiming } from './types.js';
+import { checkJname, checkNodename } from '../names.js';
+import type { NodeCtx } from '../node.js';
+import { nodeClient } from '../nodes/cluster.js';
+import { runStorageHook } from '../hooks.js';
+import { handoverEnvLease, journal, requireLease } from '../ownership/leases.js';
 
 /** One timed step. */
 export interface MigrateStep {

@@ -11,7 +11,7 @@
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { BerthError, EXIT, usageError } from '../errors.js';
-import type { RegisterBody } from './api.js';
+import type { RegisterBody } from './protocol.js';
 
 /** Where an agent listens. */
 export type NodeAddress = { kind: 'unix'; socketPath: string } | { kind: 'tcp'; host: string; port: number };

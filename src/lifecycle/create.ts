@@ -1,0 +1,103 @@
+/**
+ * jcreate: a new env from a base (design/product.md "Lifecycle"), inside the storage bracket
+ * (src/lifecycle/storage.ts) with the action `create`.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeDescriptor, type EnvConf } from '../descriptor.js';
+import { BerthError, EXIT, notFound, usageError } from '../errors.js';
+import { HOOK_DIRS, runHookDir } from '../hooks.js';
+import { checkJname } from '../names.js';
+import type { NodeCtx } from '../node.js';
+import { acquireEnvLease, journal, publishDescriptor, releaseEnvLease } from '../ownership/leases.js';
+import { emptyDir, isEmptyDir } from './files.js';
+import { baseFstab, populateData } from './root.js';
+import { validateSettings } from './settings.js';
+import { hookEnv, withStorage } from './storage.js';
+import { envInfo, type EnvInfo, type OpOptions } from './types.js';
+
+/** Input of {@link createEnv}: jname plus CBSD settings (emulator, base, baserw, ...). */
+export interface CreateInput {
+  jname: string;
+  emulator?: string;
+  settings: Record<string, string>;
+}
+
+/**
+ * jcreate: validates everything first, then (storage mounted by mnt_start) refuses a
+ * non-empty data dir or sysdir, takes the lease, fills the data dir from the base, writes
+ * the fstab, hook dirs, descriptor and inventory row, runs master_create.d, and mnt_stop.
+ * Any failure undoes all of it (nothing deleted that was there before).
+ * @throws BerthError E_BAD_* (2), E_NO_SUCH_BASE (3), E_ENV_EXISTS (1), hook/lease errors
+ */
+export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOptions = {}): Promise<EnvInfo> {
+  const jname = checkJname(input.jname);
+  validateSettings(input.settings);
+  const emulator = input.emulator ?? (ctx.platform === 'linux' ? 'runc' : 'jail');
+  const engine = await ctx.engine(emulator);
+  const p = ctx.wd.env(jname);
+  const conf: EnvConf = {
+    baserw: '0', host_hostname: jname, ip4_addr: '0', vnet: '0', astart: '0', ...input.settings,
+    jname, emulator, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile,
+  };
+  if (!conf.base) throw usageError('E_NO_BASE', 'jcreate needs base=<name> (see: berth base list)');
+  engine.validate(conf);
+  const baseDir = ctx.wd.base(conf.base);
+  if (!existsSync(baseDir)) throw notFound('E_NO_SUCH_BASE', `no base ${JSON.stringify(conf.base)} in ${ctx.wd.bases}`, { hint: 'see: berth base list; make one with berth base busybox name=<name>' });
+  if (ctx.inv.get(jname)) throw new BerthError('E_ENV_EXISTS', `env ${jname} already exists on node ${ctx.nodename}`, EXIT.FAILURE);
+  if (existsSync(p.rcconfFile)) {
+    throw new BerthError('E_ENV_EXISTS', `an unregistered env ${jname} exists (${p.rcconfFile})`, EXIT.FAILURE, { hint: `adopt it with: berth jregister jname=${jname}` });
+  }
+  const made: string[] = [];
+  for (const d of [p.data, p.sysdir, p.fstabDir]) {
+    if (!existsSync(d)) { await mkdir(d, { recursive: true }); made.push(d); }
+  }
+  try {
+    await withStorage(ctx, jname, conf, { action: 'create', uuid: false, lease: false }, opts, async () => {
+      let owned = false;
+      let inserted = false;
+      let leaseGen = 0;
+      try {
+        for (const d of [p.data, p.sysdir, p.fstabDir]) {
+          if (!(await isEmptyDir(d))) {
+            throw new BerthError('E_ENV_EXISTS', `${d} already holds files; refusing to create ${jname} over them (nothing was deleted)`, EXIT.FAILURE,
+              { hint: `if this is an existing env, adopt it with berth jregister jname=${jname}` });
+          }
+        }
+        conf.uuid = randomUUID();
+        conf.created_by_node = ctx.nodename;
+        leaseGen = (await acquireEnvLease(ctx, jname, conf.uuid)).generation;
+        // Only now is what lands in these (empty) dirs ours: a concurrent jcreate of the same
+        // name that lost the lease race must not empty the winner's dirs on rollback.
+        owned = true;
+        await populateData(baseDir, p.data, conf.baserw!);
+        if (conf.baserw === '0') await writeFile(p.fstab, baseFstab(jname));
+        await writeFile(p.fstabLocal, '', { flag: 'a' });
+        for (const d of HOOK_DIRS) await mkdir(join(p.sysdir, d), { recursive: true, mode: 0o755 });
+        if (!existsSync(p.path)) { await mkdir(p.path, { recursive: true }); made.push(p.path); }
+        await writeDescriptor(p.descriptor, conf, ctx.wd.root);
+        await publishDescriptor(ctx, jname, conf);
+        ctx.inv.insert({ jname, uuid: conf.uuid, emulator, generation: leaseGen, conf });
+        inserted = true;
+        await runHookDir(join(p.sysdir, 'master_create.d'), 'create', hookEnv(ctx, jname, conf, opts), { stopOnError: true });
+        await journal(ctx, 'own', { jname, uuid: conf.uuid, generation: leaseGen, emulator }, 'create');
+      } catch (e) {
+        if (inserted) ctx.inv.delete(jname);
+        if (owned) {
+          if (leaseGen) await releaseEnvLease(ctx, { jname, generation: leaseGen }).catch(() => undefined);
+          // a record this create started (generation 1) goes with it; an older one keeps its history
+          if (leaseGen === 1) await rm(p.lease, { recursive: true, force: true }).catch(() => undefined);
+          else await rm(p.recordDescriptor, { force: true }).catch(() => undefined);
+          for (const d of [p.data, p.sysdir, p.fstabDir]) await emptyDir(d);
+        }
+        throw e;
+      }
+    });
+  } catch (e) {
+    for (const d of made.reverse()) await rmdir(d).catch(() => undefined);
+    throw e;
+  }
+  return envInfo(ctx.inv.get(jname)!);
+}
