@@ -98,8 +98,9 @@ export class Console {
     const from = this.text.length;
     this.sock.write(`echo ${tag}-A; ${cmd}; echo ${tag}-B\n`);
     // the echo of the typed line holds "<tag>-A;" too: match the marker at the start of a line
-    const m = await this.waitFor(new RegExp(`(?:^|\\n)${tag}-A\\r?\\n([\\s\\S]*?)(?:^|\\r?\\n)${tag}-B\\r?\\n`), timeoutMs, from);
-    return m[1]!.replace(/\r/g, '');
+    // output without a final newline runs into the B marker: strip one newline before it
+    const m = await this.waitFor(new RegExp(`(?:^|\\n)${tag}-A\\r?\\n([\\s\\S]*?)${tag}-B\\r?\\n`), timeoutMs, from);
+    return m[1]!.replace(/\r/g, '').replace(/\n$/, '');
   }
 
   write(s: string): void {
