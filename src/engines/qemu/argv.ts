@@ -24,7 +24,8 @@
  * - `-incoming defer -S` for the receiving side of a live migration (it listens when told
  *   with QMP `migrate-incoming`, and stays paused until `cont`); `-pidfile`; `-daemonize`.
  * - on_reboot=destroy: `-action reboot=shutdown`; on_crash: a pvpanic device and
- *   `-action panic=shutdown|reset`.
+ *   `-action panic=shutdown` (destroy) or `panic=none` (restart: QEMU reports the panic and
+ *   the guest, booted with panic=-1, reboots itself).
  */
 import { join } from 'node:path';
 import { BerthError, EXIT } from '../../errors.js';
@@ -181,7 +182,8 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     const bi = spec.boot === 'net' && i === 0 ? `,bootindex=${bootIndex(true)}` : '';
     a.push('-device', `${MODEL[n.driver]},netdev=${id},mac=${n.hwaddr}${n.mtu && n.driver === 'vtnet' ? `,host_mtu=${n.mtu}` : ''}${bi}`);
   });
-  a.push('-device', 'pvpanic', '-action', `panic=${spec.onCrash === 'restart' ? 'reset' : 'shutdown'}`);
+  // on_crash=restart: QEMU only reports the panic and the guest (panic=-1) reboots itself
+  a.push('-device', 'pvpanic', '-action', `panic=${spec.onCrash === 'restart' ? 'none' : 'shutdown'}`);
   if (spec.onReboot === 'destroy') a.push('-action', 'reboot=shutdown');
   if (input.incoming) a.push('-incoming', 'defer', '-S');
   a.push('-pidfile', run.pidFile);

@@ -124,6 +124,16 @@ async function stageTree(tree: string, files: GuestFile[]): Promise<string> {
   // beside the tree so that hard links work (same file system)
   const stage = join(dirname(tree), `.stage-${basename(tree)}-${randomBytes(4).toString('hex')}`);
   await mkdir(stage, { mode: 0o755 });
+  try {
+    await fillStage(tree, stage, files);
+  } catch (e) {
+    await rm(stage, { recursive: true, force: true });
+    throw e;
+  }
+  return stage;
+}
+
+async function fillStage(tree: string, stage: string, files: GuestFile[]): Promise<void> {
   const r = await run(['cp', '-al', '--', `${tree}/.`, `${stage}/`], { check: false });
   if (r.exitCode !== 0) {
     // another file system or no hard links there: a real copy
@@ -148,7 +158,6 @@ async function stageTree(tree: string, files: GuestFile[]): Promise<string> {
     await writeFile(dst, f.content, { mode: f.mode, flag: 'wx' });
     await chmod(dst, f.mode);
   }
-  return stage;
 }
 
 /**
