@@ -19,7 +19,7 @@ import { Console, guestNode, guestVm, type GuestNode } from '../helpers/vmguest.
 import { buildQemuArgv, qemuRunPaths, type QemuRunPaths } from '../../src/engines/qemu/argv.js';
 import { writeSeedIso } from '../../src/engines/qemu/cloudinit.js';
 import { GUEST_READY_LINE } from '../../src/engines/qemu/guest.js';
-import { liveMigrate } from '../../src/engines/qemu/migrate.js';
+import { abortMigration, liveMigrate } from '../../src/engines/qemu/migrate.js';
 import { chooseVncPorts, setVncPassword } from '../../src/engines/qemu/ports.js';
 import { cleanupRunFiles, pidAlive, qemuPid, startQemu, waitPidGone } from '../../src/engines/qemu/process.js';
 import { QmpClient } from '../../src/engines/qemu/qmp.js';
@@ -222,6 +222,11 @@ test('a failed live migration (the switchover hook throws) resumes the source an
   assert.ok(await waitPidGone(p.destPid, 5000), 'the destination qemu is gone');
   const last = Math.max(...ticks(p.c.text));
   await p.c.waitFor(new RegExp(`tick-${last + 2}\\r?\\n`), 30_000);
+  // QEMU resumes a cancelled source by itself; abortMigration also resumes one left paused
+  await p.source.execute('stop');
+  let killed = false;
+  assert.equal(await abortMigration(p.source, async () => { killed = true; }), 'running');
+  assert.ok(killed);
   p.c.close(); p.source.close(); p.dest.close();
   await stopQemu(p.vm.run, { timeoutSec: 60 });
   await cleanupRunFiles(p.destRun);

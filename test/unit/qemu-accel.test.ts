@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Workdir } from '../../src/paths.js';
@@ -59,6 +59,39 @@ test('the node caches the result in var/run and probes again for another boot or
     writeFileSync(accelCacheFile(wd), 'garbage');
     assert.equal((await nodeAccel(wd, { timeoutMs: 2000, kvmDevice: '/nonexistent/kvm' })).cached, false);
     assert.equal((await nodeAccel(wd, { timeoutMs: 2000, kvmDevice: '/nonexistent/kvm', refresh: true })).cached, false);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
+});
+
+test('only a guest that printed RL and exited 33 counts: a hang is killed at the timeout, an abort or a short run is refused', async () => {
+  const d = mkdtempSync(join(tmpdir(), 'berth-accel-fake-'));
+  try {
+    // stand-ins for qemu that behave as a broken or working KVM does (the real one cannot be
+    // made to hang or abort on demand); they answer --version like qemu
+    const fake = (name: string, body: string) => {
+      const f = join(d, name);
+      writeFileSync(f, `#!/bin/sh\n[ "$1" = --version ] && { echo "QEMU emulator version 7.2.0 (fake)"; exit 0; }\n${body}\n`);
+      chmodSync(f, 0o755);
+      return f;
+    };
+    const kvmDevice = join(d, 'kvm');
+    writeFileSync(kvmDevice, '');
+    const ok = await probeAccel({ binary: fake('ok', 'printf RL; exit 33'), kvmDevice, timeoutMs: 2000 });
+    assert.equal(ok.accel, 'kvm');
+    assert.equal(ok.tcg, undefined);
+    const hang = await probeAccel({ binary: fake('hang', 'printf R; exec sleep 60'), kvmDevice, timeoutMs: 500 });
+    assert.equal(hang.accel, 'tcg');
+    assert.match(hang.kvm.reason, /did not reach long mode within 500 ms/);
+    assert.equal(spawnSync('pgrep', ['-f', `${d}/hang`]).status, 1, 'the hung probe was killed');
+    const abort = await probeAccel({ binary: fake('abort', 'echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2; kill -ABRT $$'), kvmDevice, timeoutMs: 2000 });
+    assert.equal(abort.accel, 'tcg');
+    assert.match(abort.kvm.reason, /failed to set MSR/);
+    const short = await probeAccel({ binary: fake('short', 'printf R; exit 33'), kvmDevice, timeoutMs: 2000 });
+    assert.equal(short.accel, 'tcg', 'exit 33 without reaching long mode is not enough');
+    const zero = await probeAccel({ binary: fake('zero', 'printf RL; exit 0'), kvmDevice, timeoutMs: 2000 });
+    assert.equal(zero.accel, 'tcg', 'RL without the debug-exit status is not enough');
+    assert.equal(zero.tcg?.ok, false, 'and the fake fails the TCG check too');
   } finally {
     rmSync(d, { recursive: true, force: true });
   }

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BerthError } from '../../src/errors.js';
@@ -95,6 +95,8 @@ test('tree usage and the ext4 size rule', () => {
     mkdirSync(join(d, 's'));
     writeFileSync(join(d, 's', 'b'), 'x');
     assert.deepEqual(treeUsage(d), { bytes: 8192 + 4096 + 4096, entries: 3 });
+    linkSync(join(d, 'a'), join(d, 's', 'a-again'));
+    assert.deepEqual(treeUsage(d), { bytes: 8192 + 4096 + 4096, entries: 4 }, 'a hard link counts once');
     assert.equal(ext4SizeFor({ bytes: 0, entries: 0 }, MiB), MiB);
     assert.equal(ext4SizeFor({ bytes: 100 * MiB, entries: 4096 }, 64 * MiB), Math.ceil((110 * MiB + 4096 * 256 + 64 * MiB) / MiB) * MiB);
   } finally {
