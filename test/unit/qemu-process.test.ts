@@ -70,3 +70,15 @@ test('a pid file is trusted only when its process is this VM\'s qemu; zombies ar
   sh.kill('SIGKILL');
   assert.equal(pidAlive(999_999_999), false);
 });
+
+test('a qemu that answers nothing (SIGSTOPped) is stopped by SIGKILL after the quit wait', async () => {
+  const r = paths('c');
+  const { pid } = await startQemu(argv(r), r);
+  process.kill(pid, 'SIGSTOP');
+  const steps: string[] = [];
+  const st = await stopQemu(r, { timeoutSec: 0.2, quitWaitMs: 300, onStep: (s) => steps.push(s) });
+  assert.equal(st.how, 'kill');
+  assert.deepEqual(steps, ['quit', 'kill'], 'no QMP: no power button, straight to SIGTERM then SIGKILL');
+  assert.equal(pidAlive(pid), false);
+  await cleanupRunFiles(r);
+});
