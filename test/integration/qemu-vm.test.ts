@@ -195,10 +195,12 @@ test('live migration over a unix socket: the guest counter goes on in the destin
   assert.notEqual(pausedInHook, 'running', 'the source is paused while the hook runs');
   const last = Math.max(...ticks(p.c.text));
   const dc = await Console.connect(p.destRun.consoleSocket);
-  await dc.waitFor(new RegExp(`tick-${last + 3}\\r?\\n`), 60_000);
+  // ticks printed between the switchover and this connection are not seen (nobody listened)
+  const first = Number((await dc.waitFor(/tick-(\d+)\r?\n/, 60_000))[1]);
+  await dc.waitFor(new RegExp(`tick-${first + 3}\\r?\\n`), 60_000);
   const after = ticks(dc.text);
   assert.ok(after.length >= 3 && after.every((t, i) => i === 0 || t === after[i - 1]! + 1), `the counter goes on: ${after.join(' ')}`);
-  assert.ok(after[0]! <= last + 2 && after[0]! > 0, `it did not restart: last on the source ${last}, first on the destination ${after[0]}`);
+  assert.ok(after[0]! >= last && after[0]! < last + 50, `it did not restart: last on the source ${last}, first on the destination ${after[0]}`);
   assert.equal(r.qemu.status, 'completed');
   assert.ok(r.qemu.downtimeMs > 0 && r.qemu.transferredBytes > 0, JSON.stringify(r.qemu));
   assert.ok(r.measured.downtimeMs > 0 && r.measured.totalMs >= r.measured.downtimeMs, JSON.stringify(r.measured));
@@ -206,7 +208,8 @@ test('live migration over a unix socket: the guest counter goes on in the destin
   assert.equal(statSync(p.vm.disk).ino, inode, 'the disk file was not copied');
   assert.ok(await waitPidGone(p.srcPid, 10_000), 'the source quit');
   // the destination owns the disk now: it writes
-  assert.equal((await dc.run('echo moved > /root/m; sync; cat /root/m')).trim(), 'moved');
+  const out = (await dc.run('echo moved > /root/m; sync; cat /root/m')).split('\n').filter((l) => l && !/^tick-\d+$/.test(l));
+  assert.deepEqual(out, ['moved'], 'the counter may interleave; the file reads back');
   dc.close(); p.c.close(); p.source.close(); p.dest.close();
   await stopQemu(p.destRun, { timeoutSec: 60 });
 });
