@@ -22,7 +22,7 @@ const DIST = join(ROOT, 'dist/src');
 const { openNode } = (await import(join(DIST, 'node.js'))) as typeof import('../src/node.js');
 const { startEnv } = (await import(join(DIST, 'lifecycle/start.js'))) as typeof import('../src/lifecycle/start.js');
 const { stopEnv } = (await import(join(DIST, 'lifecycle/stop.js'))) as typeof import('../src/lifecycle/stop.js');
-import { ociConfig } from '../src/engines/oci.js';
+import { ociConfig } from '../src/engines/runc/oci.js';
 
 const N = Number(process.env.BENCH_N ?? 15);
 const wd = freshNode('bench1');

@@ -11,6 +11,7 @@ import { readSettings, type NodeSettings } from './settings.js';
 import type { MountPrimitive } from './mounts/types.js';
 import type { Engine } from './engines/types.js';
 import { Ownership } from './ownership/store.js';
+import { loadEngine } from './engines/registry.js';
 import { JournalWriter } from './ownership/journal.js';
 
 /** 'linux' or 'freebsd'; `BERTH_PLATFORM` overrides detection (used by the FreeBSD transcript tests). */
@@ -23,8 +24,6 @@ export function detectPlatform(env: NodeJS.ProcessEnv = process.env): Platform {
   throw new BerthError('E_UNSUPPORTED_OS', `berth runs on Linux and FreeBSD, not on ${p}`, EXIT.FAILURE);
 }
 
-/** Engines per platform (design/product.md "Platforms and engines"). */
-export const ENGINES: Record<Platform, string[]> = { linux: ['runc'], freebsd: ['jail'] };
 
 /** Returns the platform's mount primitive (loaded lazily). */
 export async function mountPrimitive(platform: Platform): Promise<MountPrimitive> {
@@ -32,17 +31,6 @@ export async function mountPrimitive(platform: Platform): Promise<MountPrimitive
   return new (await import('./mounts/freebsd.js')).FreebsdMounts();
 }
 
-/**
- * Returns the engine for `emulator` on `platform`.
- * @throws BerthError E_BAD_EMULATOR (exit 2) for an emulator this platform cannot run
- */
-export async function loadEngine(emulator: string, platform: Platform): Promise<Engine> {
-  if (!ENGINES[platform].includes(emulator)) {
-    throw usageError('E_BAD_EMULATOR', `emulator=${JSON.stringify(emulator)} does not run on ${platform}; use ${ENGINES[platform].join(' or ')}`);
-  }
-  if (emulator === 'runc') return new (await import('./engines/runc.js')).RuncEngine();
-  return new (await import('./engines/jail.js')).JailEngine();
-}
 
 /** An opened node. Call {@link NodeCtx.close} when done. */
 export interface NodeCtx {
@@ -71,11 +59,23 @@ function canList(dir: string): boolean {
 }
 
 /**
- * Opens the node at `workdir` (argument, BERTH_WORKDIR or the default).
+ * What {@link openNode} uses instead of the real parts (tests of the lifecycle's order and
+ * rollback: test/unit/lifecycle-order.test.ts; testcontainers' injected dependencies).
+ */
+export interface NodeParts {
+  /** the engine of an emulator (default: the registry's, src/engines/registry.ts) */
+  engine?: (emulator: string, platform: Platform) => Promise<Engine>;
+  /** the mount primitive (default: the platform's, src/mounts/) */
+  mounts?: MountPrimitive;
+}
+
+/**
+ * Opens the node at `workdir` (argument, BERTH_WORKDIR or the default). `parts` replaces the
+ * engines and the mount primitive (tests).
  * @throws BerthError E_NOT_ROOT (exit 1) when a user other than root cannot read the
  *   inventory; E_NOT_INITIALISED (exit 1) when initenv was not run there
  */
-export function openNode(workdir?: string): NodeCtx {
+export function openNode(workdir?: string, parts: NodeParts = {}): NodeCtx {
   const root = new Workdir(resolveWorkdir(workdir));
   // var/db is root's alone (0700): another user sees a node, not its inventory
   const dbDir = dirname(root.dbFile);
@@ -95,14 +95,15 @@ export function openNode(workdir?: string): NodeCtx {
   const own = new Ownership(wd.leaseDir, nodename);
   const inv = Inventory.open(wd.dbFile);
   const platform = detectPlatform();
-  let mp: MountPrimitive | undefined;
+  let mp: MountPrimitive | undefined = parts.mounts;
+  const load = parts.engine ?? loadEngine;
   const engines = new Map<string, Engine>();
   return {
     wd, nodename, settings, inv, platform, own, journal: new JournalWriter(own),
     async mounts() { return (mp ??= await mountPrimitive(platform)); },
     async engine(emulator: string) {
       let e = engines.get(emulator);
-      if (!e) { e = await loadEngine(emulator, platform); engines.set(emulator, e); }
+      if (!e) { e = await load(emulator, platform); engines.set(emulator, e); }
       return e;
     },
     close() { inv.close(); },

@@ -6,6 +6,7 @@
 import { berthVersion } from '../pkg.js';
 import { setWarningSink } from '../log.js';
 import { COMMANDS } from './registry.js';
+import { ENGINE_MODULES } from '../engines/registry.js';
 import { errorLines, ignoreClosedStdout, warningLine } from './render.js';
 import type { CmdDef, CmdIO, Opts } from './types.js';
 
@@ -105,7 +106,7 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride()
     .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
     .showHelpAfterError('(run with --help for usage)')
-    .addHelpText('after', HELP_AFTER);
+    .addHelpText('after', helpAfter());
   const groups = new Map<string, InstanceType<typeof Command>>();
   let chosen: { def: CmdDef; opts: Opts; args: string[] } | undefined;
   // With a known command only that one is declared (start-up time); otherwise all, for help.
@@ -200,9 +201,12 @@ async function runChosen(def: CmdDef, opts: Opts, args: string[]): Promise<void>
   }
 }
 
-const HELP_AFTER = `
-Engines: runc (Linux containers, run live) and jail (FreeBSD jail(8); verified by command
-transcripts and generated jail.conf files, not run on a FreeBSD host). bhyve/qemu: later.
+function helpAfter(): string {
+  const engines = ENGINE_MODULES.map((m) => `  ${m.info.name.padEnd(6)} ${m.info.summary}`).join('\n');
+  return `
+Engines:
+${engines}
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 3 no such env/base/node, 4 owned by another
 node or locked, 5 engine or mount failure, 124 hook timeout, 128+N killed by signal N.`;
+}

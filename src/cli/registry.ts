@@ -3,41 +3,21 @@
  * loaded only when that command runs (so `berth --version` stays fast).
  */
 import type { CmdDef, OptDef } from './types.js';
+import { ENGINE_MODULES } from '../engines/registry.js';
+import { settingsHelp } from '../lifecycle/settings.js';
+
+/** `runc (Linux) or jail (FreeBSD)`: the engines of a command family. */
+function enginesHelp(family: 'j' | 'b'): string {
+  return ENGINE_MODULES.map((m) => m.info).filter((i) => i.family === family).map((i) => `${i.name} (${i.platforms.map((p) => (p === 'linux' ? 'Linux' : 'FreeBSD')).join(', ')})`).join(' or ');
+}
 
 const o = (key: string, desc: string, arg?: string): OptDef => ({ key, desc, arg });
 const f = (key: string, desc: string): OptDef => ({ key, desc, flag: true });
 
 const JNAME = o('jname', "env name, or a glob such as 'web*'", 'jname');
 const ENV_KEYS: OptDef[] = [
-  o('emulator', 'runc (Linux) or jail (FreeBSD); default: the platform\'s'),
-  o('base', 'base name under bases/'),
-  o('baserw', '0: base mounted read-only, data holds etc root tmp home var usr/local; 1: data holds the whole root', '0|1'),
-  o('host_hostname', 'hostname inside the env (default: jname)'),
-  o('ip4_addr', "0 shares the host network; A/N gives the env that address (with vnet=1)"),
-  o('ip6_addr', 'IPv6 address(es) (jail only)'),
-  o('interface', 'bridge the env\'s veth/epair joins (vnet=1)'),
-  o('vnet', '1: own network namespace/vnet jail with a veth/epair on interface', '0|1'),
-  o('exec_start', 'the env\'s main command (runc default: /bin/sh -c "trap exit TERM; while :; do sleep 1; done"; jail default: /bin/sh /etc/rc)'),
-  o('exec_stop', 'command run inside to stop (jail: exec.stop)'),
-  o('stop_timeout', 'seconds to wait before killing on stop (default 10)'),
-  o('astart', '1: the agent starts it at boot when this node holds its lease', '0|1'),
-  o('mnt_start', 'storage hook run before the env\'s files are needed (absolute path or 0)'),
-  o('mnt_stop', 'storage hook run after the env stops (absolute path or 0)'),
-  o('mnt_timeout', 'hook timeout in seconds (default: node setting, 300; 0 = none)'),
-  o('clone_script', 'storage-side clone hook for jclone (absolute path or 0)'),
-  o('protected', '1 refuses jremove', '0|1'),
-  o('devfs_ruleset', 'jail: devfs ruleset number'),
-  o('enforce_statfs', 'jail: enforce_statfs'),
-  o('allow_raw_sockets', 'jail: allow.raw_sockets', '0|1'),
-  o('allow_mount', 'jail: allow.mount', '0|1'),
-  o('allow_sysvipc', 'jail: allow.sysvipc', '0|1'),
-  o('persist', 'jail: persist', '0|1'),
-  o('childrenmax', 'jail: children.max'),
-  o('exec_timeout', 'jail: exec.timeout seconds'),
-  o('exec_consolelog', 'jail: exec.consolelog (1 = var/log/<jname>.console.log)'),
-  o('exec_prestart', 'jail: exec.prestart'), o('exec_poststart', 'jail: exec.poststart'),
-  o('exec_prestop', 'jail: exec.prestop'), o('exec_poststop', 'jail: exec.poststop'),
-  o('devfs', 'jail: 0 to not mount devfs', '0|1'),
+  o('emulator', `${enginesHelp('j')}; default: the platform's first`),
+  ...settingsHelp('j').map((d) => o(d.key, d.help, d.arg)),
 ];
 
 const load = <M>(imp: () => Promise<M>, name: keyof M) => async () => (await imp())[name] as never;

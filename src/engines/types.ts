@@ -1,11 +1,20 @@
 /**
- * Engines: what runs an env once its root is assembled. runc (Linux, src/engines/runc.ts)
- * and jail(8) (FreeBSD, src/engines/jail.ts) implement this; qemu/bhyve later. The
- * lifecycle (src/lifecycle.ts) is written once over this interface.
+ * The engine contract (v2): what runs an env. One interface for every engine, one folder per
+ * engine (src/engines/<name>/: runc, jail, qemu, bhyve), one line per engine in the registry
+ * (src/engines/registry.ts), an {@link EngineInfo} of what each supports (Incus's driver
+ * tables: one interface, one file per backend, an Info() of what it supports). The lifecycle
+ * (src/lifecycle/) is written once over this interface and never names an engine.
+ *
+ * What the lifecycle does around an engine depends on its {@link EngineInfo.root}:
+ * - `tree` (runc, jail): the lifecycle fills the data dir from a base at jcreate and assembles
+ *   the root under jails/<jname> (base read-only + data, fstab) before {@link Engine.start};
+ *   the engine runs a process tree on it;
+ * - `disk` (qemu, bhyve): the engine makes the env's disks at jcreate ({@link Engine.create})
+ *   and boots them; no root tree is assembled.
  */
 import type { EnvConf } from '../descriptor.js';
 import type { EnvPaths, Workdir } from '../paths.js';
-import type { NodeCtx } from '../node.js';
+import type { NodeCtx, Platform } from '../node.js';
 
 /** What an engine is told about the env it runs. */
 export interface EngineEnv {
@@ -16,13 +25,89 @@ export interface EngineEnv {
   conf: EnvConf;
 }
 
-/** Result of a start: `jid` is the jail id (jail) or the init pid (runc). */
+/** The EngineEnv of env `jname` with settings `conf` on this node. */
+export function engineEnv(ctx: Pick<NodeCtx, 'nodename' | 'wd'>, jname: string, conf: EnvConf): EngineEnv {
+  return { jname, nodename: ctx.nodename, wd: ctx.wd, paths: ctx.wd.env(jname), conf };
+}
+
+/** Result of a start: `jid` is the engine's run id: the jail id (jail), the init pid (runc), the VM's pid (qemu, bhyve). */
 export interface StartResult {
   jid: number;
 }
 
+/** How an env's network is made: the host's own stack, a veth pair (Linux), an epair (FreeBSD), a tap (VMs). */
+export type NetKind = 'host' | 'veth' | 'epair' | 'tap';
+
+/** One setting an engine owns (CBSD key names). */
+export interface SettingDef {
+  /** the key, as in the descriptor and on the command line */
+  readonly key: string;
+  /** one line for `--help` */
+  readonly help: string;
+  /** the value form shown in `--help` (`0|1`, `bytes`, `path` ...) */
+  readonly arg?: string;
+  /**
+   * Checks a user's value and returns its stored form (`vm_ram=1g` is stored in bytes).
+   * @throws BerthError E_BAD_VALUE (exit 2) naming key and value
+   */
+  normalize?(value: string): string;
+}
+
+/** Keys an engine owns by pattern (the numbered rows of a VM: dsk_path1, nic_parent2 ...). */
+export interface SettingPattern {
+  readonly pattern: RegExp;
+  /** one line for `--help` naming the form, e.g. `dsk_pathN: the path of disk N` */
+  readonly help: string;
+}
+
+/** What an engine supports: the registry's table row (shown by `--help` and doctor). */
+export interface EngineInfo {
+  /** the emulator name (design/product.md "Words"): runc | jail | qemu | bhyve */
+  readonly name: string;
+  /** one line for `--help` */
+  readonly summary: string;
+  readonly platforms: readonly Platform[];
+  /** tree: a root file system assembled by the lifecycle; disk: disk images the engine boots */
+  readonly root: 'tree' | 'disk';
+  /** jexec runs commands inside */
+  readonly exec: boolean;
+  /** what `bconsole`/the web console attaches to: a serial console socket, or none */
+  readonly console: 'none' | 'serial';
+  /** jmigrate live=1 */
+  readonly liveMigration: boolean;
+  /** the network kinds it makes */
+  readonly network: readonly NetKind[];
+  /** live: run in the tests on a real host; transcript: verified by command transcripts only (no such host here) */
+  readonly verified: 'live' | 'transcript';
+  /** the settings it owns besides the lifecycle's common ones (src/lifecycle/settings.ts) */
+  readonly settings: readonly SettingDef[];
+  readonly settingPatterns?: readonly SettingPattern[];
+  /** the CLI command family: `j` (jcreate, jstart ...) or `b` (bcreate, bstart ...: VMs) */
+  readonly family: 'j' | 'b';
+}
+
+/** Where a console is reached (the serial console of a VM: a unix socket; its log). */
+export interface ConsoleEndpoint {
+  kind: 'unix';
+  /** the socket to connect to */
+  path: string;
+  /** what it printed so far */
+  log?: string;
+}
+
+/** Options of {@link Engine.exec}. */
+export interface ExecOptions {
+  tty?: boolean;
+  /** file descriptors for the command's stdout and stderr (default: the caller's) */
+  stdout?: number;
+  stderr?: number;
+}
+
+/** An engine. Implementations live in src/engines/<name>/engine.ts. */
 export interface Engine {
-  /** the emulator name: 'runc' | 'jail' */
+  /** what it supports */
+  readonly info: EngineInfo;
+  /** the emulator name (= info.name) */
   readonly name: string;
   /**
    * How often (ms) the node's run monitor asks {@link Engine.isRunning} (default 250). An engine
@@ -30,34 +115,44 @@ export interface Engine {
    */
   readonly monitorIntervalMs?: number;
   /**
-   * Checks engine-specific settings at jcreate/jset time (e.g. vnet needs ip4_addr=A/N).
+   * Checks the engine's settings together (jcreate, jset, jregister), beyond each key's own
+   * check (e.g. vnet=1 needs ip4_addr=A/N).
    * @throws BerthError E_BAD_VALUE (exit 2) naming key and value
    */
   validate(conf: EnvConf): void;
   /**
-   * Sets up the env's network (vnet), writes the engine config (OCI bundle / jail.conf),
-   * and starts the env's main process on the assembled root `paths.path`.
-   * Cleans up its own partial state on failure, then throws.
+   * Checks a descriptor adopted from (shared) storage before it is trusted on this node (jail:
+   * host commands only from a file only root can change).
+   * @throws BerthError (exit 1) naming the file and what to do
+   */
+  checkAdopted?(file: string, conf: EnvConf): void;
+  /**
+   * jcreate of a disk engine: makes the env's disks in its data dir (from a base tree, or empty
+   * of `imgsize`). Undoes its own partial work on failure. Tree engines have none: the lifecycle
+   * fills the data dir from the base.
+   * @throws BerthError (exit 2 for bad settings, 5 for a failing tool)
+   */
+  create?(env: EngineEnv, input: { baseDir?: string }): Promise<void>;
+  /**
+   * Starts the env: for a tree engine on the root assembled at `paths.path`; sets up its
+   * network. Cleans up its own partial state on failure, then throws.
    * @throws BerthError E_ENGINE (exit 5)
    */
   start(env: EngineEnv): Promise<StartResult>;
   /**
-   * Stops the env: polite signal/exec.stop, then force after `timeoutSec` seconds.
+   * Stops the env: polite signal/exec.stop/ACPI, then force after `timeoutSec` seconds.
    * Returns when no process of the env is left. Idempotent.
    */
   stop(env: EngineEnv, timeoutSec: number): Promise<void>;
-  /** True while the env (started with `jid`) still has processes. */
+  /** True while the env (started with `jid`) still runs. */
   isRunning(env: EngineEnv, jid: number): Promise<boolean>;
-  /** Removes engine state (runc container record, netns/veth, jail.conf). Idempotent. */
+  /** Removes engine state (runc container record, netns/veth, jail.conf, taps). Idempotent. */
   cleanup(env: EngineEnv): Promise<void>;
   /**
-   * Runs `argv` inside the running env with the caller's stdio.
+   * Runs `argv` inside the running env (engines with `info.exec`).
    * @returns the command's exit code
    */
-  exec(env: EngineEnv, argv: string[], opts: { tty?: boolean }): Promise<number>;
-}
-
-/** The EngineEnv of env `jname` with settings `conf` on this node. */
-export function engineEnv(ctx: Pick<NodeCtx, 'nodename' | 'wd'>, jname: string, conf: EnvConf): EngineEnv {
-  return { jname, nodename: ctx.nodename, wd: ctx.wd, paths: ctx.wd.env(jname), conf };
+  exec?(env: EngineEnv, argv: string[], opts: ExecOptions): Promise<number>;
+  /** The running env's console (engines with `info.console` other than none). */
+  console?(env: EngineEnv): Promise<ConsoleEndpoint>;
 }

@@ -18,12 +18,11 @@
  * env at that generation, its storage mounted beforehand by {@link prepareAdopt}.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from '../errors.js';
 import { readDescriptor, readSharedDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
-import { notRootOnly } from '../hooks.js';
 import { STATUS } from '../inventory.js';
 import { checkJname, checkJnamePattern, checkUuid, isGlob, jnameMatcher } from '../names.js';
 import type { NodeCtx } from '../node.js';
@@ -33,7 +32,7 @@ import {
 } from '../ownership/leases.js';
 import { readLease, type WatchResult } from '../ownership/record.js';
 import { getEnv } from './envs.js';
-import { SETTABLE_KEYS, validateSettings } from './settings.js';
+import { settingDefsFor, validateSettings } from './settings.js';
 import { startEnv } from './start.js';
 import { verifyIdentity, withStorage } from './storage.js';
 import { recoverStaleClaim } from './teardown.js';
@@ -80,33 +79,11 @@ export function unregisteredNames(ctx: NodeCtx, pattern: string): string[] {
   return ctx.wd.waitingDescriptors().map((d) => d.jname).filter((n) => m(n));
 }
 
-/** Settings whose commands jail(8) runs on the host, as root: exec.prestart, exec.poststart, exec.prestop, exec.poststop (jail(8) "exec.*" parameters). */
-export const HOST_EXEC_KEYS = ['exec_prestart', 'exec_poststart', 'exec_prestop', 'exec_poststop'];
-
-/**
- * A descriptor adopted from (shared) storage that sets host commands (HOST_EXEC_KEYS, jail
- * emulator) must be a file only root can change, as a hook must (src/hooks.ts checkHookSafe):
- * otherwise whoever can write that file runs commands as root on every node that adopts the
- * env. CBSD runs them from any descriptor (cbsd-behaviour.md §12).
- * @throws BerthError E_DESCRIPTOR_UNSAFE (exit 1) naming the file, the keys and the fix
- */
-export function checkHostCommandsSafe(rcfile: string, conf: EnvConf): void {
-  if (conf.emulator !== 'jail') return;
-  const keys = HOST_EXEC_KEYS.filter((k) => conf[k] && conf[k] !== '0');
-  if (!keys.length) return;
-  const st = statSync(rcfile);
-  const unsafe = notRootOnly(st);
-  if (!unsafe) return;
-  throw new BerthError('E_DESCRIPTOR_UNSAFE', `refusing to adopt ${rcfile}: it sets ${keys.join(', ')}, which jail(8) runs on this host as root, and ${unsafe.why}`, EXIT.FAILURE, {
-    hint: `read those commands; if you trust them: chown root ${rcfile} && chmod go-w ${rcfile}`, details: { rcfile, keys, uid: st.uid },
-  });
-}
-
 /**
  * jregister of one env.
  * @throws BerthError E_NO_RCCONF (3), E_ENV_EXISTS (1), hook errors, E_IDENTITY (5),
  *   E_LEASE_HELD (4: another node owns it; use force when that node is dead), E_BAD_UUID (2),
- *   E_DESCRIPTOR_UNSAFE (1, see checkHostCommandsSafe)
+ *   E_DESCRIPTOR_UNSAFE (1: an engine refused the adopted file, e.g. src/engines/jail/engine.ts checkAdopted)
  */
 export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts: RegisterOptions = {}): Promise<RegisterResult> {
   if (jname !== undefined) checkJname(jname);
@@ -141,11 +118,11 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   conf.path = p.path; conf.data = p.data; conf.mount_fstab = p.fstab; conf.rcconf = p.rcconfFile; conf.jname = name;
   conf.emulator ??= 'jail';
   // A descriptor on shared storage is input like any other: validate every setting jset would.
-  const settable: Record<string, string> = {};
-  for (const k of SETTABLE_KEYS) if (conf[k] !== undefined) settable[k] = conf[k]!;
-  validateSettings(settable);
-  checkHostCommandsSafe(rcfile, conf);
   const engine = await ctx.engine(conf.emulator);
+  const settable: Record<string, string> = {};
+  for (const d of settingDefsFor(engine.info)) if (conf[d.key] !== undefined) settable[d.key] = conf[d.key]!;
+  Object.assign(conf, validateSettings(settable, engine.info));
+  engine.checkAdopted?.(rcfile, conf);
   engine.validate(conf);
   // The owner as the record says (the record is visible whatever is mounted): another node's
   // lease is refused here, before anything is mounted, unless force; then its node's heartbeat

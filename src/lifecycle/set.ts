@@ -26,7 +26,7 @@ import type { OpOptions } from './types.js';
 export async function setEnv(ctx: NodeCtx, jname: string, changes: Record<string, string>, opts: OpOptions = {}): Promise<{ jname: string; changed: string[]; restartNeeded: boolean }> {
   const row = getEnv(ctx, jname);
   if (Object.keys(changes).length === 0) throw usageError('E_NOTHING_TO_SET', 'jset needs at least one key=value (see berth jset --help)');
-  validateSettings(changes);
+  changes = validateSettings(changes, (await ctx.engine(row.emulator)).info);
   const conf = { ...row.conf, ...changes };
   (await ctx.engine(row.emulator)).validate(conf);
   if (changes.base && !existsSync(ctx.wd.base(changes.base))) throw notFound('E_NO_SUCH_BASE', `no base ${JSON.stringify(changes.base)} on this node`);

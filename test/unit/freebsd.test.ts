@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { BerthError } from '../../src/errors.js';
 import { FreebsdMounts, parseDfT, parseMountP } from '../../src/mounts/freebsd.js';
 import { unmountAllUnder } from '../../src/mounts/types.js';
-import { JailEngine, parseJls } from '../../src/engines/jail.js';
+import { JailEngine, parseJls } from '../../src/engines/jail/engine.js';
 import type { EngineEnv } from '../../src/engines/types.js';
 import { Workdir } from '../../src/paths.js';
 import { ROOT } from '../helpers/cli.js';

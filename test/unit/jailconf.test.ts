@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { jailConf, quoteJailValue, type JailConfInput } from '../../src/engines/jailconf.js';
+import { jailConf, quoteJailValue, type JailConfInput } from '../../src/engines/jail/jailconf.js';
 import { checkJailConf, effectiveParams, lex, parseJailConf, JailConfError } from '../helpers/jailconf-grammar.js';
 import { ROOT } from '../helpers/cli.js';
 

@@ -10,11 +10,12 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { engineError, usageError } from '../errors.js';
-import type { EnvConf } from '../descriptor.js';
-import { run, runInteractive, runToFile } from '../proc.js';
+import { engineError, usageError } from '../../errors.js';
+import type { EnvConf } from '../../descriptor.js';
+import { run, runInteractive, runToFile } from '../../proc.js';
 import { cgroupsPath, ociConfig } from './oci.js';
-import type { Engine, EngineEnv, StartResult } from './types.js';
+import { runc } from './module.js';
+import type { Engine, EngineEnv, StartResult } from '../types.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/; // Linux IFNAMSIZ 16; never "." or ".." (they name directories in /sys/class/net)
@@ -38,6 +39,7 @@ async function catchesTerm(pid: number): Promise<boolean> {
 }
 
 export class RuncEngine implements Engine {
+  readonly info = runc.info;
   readonly name = 'runc';
 
   validate(conf: EnvConf): void {

@@ -37,7 +37,7 @@
  *   `mount.fdescfs;`/`mount.procfs;`; `exec_consolelog=1` → `<workdir>/var/log/<jname>.console.log`,
  *   an absolute path → itself; `persist=1` → `persist;`; `enforce_statfs=N` → `enforce_statfs`.
  */
-import type { EnvConf } from '../descriptor.js';
+import type { EnvConf } from '../../descriptor.js';
 
 /** Default exec.start / exec.stop of a FreeBSD jail (CBSD defaults). */
 export const DEFAULT_JAIL_EXEC_START = '/bin/sh /etc/rc';

@@ -2,7 +2,7 @@
  * The OCI runtime bundle `config.json` berth writes for runc (OCI runtime-spec 1.0.2,
  * config.md and config-linux.md; defaults modelled on `runc spec`). Pure: no I/O.
  */
-import type { EnvConf } from '../descriptor.js';
+import type { EnvConf } from '../../descriptor.js';
 
 /** Inputs of {@link ociConfig}. */
 export interface OciInput {

@@ -18,11 +18,14 @@
  */
 import { mkdir, readFile, rm, writeFile, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { EnvConf } from '../descriptor.js';
-import { engineError, usageError } from '../errors.js';
-import { debug } from '../log.js';
-import { run, runInteractive } from '../proc.js';
-import type { Engine, EngineEnv, StartResult } from './types.js';
+import type { EnvConf } from '../../descriptor.js';
+import { statSync } from 'node:fs';
+import { BerthError, EXIT, engineError, usageError } from '../../errors.js';
+import { notRootOnly } from '../../hooks.js';
+import { jail } from './module.js';
+import { debug } from '../../log.js';
+import { run, runInteractive } from '../../proc.js';
+import type { Engine, EngineEnv, StartResult } from '../types.js';
 import { isIp6, jailConf, splitAddrs } from './jailconf.js';
 
 /** One jail as `jls --libxo json -v` reports it. */
@@ -95,8 +98,35 @@ function validIp6(a: string): boolean {
 
 const set = (v: string | undefined): v is string => v !== undefined && v !== '' && v !== '0';
 
+/** Settings whose commands jail(8) runs on the host, as root: exec.prestart, exec.poststart, exec.prestop, exec.poststop (jail(8) "exec.*" parameters). */
+export const HOST_EXEC_KEYS = ['exec_prestart', 'exec_poststart', 'exec_prestop', 'exec_poststop'];
+
+/**
+ * A descriptor adopted from (shared) storage that sets host commands (HOST_EXEC_KEYS, jail
+ * emulator) must be a file only root can change, as a hook must (src/hooks.ts checkHookSafe):
+ * otherwise whoever can write that file runs commands as root on every node that adopts the
+ * env. CBSD runs them from any descriptor (cbsd-behaviour.md §12).
+ * @throws BerthError E_DESCRIPTOR_UNSAFE (exit 1) naming the file, the keys and the fix
+ */
+export function checkHostCommandsSafe(rcfile: string, conf: EnvConf): void {
+  const keys = HOST_EXEC_KEYS.filter((k) => conf[k] && conf[k] !== '0');
+  if (!keys.length) return;
+  const st = statSync(rcfile);
+  const unsafe = notRootOnly(st);
+  if (!unsafe) return;
+  throw new BerthError('E_DESCRIPTOR_UNSAFE', `refusing to adopt ${rcfile}: it sets ${keys.join(', ')}, which jail(8) runs on this host as root, and ${unsafe.why}`, EXIT.FAILURE, {
+    hint: `read those commands; if you trust them: chown root ${rcfile} && chmod go-w ${rcfile}`, details: { rcfile, keys, uid: st.uid },
+  });
+}
+
 export class JailEngine implements Engine {
+  readonly info = jail.info;
   readonly name = 'jail';
+
+  /** An adopted descriptor's host commands must be in a file only root can change (see {@link checkHostCommandsSafe}). */
+  checkAdopted(file: string, conf: EnvConf): void {
+    checkHostCommandsSafe(file, conf);
+  }
   /** the monitor's check runs `jls`: poll every 2 s, not 4 times a second */
   readonly monitorIntervalMs = 2000;
 
