@@ -45,6 +45,8 @@ export interface NodeCtx {
   journal: JournalWriter;
   mounts(): Promise<MountPrimitive>;
   engine(emulator: string): Promise<Engine>;
+  /** whether starts spawn the node's run monitor (false only in tests with fake engines) */
+  runMonitor: boolean;
   close(): void;
 }
 
@@ -67,6 +69,8 @@ export interface NodeParts {
   engine?: (emulator: string, platform: Platform) => Promise<Engine>;
   /** the mount primitive (default: the platform's, src/mounts/) */
   mounts?: MountPrimitive;
+  /** false: starts do not spawn the node's run monitor (tests with a fake engine) */
+  runMonitor?: boolean;
 }
 
 /**
@@ -99,7 +103,7 @@ export function openNode(workdir?: string, parts: NodeParts = {}): NodeCtx {
   const load = parts.engine ?? loadEngine;
   const engines = new Map<string, Engine>();
   return {
-    wd, nodename, settings, inv, platform, own, journal: new JournalWriter(own),
+    wd, nodename, settings, inv, platform, own, journal: new JournalWriter(own), runMonitor: parts.runMonitor ?? true,
     async mounts() { return (mp ??= await mountPrimitive(platform)); },
     async engine(emulator: string) {
       let e = engines.get(emulator);

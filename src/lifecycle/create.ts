@@ -10,7 +10,7 @@ import { writeDescriptor, type EnvConf } from '../descriptor.js';
 import { BerthError, EXIT, notFound, usageError } from '../errors.js';
 import { HOOK_DIRS, runHookDir } from '../hooks.js';
 import { checkJname } from '../names.js';
-import { defaultEmulator, engineInfoFor } from '../engines/registry.js';
+import { defaultEmulator } from '../engines/registry.js';
 import type { NodeCtx } from '../node.js';
 import { acquireEnvLease, journal, publishDescriptor, releaseEnvLease } from '../ownership/leases.js';
 import { emptyDir, isEmptyDir } from './files.js';
@@ -36,9 +36,8 @@ export interface CreateInput {
 export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOptions = {}): Promise<EnvInfo> {
   const jname = checkJname(input.jname);
   const emulator = input.emulator ?? defaultEmulator(ctx.platform);
-  const info = engineInfoFor(emulator, ctx.platform);
-  const settings = validateSettings(input.settings, info);
   const engine = await ctx.engine(emulator);
+  const settings = validateSettings(input.settings, engine.info);
   const p = ctx.wd.env(jname);
   const conf: EnvConf = {
     baserw: '0', host_hostname: jname, ip4_addr: '0', vnet: '0', astart: '0', ...settings,

@@ -57,7 +57,7 @@ export function liveMonitorPid(ctx: NodeCtx): number {
  * @returns true when a monitor was started
  */
 export function ensureMonitor(ctx: NodeCtx): boolean {
-  if (liveMonitorPid(ctx)) return false;
+  if (!ctx.runMonitor || liveMonitorPid(ctx)) return false;
   const fd = openSync(join(ctx.wd.logDir, 'monitor.log'), 'a', 0o640);
   try {
     const [cmd, ...args] = monitorCommand();
