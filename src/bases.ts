@@ -27,7 +27,7 @@ import { basename, join, posix } from 'node:path';
 import { BerthError, EXIT, notFound, usageError } from './errors.js';
 import type { Inventory } from './inventory.js';
 import { checkBaseName } from './names.js';
-import type { NodeCtx } from './node.js';
+import type { MountPrimitive } from './mounts/types.js';
 import type { Workdir } from './paths.js';
 import { run } from './proc.js';
 import { mountsUnder } from './mounts/types.js';
@@ -39,7 +39,7 @@ import { mountsUnder } from './mounts/types.js';
 export const BASE_MOUNT_DIRS: readonly string[] = ['etc', 'root', 'tmp', 'home', 'var', 'usr/local', 'proc', 'sys', 'dev'];
 
 /** What the base functions need of a node: its paths, its inventory, and (optional) its mount table. */
-export type BaseCtx = Pick<NodeCtx, 'wd' | 'inv'> & Partial<Pick<NodeCtx, 'mounts'>>;
+export interface BaseCtx { wd: Workdir; inv: Inventory; mounts?: () => Promise<MountPrimitive> }
 
 /** One base as {@link listBases} and the import functions report it. `size` in bytes. */
 export interface BaseInfo {

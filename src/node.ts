@@ -4,7 +4,8 @@
  */
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BerthError, EXIT, usageError } from './errors.js';
+import { BerthError, EXIT } from './errors.js';
+import { detectPlatform, type Platform } from './platform.js';
 import { Inventory } from './inventory.js';
 import { Workdir, resolveWorkdir } from './paths.js';
 import { readSettings, type NodeSettings } from './settings.js';
@@ -14,15 +15,7 @@ import { Ownership } from './ownership/store.js';
 import { loadEngine } from './engines/registry.js';
 import { JournalWriter } from './ownership/journal.js';
 
-/** 'linux' or 'freebsd'; `BERTH_PLATFORM` overrides detection (used by the FreeBSD transcript tests). */
-export type Platform = 'linux' | 'freebsd';
-
-/** The host platform. @throws BerthError E_UNSUPPORTED_OS on other systems */
-export function detectPlatform(env: NodeJS.ProcessEnv = process.env): Platform {
-  const p = env.BERTH_PLATFORM || process.platform;
-  if (p === 'linux' || p === 'freebsd') return p;
-  throw new BerthError('E_UNSUPPORTED_OS', `berth runs on Linux and FreeBSD, not on ${p}`, EXIT.FAILURE);
-}
+export { detectPlatform, type Platform } from './platform.js';
 
 
 /** Returns the platform's mount primitive (loaded lazily). */

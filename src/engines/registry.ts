@@ -5,16 +5,12 @@
  * settable keys, descriptor validation, `--help` and doctor are derived from these entries.
  */
 import { usageError } from '../errors.js';
-import type { Platform } from '../node.js';
-import type { Engine, EngineInfo } from './types.js';
+import type { Platform } from '../platform.js';
+import type { Engine, EngineInfo, EngineModule } from './types.js';
 import { runc } from './runc/module.js';
 import { jail } from './jail/module.js';
 
-/** One engine of the registry: its static description, and its implementation loaded on demand. */
-export interface EngineModule {
-  readonly info: EngineInfo;
-  load(): Promise<Engine>;
-}
+export type { EngineModule };
 
 /** Every engine, in the order `--help` lists them. */
 export const ENGINE_MODULES: readonly EngineModule[] = [runc, jail];

@@ -14,7 +14,7 @@
  */
 import type { EnvConf } from '../descriptor.js';
 import type { EnvPaths, Workdir } from '../paths.js';
-import type { NodeCtx, Platform } from '../node.js';
+import type { Platform } from '../platform.js';
 
 /** What an engine is told about the env it runs. */
 export interface EngineEnv {
@@ -26,7 +26,7 @@ export interface EngineEnv {
 }
 
 /** The EngineEnv of env `jname` with settings `conf` on this node. */
-export function engineEnv(ctx: Pick<NodeCtx, 'nodename' | 'wd'>, jname: string, conf: EnvConf): EngineEnv {
+export function engineEnv(ctx: { nodename: string; wd: Workdir }, jname: string, conf: EnvConf): EngineEnv {
   return { jname, nodename: ctx.nodename, wd: ctx.wd, paths: ctx.wd.env(jname), conf };
 }
 
@@ -84,6 +84,12 @@ export interface EngineInfo {
   readonly settingPatterns?: readonly SettingPattern[];
   /** the CLI command family: `j` (jcreate, jstart ...) or `b` (bcreate, bstart ...: VMs) */
   readonly family: 'j' | 'b';
+}
+
+/** One engine of the registry (src/engines/registry.ts): its static description, and its implementation loaded on demand. */
+export interface EngineModule {
+  readonly info: EngineInfo;
+  load(): Promise<Engine>;
 }
 
 /** Where a console is reached (the serial console of a VM: a unix socket; its log). */

@@ -3,7 +3,7 @@
  * that its generation of an env's lease was superseded (another node took the env over, or the
  * lease was released behind its back).
  *
- * - The running copy, if any, is stopped AT ONCE with a full teardown ({@link fenceRun}): the
+ * - The running copy, if any, is stopped AT ONCE with a full teardown (src/lifecycle/teardown.ts fenceRun): the
  *   same exactly-once claim of the run as teardownRun (src/lifecycle.ts), so the run
  *   monitor, a jstop and the agent never tear down twice; the engine is killed without the
  *   stop_timeout grace (SIGTERM then SIGKILL immediately: every second of grace is a second
@@ -30,7 +30,7 @@ import writeFileAtomic from 'write-file-atomic';
 import { BerthError } from '../errors.js';
 import { STATUS } from '../inventory.js';
 import { checkLease } from './record.js';
-import type { NodeCtx } from '../node.js';
+import type { Inventory } from '../inventory.js';
 import type { Workdir } from '../paths.js';
 
 /** What the agent records when it fences an env (`var/run/fenced/<jname>.json`). */
@@ -77,8 +77,15 @@ export function listFenceMarkers(wd: Workdir): Map<string, FenceMarker> {
   return out;
 }
 
+/** What fencing needs of an opened node (src/node.ts NodeCtx has all of it). */
+export interface FenceCtx {
+  nodename: string;
+  wd: Workdir;
+  inv: Pick<Inventory, 'get' | 'delete'>;
+}
+
 /** True when the marker of `jname` is about the generation the inventory row records now. */
-export function isFenced(ctx: NodeCtx, jname: string): FenceMarker | undefined {
+export function isFenced(ctx: FenceCtx, jname: string): FenceMarker | undefined {
   const row = ctx.inv.get(jname);
   const m = readFenceMarker(ctx.wd, jname);
   return row && m && m.generation === row.generation && m.uuid === row.uuid ? m : undefined;
@@ -102,7 +109,7 @@ export async function clearFenceMarker(wd: Workdir, jname: string): Promise<void
  * it, when the row is not Off, or when the lease cannot be read.
  * @returns true when a stale row was dropped
  */
-export async function forgetFencedEnv(ctx: NodeCtx, jname: string): Promise<boolean> {
+export async function forgetFencedEnv(ctx: FenceCtx, jname: string): Promise<boolean> {
   const row = ctx.inv.get(jname);
   if (!row || row.status !== STATUS.OFF) return false;
   const lease = ctx.wd.env(jname).lease;

@@ -11,7 +11,9 @@ import { writeDescriptor } from '../descriptor.js';
 import { BerthError } from '../errors.js';
 import type { EnvRow } from '../inventory.js';
 import { warn } from '../log.js';
-import type { NodeCtx } from '../node.js';
+import type { Workdir } from '../paths.js';
+import type { JournalWriter } from './journal.js';
+import type { Ownership } from './store.js';
 import { readNodeBeatRaw, watchSeconds } from './heartbeat.js';
 import { importLegacy } from './legacy.js';
 import { leaveNotice } from './notices.js';
@@ -20,8 +22,20 @@ import {
   type LeaseRecord, type TakeoverOptions, type WatchResult,
 } from './record.js';
 
+/**
+ * What the ownership operations need of an opened node (src/node.ts NodeCtx has all of it):
+ * its name and workdir, its lease_ttl, the ownership directory and its journal writer.
+ */
+export interface OwnerCtx {
+  nodename: string;
+  wd: Workdir;
+  settings: { lease_ttl: number };
+  own: Ownership;
+  journal: JournalWriter;
+}
+
 /** The record directory of an env. */
-export const recordOf = (ctx: NodeCtx, jname: string): string => ctx.wd.env(jname).lease;
+export const recordOf = (ctx: OwnerCtx, jname: string): string => ctx.wd.env(jname).lease;
 
 /**
  * Requires that this node holds the env's lease at the generation its inventory records
@@ -30,7 +44,7 @@ export const recordOf = (ctx: NodeCtx, jname: string): string => ctx.wd.env(jnam
  * @returns the current record
  * @throws BerthError E_LEASE_SUPERSEDED / E_LEASE_MISSING (exit 4), E_LEASE_IO (exit 1)
  */
-export async function requireLease(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'generation' | 'uuid'>): Promise<LeaseRecord> {
+export async function requireLease(ctx: OwnerCtx, row: Pick<EnvRow, 'jname' | 'generation' | 'uuid'>): Promise<LeaseRecord> {
   const who = { node: ctx.nodename, generation: row.generation, uuid: row.uuid };
   try {
     return await checkLease(recordOf(ctx, row.jname), who);
@@ -42,7 +56,7 @@ export async function requireLease(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'ge
 }
 
 /** Imports a legacy lease of `jname` when its sysdir shows one and the record has none. @returns the generation imported (0: none) */
-export async function importLegacyLease(ctx: NodeCtx, jname: string): Promise<number> {
+export async function importLegacyLease(ctx: OwnerCtx, jname: string): Promise<number> {
   return importLegacy(ctx.wd.env(jname).legacyLease, recordOf(ctx, jname));
 }
 
@@ -53,13 +67,13 @@ export async function importLegacyLease(ctx: NodeCtx, jname: string): Promise<nu
  * generation is superseded.
  * @throws BerthError E_LEASE_HELD (exit 4) naming the owner; E_LEASE_IO (exit 1)
  */
-export async function acquireEnvLease(ctx: NodeCtx, jname: string, uuid: string, opts: { legacy?: boolean } = {}): Promise<LeaseRecord> {
+export async function acquireEnvLease(ctx: OwnerCtx, jname: string, uuid: string, opts: { legacy?: boolean } = {}): Promise<LeaseRecord> {
   if (opts.legacy) await importLegacyLease(ctx, jname);
   return acquireLease(recordOf(ctx, jname), { node: ctx.nodename, uuid });
 }
 
 /** The options of takeoverLease that come from this node: liveness read from the shared node heartbeats. */
-export function livenessOf(ctx: NodeCtx): Pick<TakeoverOptions, 'beat' | 'watchSec'> {
+export function livenessOf(ctx: OwnerCtx): Pick<TakeoverOptions, 'beat' | 'watchSec'> {
   return {
     beat: (node) => readNodeBeatRaw(ctx.own.beatFile(node)),
     watchSec: async (node) => (node ? watchSeconds(await readNodeBeatRaw(ctx.own.beatFile(node)), ctx.settings.lease_ttl) : ctx.settings.lease_ttl),
@@ -73,7 +87,7 @@ export type TakeoverEnvOptions = Pick<TakeoverOptions, 'force' | 'onWait' | 'sle
   signal?: AbortSignal;
 };
 
-function takeoverOpts(ctx: NodeCtx, opts: TakeoverEnvOptions): TakeoverOptions & { signal?: AbortSignal } {
+function takeoverOpts(ctx: OwnerCtx, opts: TakeoverEnvOptions): TakeoverOptions & { signal?: AbortSignal } {
   const live = livenessOf(ctx);
   return { ...live, ...opts, watchSec: opts.watchSec !== undefined ? async () => opts.watchSec! : live.watchSec };
 }
@@ -83,7 +97,7 @@ function takeoverOpts(ctx: NodeCtx, opts: TakeoverEnvOptions): TakeoverOptions &
  * (src/ownership/record.ts watchHolder). jregister --force runs it while mnt_start mounts the
  * storage, then calls {@link completeTakeover}.
  */
-export function watchOwner(ctx: NodeCtx, jname: string, opts: TakeoverEnvOptions): Promise<WatchResult> {
+export function watchOwner(ctx: OwnerCtx, jname: string, opts: TakeoverEnvOptions): Promise<WatchResult> {
   return watchHolder(recordOf(ctx, jname), takeoverOpts(ctx, opts));
 }
 
@@ -92,7 +106,7 @@ export function watchOwner(ctx: NodeCtx, jname: string, opts: TakeoverEnvOptions
  * free or got released meanwhile), and leaves the old owner a fence notice.
  * @throws BerthError E_LEASE_HELD (exit 4): another node was faster, or the owner came back
  */
-export async function completeTakeover(ctx: NodeCtx, jname: string, uuid: string, w: WatchResult, opts: TakeoverEnvOptions): Promise<LeaseRecord> {
+export async function completeTakeover(ctx: OwnerCtx, jname: string, uuid: string, w: WatchResult, opts: TakeoverEnvOptions): Promise<LeaseRecord> {
   const path = recordOf(ctx, jname);
   const who = { node: ctx.nodename, uuid };
   const r = (w.holder ? await claimFrom(path, who, w.holder) : undefined) ?? await takeoverLease(path, who, takeoverOpts(ctx, opts));
@@ -107,17 +121,17 @@ export async function completeTakeover(ctx: NodeCtx, jname: string, uuid: string
  * Takes an env over from a silent owner: {@link watchOwner} then {@link completeTakeover}.
  * @throws BerthError E_LEASE_HELD (exit 4): the owner is alive, or no force
  */
-export async function takeoverEnvLease(ctx: NodeCtx, jname: string, uuid: string, opts: TakeoverEnvOptions): Promise<LeaseRecord> {
+export async function takeoverEnvLease(ctx: OwnerCtx, jname: string, uuid: string, opts: TakeoverEnvOptions): Promise<LeaseRecord> {
   return completeTakeover(ctx, jname, uuid, await watchOwner(ctx, jname, opts), opts);
 }
 
 /** Releases this node's lease of `row` (junregister). @returns the release's generation (0: nothing was held) */
-export async function releaseEnvLease(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'generation'>): Promise<number> {
+export async function releaseEnvLease(ctx: OwnerCtx, row: Pick<EnvRow, 'jname' | 'generation'>): Promise<number> {
   return releaseLease(recordOf(ctx, row.jname), { node: ctx.nodename, generation: row.generation });
 }
 
 /** Hands this node's lease of `row` to node `to` (jmigrate): one exclusive create, generation + 1. */
-export async function handoverEnvLease(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'generation' | 'uuid'>, to: string): Promise<LeaseRecord> {
+export async function handoverEnvLease(ctx: OwnerCtx, row: Pick<EnvRow, 'jname' | 'generation' | 'uuid'>, to: string): Promise<LeaseRecord> {
   return handoverLease(recordOf(ctx, row.jname), { node: ctx.nodename, generation: row.generation, uuid: row.uuid }, { node: to, uuid: row.uuid });
 }
 
@@ -125,7 +139,7 @@ export async function handoverEnvLease(ctx: NodeCtx, row: Pick<EnvRow, 'jname' |
  * Records an ownership transition in this node's journal (after the record and the inventory
  * changed). Never throws: a lost entry is covered by the agent's next snapshot; it is logged.
  */
-export async function journal(ctx: NodeCtx, op: 'own' | 'drop', e: { jname: string; uuid: string; generation: number; emulator: string }, why: string): Promise<void> {
+export async function journal(ctx: OwnerCtx, op: 'own' | 'drop', e: { jname: string; uuid: string; generation: number; emulator: string }, why: string): Promise<void> {
   try {
     await ctx.journal.append({ op, why, jname: e.jname, uuid: e.uuid, generation: e.generation, emulator: e.emulator });
   } catch (err) {
@@ -139,11 +153,11 @@ export async function journal(ctx: NodeCtx, op: 'own' | 'drop', e: { jname: stri
  * takeover from a dead owner in the per-env hook layout). Called wherever the sysdir copy is
  * written. @throws file system errors (ENOENT when the record dir is missing)
  */
-export async function publishDescriptor(ctx: NodeCtx, jname: string, conf: EnvConf): Promise<void> {
+export async function publishDescriptor(ctx: OwnerCtx, jname: string, conf: EnvConf): Promise<void> {
   await writeDescriptor(ctx.wd.env(jname).recordDescriptor, conf, ctx.wd.root);
 }
 
 /** True when the record of `jname` holds a descriptor copy. */
-export function hasRecordDescriptor(ctx: NodeCtx, jname: string): boolean {
+export function hasRecordDescriptor(ctx: OwnerCtx, jname: string): boolean {
   return existsSync(ctx.wd.env(jname).recordDescriptor);
 }

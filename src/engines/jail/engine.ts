@@ -22,7 +22,7 @@ import type { EnvConf } from '../../descriptor.js';
 import { statSync } from 'node:fs';
 import { BerthError, EXIT, engineError, usageError } from '../../errors.js';
 import { notRootOnly } from '../../hooks.js';
-import { jail } from './module.js';
+import { jailInfo } from './info.js';
 import { debug } from '../../log.js';
 import { run, runInteractive } from '../../proc.js';
 import type { Engine, EngineEnv, StartResult } from '../types.js';
@@ -120,7 +120,7 @@ export function checkHostCommandsSafe(rcfile: string, conf: EnvConf): void {
 }
 
 export class JailEngine implements Engine {
-  readonly info = jail.info;
+  readonly info = jailInfo;
   readonly name = 'jail';
 
   /** An adopted descriptor's host commands must be in a file only root can change (see {@link checkHostCommandsSafe}). */

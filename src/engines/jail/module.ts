@@ -3,41 +3,10 @@
  * jail settings it owns (CBSD's names; their jail.conf meaning in jailconf.ts), and its
  * implementation (engine.ts), loaded only when an env of it is used.
  */
-import type { SettingDef } from '../types.js';
-import type { EngineModule } from '../registry.js';
-import { flag, wholeNumber } from '../settings.js';
-
-const s = (key: string, help: string, arg?: string): SettingDef => ({ key, help, arg });
+import type { EngineModule } from '../types.js';
+import { jailInfo } from './info.js';
 
 export const jail: EngineModule = {
-  info: {
-    name: 'jail',
-    summary: 'FreeBSD jails: jail(8) with a generated jail.conf block, mount_nullfs and devfs (verified by command transcripts, not run on a FreeBSD host)',
-    platforms: ['freebsd'],
-    root: 'tree',
-    exec: true,
-    console: 'none',
-    liveMigration: false,
-    network: ['host', 'epair'],
-    verified: 'transcript',
-    family: 'j',
-    settings: [
-      s('ip6_addr', 'IPv6 address(es)'),
-      wholeNumber('devfs_ruleset', 'devfs ruleset number'),
-      wholeNumber('enforce_statfs', 'enforce_statfs (0, 1 or 2)'),
-      flag('allow_raw_sockets', 'allow.raw_sockets'),
-      flag('allow_mount', 'allow.mount'),
-      flag('allow_sysvipc', 'allow.sysvipc'),
-      flag('persist', 'persist'),
-      wholeNumber('childrenmax', 'children.max'),
-      wholeNumber('exec_timeout', 'exec.timeout, seconds'),
-      s('exec_consolelog', 'exec.consolelog (1 = var/log/<jname>.console.log)'),
-      s('exec_prestart', 'exec.prestart (runs on the host, as root)'),
-      s('exec_poststart', 'exec.poststart (runs on the host, as root)'),
-      s('exec_prestop', 'exec.prestop (runs on the host, as root)'),
-      s('exec_poststop', 'exec.poststop (runs on the host, as root)'),
-      flag('devfs', '0: do not mount devfs'),
-    ],
-  },
+  info: jailInfo,
   async load() { return new (await import('./engine.js')).JailEngine(); },
 };

@@ -14,7 +14,7 @@ import { engineError, usageError } from '../../errors.js';
 import type { EnvConf } from '../../descriptor.js';
 import { run, runInteractive, runToFile } from '../../proc.js';
 import { cgroupsPath, ociConfig } from './oci.js';
-import { runc } from './module.js';
+import { runcInfo } from './info.js';
 import type { Engine, EngineEnv, StartResult } from '../types.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
@@ -39,7 +39,7 @@ async function catchesTerm(pid: number): Promise<boolean> {
 }
 
 export class RuncEngine implements Engine {
-  readonly info = runc.info;
+  readonly info = runcInfo;
   readonly name = 'runc';
 
   validate(conf: EnvConf): void {
