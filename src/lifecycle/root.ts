@@ -67,7 +67,7 @@ export async function assembleRoot(ctx: NodeCtx, jname: string, conf: EnvConf): 
   const dependsOnRoot = (e: FstabEntry) => e.device === p.path || e.device.startsWith(p.path + '/');
   for (let i = 0; i < entries.length;) {
     const batch: FstabEntry[] = [];
-    while (i < entries.length && !(batch.length && (dependsOnRoot(entries[i]!) || batch.some((b) => related(norm(b.mountpoint), norm(entries[i]!.mountpoint)))))) batch.push(entries[i++]!);
+    while (i < entries.length && !(batch.length && (!m.concurrent || dependsOnRoot(entries[i]!) || batch.some((b) => related(norm(b.mountpoint), norm(entries[i]!.mountpoint)))))) batch.push(entries[i++]!);
     const dsts: string[] = [];
     for (const e of batch) {
       const dst = join(p.path, e.mountpoint);

@@ -30,6 +30,7 @@ export function parseMountinfo(text: string): MountEntry[] {
 
 export class LinuxMounts implements MountPrimitive {
   readonly platform = 'linux' as const;
+  readonly concurrent = true;
 
   /**
    * One mount(8) call: util-linux (>= 2.27) applies `-o ro` to a bind mount by a second

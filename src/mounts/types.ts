@@ -33,6 +33,12 @@ export interface MountPrimitive {
    * `umount -R`). {@link unmountAllUnder} uses it when present and then checks.
    */
   unmountTree?(dir: string): Promise<void>;
+  /**
+   * Optional: whether mounts whose mount points are not nested in one another may be made side
+   * by side (Linux: yes, each mount(8) on its own; not where the order of the calls is what is
+   * checked, as the FreeBSD transcripts do). Default false.
+   */
+  readonly concurrent?: boolean;
   /** The host mount table, in mount order. */
   list(): Promise<MountEntry[]>;
   /** The file system type holding `path` ('ext4', 'fuse.glusterfs', 'nfs', 'zfs', 'ufs' ...). */

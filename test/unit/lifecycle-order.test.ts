@@ -53,6 +53,7 @@ class FakeEngine implements Engine {
 /** A mount table in memory. */
 class FakeMounts implements MountPrimitive {
   readonly platform = 'linux' as const;
+  readonly concurrent = true;
   table: MountEntry[] = [];
   async bind(src: string, dst: string, opts: { readonly: boolean }) {
     calls.push(`bind ${rel(src)} ${rel(dst)}${opts.readonly ? ' ro' : ''}`);
