@@ -74,6 +74,9 @@ export function readSharedText(path: string): string {
   }
 }
 
+/** How many times {@link readSharedTextAsync} retries (about 0.6 s in all). */
+const RETRIES = 6;
+
 /**
  * {@link readSharedText}, asynchronous, for the hot lease reads (heartbeats, gen records). On
  * GlusterFS FUSE a file replaced by rename through another node's mount (a heartbeat, every
@@ -85,28 +88,28 @@ export function readSharedText(path: string): string {
  * entry can also return nothing at all, and so can a file renamed into place before its data
  * reached the brick (GlusterFS flush-behind lets close() return first): with `nonEmpty` (files
  * only ever written whole, by rename), an empty read is retried the same way, and '' returned
- * only if it stays empty. Retries wait 10, 20, 40, 80 and 160 ms.
+ * only if it stays empty. Retries wait 10, 20, 40 ... 320 ms (RETRIES of them).
  * @throws Node errors (ENOENT when missing, ...)
  */
 export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boolean } = {}): Promise<string> {
   for (let i = 0; ; i++) {
     if (i > 0) {
-      await new Promise((r) => setTimeout(r, 5 << i)); // 10, 20, 40, 80, 160 ms
+      await new Promise((r) => setTimeout(r, 5 << i)); // 10, 20, 40 ... 320 ms
       try { await lstat(path); } catch { /* missing: the open says so */ }
     }
     let fh;
     try {
       fh = await open(path, 'r');
     } catch (e) {
-      if (isStale(e) && i < 5) continue;
+      if (isStale(e) && i < RETRIES) continue;
       throw e;
     }
     try {
       const text = (await fh.readFile()).toString('utf8');
-      if (text === '' && opts.nonEmpty && i < 5) continue;
+      if (text === '' && opts.nonEmpty && i < RETRIES) continue;
       return text;
     } catch (e) {
-      if ((isStale(e) || (e as NodeJS.ErrnoException).code === 'ENOENT') && i < 5) continue;
+      if ((isStale(e) || (e as NodeJS.ErrnoException).code === 'ENOENT') && i < RETRIES) continue;
       throw e;
     } finally {
       await fh.close().catch(() => undefined);
