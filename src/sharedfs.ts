@@ -82,7 +82,7 @@ const RETRIES = 6;
  * GlusterFS FUSE a file replaced by rename through another node's mount (a heartbeat, every
  * lease_ttl/3) can fail through this mount's cached entry: open or read with ESTALE, or read
  * with ENOENT once the old file is gone (measured: test/integration/lease-gluster.test.ts).
- * Such a failure is retried from the open, after a fresh lookup, up to 5 times; ENOENT from
+ * Such a failure is retried from the open, after a fresh lookup, RETRIES times; ENOENT from
  * the open itself means the file does not exist and is thrown at once. An error of close
  * after a complete read is ignored: the bytes read are a whole record. A read through such an
  * entry can also return nothing at all, and so can a file renamed into place before its data
