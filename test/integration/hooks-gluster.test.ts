@@ -72,6 +72,9 @@ describe('glusterfs example hooks, live', () => {
     mkdirSync(hooks);
     mkdirSync(join(base, 'tmp'));
     for (const f of ['env_start_gluster.sh', 'env_stop_gluster.sh']) { copyFileSync(join(EX, f), join(hooks, f)); chmodSync(join(hooks, f), 0o755); }
+    mkdirSync(join(base, 'lib'));
+    copyFileSync(join(EX, '..', 'lib', 'berth-hook.sh'), join(base, 'lib', 'berth-hook.sh'));
+    chmodSync(join(base, 'lib', 'berth-hook.sh'), 0o644);
     conf = join(hooks, 'gluster.conf');
     writeFileSync(conf, `GLUSTER_SERVER="${vol.server}"\nGLUSTER_VOLUME="${vol.name}"\nGLUSTER_ROOT_DIR="envs"\nMOUNT_FSTAB=1\nGLUSTER_MOUNT_TIMEOUT=60\n`);
     chmodSync(conf, 0o644);

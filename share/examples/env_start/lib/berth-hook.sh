@@ -1,0 +1,390 @@
+# shellcheck shell=sh disable=SC2034  # sourced by the example hooks; they use what it sets
+# berth-hook.sh: the shared part of berth's example storage hooks (mnt_start / mnt_stop), so
+# that a backend's hook only says how to mount one directory. POSIX sh (dash, FreeBSD sh).
+#
+# A hook finds this file next to itself, else in ../lib/ beside its own directory, and sources
+# it only when it is owned by root and not writable by group or others (root runs it); see
+# any of the example hooks for those six lines.
+#
+# What it gives (every name it defines starts with bh_ / BH_, except the arguments):
+#   bh_args "$@"            parses -d <data> -f <fstab dir> -j <jname> -r <rcconf dir> -s <sysdir>
+#                           into $data $fstab $jname $rcconf $sysdir (-d, -j, -s required; a jname
+#                           with / or a leading dot refused); exit 2 on a usage error
+#   bh_conf NAME            sources the config: $BERTH_HOOK_CONF, else NAME next to the hook
+#                           ($BH_DIR); refused (exit 1) unless owned by root and not group/other
+#                           writable; its path is then in $conf
+#   bh_need VAR...          exit 1 unless each VAR is set (non-empty) in the config
+#   bh_seconds VAR          exit 1 unless VAR is a whole number of seconds
+#   BH_TIMEOUT              seconds one mount or unmount may take (timeout(1); 0 = no limit of its
+#                           own: berth's mnt_timeout still bounds the whole hook)
+#   BH_PARALLEL             1: the mounts of one bh_mount_all (and the unmounts of one
+#                           bh_umount_all) run at once; 0 (default): one after the other
+#   bh_log MSG / bh_fail CODE MSG
+#   bh_run CMD...           for the hook's do_mount: starts CMD (under timeout(1)) in the
+#                           background; the library waits for it and reads its exit code
+#   bh_timed CMD...         runs CMD under timeout(1) and waits for it
+#   bh_mounted_source DIR   the source of the (last) mount on DIR, from `mount`, or nothing
+#
+# mnt_start side (bh_start first: traps that undo this run's mounts when it fails or gets
+# SIGTERM/SIGINT/SIGHUP, as berth sends on mnt_timeout):
+#   the hook defines  do_mount SRC DIR  that calls bh_run once with its mount command;
+#   bh_mount SRC DIR        queues "mount SRC on DIR";
+#   bh_mount_all            mounts what was queued: a DIR already mounted from SRC is skipped, one
+#                           mounted from anything else is refused before anything is mounted;
+#                           each mount is checked in the mount table after it returns
+#                           (a mount(8) helper can exit 0 without mounting); on any failure what
+#                           this run mounted is unmounted and the hook exits non-zero
+#                           (the failing mount's code, 124 on timeout, 1 when refused);
+#                           BH_NOT_MOUNTED_HINT is added to the "returned 0 but" message
+#   bh_tmp_mount SRC PREFIX mounts SRC on a fresh mktemp -d directory $BH_TMPMNT (PREFIX.XXXXXX)
+#   bh_tmp_umount           unmounts and removes it (the exit trap does so too)
+# mnt_stop side (bh_stop first):
+#   bh_umount SRC DIR       queues "unmount DIR if it is mounted from SRC";
+#   bh_umount_all           unmounts what was queued (a DIR not mounted is skipped, one mounted
+#                           from elsewhere left alone with a warning; a failed unmount is retried
+#                           after 1 s, then forced with umount -f) and exits 1 if any is still
+#                           mounted.
+# Mount points are never entered (a dead server there would hang the hook).
+
+set -u
+umask 022
+BH_TIMEOUT=0
+BH_PARALLEL=0
+BH_NOT_MOUNTED_HINT=''
+BH_TMPMNT=''
+BH_QUEUE=''     # queued "SRC<tab>DIR" lines
+BH_JOBS=''      # commands running now: "PID<tab>KIND<tab>SRC<tab>DIR" lines
+BH_MOUNTED=''   # what this run mounted, newest first, one per line
+BH_TAB=$(printf '\t')
+BH_KIND=- BH_SRC=- BH_DST=-
+
+bh_log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+
+bh_fail() { # CODE MESSAGE
+	_bh_fc=$1
+	shift
+	bh_log "error: $*"
+	exit "$_bh_fc"
+}
+
+bh_usage() {
+	bh_log "usage: $PROG -d <data> -f <fstab dir> -j <jname> -r <rcconf dir> -s <sysdir>"
+	exit 2
+}
+
+bh_args() {
+	data='' fstab='' jname='' rcconf='' sysdir=''
+	OPTIND=1
+	while getopts 'd:f:j:r:s:' _bh_opt; do
+		case $_bh_opt in
+		d) data=$OPTARG ;;
+		f) fstab=$OPTARG ;;
+		j) jname=$OPTARG ;;
+		r) rcconf=$OPTARG ;;
+		s) sysdir=$OPTARG ;;
+		*) bh_usage ;;
+		esac
+	done
+	[ -n "$data" ] || { bh_log "missing -d <data>"; bh_usage; }
+	[ -n "$jname" ] || { bh_log "missing -j <jname>"; bh_usage; }
+	[ -n "$sysdir" ] || { bh_log "missing -s <sysdir>"; bh_usage; }
+	case $jname in
+	*/* | .* | '') bh_log "bad jname '$jname'"; exit 2 ;;
+	esac
+}
+
+# bh_root_only FILE: true when FILE is owned by root and not writable by group or others
+bh_root_only() {
+	[ -n "$(find "$1" -prune -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]
+}
+
+bh_conf() { # NAME
+	conf=${BERTH_HOOK_CONF:-$BH_DIR/$1}
+	[ -r "$conf" ] || { bh_log "cannot read config $conf (copy $1 there, or set BERTH_HOOK_CONF)"; exit 1; }
+	# The config is sourced by root: refuse it unless root owns it and nobody else can write it.
+	bh_root_only "$conf" || { bh_log "refusing config $conf: it must be owned by root and not writable by group or others"; exit 1; }
+	# shellcheck source=/dev/null
+	. "$conf"
+}
+
+bh_need() { # VAR...
+	for _bh_v; do
+		eval "_bh_val=\${$_bh_v:-}"
+		[ -n "$_bh_val" ] || { bh_log "$_bh_v is not set in $conf"; exit 1; }
+	done
+}
+
+bh_seconds() { # VAR
+	eval "_bh_val=\${$1:-}"
+	case $_bh_val in '' | *[!0-9]*) bh_log "$1 must be a number of seconds, not '$_bh_val'"; exit 1 ;; esac
+}
+
+# bh_canon DIR: DIR with its parent resolved (never enters DIR itself)
+bh_canon() {
+	_bh_cp=$(cd -- "$(dirname -- "$1")" 2>/dev/null && pwd -P) || return 1
+	printf '%s/%s\n' "${_bh_cp%/}" "$(basename -- "$1")"
+}
+
+# bh_table: reads the mount table (as `mount` prints it) into BH_TABLE;
+# bh_source_in_table DIR: the source of the last mount on DIR in BH_TABLE
+bh_table() { BH_TABLE=$(mount); }
+bh_source_in_table() {
+	printf '%s\n' "$BH_TABLE" | awk -v d="$1" '$2 == "on" && $3 == d { s = $1 } END { if (s != "") print s }'
+}
+bh_mounted_source() {
+	bh_table
+	bh_source_in_table "$1"
+}
+
+# bh_run CMD...: starts CMD (under timeout(1) when BH_TIMEOUT > 0) in the background and notes
+# its pid with what it does ($BH_KIND: m for the mount of $BH_SRC on $BH_DST, u for an unmount,
+# - for anything else). A signal to the hook (berth's timeout) then interrupts the wait at
+# once, and the exit trap stops CMD: GNU timeout(1) moves itself into a process group of its
+# own, so berth's SIGTERM to the hook's group does not reach it.
+bh_run() {
+	if [ "$BH_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1; then
+		timeout "$BH_TIMEOUT" "$@" &
+	else
+		"$@" &
+	fi
+	BH_JOBS="$BH_JOBS$!$BH_TAB$BH_KIND$BH_TAB$BH_SRC$BH_TAB$BH_DST
+"
+}
+
+# bh_wait PID: waits for a command started by bh_run, forgets it, returns its exit code
+bh_wait() {
+	wait "$1"
+	_bh_wrc=$?
+	BH_JOBS=$(printf '%s' "$BH_JOBS" | awk -F '\t' -v p="$1" '$1 != p')
+	[ -z "$BH_JOBS" ] || BH_JOBS="$BH_JOBS
+"
+	return "$_bh_wrc"
+}
+
+bh_timed() {
+	BH_KIND=- BH_SRC=- BH_DST=-
+	bh_run "$@"
+	bh_wait "$!"
+}
+
+# bh_stop_jobs: stops the commands still running (the hook is exiting on a signal); an
+# interrupted mount that got made after all is noted as this run's, to be undone
+bh_stop_jobs() {
+	[ -n "$BH_JOBS" ] || return 0
+	_bh_left=$BH_JOBS
+	BH_JOBS=''
+	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d; do
+		[ -n "$_bh_p" ] || continue
+		kill -TERM "$_bh_p" 2>/dev/null
+		wait "$_bh_p" 2>/dev/null
+		if [ "$_bh_k" = m ] && [ "$(bh_mounted_source "$_bh_d")" = "$_bh_s" ]; then
+			BH_MOUNTED="$_bh_d
+$BH_MOUNTED"
+		fi
+	done <<EOF
+$_bh_left
+EOF
+}
+
+# --- mnt_start ---------------------------------------------------------------------------------
+
+# shellcheck disable=SC2317  # called from the EXIT trap
+bh_undo() {
+	bh_stop_jobs
+	if [ -n "$BH_TMPMNT" ]; then
+		umount "$BH_TMPMNT" 2>/dev/null || umount -f "$BH_TMPMNT" 2>/dev/null
+		rmdir "$BH_TMPMNT" 2>/dev/null
+		BH_TMPMNT=''
+	fi
+	[ "$BH_RC" -eq 0 ] && return 0
+	[ -n "$BH_MOUNTED" ] || return 0
+	bh_log "undoing the mounts of this run"
+	printf '%s\n' "$BH_MOUNTED" | while IFS= read -r _bh_m; do
+		[ -n "$_bh_m" ] || continue
+		bh_log "unmounting $_bh_m"
+		umount "$_bh_m" || umount -f "$_bh_m" || bh_log "could not unmount $_bh_m"
+	done
+	BH_MOUNTED=''
+}
+
+bh_start() {
+	BH_RC=0
+	trap 'BH_RC=$?; bh_undo' EXIT
+	trap 'exit 129' HUP
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+bh_mount() { # SRC DIR
+	BH_QUEUE="$BH_QUEUE$1$BH_TAB$2
+"
+}
+
+# bh_mount_all: see the header. Every check comes before the first mount.
+bh_mount_all() {
+	_bh_todo=''
+	bh_table
+	_bh_q=$BH_QUEUE
+	BH_QUEUE=''
+	while IFS=$BH_TAB read -r _bh_src _bh_dir; do
+		[ -n "$_bh_src" ] || continue
+		mkdir -p "$_bh_dir" || bh_fail 1 "cannot create mount point $_bh_dir"
+		_bh_dst=$(bh_canon "$_bh_dir") || bh_fail 1 "cannot resolve $_bh_dir"
+		_bh_cur=$(bh_source_in_table "$_bh_dst")
+		if [ "$_bh_cur" = "$_bh_src" ]; then
+			bh_log "$_bh_dst: already mounted from $_bh_src, skipped"
+			continue
+		fi
+		[ -z "$_bh_cur" ] || bh_fail 1 "$_bh_dst is already mounted from $_bh_cur, not $_bh_src; refusing to mount over it"
+		_bh_todo="$_bh_todo$_bh_src$BH_TAB$_bh_dst
+"
+	done <<EOF
+$_bh_q
+EOF
+	while IFS=$BH_TAB read -r _bh_src _bh_dst; do
+		[ -n "$_bh_src" ] || continue
+		bh_log "mounting $_bh_src on $_bh_dst"
+		BH_KIND=m BH_SRC=$_bh_src BH_DST=$_bh_dst
+		do_mount "$_bh_src" "$_bh_dst"
+		[ "$BH_PARALLEL" = 1 ] || _bh_wait_mounts
+	done <<EOF
+$_bh_todo
+EOF
+	_bh_wait_mounts
+}
+
+# _bh_wait_mounts: waits for the mounts started, then checks them all in one read of the mount
+# table; the first failure (in the order they were started) ends the hook
+_bh_wait_mounts() {
+	[ -n "$BH_JOBS" ] || return 0
+	_bh_jobs=$BH_JOBS
+	_bh_res=''
+	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d; do
+		[ -n "$_bh_p" ] || continue
+		bh_wait "$_bh_p"
+		_bh_res="$_bh_res$?$BH_TAB$_bh_s$BH_TAB$_bh_d
+"
+	done <<EOF
+$_bh_jobs
+EOF
+	bh_table
+	_bh_frc=0 _bh_fmsg=''
+	while IFS=$BH_TAB read -r _bh_r _bh_s _bh_d; do
+		[ -n "$_bh_r" ] || continue
+		_bh_cur=$(bh_source_in_table "$_bh_d")
+		if [ "$_bh_cur" = "$_bh_s" ]; then
+			BH_MOUNTED="$_bh_d
+$BH_MOUNTED"
+			[ "$_bh_r" -eq 0 ] && continue
+		fi
+		[ "$_bh_frc" -eq 0 ] || continue
+		if [ "$_bh_r" -ne 0 ]; then
+			_bh_frc=$_bh_r _bh_fmsg="mount of $_bh_s on $_bh_d failed (exit $_bh_r)"
+		else
+			_bh_frc=1 _bh_fmsg="mount of $_bh_s on $_bh_d returned 0 but $_bh_d is ${_bh_cur:+mounted from $_bh_cur}${_bh_cur:-not mounted}${BH_NOT_MOUNTED_HINT:+ ($BH_NOT_MOUNTED_HINT)}"
+		fi
+	done <<EOF
+$_bh_res
+EOF
+	[ "$_bh_frc" -eq 0 ] || bh_fail "$_bh_frc" "$_bh_fmsg"
+}
+
+bh_tmp_mount() { # SRC PREFIX
+	BH_TMPMNT=$(mktemp -d "${TMPDIR:-/tmp}/$2.XXXXXX") || bh_fail 1 "mktemp failed"
+	_bh_t=$(bh_canon "$BH_TMPMNT")
+	BH_KIND=- BH_SRC=- BH_DST=-
+	do_mount "$1" "$BH_TMPMNT"
+	bh_wait "$!"
+	_bh_rc=$?
+	[ "$_bh_rc" -eq 0 ] || bh_fail "$_bh_rc" "temporary mount of $1 failed (exit $_bh_rc)"
+	[ "$(bh_mounted_source "$_bh_t")" = "$1" ] || bh_fail 1 "temporary mount of $1 on $BH_TMPMNT did not happen"
+}
+
+bh_tmp_umount() {
+	bh_timed umount "$BH_TMPMNT" || bh_fail 1 "cannot unmount the temporary mount $BH_TMPMNT"
+	rmdir "$BH_TMPMNT"
+	BH_TMPMNT=''
+}
+
+# --- mnt_stop ----------------------------------------------------------------------------------
+
+bh_stop() {
+	BH_FAILED=0
+	trap 'bh_stop_jobs' EXIT
+	trap 'exit 129' HUP
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+bh_umount() { # SRC DIR
+	BH_QUEUE="$BH_QUEUE$1$BH_TAB$2
+"
+}
+
+# _bh_umount_retry SRC DIR: after a failed unmount: again in 1 s, then forced
+_bh_umount_retry() {
+	sleep 1
+	[ "$(bh_mounted_source "$2")" = "$1" ] || return 0
+	bh_timed umount "$2" && return 0
+	bh_log "unmount of $2 failed; forcing it"
+	bh_timed umount -f "$2"
+	if [ "$(bh_mounted_source "$2")" = "$1" ]; then
+		bh_log "error: $2 is still mounted from $1"
+		BH_FAILED=1
+	fi
+}
+
+bh_umount_all() {
+	_bh_todo=''
+	bh_table
+	_bh_q=$BH_QUEUE
+	BH_QUEUE=''
+	while IFS=$BH_TAB read -r _bh_src _bh_dir; do
+		[ -n "$_bh_src" ] || continue
+		_bh_dst=$(bh_canon "$_bh_dir") || { bh_log "$_bh_dir: parent directory missing, nothing mounted there"; continue; }
+		_bh_cur=$(bh_source_in_table "$_bh_dst")
+		if [ -z "$_bh_cur" ]; then
+			bh_log "$_bh_dst: not mounted, skipped"
+			continue
+		fi
+		if [ "$_bh_cur" != "$_bh_src" ]; then
+			bh_log "warning: $_bh_dst is mounted from $_bh_cur, not $_bh_src: left alone"
+			continue
+		fi
+		_bh_todo="$_bh_todo$_bh_src$BH_TAB$_bh_dst
+"
+	done <<EOF
+$_bh_q
+EOF
+	while IFS=$BH_TAB read -r _bh_src _bh_dst; do
+		[ -n "$_bh_src" ] || continue
+		bh_log "unmounting $_bh_dst ($_bh_src)"
+		BH_KIND=u BH_SRC=$_bh_src BH_DST=$_bh_dst
+		bh_run umount "$_bh_dst"
+		[ "$BH_PARALLEL" = 1 ] || _bh_wait_umounts
+	done <<EOF
+$_bh_todo
+EOF
+	_bh_wait_umounts
+	[ "$BH_FAILED" -eq 0 ] || exit 1
+}
+
+# _bh_wait_umounts: waits for the unmounts started; retries those that failed
+_bh_wait_umounts() {
+	[ -n "$BH_JOBS" ] || return 0
+	_bh_jobs=$BH_JOBS
+	_bh_res=''
+	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d; do
+		[ -n "$_bh_p" ] || continue
+		bh_wait "$_bh_p" || _bh_res="$_bh_res$_bh_s$BH_TAB$_bh_d
+"
+	done <<EOF
+$_bh_jobs
+EOF
+	while IFS=$BH_TAB read -r _bh_s _bh_d; do
+		[ -n "$_bh_s" ] || continue
+		_bh_umount_retry "$_bh_s" "$_bh_d"
+	done <<EOF
+$_bh_res
+EOF
+}
