@@ -9,7 +9,10 @@
 #   <volume><rootdir>/system/<jname>  mounted on <sysdir>
 #   <volume><rootdir>/fstab/<jname>   mounted on <fstab dir>   (MOUNT_FSTAB=1)
 # each as  mount -t glusterfs [-o <opts>] <server>:/<volume><rootdir>/<kind>/<jname> <dir>
-# (Linux; on FreeBSD mount_glusterfs from the net/glusterfs port, untested).
+# (GLUSTER_MOUNT_MODE=subdir, the default; the three at once), or bind-mounted from this node's
+# one mount of the whole volume on $GLUSTER_BASE_DIR/<server>_<volume>, which stays mounted
+# (GLUSTER_MOUNT_MODE=bind). Linux; on FreeBSD mount_glusterfs from the net/glusterfs port and
+# nullfs, untested.
 #
 # Sub-directories: a subdir mount needs the directory to exist on the volume. With
 # BERTH_ACTION=create or clone and GLUSTER_CREATE_DIRS=1 (default) the hook first creates
@@ -52,16 +55,30 @@ fi
 bh_args "$@"
 GLUSTER_SERVER='' GLUSTER_BACKUP_SERVERS='' GLUSTER_VOLUME='' GLUSTER_ROOT_DIR='' MOUNT_FSTAB=0
 MOUNT_GLUSTER_OPT='' GLUSTER_MOUNT_TIMEOUT=30 GLUSTER_CREATE_DIRS=1
+GLUSTER_MOUNT_MODE=subdir GLUSTER_BASE_DIR=/var/run/berth-glusterfs
 bh_conf env_start_gluster.conf
 bh_need GLUSTER_SERVER GLUSTER_VOLUME
 bh_seconds GLUSTER_MOUNT_TIMEOUT
-BH_TIMEOUT=$GLUSTER_MOUNT_TIMEOUT
+case $GLUSTER_MOUNT_MODE in subdir | bind) ;; *) bh_log "GLUSTER_MOUNT_MODE must be subdir or bind, not '$GLUSTER_MOUNT_MODE'"; exit 1 ;; esac
+BH_TIMEOUT=$GLUSTER_MOUNT_TIMEOUT BH_PARALLEL=1 BH_MOUNTINFO=1
 rootdir=${GLUSTER_ROOT_DIR%/}
 case $rootdir in '' | /*) ;; *) rootdir=/$rootdir ;; esac
 vol="$GLUSTER_SERVER:/$GLUSTER_VOLUME"
+base=${GLUSTER_BASE_DIR%/}/${GLUSTER_SERVER}_$GLUSTER_VOLUME
 [ -n "$fstab" ] || MOUNT_FSTAB=0
+OS=$BH_OS
+kinds="data system"
+[ "$MOUNT_FSTAB" = 1 ] && kinds="$kinds fstab"
 
-OS=$(uname -s)
+# The two ways a sub-directory KIND/<jname> of the volume shows in the mount table: its own
+# FUSE mount (subdir), or a bind mount from the node's mount of the volume (bind). Either is
+# accepted as mounted, so a change of GLUSTER_MOUNT_MODE needs no restart of running envs.
+# keys KIND: sets sk (subdir form) and bk (bind form)
+keys() {
+	sk=$vol$rootdir/$1/$jname
+	if [ "$OS" = FreeBSD ]; then bk=$base$rootdir/$1/$jname; else bk="${vol}[$rootdir/$1/$jname]"; fi
+}
+
 opts=$MOUNT_GLUSTER_OPT
 [ -n "$GLUSTER_BACKUP_SERVERS" ] && opts=${opts:+$opts,}backup-volfile-servers=$GLUSTER_BACKUP_SERVERS
 
@@ -74,22 +91,41 @@ do_mount() { # SRC DIR
 }
 BH_NOT_MOUNTED_HINT='does that sub-directory exist on the volume? see GLUSTER_CREATE_DIRS'
 
+# mkdirs DIR: creates <rootdir>/{data,system[,fstab]}/<jname> under DIR, a mount of the volume
+mkdirs() {
+	bh_log "creating the sub-directories of $jname on $vol$rootdir (through $1)"
+	for k in $kinds; do
+		mkdir -p "$1$rootdir/$k/$jname" || bh_fail 1 "cannot create $rootdir/$k/$jname on $vol"
+	done
+}
+
 bh_start
-bh_log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): data $data, system $sysdir from $vol$rootdir"
-case ${BERTH_ACTION:-} in
-create | clone)
-	if [ "$GLUSTER_CREATE_DIRS" = 1 ]; then
+bh_log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): data $data, system $sysdir from $vol$rootdir ($GLUSTER_MOUNT_MODE mounts)"
+create=0
+case ${BERTH_ACTION:-} in create | clone) create=$GLUSTER_CREATE_DIRS ;; esac
+if [ "$GLUSTER_MOUNT_MODE" = bind ]; then
+	bh_base_mount "$vol" "$base"
+	[ "$create" = 1 ] && mkdirs "$base"
+	for k in $kinds; do
+		[ -d "$base$rootdir/$k/$jname" ] || bh_fail 1 "$rootdir/$k/$jname does not exist on $vol (the env is not on this volume; see GLUSTER_CREATE_DIRS)"
+	done
+else
+	if [ "$create" = 1 ]; then
 		bh_tmp_mount "$vol" berth-hook-gluster
-		bh_log "creating the sub-directories of $jname on $vol$rootdir (temporary mount on $BH_TMPMNT)"
-		mkdir -p "$BH_TMPMNT$rootdir/data/$jname" "$BH_TMPMNT$rootdir/system/$jname" || bh_fail 1 "cannot create directories on $vol"
-		if [ "$MOUNT_FSTAB" = 1 ]; then mkdir -p "$BH_TMPMNT$rootdir/fstab/$jname" || bh_fail 1 "cannot create $rootdir/fstab/$jname on $vol"; fi
+		mkdirs "$BH_TMPMNT"
 		bh_tmp_umount
 	fi
-	;;
-esac
-bh_mount "$vol$rootdir/data/$jname" "$data"
-bh_mount "$vol$rootdir/system/$jname" "$sysdir"
-[ "$MOUNT_FSTAB" = 1 ] && bh_mount "$vol$rootdir/fstab/$jname" "$fstab"
+fi
+set -- "$data" "$sysdir" "$fstab"
+for k in $kinds; do
+	keys "$k"
+	if [ "$GLUSTER_MOUNT_MODE" = bind ]; then
+		bh_bind "$bk" "$base$rootdir/$k/$jname" "$1" "$sk"
+	else
+		bh_mount "$sk" "$1" "$bk"
+	fi
+	shift
+done
 bh_mount_all
 bh_log "done"
 exit 0

@@ -35,20 +35,35 @@ fi
 
 bh_args "$@"
 GLUSTER_SERVER='' GLUSTER_VOLUME='' GLUSTER_ROOT_DIR='' MOUNT_FSTAB=0 GLUSTER_MOUNT_TIMEOUT=30
+GLUSTER_MOUNT_MODE=subdir GLUSTER_BASE_DIR=/var/run/berth-glusterfs
 bh_conf env_start_gluster.conf
 bh_need GLUSTER_SERVER GLUSTER_VOLUME
 bh_seconds GLUSTER_MOUNT_TIMEOUT
-BH_TIMEOUT=$GLUSTER_MOUNT_TIMEOUT
+case $GLUSTER_MOUNT_MODE in subdir | bind) ;; *) bh_log "GLUSTER_MOUNT_MODE must be subdir or bind, not '$GLUSTER_MOUNT_MODE'"; exit 1 ;; esac
+BH_TIMEOUT=$GLUSTER_MOUNT_TIMEOUT BH_PARALLEL=1 BH_MOUNTINFO=1
 rootdir=${GLUSTER_ROOT_DIR%/}
 case $rootdir in '' | /*) ;; *) rootdir=/$rootdir ;; esac
 vol="$GLUSTER_SERVER:/$GLUSTER_VOLUME"
+base=${GLUSTER_BASE_DIR%/}/${GLUSTER_SERVER}_$GLUSTER_VOLUME
 [ -n "$fstab" ] || MOUNT_FSTAB=0
+OS=$BH_OS
+kinds="data system"
+[ "$MOUNT_FSTAB" = 1 ] && kinds="$kinds fstab"
+
+# The two ways a sub-directory KIND/<jname> of the volume shows in the mount table: its own
+# FUSE mount (subdir), or a bind mount from the node's mount of the volume (bind). Either is
+# accepted as mounted, so a change of GLUSTER_MOUNT_MODE needs no restart of running envs.
+# keys KIND: sets sk (subdir form) and bk (bind form)
+keys() {
+	sk=$vol$rootdir/$1/$jname
+	if [ "$OS" = FreeBSD ]; then bk=$base$rootdir/$1/$jname; else bk="${vol}[$rootdir/$1/$jname]"; fi
+}
 
 bh_stop
 bh_log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): unmounting what came from $vol$rootdir"
-[ "$MOUNT_FSTAB" = 1 ] && bh_umount "$vol$rootdir/fstab/$jname" "$fstab"
-bh_umount "$vol$rootdir/system/$jname" "$sysdir"
-bh_umount "$vol$rootdir/data/$jname" "$data"
+[ "$MOUNT_FSTAB" = 1 ] && keys fstab && bh_umount "$sk" "$fstab" "$bk"
+keys system && bh_umount "$sk" "$sysdir" "$bk"
+keys data && bh_umount "$sk" "$data" "$bk"
 bh_umount_all
 bh_log "done"
 exit 0

@@ -23,12 +23,21 @@
 #   bh_run CMD...           for the hook's do_mount: starts CMD (under timeout(1)) in the
 #                           background; the library waits for it and reads its exit code
 #   bh_timed CMD...         runs CMD under timeout(1) and waits for it
-#   bh_mounted_source DIR   the source of the (last) mount on DIR, from `mount`, or nothing
+#   bh_mounted_source DIR   the source of the (last) mount on DIR, or nothing: from `mount`,
+#                           or with BH_MOUNTINFO=1 (Linux) from /proc/self/mountinfo, where a
+#                           bind mount of a sub-directory shows as SOURCE[/sub/dir]
 #
 # mnt_start side (bh_start first: traps that undo this run's mounts when it fails or gets
 # SIGTERM/SIGINT/SIGHUP, as berth sends on mnt_timeout):
 #   the hook defines  do_mount SRC DIR  that calls bh_run once with its mount command;
-#   bh_mount SRC DIR        queues "mount SRC on DIR";
+#   bh_mount SRC DIR [ALT]  queues "mount SRC on DIR" (ALT: another source that counts as SRC,
+#                           e.g. the form an earlier setting of the hook mounted);
+#   bh_base_mount SRC DIR   mounts SRC on DIR now unless it already is, for the whole node: every
+#                           env's bind mounts come from it and it stays mounted (the hooks never
+#                           unmount it); serialised by flock(1) on DIR.lock; a mount there that
+#                           no longer answers (its client died) is detached and made anew
+#   bh_bind KEY PATH DIR [ALT]  queues the bind mount of PATH (inside a base mount) on DIR; KEY is
+#                           how the mount table shows it (BH_MOUNTINFO=1: SOURCE[/sub/dir])
 #   bh_mount_all            mounts what was queued: a DIR already mounted from SRC is skipped, one
 #                           mounted from anything else is refused before anything is mounted;
 #                           each mount is checked in the mount table after it returns
@@ -39,7 +48,7 @@
 #   bh_tmp_mount SRC PREFIX mounts SRC on a fresh mktemp -d directory $BH_TMPMNT (PREFIX.XXXXXX)
 #   bh_tmp_umount           unmounts and removes it (the exit trap does so too)
 # mnt_stop side (bh_stop first):
-#   bh_umount SRC DIR       queues "unmount DIR if it is mounted from SRC";
+#   bh_umount SRC DIR [ALT] queues "unmount DIR if it is mounted from SRC (or ALT)";
 #   bh_umount_all           unmounts what was queued (a DIR not mounted is skipped, one mounted
 #                           from elsewhere left alone with a warning; a failed unmount is retried
 #                           after 1 s, then forced with umount -f) and exits 1 if any is still
@@ -50,12 +59,16 @@ set -u
 umask 022
 BH_TIMEOUT=0
 BH_PARALLEL=0
+BH_MOUNTINFO=0
 BH_NOT_MOUNTED_HINT=''
 BH_TMPMNT=''
-BH_QUEUE=''     # queued "SRC<tab>DIR" lines
+BH_QUEUE=''     # queued "KIND<tab>KEY<tab>DIR<tab>ARG<tab>ALT" lines (m: do_mount ARG, b: bind ARG)
 BH_JOBS=''      # commands running now: "PID<tab>KIND<tab>SRC<tab>DIR" lines
 BH_MOUNTED=''   # what this run mounted, newest first, one per line
 BH_TAB=$(printf '\t')
+BH_NL='
+'
+BH_OS=$(uname -s)
 BH_KIND=- BH_SRC=- BH_DST=-
 
 bh_log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -119,21 +132,44 @@ bh_seconds() { # VAR
 	case $_bh_val in '' | *[!0-9]*) bh_log "$1 must be a number of seconds, not '$_bh_val'"; exit 1 ;; esac
 }
 
-# bh_canon DIR: DIR with its parent resolved (never enters DIR itself)
-bh_canon() {
-	_bh_cp=$(cd -- "$(dirname -- "$1")" 2>/dev/null && pwd -P) || return 1
-	printf '%s/%s\n' "${_bh_cp%/}" "$(basename -- "$1")"
+# bh_canon DIR: prints DIR with its parent resolved (never enters DIR itself); _bh_canon DIR sets
+# BH_CANON instead (no fork: cd -P in this shell, which works from / anyway)
+_bh_canon() {
+	_bh_cd=$1
+	while :; do case $_bh_cd in */) _bh_cd=${_bh_cd%/} ;; *) break ;; esac; done
+	case $_bh_cd in */*) _bh_cp=${_bh_cd%/*} ;; *) _bh_cp=. ;; esac
+	cd -P -- "${_bh_cp:-/}" 2>/dev/null || return 1
+	BH_CANON="${PWD%/}/${_bh_cd##*/}"
+	cd /
 }
+bh_canon() { _bh_canon "$1" && printf '%s\n' "$BH_CANON"; }
 
-# bh_table: reads the mount table (as `mount` prints it) into BH_TABLE;
-# bh_source_in_table DIR: the source of the last mount on DIR in BH_TABLE
-bh_table() { BH_TABLE=$(mount); }
-bh_source_in_table() {
-	printf '%s\n' "$BH_TABLE" | awk -v d="$1" '$2 == "on" && $3 == d { s = $1 } END { if (s != "") print s }'
+# bh_table: reads the mount table into BH_TABLE, one "<newline>DIR<tab>SRC" per mount, from
+# `mount` ("SRC on DIR ..."), or with BH_MOUNTINFO=1 from /proc/self/mountinfo, where SRC is
+# SRC[ROOT] when the mount shows a sub-directory ROOT of its file system (as findmnt(8) shows a
+# bind mount); _bh_src DIR sets BH_SRCV to the source of the last mount on DIR in BH_TABLE (no
+# fork); bh_mounted_source DIR reads the table and prints that source
+bh_table() {
+	if [ "$BH_MOUNTINFO" = 1 ] && [ -r /proc/self/mountinfo ]; then
+		BH_TABLE=$(awk '{ for (i = 7; i < NF && $i != "-"; i++) ; s = $(i + 2); if ($4 != "/") s = s "[" $4 "]"; print $5 "\t" s }' /proc/self/mountinfo)
+	else
+		BH_TABLE=$(mount | awk '$2 == "on" { print $3 "\t" $1 }')
+	fi
+	BH_TABLE="$BH_NL$BH_TABLE$BH_NL"
+}
+_bh_src() {
+	case $BH_TABLE in
+	*"$BH_NL$1$BH_TAB"*)
+		BH_SRCV=${BH_TABLE##*"$BH_NL$1$BH_TAB"}
+		BH_SRCV=${BH_SRCV%%"$BH_NL"*}
+		;;
+	*) BH_SRCV='' ;;
+	esac
 }
 bh_mounted_source() {
 	bh_table
-	bh_source_in_table "$1"
+	_bh_src "$1"
+	[ -z "$BH_SRCV" ] || printf '%s\n' "$BH_SRCV"
 }
 
 # bh_run CMD...: starts CMD (under timeout(1) when BH_TIMEOUT > 0) in the background and notes
@@ -143,9 +179,9 @@ bh_mounted_source() {
 # own, so berth's SIGTERM to the hook's group does not reach it.
 bh_run() {
 	if [ "$BH_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1; then
-		timeout "$BH_TIMEOUT" "$@" &
+		timeout "$BH_TIMEOUT" "$@" 8>&- &
 	else
-		"$@" &
+		"$@" 8>&- &
 	fi
 	BH_JOBS="$BH_JOBS$!$BH_TAB$BH_KIND$BH_TAB$BH_SRC$BH_TAB$BH_DST
 "
@@ -155,9 +191,13 @@ bh_run() {
 bh_wait() {
 	wait "$1"
 	_bh_wrc=$?
-	BH_JOBS=$(printf '%s' "$BH_JOBS" | awk -F '\t' -v p="$1" '$1 != p')
-	[ -z "$BH_JOBS" ] || BH_JOBS="$BH_JOBS
-"
+	_bh_nj=''
+	while IFS= read -r _bh_l; do
+		case $_bh_l in "$1$BH_TAB"* | '') ;; *) _bh_nj="$_bh_nj$_bh_l$BH_NL" ;; esac
+	done <<EOF
+$BH_JOBS
+EOF
+	BH_JOBS=$_bh_nj
 	return "$_bh_wrc"
 }
 
@@ -215,9 +255,22 @@ bh_start() {
 	trap 'exit 143' TERM
 }
 
-bh_mount() { # SRC DIR
-	BH_QUEUE="$BH_QUEUE$1$BH_TAB$2
+bh_mount() { # SRC DIR [ALT]
+	BH_QUEUE="${BH_QUEUE}m$BH_TAB$1$BH_TAB$2$BH_TAB$1$BH_TAB${3:--}
 "
+}
+
+bh_bind() { # KEY PATH DIR [ALT]
+	BH_QUEUE="${BH_QUEUE}b$BH_TAB$1$BH_TAB$3$BH_TAB$2$BH_TAB${4:--}
+"
+}
+
+# _bh_bind PATH DIR: starts the bind mount (Linux mount --bind, FreeBSD nullfs)
+_bh_bind() {
+	case $BH_OS in
+	FreeBSD) bh_run mount -t nullfs "$1" "$2" ;;
+	*) bh_run mount --bind "$1" "$2" ;;
+	esac
 }
 
 # bh_mount_all: see the header. Every check comes before the first mount.
@@ -226,26 +279,33 @@ bh_mount_all() {
 	bh_table
 	_bh_q=$BH_QUEUE
 	BH_QUEUE=''
-	while IFS=$BH_TAB read -r _bh_src _bh_dir; do
-		[ -n "$_bh_src" ] || continue
-		mkdir -p "$_bh_dir" || bh_fail 1 "cannot create mount point $_bh_dir"
-		_bh_dst=$(bh_canon "$_bh_dir") || bh_fail 1 "cannot resolve $_bh_dir"
-		_bh_cur=$(bh_source_in_table "$_bh_dst")
-		if [ "$_bh_cur" = "$_bh_src" ]; then
-			bh_log "$_bh_dst: already mounted from $_bh_src, skipped"
+	while IFS=$BH_TAB read -r _bh_k _bh_src _bh_dir _bh_arg _bh_alt; do
+		[ -n "$_bh_k" ] || continue
+		[ -d "$_bh_dir" ] || mkdir -p "$_bh_dir" || bh_fail 1 "cannot create mount point $_bh_dir"
+		_bh_canon "$_bh_dir" || bh_fail 1 "cannot resolve $_bh_dir"
+		_bh_dst=$BH_CANON
+		_bh_src "$_bh_dst"
+		_bh_cur=$BH_SRCV
+		if [ -n "$_bh_cur" ] && { [ "$_bh_cur" = "$_bh_src" ] || [ "$_bh_cur" = "$_bh_alt" ]; }; then
+			bh_log "$_bh_dst: already mounted from $_bh_cur, skipped"
 			continue
 		fi
 		[ -z "$_bh_cur" ] || bh_fail 1 "$_bh_dst is already mounted from $_bh_cur, not $_bh_src; refusing to mount over it"
-		_bh_todo="$_bh_todo$_bh_src$BH_TAB$_bh_dst
+		_bh_todo="$_bh_todo$_bh_k$BH_TAB$_bh_src$BH_TAB$_bh_dst$BH_TAB$_bh_arg
 "
 	done <<EOF
 $_bh_q
 EOF
-	while IFS=$BH_TAB read -r _bh_src _bh_dst; do
-		[ -n "$_bh_src" ] || continue
-		bh_log "mounting $_bh_src on $_bh_dst"
+	while IFS=$BH_TAB read -r _bh_k _bh_src _bh_dst _bh_arg; do
+		[ -n "$_bh_k" ] || continue
 		BH_KIND=m BH_SRC=$_bh_src BH_DST=$_bh_dst
-		do_mount "$_bh_src" "$_bh_dst"
+		if [ "$_bh_k" = b ]; then
+			bh_log "binding $_bh_arg on $_bh_dst"
+			_bh_bind "$_bh_arg" "$_bh_dst"
+		else
+			bh_log "mounting $_bh_src on $_bh_dst"
+			do_mount "$_bh_arg" "$_bh_dst"
+		fi
 		[ "$BH_PARALLEL" = 1 ] || _bh_wait_mounts
 	done <<EOF
 $_bh_todo
@@ -271,7 +331,8 @@ EOF
 	_bh_frc=0 _bh_fmsg=''
 	while IFS=$BH_TAB read -r _bh_r _bh_s _bh_d; do
 		[ -n "$_bh_r" ] || continue
-		_bh_cur=$(bh_source_in_table "$_bh_d")
+		_bh_src "$_bh_d"
+		_bh_cur=$BH_SRCV
 		if [ "$_bh_cur" = "$_bh_s" ]; then
 			BH_MOUNTED="$_bh_d
 $BH_MOUNTED"
@@ -291,7 +352,8 @@ EOF
 
 bh_tmp_mount() { # SRC PREFIX
 	BH_TMPMNT=$(mktemp -d "${TMPDIR:-/tmp}/$2.XXXXXX") || bh_fail 1 "mktemp failed"
-	_bh_t=$(bh_canon "$BH_TMPMNT")
+	_bh_canon "$BH_TMPMNT"
+	_bh_t=$BH_CANON
 	BH_KIND=- BH_SRC=- BH_DST=-
 	do_mount "$1" "$BH_TMPMNT"
 	bh_wait "$!"
@@ -306,6 +368,45 @@ bh_tmp_umount() {
 	BH_TMPMNT=''
 }
 
+bh_base_mount() { # SRC DIR
+	# its parent only root may enter: every env of the node is visible through it
+	_bh_bp=$(dirname -- "$2")
+	[ -d "$_bh_bp" ] || { mkdir -p "$_bh_bp" && chmod 0700 "$_bh_bp"; } || bh_fail 1 "cannot create $_bh_bp"
+	[ -d "$2" ] || mkdir -p "$2" || bh_fail 1 "cannot create $2"
+	_bh_canon "$2" || bh_fail 1 "cannot resolve $2"
+	_bh_b=$BH_CANON
+	if command -v flock >/dev/null 2>&1; then
+		exec 8>>"$_bh_b.lock" || bh_fail 1 "cannot open $_bh_b.lock"
+		if [ "$BH_TIMEOUT" -gt 0 ]; then flock -w "$BH_TIMEOUT" 8; else flock 8; fi || bh_fail 1 "another hook held $_bh_b.lock (flock) for ${BH_TIMEOUT}s"
+	fi
+	_bh_cur=$(bh_mounted_source "$_bh_b")
+	if [ -n "$_bh_cur" ] && [ "$_bh_cur" != "$1" ]; then
+		bh_fail 1 "$_bh_b is mounted from $_bh_cur, not $1; refusing to use it"
+	fi
+	if [ -n "$_bh_cur" ]; then
+		# alive? a client that died answers at once (ENOTCONN); a server that hangs is cut by BH_TIMEOUT
+		bh_timed df -P "$_bh_b" >/dev/null 2>&1
+		_bh_rc=$?
+		[ "$_bh_rc" -ne 124 ] || bh_fail 124 "this node's mount of $1 on $_bh_b does not answer within ${BH_TIMEOUT}s"
+		if [ "$_bh_rc" -ne 0 ]; then
+			bh_log "warning: this node's mount of $1 on $_bh_b is dead (its client is gone): detaching it (umount -l) and mounting it again; envs still bound to it must be restarted"
+			umount -l "$_bh_b" || bh_fail 1 "cannot detach the dead mount $_bh_b"
+			_bh_cur=''
+		fi
+	fi
+	if [ -z "$_bh_cur" ]; then
+		bh_log "mounting $1 on $_bh_b (this node's mount for all its envs; it stays mounted)"
+		BH_KIND=- BH_SRC=- BH_DST=-
+		do_mount "$1" "$_bh_b"
+		bh_wait "$!"
+		_bh_rc=$?
+		[ "$_bh_rc" -eq 0 ] || bh_fail "$_bh_rc" "mount of $1 on $_bh_b failed (exit $_bh_rc)"
+		_bh_cur=$(bh_mounted_source "$_bh_b")
+		[ "$_bh_cur" = "$1" ] || bh_fail 1 "mount of $1 on $_bh_b returned 0 but $_bh_b is ${_bh_cur:+mounted from $_bh_cur}${_bh_cur:-not mounted}"
+	fi
+	exec 8>&-
+}
+
 # --- mnt_stop ----------------------------------------------------------------------------------
 
 bh_stop() {
@@ -316,8 +417,8 @@ bh_stop() {
 	trap 'exit 143' TERM
 }
 
-bh_umount() { # SRC DIR
-	BH_QUEUE="$BH_QUEUE$1$BH_TAB$2
+bh_umount() { # SRC DIR [ALT]
+	BH_QUEUE="$BH_QUEUE$1$BH_TAB$2$BH_TAB${3:--}
 "
 }
 
@@ -339,19 +440,21 @@ bh_umount_all() {
 	bh_table
 	_bh_q=$BH_QUEUE
 	BH_QUEUE=''
-	while IFS=$BH_TAB read -r _bh_src _bh_dir; do
+	while IFS=$BH_TAB read -r _bh_src _bh_dir _bh_alt; do
 		[ -n "$_bh_src" ] || continue
-		_bh_dst=$(bh_canon "$_bh_dir") || { bh_log "$_bh_dir: parent directory missing, nothing mounted there"; continue; }
-		_bh_cur=$(bh_source_in_table "$_bh_dst")
+		_bh_canon "$_bh_dir" || { bh_log "$_bh_dir: parent directory missing, nothing mounted there"; continue; }
+		_bh_dst=$BH_CANON
+		_bh_src "$_bh_dst"
+		_bh_cur=$BH_SRCV
 		if [ -z "$_bh_cur" ]; then
 			bh_log "$_bh_dst: not mounted, skipped"
 			continue
 		fi
-		if [ "$_bh_cur" != "$_bh_src" ]; then
+		if [ "$_bh_cur" != "$_bh_src" ] && [ "$_bh_cur" != "$_bh_alt" ]; then
 			bh_log "warning: $_bh_dst is mounted from $_bh_cur, not $_bh_src: left alone"
 			continue
 		fi
-		_bh_todo="$_bh_todo$_bh_src$BH_TAB$_bh_dst
+		_bh_todo="$_bh_todo$_bh_cur$BH_TAB$_bh_dst
 "
 	done <<EOF
 $_bh_q

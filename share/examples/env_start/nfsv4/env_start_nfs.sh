@@ -53,7 +53,7 @@ root=${NFS_SERVER_ROOT_DIR%/}
 [ -n "$fstab" ] || MOUNT_FSTAB=0
 [ -n "$rcconf" ] || MOUNT_RCCONF=0
 
-OS=$(uname -s)
+OS=$BH_OS
 # Options: a comma list given to -o. CBSD-style "-orw -overs=4 ..." is accepted too.
 opts=''
 for o in $MOUNT_NFS_OPT; do
