@@ -17,8 +17,8 @@ import { HOOK_PATH, runStorageHook, type HookAction, type HookEnv } from '../../
 const EX = resolve(import.meta.dirname, '..', '..', 'share', 'examples', 'env_start');
 
 test('example hooks, their library and configs are clean under shellcheck (POSIX sh, sourced files followed)', () => {
-  const files = ['nfsv4', 'glusterfs', 'lib'].flatMap((d) => readdirSync(join(EX, d)).filter((f) => /\.(sh|conf)$/.test(f)).map((f) => join(EX, d, f)));
-  assert.equal(files.length, 7);
+  const files = ['nfsv4', 'glusterfs', 'cephfs', 'lib'].flatMap((d) => readdirSync(join(EX, d)).filter((f) => /\.(sh|conf)$/.test(f)).map((f) => join(EX, d, f)));
+  assert.equal(files.length, 11);
   const r = spawnSync('shellcheck', ['-s', 'sh', '-x', ...files], { encoding: 'utf8' });
   assert.equal(r.error, undefined, 'shellcheck must be installed');
   assert.equal(r.status, 0, r.stdout + r.stderr);

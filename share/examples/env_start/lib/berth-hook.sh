@@ -23,6 +23,9 @@
 #   bh_run CMD...           for the hook's do_mount: starts CMD (under timeout(1)) in the
 #                           background; the library waits for it and reads its exit code
 #   bh_timed CMD...         runs CMD under timeout(1) and waits for it
+#   BH_CAPTURE=1            the output of each mount command goes to a file of its own first
+#                           (then to the log), so that the hook's bh_explain RC FILE, when it
+#                           defines one, can add the cause to the failure message
 #   bh_mounted_source DIR   the source of the (last) mount on DIR, or nothing: from `mount`,
 #                           or with BH_MOUNTINFO=1 (Linux) from /proc/self/mountinfo, where a
 #                           bind mount of a sub-directory shows as SOURCE[/sub/dir]
@@ -30,9 +33,10 @@
 # mnt_start side (bh_start first: traps that undo this run's mounts when it fails or gets
 # SIGTERM/SIGINT/SIGHUP, as berth sends on mnt_timeout):
 #   the hook defines  do_mount SRC DIR  that calls bh_run once with its mount command;
-#   bh_mount SRC DIR [ALT]  queues "mount SRC on DIR" (ALT: another source that counts as SRC,
-#                           e.g. the form an earlier setting of the hook mounted);
-#   bh_base_mount SRC DIR   mounts SRC on DIR now unless it already is, for the whole node: every
+#   bh_mount SRC DIR [ALT [ARG]]  queues "mount SRC on DIR" by do_mount ARG DIR (ARG: SRC unless
+#                           given; ALT: another source that counts as SRC, e.g. the form an
+#                           earlier setting of the hook mounted);
+#   bh_base_mount SRC DIR [ARG]  mounts SRC (by do_mount ARG) on DIR now unless it already is, for the whole node: every
 #                           env's bind mounts come from it and it stays mounted (the hooks never
 #                           unmount it); serialised by flock(1) on DIR.lock; a mount there that
 #                           no longer answers (its client died) is detached and made anew
@@ -45,7 +49,8 @@
 #                           this run mounted is unmounted and the hook exits non-zero
 #                           (the failing mount's code, 124 on timeout, 1 when refused);
 #                           BH_NOT_MOUNTED_HINT is added to the "returned 0 but" message
-#   bh_tmp_mount SRC PREFIX mounts SRC on a fresh mktemp -d directory $BH_TMPMNT (PREFIX.XXXXXX)
+#   bh_tmp_mount SRC PREFIX [ARG]  mounts SRC (by do_mount ARG) on a fresh mktemp -d directory
+#                           $BH_TMPMNT (PREFIX.XXXXXX)
 #   bh_tmp_umount           unmounts and removes it (the exit trap does so too)
 # mnt_stop side (bh_stop first):
 #   bh_umount SRC DIR [ALT] queues "unmount DIR if it is mounted from SRC (or ALT)";
@@ -70,6 +75,7 @@ BH_NL='
 '
 BH_OS=$(uname -s)
 BH_KIND=- BH_SRC=- BH_DST=-
+BH_CAPTURE=0 BH_OUTDIR='' BH_NJOB=0 BH_LASTOUT=''
 
 bh_log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 
@@ -178,12 +184,17 @@ bh_mounted_source() {
 # once, and the exit trap stops CMD: GNU timeout(1) moves itself into a process group of its
 # own, so berth's SIGTERM to the hook's group does not reach it.
 bh_run() {
-	if [ "$BH_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1; then
-		timeout "$BH_TIMEOUT" "$@" 8>&- &
+	_bh_out=-
+	if [ "$BH_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1; then set -- timeout "$BH_TIMEOUT" "$@"; fi
+	if [ "$BH_CAPTURE" = 1 ] && [ "$BH_KIND" != u ]; then
+		[ -n "$BH_OUTDIR" ] || BH_OUTDIR=$(mktemp -d "${TMPDIR:-/tmp}/berth-hook-out.XXXXXX") || bh_fail 1 "mktemp failed"
+		BH_NJOB=$((BH_NJOB + 1))
+		_bh_out=$BH_OUTDIR/$BH_NJOB
+		"$@" 8>&- >"$_bh_out" 2>&1 &
 	else
 		"$@" 8>&- &
 	fi
-	BH_JOBS="$BH_JOBS$!$BH_TAB$BH_KIND$BH_TAB$BH_SRC$BH_TAB$BH_DST
+	BH_JOBS="$BH_JOBS$!$BH_TAB$BH_KIND$BH_TAB$BH_SRC$BH_TAB$BH_DST$BH_TAB$_bh_out
 "
 }
 
@@ -191,9 +202,16 @@ bh_run() {
 bh_wait() {
 	wait "$1"
 	_bh_wrc=$?
-	_bh_nj=''
+	_bh_nj='' BH_LASTOUT=''
 	while IFS= read -r _bh_l; do
-		case $_bh_l in "$1$BH_TAB"* | '') ;; *) _bh_nj="$_bh_nj$_bh_l$BH_NL" ;; esac
+		case $_bh_l in
+		"$1$BH_TAB"*)
+			BH_LASTOUT=${_bh_l##*"$BH_TAB"}
+			if [ "$BH_LASTOUT" = - ]; then BH_LASTOUT=''; else cat "$BH_LASTOUT" >&2; fi
+			;;
+		'') ;;
+		*) _bh_nj="$_bh_nj$_bh_l$BH_NL" ;;
+		esac
 	done <<EOF
 $BH_JOBS
 EOF
@@ -213,7 +231,7 @@ bh_stop_jobs() {
 	[ -n "$BH_JOBS" ] || return 0
 	_bh_left=$BH_JOBS
 	BH_JOBS=''
-	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d; do
+	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d _bh_o; do
 		[ -n "$_bh_p" ] || continue
 		kill -TERM "$_bh_p" 2>/dev/null
 		wait "$_bh_p" 2>/dev/null
@@ -231,6 +249,7 @@ EOF
 # shellcheck disable=SC2317  # called from the EXIT trap
 bh_undo() {
 	bh_stop_jobs
+	[ -z "$BH_OUTDIR" ] || rm -rf "$BH_OUTDIR"
 	if [ -n "$BH_TMPMNT" ]; then
 		umount "$BH_TMPMNT" 2>/dev/null || umount -f "$BH_TMPMNT" 2>/dev/null
 		rmdir "$BH_TMPMNT" 2>/dev/null
@@ -255,8 +274,8 @@ bh_start() {
 	trap 'exit 143' TERM
 }
 
-bh_mount() { # SRC DIR [ALT]
-	BH_QUEUE="${BH_QUEUE}m$BH_TAB$1$BH_TAB$2$BH_TAB$1$BH_TAB${3:--}
+bh_mount() { # SRC DIR [ALT [ARG]]
+	BH_QUEUE="${BH_QUEUE}m$BH_TAB$1$BH_TAB$2$BH_TAB${4:-$1}$BH_TAB${3:--}
 "
 }
 
@@ -319,17 +338,17 @@ _bh_wait_mounts() {
 	[ -n "$BH_JOBS" ] || return 0
 	_bh_jobs=$BH_JOBS
 	_bh_res=''
-	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d; do
+	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d _bh_o; do
 		[ -n "$_bh_p" ] || continue
 		bh_wait "$_bh_p"
-		_bh_res="$_bh_res$?$BH_TAB$_bh_s$BH_TAB$_bh_d
+		_bh_res="$_bh_res$?$BH_TAB$_bh_s$BH_TAB$_bh_d$BH_TAB${BH_LASTOUT:--}
 "
 	done <<EOF
 $_bh_jobs
 EOF
 	bh_table
 	_bh_frc=0 _bh_fmsg=''
-	while IFS=$BH_TAB read -r _bh_r _bh_s _bh_d; do
+	while IFS=$BH_TAB read -r _bh_r _bh_s _bh_d _bh_o; do
 		[ -n "$_bh_r" ] || continue
 		_bh_src "$_bh_d"
 		_bh_cur=$BH_SRCV
@@ -341,6 +360,7 @@ $BH_MOUNTED"
 		[ "$_bh_frc" -eq 0 ] || continue
 		if [ "$_bh_r" -ne 0 ]; then
 			_bh_frc=$_bh_r _bh_fmsg="mount of $_bh_s on $_bh_d failed (exit $_bh_r)"
+			if command -v bh_explain >/dev/null 2>&1; then _bh_fmsg="$_bh_fmsg$(bh_explain "$_bh_r" "$_bh_o")"; fi
 		else
 			_bh_frc=1 _bh_fmsg="mount of $_bh_s on $_bh_d returned 0 but $_bh_d is ${_bh_cur:+mounted from $_bh_cur}${_bh_cur:-not mounted}${BH_NOT_MOUNTED_HINT:+ ($BH_NOT_MOUNTED_HINT)}"
 		fi
@@ -350,15 +370,19 @@ EOF
 	[ "$_bh_frc" -eq 0 ] || bh_fail "$_bh_frc" "$_bh_fmsg"
 }
 
-bh_tmp_mount() { # SRC PREFIX
+bh_tmp_mount() { # SRC PREFIX [ARG]
 	BH_TMPMNT=$(mktemp -d "${TMPDIR:-/tmp}/$2.XXXXXX") || bh_fail 1 "mktemp failed"
 	_bh_canon "$BH_TMPMNT"
 	_bh_t=$BH_CANON
 	BH_KIND=- BH_SRC=- BH_DST=-
-	do_mount "$1" "$BH_TMPMNT"
+	do_mount "${3:-$1}" "$BH_TMPMNT"
 	bh_wait "$!"
 	_bh_rc=$?
-	[ "$_bh_rc" -eq 0 ] || bh_fail "$_bh_rc" "temporary mount of $1 failed (exit $_bh_rc)"
+	if [ "$_bh_rc" -ne 0 ]; then
+		_bh_fmsg="temporary mount of $1 failed (exit $_bh_rc)"
+		if command -v bh_explain >/dev/null 2>&1; then _bh_fmsg="$_bh_fmsg$(bh_explain "$_bh_rc" "$BH_LASTOUT")"; fi
+		bh_fail "$_bh_rc" "$_bh_fmsg"
+	fi
 	[ "$(bh_mounted_source "$_bh_t")" = "$1" ] || bh_fail 1 "temporary mount of $1 on $BH_TMPMNT did not happen"
 }
 
@@ -368,7 +392,7 @@ bh_tmp_umount() {
 	BH_TMPMNT=''
 }
 
-bh_base_mount() { # SRC DIR
+bh_base_mount() { # SRC DIR [ARG]
 	# its parent only root may enter: every env of the node is visible through it
 	_bh_bp=$(dirname -- "$2")
 	[ -d "$_bh_bp" ] || { mkdir -p "$_bh_bp" && chmod 0700 "$_bh_bp"; } || bh_fail 1 "cannot create $_bh_bp"
@@ -397,10 +421,14 @@ bh_base_mount() { # SRC DIR
 	if [ -z "$_bh_cur" ]; then
 		bh_log "mounting $1 on $_bh_b (this node's mount for all its envs; it stays mounted)"
 		BH_KIND=- BH_SRC=- BH_DST=-
-		do_mount "$1" "$_bh_b"
+		do_mount "${3:-$1}" "$_bh_b"
 		bh_wait "$!"
 		_bh_rc=$?
-		[ "$_bh_rc" -eq 0 ] || bh_fail "$_bh_rc" "mount of $1 on $_bh_b failed (exit $_bh_rc)"
+		if [ "$_bh_rc" -ne 0 ]; then
+			_bh_fmsg="mount of $1 on $_bh_b failed (exit $_bh_rc)"
+			if command -v bh_explain >/dev/null 2>&1; then _bh_fmsg="$_bh_fmsg$(bh_explain "$_bh_rc" "$BH_LASTOUT")"; fi
+			bh_fail "$_bh_rc" "$_bh_fmsg"
+		fi
 		_bh_cur=$(bh_mounted_source "$_bh_b")
 		[ "$_bh_cur" = "$1" ] || bh_fail 1 "mount of $1 on $_bh_b returned 0 but $_bh_b is ${_bh_cur:+mounted from $_bh_cur}${_bh_cur:-not mounted}"
 	fi
@@ -477,7 +505,7 @@ _bh_wait_umounts() {
 	[ -n "$BH_JOBS" ] || return 0
 	_bh_jobs=$BH_JOBS
 	_bh_res=''
-	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d; do
+	while IFS=$BH_TAB read -r _bh_p _bh_k _bh_s _bh_d _bh_o; do
 		[ -n "$_bh_p" ] || continue
 		bh_wait "$_bh_p" || _bh_res="$_bh_res$_bh_s$BH_TAB$_bh_d
 "
