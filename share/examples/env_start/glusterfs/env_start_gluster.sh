@@ -39,7 +39,8 @@
 # command's exit code (124 when GLUSTER_MOUNT_TIMEOUT cut it off).
 
 PROG=${0##*/}
-BH_DIR=$(dirname -- "$0")
+# this script's own directory (through symlinks: berth runs clone_script by a link to it)
+BH_DIR=$(dirname -- "$(readlink -f -- "$0" 2>/dev/null || printf '%s' "$0")")
 # The shared library of the example hooks: next to this script, else in ../lib/. Sourced by
 # root, so refused unless root owns it and nobody else can write it.
 BH_LIB=$BH_DIR/berth-hook.sh
