@@ -95,7 +95,7 @@ async function removeStale(): Promise<void> {
 }
 
 /**
- * Makes a fresh tree (its `data`, `system`, `fstab` and `rcconf` dirs too) through a short-lived
+ * Makes a fresh tree (its `data`, `system`, `fstab`, `rcconf` and `lease` dirs too) through a short-lived
  * admin mount. Call `remove()` in an `after`; a process exit hook unmounts what is left.
  * Client ids made by authorize are prefixed `bt<pid>-` so a later run can remove stale ones.
  */
@@ -127,7 +127,7 @@ export async function cephTree(fsName = 'cephfs'): Promise<CephTree> {
 
   const top = await adminMount('/');
   try {
-    for (const d of ['data', 'system', 'fstab', 'rcconf']) mkdirSync(join(top, root, d), { recursive: true });
+    for (const d of ['data', 'system', 'fstab', 'rcconf', 'lease']) mkdirSync(join(top, root, d), { recursive: true });
   } finally {
     await adminUnmount(top);
   }

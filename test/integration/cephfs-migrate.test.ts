@@ -2,9 +2,10 @@
  * Zero-copy migration between two nodes on CephFS in the per-env hook layout (issue #16 item 5):
  * two berth nodes on this machine, each with its own cephx client (path caps on one test tree)
  * and its own copy of the example cephfs hooks (`default_mnt_start` / `default_mnt_stop`), the
- * tree's `rcconf` mounted whole on each node's jails-rcconf by that node's client (as CBSD's
- * HOWTO shares jails-rcconf), two agents on loopback ports. A running env created on node1 is
- * written to, moved by `jmigrate dst=node2` (stop, unregister, register, start), read back on
+ * tree's `rcconf` and `lease` mounted whole on each node's jails-rcconf and jails-lease (the
+ * ownership directory) by that node's client (as CBSD's HOWTO shares jails-rcconf), two agents
+ * on loopback ports. A running env created on node1 is
+ * written to, moved by `jmigrate dst=node2` (prepare: node2 mounts the storage ahead; stop; handover; adopt; unmount on node1), read back on
  * node2; node1 has nothing of it mounted afterwards and may not start it (exit 4). Then the
  * same back, with the env stopped. Needs root, runc, busybox-static and the cluster
  * (scripts/ceph-up).
@@ -41,17 +42,20 @@ before(async () => {
   n2 = new TestNode('node2', join(base, 'second-node', 'wd'));
   for (const n of [n1, n2]) {
     const hooks = join(n.wd, 'share/examples/env_start/cephfs');
+    const keyring = await tree.authorize(n.name);
+    // the shared jails-rcconf and ownership directory jails-lease, mounted whole by this node's
+    // own client before initenv (which takes pre-mounted dirs)
+    for (const [dir, sub] of [['jails-rcconf', 'rcconf'], ['jails-lease', 'lease']]) {
+      mkdirSync(join(n.wd, dir!), { recursive: true });
+      await run(['ceph-fuse', '-c', '/dev/null', '-m', tree.monitors, '--id', clientId(n.name), '-k', keyring, '--client_fs', tree.fsName,
+        '-r', `${tree.root}/${sub}`, join(n.wd, dir!)], { timeoutSec: 60 });
+    }
     berthOk(['initenv', `workdir=${n.wd}`, `nodename=${n.name}`, 'lease_ttl=5',
       `default_mnt_start=${hooks}/env_start_cephfs.sh`, `default_mnt_stop=${hooks}/env_stop_cephfs.sh`]);
-    const keyring = await tree.authorize(n.name);
     const conf = join(hooks, 'env_start_cephfs.conf');
     writeFileSync(conf, readFileSync(conf, 'utf8')
       .replace(/^CEPH_MONITORS=.*$/m, `CEPH_MONITORS="${tree.monitors}"`).replace(/^CEPHFS_ROOT=.*$/m, `CEPHFS_ROOT="${tree.root}"`)
       .replace(/^CEPH_CLIENT_ID=.*$/m, `CEPH_CLIENT_ID="${clientId(n.name)}"`).replace(/^CEPH_KEYRING=.*$/m, `CEPH_KEYRING="${keyring}"`));
-    // the shared jails-rcconf, mounted by this node's own client
-    mkdirSync(join(n.wd, 'jails-rcconf'), { recursive: true });
-    await run(['ceph-fuse', '-c', '/dev/null', '-m', tree.monitors, '--id', clientId(n.name), '-k', keyring, '--client_fs', tree.fsName,
-      '-r', `${tree.root}/rcconf`, join(n.wd, 'jails-rcconf')], { timeoutSec: 60 });
     n.ok(['base', 'busybox', 'name=bb']);
   }
   await n1.startAgent();
@@ -88,7 +92,7 @@ describe('jmigrate between two nodes with two ceph-fuse client ids', () => {
 
     const r = n1.ok(['jmigrate', 'jname=web', 'dst=node2', '--json'], 120_000);
     const m = r.json.migration;
-    assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['stop', 'node1', true], ['unregister', 'node1', true], ['register', 'node2', true], ['start', 'node2', true]]);
+    assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['prepare', 'node2', true], ['stop', 'node1', true], ['handover', 'node1', true], ['adopt', 'node2', true], ['unmount', 'node1', true]]);
     console.log(`# jmigrate on CephFS (per-env ceph-fuse mounts): downtime ${m.downtimeMs} ms, total ${m.totalMs} ms; steps ${m.steps.map((s: any) => `${s.step}@${s.node} ${s.ms} ms`).join(', ')}`);
 
     assert.equal(n2.envs().web.status, 'On');
