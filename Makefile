@@ -1,6 +1,6 @@
 # berth: two commands on a fresh Debian 12 machine, as root:
 #   make demo   the main job end to end on real parts
-#   make test   every test (unit, then integration with runc, mounts and GlusterFS)
+#   make test   every test (unit, then integration with runc, mounts, GlusterFS and Ceph)
 SHELL := /bin/bash
 .ONESHELL:
 .PHONY: deps build test test-unit test-integration demo bench clean
@@ -21,6 +21,7 @@ INTEGRATION := $(sort $(wildcard test/integration/*.test.ts))
 
 test: build
 	scripts/gluster-up
+	scripts/ceph-up
 	node --import tsx --test --test-concurrency=1 $(UNIT) $(INTEGRATION)
 
 test-unit: build
@@ -28,6 +29,7 @@ test-unit: build
 
 test-integration: build
 	scripts/gluster-up
+	scripts/ceph-up
 	node --import tsx --test --test-concurrency=1 $(INTEGRATION)
 
 demo: build

@@ -212,7 +212,11 @@ export function pkgConfHasProperLocking(text: string): boolean {
   return last === true;
 }
 
-/** NFSv3 (or v2) or GlusterFS: the file systems where pkg(8) needs NFS_WITH_PROPER_LOCKING. */
+/**
+ * NFSv3 (or v2) or GlusterFS: the file systems where pkg(8) needs NFS_WITH_PROPER_LOCKING.
+ * CephFS (`ceph`, `fuse.ceph-fuse`) does not: its MDS grants POSIX record locks across clients
+ * (the doctor's lock probe checks them like on any shared dir).
+ */
 export function needsPkgLocking(fstype: string, options = ''): boolean {
   const t = fstype.toLowerCase();
   if (t.includes('gluster')) return true;

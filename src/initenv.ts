@@ -99,11 +99,14 @@ export interface InitenvResult {
 /**
  * File system types that may not hold `var/db`: network and cluster file systems, where
  * SQLite WAL (shared-memory index, POSIX locks) is unsafe. FUSE types are refused as a class
- * (`fuse.glusterfs`, `fuse.ceph`, `fuse.sshfs` ... on Linux; `fusefs.*` on FreeBSD).
+ * (`fuse.glusterfs`, `fuse.ceph-fuse` (CephFS through ceph-fuse), `fuse.sshfs` ... on Linux;
+ * `fusefs.*` on FreeBSD); the FUSE types of the storages berth ships hooks for are listed by
+ * name as well.
  */
 export const NETWORK_FS_TYPES: readonly string[] = [
   'nfs', 'nfs4', 'cifs', 'smb', 'smb3', 'smbfs', 'ceph', 'glusterfs', '9p', 'afs', 'lustre', 'gpfs', 'beegfs',
   'ocfs2', 'gfs2', 'davfs', 'ncpfs', 'fuse', 'fusefs', 'moosefs', 'orangefs', 'pvfs2',
+  'fuse.glusterfs', 'fuse.ceph-fuse', 'fusefs.glusterfs', 'fusefs.ceph-fuse',
 ];
 
 /** True when `fstype` is a network, cluster or FUSE file system (see {@link NETWORK_FS_TYPES}). */

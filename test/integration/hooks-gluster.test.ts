@@ -7,7 +7,7 @@
  * (`scripts/gluster-up`).
  */
 import { strict as assert } from 'node:assert';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BerthError } from '../../src/errors.js';
@@ -17,6 +17,15 @@ import { tempDir } from '../helpers/cli.js';
 import { glusterVolume, unmountGluster, type GlusterVolume } from '../helpers/gluster.js';
 
 const EX = resolve(import.meta.dirname, '..', '..', 'share', 'examples', 'env_start', 'glusterfs');
+
+/** Mounts at or under dir with the sub-directory of their file system they show (mountinfo field 4). */
+function mountsWithRoot(dir: string): { target: string; root: string; source: string; fstype: string }[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => {
+    const f = l.split(' ');
+    const sep = f.indexOf('-', 6);
+    return { root: f[3]!, target: f[4]!, fstype: f[sep + 1]!, source: f[sep + 2]! };
+  }).filter((m) => m.target === dir || m.target.startsWith(dir + '/'));
+}
 
 function mountsUnder(dir: string) {
   return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))
@@ -50,6 +59,7 @@ describe('glusterfs example hooks, live', () => {
   let wd: string;
   let hooks: string;
   let conf: string;
+  let bindConf: string;
 
   const henv = (jname: string, over: Partial<HookEnv> = {}): HookEnv => ({
     jname, nodename: 'n1',
@@ -57,8 +67,9 @@ describe('glusterfs example hooks, live', () => {
     sysdir: join(wd, 'jails-system', jname), logFile: join(wd, 'var', 'log', `${jname}.log`), timeoutSec: 120,
     extraEnv: { BERTH_HOOK_CONF: conf, TMPDIR: join(base, 'tmp') }, ...over,
   });
-  const start = (j: string, action: HookAction = 'start') => runStorageHook('mnt_start', join(hooks, 'env_start_gluster.sh'), action, henv(j));
-  const stop = (j: string, action: HookAction = 'stop') => runStorageHook('mnt_stop', join(hooks, 'env_stop_gluster.sh'), action, henv(j));
+  const withConf = (j: string, c?: string) => (c ? henv(j, { extraEnv: { BERTH_HOOK_CONF: c, TMPDIR: join(base, 'tmp') } }) : henv(j));
+  const start = (j: string, action: HookAction = 'start', c?: string) => runStorageHook('mnt_start', join(hooks, 'env_start_gluster.sh'), action, withConf(j, c));
+  const stop = (j: string, action: HookAction = 'stop', c?: string) => runStorageHook('mnt_stop', join(hooks, 'env_stop_gluster.sh'), action, withConf(j, c));
   const envMounts = (j: string) => [join(wd, 'jails-data', `${j}-data`), join(wd, 'jails-system', j), join(wd, 'jails-fstab', j)]
     .flatMap((d) => mountsUnder(d).map((m) => `${m.source} ${m.target.slice(wd.length)} ${m.fstype}`));
 
@@ -72,14 +83,20 @@ describe('glusterfs example hooks, live', () => {
     mkdirSync(hooks);
     mkdirSync(join(base, 'tmp'));
     for (const f of ['env_start_gluster.sh', 'env_stop_gluster.sh']) { copyFileSync(join(EX, f), join(hooks, f)); chmodSync(join(hooks, f), 0o755); }
+    mkdirSync(join(base, 'lib'));
+    copyFileSync(join(EX, '..', 'lib', 'berth-hook.sh'), join(base, 'lib', 'berth-hook.sh'));
+    chmodSync(join(base, 'lib', 'berth-hook.sh'), 0o644);
     conf = join(hooks, 'gluster.conf');
     writeFileSync(conf, `GLUSTER_SERVER="${vol.server}"\nGLUSTER_VOLUME="${vol.name}"\nGLUSTER_ROOT_DIR="envs"\nMOUNT_FSTAB=1\nGLUSTER_MOUNT_TIMEOUT=60\n`);
     chmodSync(conf, 0o644);
+    bindConf = join(hooks, 'gluster-bind.conf');
+    writeFileSync(bindConf, `${readFileSync(conf, 'utf8')}GLUSTER_MOUNT_MODE=bind\nGLUSTER_BASE_DIR="${join(base, 'gbase')}"\n`);
+    chmodSync(bindConf, 0o644);
   });
 
   after(async () => {
     try {
-      for (const m of mountsUnder(wd).sort((a, b) => b.target.length - a.target.length)) await unmountGluster(m.target);
+      for (const m of mountsUnder(base).sort((a, b) => b.target.length - a.target.length)) await unmountGluster(m.target);
     } finally {
       await vol?.remove();
       if (base) rmSync(base, { recursive: true, force: true });
@@ -139,5 +156,74 @@ describe('glusterfs example hooks, live', () => {
     assert.ok(err instanceof BerthError);
     assert.equal(err.exitCode, 1);
     assert.deepEqual(envMounts('ghost'), []);
+  });
+
+  describe('GLUSTER_MOUNT_MODE=bind: bind mounts from the node\'s one mount of the volume', () => {
+    const baseMount = () => join(base, 'gbase', `${vol.server}_${vol.name}`);
+    const binds = (j: string) => [join(wd, 'jails-data', `${j}-data`), join(wd, 'jails-system', j), join(wd, 'jails-fstab', j)]
+      .flatMap((d) => mountsWithRoot(d).map((m) => `${m.source}[${m.root}] ${m.target.slice(wd.length)} ${m.fstype}`));
+
+    test('create mounts the volume once for the node and binds data, system and fstab from it; start again changes nothing; stop leaves only the node\'s mount', async () => {
+      await start('b1', 'create', bindConf);
+      const src = `${vol.server}:/${vol.name}`;
+      assert.deepEqual(mountsWithRoot(baseMount()).map((m) => `${m.source} ${m.root} ${m.fstype}`), [`${src} / fuse.glusterfs`]);
+      assert.deepEqual(binds('b1'), [
+        `${src}[/envs/data/b1] /jails-data/b1-data fuse.glusterfs`,
+        `${src}[/envs/system/b1] /jails-system/b1 fuse.glusterfs`,
+        `${src}[/envs/fstab/b1] /jails-fstab/b1 fuse.glusterfs`,
+      ]);
+      assert.equal(statSync(join(base, 'gbase')).mode & 0o777, 0o700, 'only root may enter the node\'s mount of every env');
+      writeFileSync(join(wd, 'jails-data', 'b1-data', 'hello.txt'), 'through a bind\n');
+      await start('b1', 'start', bindConf);
+      assert.equal(binds('b1').length, 3, 'a second start must not stack mounts');
+      await start('b2', 'create', bindConf);
+      assert.equal(mountsWithRoot(baseMount()).length, 1, 'a second env reuses the node\'s mount');
+      await stop('b1', 'stop', bindConf);
+      await stop('b2', 'stop', bindConf);
+      assert.deepEqual(binds('b1'), []);
+      assert.deepEqual(binds('b2'), []);
+      assert.equal(mountsWithRoot(baseMount()).length, 1, 'the node\'s mount stays');
+      assert.equal(readFileSync(join(baseMount(), 'envs', 'data', 'b1', 'hello.txt'), 'utf8'), 'through a bind\n');
+      await stop('b1', 'stop', bindConf);
+    });
+
+    test('an env missing on the volume fails before anything of it is mounted', async () => {
+      await vol.mkdirOnVolume('envs/data/bhalf');
+      let err: unknown;
+      try { await start('bhalf', 'start', bindConf); } catch (e) { err = e; }
+      assert.ok(err instanceof BerthError, String(err));
+      assert.equal(err.exitCode, 1);
+      assert.match(err.message, /\/envs\/system\/bhalf does not exist on .*the env is not on this volume/);
+      assert.deepEqual(binds('bhalf'), []);
+    });
+
+    test('a change of mode needs no restart: subdir mounts are taken as mounted and unmounted by the bind hooks, and the other way round', async () => {
+      await start('m1', 'create'); // subdir mode
+      await start('m1', 'start', bindConf);
+      assert.match(readFileSync(henv('m1').logFile, 'utf8'), /already mounted from .*\/envs\/data\/m1, skipped/);
+      assert.equal(envMounts('m1').length, 3);
+      await stop('m1', 'stop', bindConf);
+      assert.deepEqual(envMounts('m1'), []);
+      await start('m1', 'start', bindConf);
+      await start('m1', 'start');
+      assert.equal(binds('m1').length, 3);
+      await stop('m1');
+      assert.deepEqual(binds('m1'), []);
+    });
+
+    test('a node\'s mount whose client died is detached and made anew by the next start', async () => {
+      await start('d1', 'start', bindConf).catch(() => start('d1', 'create', bindConf));
+      await stop('d1', 'stop', bindConf);
+      const client = clientsUnder(baseMount());
+      assert.equal(client.length, 1, client.join('; '));
+      process.kill(Number(client[0]!.split(':')[0]), 'SIGKILL');
+      for (let i = 0; i < 50 && clientsUnder(baseMount()).length; i++) await new Promise((r) => setTimeout(r, 100));
+      await start('d1', 'start', bindConf);
+      assert.match(readFileSync(henv('d1').logFile, 'utf8'), /is dead \(its client is gone\): detaching it/);
+      assert.equal(mountsWithRoot(baseMount()).length, 1);
+      assert.equal(binds('d1').length, 3);
+      assert.ok(existsSync(join(wd, 'jails-system', 'd1', '.')));
+      await stop('d1', 'stop', bindConf);
+    });
   });
 });

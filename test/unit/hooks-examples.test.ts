@@ -16,13 +16,13 @@ import { HOOK_PATH, runStorageHook, type HookAction, type HookEnv } from '../../
 
 const EX = resolve(import.meta.dirname, '..', '..', 'share', 'examples', 'env_start');
 
-test('example hooks and configs are clean under shellcheck (POSIX sh)', () => {
-  const files = ['nfsv4', 'glusterfs'].flatMap((d) => readdirSync(join(EX, d)).filter((f) => /\.(sh|conf)$/.test(f)).map((f) => join(EX, d, f)));
-  assert.equal(files.length, 6);
-  const r = spawnSync('shellcheck', ['-s', 'sh', ...files], { encoding: 'utf8' });
+test('example hooks, their library and configs are clean under shellcheck (POSIX sh, sourced files followed)', () => {
+  const files = ['nfsv4', 'glusterfs', 'cephfs', 'lib'].flatMap((d) => readdirSync(join(EX, d)).filter((f) => /\.(sh|conf)$/.test(f)).map((f) => join(EX, d, f)));
+  assert.equal(files.length, 11);
+  const r = spawnSync('shellcheck', ['-s', 'sh', '-x', ...files], { encoding: 'utf8' });
   assert.equal(r.error, undefined, 'shellcheck must be installed');
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  for (const f of files.filter((x) => x.endsWith('.sh'))) assert.match(readFileSync(f, 'utf8'), /^#!\/bin\/sh\n/);
+  for (const f of files.filter((x) => x.endsWith('.sh') && !x.includes('/lib/'))) assert.match(readFileSync(f, 'utf8'), /^#!\/bin\/sh\n/);
 });
 
 /** Fake mount tools. State: $FAKE_MNT_STATE (one "src dst type opts" line per mount). */
@@ -129,6 +129,9 @@ describe('nfsv4 example hooks (fake mount commands)', () => {
     for (const d of [bin, hooks, join(dir, 'tmp'), join(wd, 'jails-data'), join(wd, 'jails-system'), join(wd, 'jails-fstab'), join(wd, 'jails-rcconf')]) mkdirSync(d, { recursive: true });
     for (const [n, body] of Object.entries(FAKES)) { writeFileSync(join(bin, n), body); chmodSync(join(bin, n), 0o755); }
     for (const f of ['env_start_nfs.sh', 'env_stop_nfs.sh']) { copyFileSync(join(EX, 'nfsv4', f), join(hooks, f)); chmodSync(join(hooks, f), 0o755); }
+    mkdirSync(join(dir, 'lib'));
+    copyFileSync(join(EX, 'lib', 'berth-hook.sh'), join(dir, 'lib', 'berth-hook.sh'));
+    chmodSync(join(dir, 'lib', 'berth-hook.sh'), 0o644);
     cf = conf('nfs.conf', BASE_CONF);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -301,6 +304,35 @@ describe('nfsv4 example hooks (fake mount commands)', () => {
       assert.deepEqual(table(), []);
     } finally {
       rmSync(join(hooks, 'env_start_nfs.conf'));
+    }
+  });
+  test('the shared library is found next to the hook before ../lib, and refused unless only root can change it', async () => {
+    reset();
+    const lib = join(dir, 'lib', 'berth-hook.sh');
+    const next = join(hooks, 'berth-hook.sh');
+    try {
+      chmodSync(lib, 0o664);
+      let e = await rejects(start('web11', { BERTH_HOOK_CONF: cf }));
+      assert.equal(e.exitCode, 1);
+      assert.match(e.message, /refusing library .*\/hooks\/\.\.\/lib\/berth-hook\.sh: it must be owned by root and not writable by group or others/);
+      // a copy next to the hook wins over ../lib (here: a safe one, so the hook runs)
+      copyFileSync(lib, next);
+      chmodSync(next, 0o644);
+      await start('web11', { BERTH_HOOK_CONF: cf });
+      assert.equal(table().length, 3);
+      await stop('web11', { BERTH_HOOK_CONF: cf });
+      chmodSync(next, 0o646);
+      e = await rejects(stop('web11', { BERTH_HOOK_CONF: cf }));
+      assert.match(e.message, /refusing library .*\/hooks\/berth-hook\.sh:/);
+      rmSync(next);
+      rmSync(lib);
+      e = await rejects(start('web11', { BERTH_HOOK_CONF: cf }));
+      assert.match(e.message, /cannot read .*\/lib\/berth-hook\.sh/);
+      assert.deepEqual(table(), []);
+    } finally {
+      rmSync(next, { force: true });
+      copyFileSync(join(EX, 'lib', 'berth-hook.sh'), lib);
+      chmodSync(lib, 0o644);
     }
   });
 });

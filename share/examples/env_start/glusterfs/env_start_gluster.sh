@@ -9,7 +9,10 @@
 #   <volume><rootdir>/system/<jname>  mounted on <sysdir>
 #   <volume><rootdir>/fstab/<jname>   mounted on <fstab dir>   (MOUNT_FSTAB=1)
 # each as  mount -t glusterfs [-o <opts>] <server>:/<volume><rootdir>/<kind>/<jname> <dir>
-# (Linux; on FreeBSD mount_glusterfs from the net/glusterfs port, untested).
+# (GLUSTER_MOUNT_MODE=subdir, the default; the three at once), or bind-mounted from this node's
+# one mount of the whole volume on $GLUSTER_BASE_DIR/<server>_<volume>, which stays mounted
+# (GLUSTER_MOUNT_MODE=bind). Linux; on FreeBSD mount_glusterfs from the net/glusterfs port and
+# nullfs, untested.
 #
 # Sub-directories: a subdir mount needs the directory to exist on the volume. With
 # BERTH_ACTION=create or clone and GLUSTER_CREATE_DIRS=1 (default) the hook first creates
@@ -29,191 +32,101 @@
 # this script. It is sourced as sh, so it must be owned by root and not writable by group or
 # others; the hook refuses it otherwise. See README.md in this directory.
 #
+# Built on the examples' shared sh library berth-hook.sh (next to this script, else in
+# ../lib/; it must be owned by root and not writable by group or others, like the config).
+#
 # Exit codes: 0 ok; 2 usage; 1 configuration or other error; otherwise the failing mount
 # command's exit code (124 when GLUSTER_MOUNT_TIMEOUT cut it off).
 
-set -u
 PROG=${0##*/}
-umask 022
-
-log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-usage() { log "usage: $PROG -d <data> -f <fstab dir> -j <jname> -r <rcconf dir> -s <sysdir>"; exit 2; }
-
-data='' fstab='' jname='' sysdir=''
-while getopts 'd:f:j:r:s:' opt; do
-	case $opt in
-	d) data=$OPTARG ;;
-	f) fstab=$OPTARG ;;
-	j) jname=$OPTARG ;;
-	r) : ;;
-	s) sysdir=$OPTARG ;;
-	*) usage ;;
-	esac
-done
-[ -n "$data" ] || { log "missing -d <data>"; usage; }
-[ -n "$jname" ] || { log "missing -j <jname>"; usage; }
-[ -n "$sysdir" ] || { log "missing -s <sysdir>"; usage; }
-case $jname in
-*/* | .* | '') log "bad jname '$jname'"; exit 2 ;;
-esac
-
-# --- configuration -------------------------------------------------------------------
-conf=${BERTH_HOOK_CONF:-$(dirname -- "$0")/env_start_gluster.conf}
-[ -r "$conf" ] || { log "cannot read config $conf (copy env_start_gluster.conf there, or set BERTH_HOOK_CONF)"; exit 1; }
-# The config is sourced by root: refuse it unless root owns it and nobody else can write it.
-if [ -z "$(find "$conf" -prune -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]; then
-	log "refusing config $conf: it must be owned by root and not writable by group or others"
+# this script's own directory (through symlinks: berth runs clone_script by a link to it)
+BH_DIR=$(dirname -- "$(readlink -f -- "$0" 2>/dev/null || printf '%s' "$0")")
+# The shared library of the example hooks: next to this script, else in ../lib/. Sourced by
+# root, so refused unless root owns it and nobody else can write it.
+BH_LIB=$BH_DIR/berth-hook.sh
+[ -f "$BH_LIB" ] || BH_LIB=$BH_DIR/../lib/berth-hook.sh
+[ -r "$BH_LIB" ] || { printf '%s: cannot read %s (copy lib/berth-hook.sh of the examples next to this script)\n' "$PROG" "$BH_LIB" >&2; exit 1; }
+if [ -z "$(find "$BH_LIB" -prune -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]; then
+	printf '%s: refusing library %s: it must be owned by root and not writable by group or others\n' "$PROG" "$BH_LIB" >&2
 	exit 1
 fi
+# shellcheck source-path=SCRIPTDIR source=../lib/berth-hook.sh
+. "$BH_LIB"
+
+bh_args "$@"
 GLUSTER_SERVER='' GLUSTER_BACKUP_SERVERS='' GLUSTER_VOLUME='' GLUSTER_ROOT_DIR='' MOUNT_FSTAB=0
 MOUNT_GLUSTER_OPT='' GLUSTER_MOUNT_TIMEOUT=30 GLUSTER_CREATE_DIRS=1
-# shellcheck source=/dev/null
-. "$conf"
-[ -n "$GLUSTER_SERVER" ] || { log "GLUSTER_SERVER is not set in $conf"; exit 1; }
-[ -n "$GLUSTER_VOLUME" ] || { log "GLUSTER_VOLUME is not set in $conf"; exit 1; }
-case $GLUSTER_MOUNT_TIMEOUT in '' | *[!0-9]*) log "GLUSTER_MOUNT_TIMEOUT must be a number of seconds, not '$GLUSTER_MOUNT_TIMEOUT'"; exit 1 ;; esac
+GLUSTER_MOUNT_MODE=subdir GLUSTER_BASE_DIR=/var/run/berth-glusterfs
+bh_conf env_start_gluster.conf
+bh_need GLUSTER_SERVER GLUSTER_VOLUME
+bh_seconds GLUSTER_MOUNT_TIMEOUT
+case $GLUSTER_MOUNT_MODE in subdir | bind) ;; *) bh_log "GLUSTER_MOUNT_MODE must be subdir or bind, not '$GLUSTER_MOUNT_MODE'"; exit 1 ;; esac
+BH_TIMEOUT=$GLUSTER_MOUNT_TIMEOUT BH_PARALLEL=1 BH_MOUNTINFO=1
 rootdir=${GLUSTER_ROOT_DIR%/}
 case $rootdir in '' | /*) ;; *) rootdir=/$rootdir ;; esac
 vol="$GLUSTER_SERVER:/$GLUSTER_VOLUME"
+base=${GLUSTER_BASE_DIR%/}/${GLUSTER_SERVER}_$GLUSTER_VOLUME
 [ -n "$fstab" ] || MOUNT_FSTAB=0
+OS=$BH_OS
+kinds="data system"
+[ "$MOUNT_FSTAB" = 1 ] && kinds="$kinds fstab"
 
-OS=$(uname -s)
+# The two ways a sub-directory KIND/<jname> of the volume shows in the mount table: its own
+# FUSE mount (subdir), or a bind mount from the node's mount of the volume (bind). Either is
+# accepted as mounted, so a change of GLUSTER_MOUNT_MODE needs no restart of running envs.
+# keys KIND: sets sk (subdir form) and bk (bind form)
+keys() {
+	sk=$vol$rootdir/$1/$jname
+	if [ "$OS" = FreeBSD ]; then bk=$base$rootdir/$1/$jname; else bk="${vol}[$rootdir/$1/$jname]"; fi
+}
+
 opts=$MOUNT_GLUSTER_OPT
 [ -n "$GLUSTER_BACKUP_SERVERS" ] && opts=${opts:+$opts,}backup-volfile-servers=$GLUSTER_BACKUP_SERVERS
 
-# --- helpers -------------------------------------------------------------------------
-# canon DIR: DIR with its parent resolved (never enters DIR itself: a dead mount there
-# would hang the hook)
-canon() {
-	_cp=$(cd -- "$(dirname -- "$1")" 2>/dev/null && pwd -P) || return 1
-	printf '%s/%s\n' "${_cp%/}" "$(basename -- "$1")"
-}
-
-# mounted_source DIR: the source of the (last) mount on DIR, or nothing
-mounted_source() {
-	mount | awk -v d="$1" '$2 == "on" && $3 == d { s = $1 } END { if (s != "") print s }'
-}
-
-# timed CMD...: runs CMD (under timeout(1) when GLUSTER_MOUNT_TIMEOUT > 0) in the background and
-# waits for it. A signal to the hook (berth's timeout) then interrupts the wait at once, and
-# the exit trap stops CMD: GNU timeout(1) moves itself into a process group of its own, so
-# berth's SIGTERM to the hook's group does not reach it.
-timed() {
-	if [ "$GLUSTER_MOUNT_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1; then
-		timeout "$GLUSTER_MOUNT_TIMEOUT" "$@" &
-	else
-		"$@" &
-	fi
-	CUR_PID=$!
-	wait "$CUR_PID"
-	_trc=$?
-	CUR_PID=''
-	return "$_trc"
-}
-
-gl_mount() { # SRC DST
-	_gs=$1 _gd=$2
+do_mount() { # SRC DIR
 	case $OS in
-	FreeBSD) set -- mount_glusterfs ;;
-	*) set -- mount -t glusterfs ;;
+	FreeBSD) set -- mount_glusterfs ${opts:+-o "$opts"} "$1" "$2" ;;
+	*) set -- mount -t glusterfs ${opts:+-o "$opts"} "$1" "$2" ;;
 	esac
-	[ -n "$opts" ] && set -- "$@" -o "$opts"
-	timed "$@" "$_gs" "$_gd"
+	bh_run "$@"
 }
+BH_NOT_MOUNTED_HINT='does that sub-directory exist on the volume? see GLUSTER_CREATE_DIRS'
 
-MOUNTED=''   # what this run mounted, newest first, one per line
-TMPMNT=''    # temporary mount of the whole volume (create/clone)
-CUR_PID=''   # the mount command running now
-CUR_SRC='' CUR_DST=''  # the mount being made now
-
-# shellcheck disable=SC2317  # called from the EXIT trap
-cleanup() {
-	if [ -n "$CUR_PID" ]; then
-		kill -TERM "$CUR_PID" 2>/dev/null
-		wait "$CUR_PID" 2>/dev/null
-		CUR_PID=''
-		# the interrupted mount may have completed
-		if [ -n "$CUR_DST" ] && [ "$(mounted_source "$CUR_DST")" = "$CUR_SRC" ]; then
-			MOUNTED="$CUR_DST
-$MOUNTED"
-		fi
-	fi
-	if [ -n "$TMPMNT" ]; then
-		umount "$TMPMNT" 2>/dev/null || umount -f "$TMPMNT" 2>/dev/null
-		rmdir "$TMPMNT" 2>/dev/null
-		TMPMNT=''
-	fi
-	[ "$rc" -eq 0 ] && return 0
-	[ -n "$MOUNTED" ] || return 0
-	log "undoing the mounts of this run"
-	printf '%s\n' "$MOUNTED" | while IFS= read -r m; do
-		[ -n "$m" ] || continue
-		log "unmounting $m"
-		umount "$m" || umount -f "$m" || log "could not unmount $m"
+# mkdirs DIR: creates <rootdir>/{data,system[,fstab]}/<jname> under DIR, a mount of the volume
+mkdirs() {
+	bh_log "creating the sub-directories of $jname on $vol$rootdir (through $1)"
+	for k in $kinds; do
+		mkdir -p "$1$rootdir/$k/$jname" || bh_fail 1 "cannot create $rootdir/$k/$jname on $vol"
 	done
-	MOUNTED=''
 }
-rc=0
-trap 'rc=$?; cleanup' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-fail() { # CODE MESSAGE
-	_fc=$1
+bh_start
+bh_log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): data $data, system $sysdir from $vol$rootdir ($GLUSTER_MOUNT_MODE mounts)"
+create=0
+case ${BERTH_ACTION:-} in create | clone) create=$GLUSTER_CREATE_DIRS ;; esac
+if [ "$GLUSTER_MOUNT_MODE" = bind ]; then
+	bh_base_mount "$vol" "$base"
+	[ "$create" = 1 ] && mkdirs "$base"
+	for k in $kinds; do
+		[ -d "$base$rootdir/$k/$jname" ] || bh_fail 1 "$rootdir/$k/$jname does not exist on $vol (the env is not on this volume; see GLUSTER_CREATE_DIRS)"
+	done
+else
+	if [ "$create" = 1 ]; then
+		bh_tmp_mount "$vol" berth-hook-gluster
+		mkdirs "$BH_TMPMNT"
+		bh_tmp_umount
+	fi
+fi
+set -- "$data" "$sysdir" "$fstab"
+for k in $kinds; do
+	keys "$k"
+	if [ "$GLUSTER_MOUNT_MODE" = bind ]; then
+		bh_bind "$bk" "$base$rootdir/$k/$jname" "$1" "$sk"
+	else
+		bh_mount "$sk" "$1" "$bk"
+	fi
 	shift
-	log "error: $*"
-	exit "$_fc"
-}
-
-# mount_one SRC DST: mount SRC on DST unless it already is
-mount_one() {
-	_src=$1
-	mkdir -p "$2" || fail 1 "cannot create mount point $2"
-	_dst=$(canon "$2") || fail 1 "cannot resolve $2"
-	_cur=$(mounted_source "$_dst")
-	if [ "$_cur" = "$_src" ]; then
-		log "$_dst: already mounted from $_src, skipped"
-		return 0
-	fi
-	[ -z "$_cur" ] || fail 1 "$_dst is already mounted from $_cur, not $_src; refusing to mount over it"
-	log "mounting $_src on $_dst"
-	CUR_SRC=$_src CUR_DST=$_dst
-	gl_mount "$_src" "$_dst"
-	_rc=$?
-	CUR_SRC='' CUR_DST=''
-	[ "$_rc" -eq 0 ] || fail "$_rc" "mount of $_src on $_dst failed (exit $_rc)"
-	_cur=$(mounted_source "$_dst")
-	if [ "$_cur" != "$_src" ]; then
-		fail 1 "mount of $_src on $_dst returned 0 but $_dst is ${_cur:+mounted from $_cur}${_cur:-not mounted} (does that sub-directory exist on the volume? see GLUSTER_CREATE_DIRS)"
-	fi
-	MOUNTED="$_dst
-$MOUNTED"
-}
-
-# create_dirs: make <rootdir>/{data,system[,fstab]}/<jname> on the volume
-create_dirs() {
-	TMPMNT=$(mktemp -d "${TMPDIR:-/tmp}/berth-hook-gluster.XXXXXX") || fail 1 "mktemp failed"
-	log "creating the sub-directories of $jname on $vol$rootdir (temporary mount on $TMPMNT)"
-	_t=$(canon "$TMPMNT")
-	gl_mount "$vol" "$TMPMNT"
-	_rc=$?
-	[ "$_rc" -eq 0 ] || fail "$_rc" "temporary mount of $vol failed (exit $_rc)"
-	[ "$(mounted_source "$_t")" = "$vol" ] || fail 1 "temporary mount of $vol on $TMPMNT did not happen"
-	mkdir -p "$TMPMNT$rootdir/data/$jname" "$TMPMNT$rootdir/system/$jname" || fail 1 "cannot create directories on $vol"
-	if [ "$MOUNT_FSTAB" = 1 ]; then mkdir -p "$TMPMNT$rootdir/fstab/$jname" || fail 1 "cannot create $rootdir/fstab/$jname on $vol"; fi
-	timed umount "$TMPMNT" || fail 1 "cannot unmount the temporary mount $TMPMNT"
-	rmdir "$TMPMNT"
-	TMPMNT=''
-}
-
-# --- main ----------------------------------------------------------------------------
-log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): data $data, system $sysdir from $vol$rootdir"
-case ${BERTH_ACTION:-} in
-create | clone) [ "$GLUSTER_CREATE_DIRS" = 1 ] && create_dirs ;;
-esac
-mount_one "$vol$rootdir/data/$jname" "$data"
-mount_one "$vol$rootdir/system/$jname" "$sysdir"
-[ "$MOUNT_FSTAB" = 1 ] && mount_one "$vol$rootdir/fstab/$jname" "$fstab"
-log "done"
+done
+bh_mount_all
+bh_log "done"
 exit 0

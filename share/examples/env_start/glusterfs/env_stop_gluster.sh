@@ -13,117 +13,58 @@
 # Same configuration file as env_start_gluster.sh: $BERTH_HOOK_CONF, else
 # env_start_gluster.conf next to this script (owned by root, not writable by group or others).
 #
+# Built on the examples' shared sh library berth-hook.sh (next to this script, else in
+# ../lib/; it must be owned by root and not writable by group or others, like the config).
+#
 # Exit codes: 0 ok (everything expected is unmounted); 2 usage; 1 something is still mounted
 # or the configuration is bad.
 
-set -u
 PROG=${0##*/}
-
-log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-usage() { log "usage: $PROG -d <data> -f <fstab dir> -j <jname> -r <rcconf dir> -s <sysdir>"; exit 2; }
-
-data='' fstab='' jname='' sysdir=''
-while getopts 'd:f:j:r:s:' opt; do
-	case $opt in
-	d) data=$OPTARG ;;
-	f) fstab=$OPTARG ;;
-	j) jname=$OPTARG ;;
-	r) : ;;
-	s) sysdir=$OPTARG ;;
-	*) usage ;;
-	esac
-done
-[ -n "$data" ] || { log "missing -d <data>"; usage; }
-[ -n "$jname" ] || { log "missing -j <jname>"; usage; }
-[ -n "$sysdir" ] || { log "missing -s <sysdir>"; usage; }
-case $jname in
-*/* | .* | '') log "bad jname '$jname'"; exit 2 ;;
-esac
-
-conf=${BERTH_HOOK_CONF:-$(dirname -- "$0")/env_start_gluster.conf}
-[ -r "$conf" ] || { log "cannot read config $conf (copy env_start_gluster.conf there, or set BERTH_HOOK_CONF)"; exit 1; }
-if [ -z "$(find "$conf" -prune -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]; then
-	log "refusing config $conf: it must be owned by root and not writable by group or others"
+# this script's own directory (through symlinks: berth runs clone_script by a link to it)
+BH_DIR=$(dirname -- "$(readlink -f -- "$0" 2>/dev/null || printf '%s' "$0")")
+# The shared library of the example hooks: next to this script, else in ../lib/. Sourced by
+# root, so refused unless root owns it and nobody else can write it.
+BH_LIB=$BH_DIR/berth-hook.sh
+[ -f "$BH_LIB" ] || BH_LIB=$BH_DIR/../lib/berth-hook.sh
+[ -r "$BH_LIB" ] || { printf '%s: cannot read %s (copy lib/berth-hook.sh of the examples next to this script)\n' "$PROG" "$BH_LIB" >&2; exit 1; }
+if [ -z "$(find "$BH_LIB" -prune -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]; then
+	printf '%s: refusing library %s: it must be owned by root and not writable by group or others\n' "$PROG" "$BH_LIB" >&2
 	exit 1
 fi
+# shellcheck source-path=SCRIPTDIR source=../lib/berth-hook.sh
+. "$BH_LIB"
+
+bh_args "$@"
 GLUSTER_SERVER='' GLUSTER_VOLUME='' GLUSTER_ROOT_DIR='' MOUNT_FSTAB=0 GLUSTER_MOUNT_TIMEOUT=30
-# shellcheck source=/dev/null
-. "$conf"
-[ -n "$GLUSTER_SERVER" ] || { log "GLUSTER_SERVER is not set in $conf"; exit 1; }
-[ -n "$GLUSTER_VOLUME" ] || { log "GLUSTER_VOLUME is not set in $conf"; exit 1; }
-case $GLUSTER_MOUNT_TIMEOUT in '' | *[!0-9]*) log "GLUSTER_MOUNT_TIMEOUT must be a number of seconds, not '$GLUSTER_MOUNT_TIMEOUT'"; exit 1 ;; esac
+GLUSTER_MOUNT_MODE=subdir GLUSTER_BASE_DIR=/var/run/berth-glusterfs
+bh_conf env_start_gluster.conf
+bh_need GLUSTER_SERVER GLUSTER_VOLUME
+bh_seconds GLUSTER_MOUNT_TIMEOUT
+case $GLUSTER_MOUNT_MODE in subdir | bind) ;; *) bh_log "GLUSTER_MOUNT_MODE must be subdir or bind, not '$GLUSTER_MOUNT_MODE'"; exit 1 ;; esac
+BH_TIMEOUT=$GLUSTER_MOUNT_TIMEOUT BH_PARALLEL=1 BH_MOUNTINFO=1
 rootdir=${GLUSTER_ROOT_DIR%/}
 case $rootdir in '' | /*) ;; *) rootdir=/$rootdir ;; esac
 vol="$GLUSTER_SERVER:/$GLUSTER_VOLUME"
+base=${GLUSTER_BASE_DIR%/}/${GLUSTER_SERVER}_$GLUSTER_VOLUME
 [ -n "$fstab" ] || MOUNT_FSTAB=0
+OS=$BH_OS
+kinds="data system"
+[ "$MOUNT_FSTAB" = 1 ] && kinds="$kinds fstab"
 
-canon() {
-	_cp=$(cd -- "$(dirname -- "$1")" 2>/dev/null && pwd -P) || return 1
-	printf '%s/%s\n' "${_cp%/}" "$(basename -- "$1")"
+# The two ways a sub-directory KIND/<jname> of the volume shows in the mount table: its own
+# FUSE mount (subdir), or a bind mount from the node's mount of the volume (bind). Either is
+# accepted as mounted, so a change of GLUSTER_MOUNT_MODE needs no restart of running envs.
+# keys KIND: sets sk (subdir form) and bk (bind form)
+keys() {
+	sk=$vol$rootdir/$1/$jname
+	if [ "$OS" = FreeBSD ]; then bk=$base$rootdir/$1/$jname; else bk="${vol}[$rootdir/$1/$jname]"; fi
 }
 
-mounted_source() {
-	mount | awk -v d="$1" '$2 == "on" && $3 == d { s = $1 } END { if (s != "") print s }'
-}
-
-CUR_PID=''
-timed() {
-	if [ "$GLUSTER_MOUNT_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1; then
-		timeout "$GLUSTER_MOUNT_TIMEOUT" "$@" &
-	else
-		"$@" &
-	fi
-	CUR_PID=$!
-	wait "$CUR_PID"
-	_trc=$?
-	CUR_PID=''
-	return "$_trc"
-}
-
-# shellcheck disable=SC2317  # called from the EXIT trap
-stop_current() {
-	if [ -n "$CUR_PID" ]; then
-		kill -TERM "$CUR_PID" 2>/dev/null
-		wait "$CUR_PID" 2>/dev/null
-		CUR_PID=''
-	fi
-}
-trap 'stop_current' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-failed=0
-# umount_one SRC DIR
-umount_one() {
-	_src=$1
-	_dst=$(canon "$2") || { log "$2: parent directory missing, nothing mounted there"; return 0; }
-	_cur=$(mounted_source "$_dst")
-	if [ -z "$_cur" ]; then
-		log "$_dst: not mounted, skipped"
-		return 0
-	fi
-	if [ "$_cur" != "$_src" ]; then
-		log "warning: $_dst is mounted from $_cur, not $_src: left alone"
-		return 0
-	fi
-	log "unmounting $_dst ($_src)"
-	timed umount "$_dst" && return 0
-	sleep 1
-	[ "$(mounted_source "$_dst")" = "$_src" ] || return 0
-	timed umount "$_dst" && return 0
-	log "unmount of $_dst failed; forcing it"
-	timed umount -f "$_dst"
-	if [ "$(mounted_source "$_dst")" = "$_src" ]; then
-		log "error: $_dst is still mounted from $_src"
-		failed=1
-	fi
-}
-
-log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): unmounting what came from $vol$rootdir"
-[ "$MOUNT_FSTAB" = 1 ] && umount_one "$vol$rootdir/fstab/$jname" "$fstab"
-umount_one "$vol$rootdir/system/$jname" "$sysdir"
-umount_one "$vol$rootdir/data/$jname" "$data"
-[ "$failed" -eq 0 ] || exit 1
-log "done"
+bh_stop
+bh_log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): unmounting what came from $vol$rootdir"
+[ "$MOUNT_FSTAB" = 1 ] && keys fstab && bh_umount "$sk" "$fstab" "$bk"
+keys system && bh_umount "$sk" "$sysdir" "$bk"
+keys data && bh_umount "$sk" "$data" "$bk"
+bh_umount_all
+bh_log "done"
 exit 0

@@ -14,114 +14,41 @@
 # Same configuration file as env_start_nfs.sh: $BERTH_HOOK_CONF, else env_start_nfs.conf next
 # to this script (owned by root, not writable by group or others).
 #
+# Built on the examples' shared sh library berth-hook.sh (next to this script, else in
+# ../lib/; it must be owned by root and not writable by group or others, like the config).
+#
 # Exit codes: 0 ok (everything expected is unmounted); 2 usage; 1 something is still mounted
 # or the configuration is bad.
 
-set -u
 PROG=${0##*/}
-
-log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
-usage() { log "usage: $PROG -d <data> -f <fstab dir> -j <jname> -r <rcconf dir> -s <sysdir>"; exit 2; }
-
-data='' fstab='' jname='' sysdir=''
-while getopts 'd:f:j:r:s:' opt; do
-	case $opt in
-	d) data=$OPTARG ;;
-	f) fstab=$OPTARG ;;
-	j) jname=$OPTARG ;;
-	r) : ;;
-	s) sysdir=$OPTARG ;;
-	*) usage ;;
-	esac
-done
-[ -n "$data" ] || { log "missing -d <data>"; usage; }
-[ -n "$jname" ] || { log "missing -j <jname>"; usage; }
-[ -n "$sysdir" ] || { log "missing -s <sysdir>"; usage; }
-case $jname in
-*/* | .* | '') log "bad jname '$jname'"; exit 2 ;;
-esac
-
-conf=${BERTH_HOOK_CONF:-$(dirname -- "$0")/env_start_nfs.conf}
-[ -r "$conf" ] || { log "cannot read config $conf (copy env_start_nfs.conf there, or set BERTH_HOOK_CONF)"; exit 1; }
-if [ -z "$(find "$conf" -prune -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]; then
-	log "refusing config $conf: it must be owned by root and not writable by group or others"
+# this script's own directory (through symlinks: berth runs clone_script by a link to it)
+BH_DIR=$(dirname -- "$(readlink -f -- "$0" 2>/dev/null || printf '%s' "$0")")
+# The shared library of the example hooks: next to this script, else in ../lib/. Sourced by
+# root, so refused unless root owns it and nobody else can write it.
+BH_LIB=$BH_DIR/berth-hook.sh
+[ -f "$BH_LIB" ] || BH_LIB=$BH_DIR/../lib/berth-hook.sh
+[ -r "$BH_LIB" ] || { printf '%s: cannot read %s (copy lib/berth-hook.sh of the examples next to this script)\n' "$PROG" "$BH_LIB" >&2; exit 1; }
+if [ -z "$(find "$BH_LIB" -prune -user 0 ! -perm -020 ! -perm -002 2>/dev/null)" ]; then
+	printf '%s: refusing library %s: it must be owned by root and not writable by group or others\n' "$PROG" "$BH_LIB" >&2
 	exit 1
 fi
+# shellcheck source-path=SCRIPTDIR source=../lib/berth-hook.sh
+. "$BH_LIB"
+
+bh_args "$@"
 NFS_SERVER='' NFS_SERVER_ROOT_DIR='/nfs' MOUNT_FSTAB=0 NFS_MOUNT_TIMEOUT=10
-# shellcheck source=/dev/null
-. "$conf"
-[ -n "$NFS_SERVER" ] || { log "NFS_SERVER is not set in $conf"; exit 1; }
-case $NFS_MOUNT_TIMEOUT in '' | *[!0-9]*) log "NFS_MOUNT_TIMEOUT must be a number of seconds, not '$NFS_MOUNT_TIMEOUT'"; exit 1 ;; esac
+bh_conf env_start_nfs.conf
+bh_need NFS_SERVER
+bh_seconds NFS_MOUNT_TIMEOUT
+BH_TIMEOUT=$NFS_MOUNT_TIMEOUT
 root=${NFS_SERVER_ROOT_DIR%/}
 [ -n "$fstab" ] || MOUNT_FSTAB=0
 
-canon() {
-	_cp=$(cd -- "$(dirname -- "$1")" 2>/dev/null && pwd -P) || return 1
-	printf '%s/%s\n' "${_cp%/}" "$(basename -- "$1")"
-}
-
-mounted_source() {
-	mount | awk -v d="$1" '$2 == "on" && $3 == d { s = $1 } END { if (s != "") print s }'
-}
-
-CUR_PID=''
-timed() {
-	if [ "$NFS_MOUNT_TIMEOUT" -gt 0 ] && command -v timeout >/dev/null 2>&1; then
-		timeout "$NFS_MOUNT_TIMEOUT" "$@" &
-	else
-		"$@" &
-	fi
-	CUR_PID=$!
-	wait "$CUR_PID"
-	_trc=$?
-	CUR_PID=''
-	return "$_trc"
-}
-
-# shellcheck disable=SC2317  # called from the EXIT trap
-stop_current() {
-	if [ -n "$CUR_PID" ]; then
-		kill -TERM "$CUR_PID" 2>/dev/null
-		wait "$CUR_PID" 2>/dev/null
-		CUR_PID=''
-	fi
-}
-trap 'stop_current' EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-failed=0
-# umount_one SRC DIR
-umount_one() {
-	_src=$1
-	_dst=$(canon "$2") || { log "$2: parent directory missing, nothing mounted there"; return 0; }
-	_cur=$(mounted_source "$_dst")
-	if [ -z "$_cur" ]; then
-		log "$_dst: not mounted, skipped"
-		return 0
-	fi
-	if [ "$_cur" != "$_src" ]; then
-		log "warning: $_dst is mounted from $_cur, not $_src: left alone"
-		return 0
-	fi
-	log "unmounting $_dst ($_src)"
-	timed umount "$_dst" && return 0
-	sleep 1
-	[ "$(mounted_source "$_dst")" = "$_src" ] || return 0
-	timed umount "$_dst" && return 0
-	log "unmount of $_dst failed; forcing it"
-	timed umount -f "$_dst"
-	if [ "$(mounted_source "$_dst")" = "$_src" ]; then
-		log "error: $_dst is still mounted from $_src"
-		failed=1
-	fi
-}
-
-log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): unmounting what came from $NFS_SERVER:$root"
-[ "$MOUNT_FSTAB" = 1 ] && umount_one "$NFS_SERVER:$root/fstab/$jname" "$fstab"
-umount_one "$NFS_SERVER:$root/system/$jname" "$sysdir"
-umount_one "$NFS_SERVER:$root/data/$jname" "$data"
-[ "$failed" -eq 0 ] || exit 1
-log "done"
+bh_stop
+bh_log "env $jname (action ${BERTH_ACTION:-none}, node ${BERTH_NODE:-?}): unmounting what came from $NFS_SERVER:$root"
+[ "$MOUNT_FSTAB" = 1 ] && bh_umount "$NFS_SERVER:$root/fstab/$jname" "$fstab"
+bh_umount "$NFS_SERVER:$root/system/$jname" "$sysdir"
+bh_umount "$NFS_SERVER:$root/data/$jname" "$data"
+bh_umount_all
+bh_log "done"
 exit 0
