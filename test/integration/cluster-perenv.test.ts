@@ -168,15 +168,16 @@ describe('envs on different storages (the seed: jail1 on one DFS server, jail2 o
     try {
       for (const sub of ['data', 'system', 'fstab']) await vol2.mkdirOnVolume(sub);
       // a second copy of the example hooks on each node, configured for the second volume
+      // (beside the first, so that ../lib/berth-hook.sh is found as the examples' README says)
       for (const n of [n1, n2]) {
         const src = join(n.wd, 'share', 'examples', 'env_start', 'glusterfs');
-        const dst = join(n.wd, 'share', 'hooks-vol2');
+        const dst = join(n.wd, 'share', 'examples', 'env_start', 'glusterfs-vol2');
         mkdirSync(dst, { recursive: true });
         for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dst, f));
         writeFileSync(join(dst, 'env_start_gluster.conf'), `GLUSTER_SERVER="${vol2.server}"\nGLUSTER_VOLUME="${vol2.name}"\nMOUNT_FSTAB=1\nGLUSTER_MOUNT_TIMEOUT=60\nGLUSTER_CREATE_DIRS=1\n`);
         chmodSync(join(dst, 'env_start_gluster.conf'), 0o644);
       }
-      const h = join(n1.wd, 'share', 'hooks-vol2');
+      const h = join(n1.wd, 'share', 'examples', 'env_start', 'glusterfs-vol2');
       n1.ok(['jcreate', 'jname=onvol1', 'base=bb']); // the node default hooks: the first volume
       n1.ok(['jcreate', 'jname=onvol2', 'base=bb', `mnt_start=${join(h, 'env_start_gluster.sh')}`, `mnt_stop=${join(h, 'env_stop_gluster.sh')}`]);
       n1.ok(['jstart', 'jname=onvol2']);
@@ -187,7 +188,7 @@ describe('envs on different storages (the seed: jail1 on one DFS server, jail2 o
       assert.deepEqual(view(n2), v1);
       assert.deepEqual([(v1 as any).onvol1.owner, (v1 as any).onvol2.owner], ['node1', 'node1']);
       // its descriptor names the hooks as CBSDROOT/...: node2 runs its own copy of them
-      assert.match(readFileSync(join(n1.wd, 'jails-lease', 'envs', 'onvol2', 'rc.conf_onvol2'), 'utf8'), /mnt_start="CBSDROOT\/share\/hooks-vol2\/env_start_gluster\.sh";/);
+      assert.match(readFileSync(join(n1.wd, 'jails-lease', 'envs', 'onvol2', 'rc.conf_onvol2'), 'utf8'), /mnt_start="CBSDROOT\/share\/examples\/env_start\/glusterfs-vol2\/env_start_gluster\.sh";/);
       n1.ok(['jmigrate', 'jname=onvol2', 'dst=node2'], 120_000);
       assert.equal(n2.ok(['jexec', 'jname=onvol2', 'cat', '/root/where']).stdout, 'on-the-second-volume\n');
       assert.deepEqual(hookMounts(n2).filter((m) => m.includes('onvol2')), ['data/onvol2 jails-data/onvol2-data', 'fstab/onvol2 jails-fstab/onvol2', 'system/onvol2 jails-system/onvol2']);
