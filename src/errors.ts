@@ -3,6 +3,9 @@
  * carrying a stable `code` (for scripts and `--json`), a message that says what to do,
  * and the process exit code from design/product.md "Exit codes and output".
  */
+import type { ErrorCode } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
 
 /** Exit codes of design/product.md. 128+N (killed by signal N) is computed, not listed. */
 export const EXIT = {
@@ -32,12 +35,12 @@ export interface BerthErrorOptions {
  * @example throw new BerthError('E_NO_SUCH_ENV', "no env 'web1' on this node", EXIT.NOT_FOUND)
  */
 export class BerthError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly exitCode: ExitCode;
   readonly hint?: string;
   readonly details?: Record<string, unknown>;
 
-  constructor(code: string, message: string, exitCode: ExitCode = EXIT.FAILURE, opts: BerthErrorOptions = {}) {
+  constructor(code: ErrorCode, message: string, exitCode: ExitCode = EXIT.FAILURE, opts: BerthErrorOptions = {}) {
     super(message, opts.cause !== undefined ? { cause: opts.cause } : undefined);
     this.name = 'BerthError';
     this.code = code;
@@ -53,22 +56,22 @@ export class BerthError extends Error {
 }
 
 /** Usage error (exit 2): a bad argument value, named in the message. */
-export function usageError(code: string, message: string, opts?: BerthErrorOptions): BerthError {
+export function usageError(code: ErrorCode, message: string, opts?: BerthErrorOptions): BerthError {
   return new BerthError(code, message, EXIT.USAGE, opts);
 }
 
 /** No such env, base or node (exit 3). */
-export function notFound(code: string, message: string, opts?: BerthErrorOptions): BerthError {
+export function notFound(code: ErrorCode, message: string, opts?: BerthErrorOptions): BerthError {
   return new BerthError(code, message, EXIT.NOT_FOUND, opts);
 }
 
 /** Owned by another node, superseded, or locked (exit 4). */
-export function ownedError(code: string, message: string, opts?: BerthErrorOptions): BerthError {
+export function ownedError(code: ErrorCode, message: string, opts?: BerthErrorOptions): BerthError {
   return new BerthError(code, message, EXIT.OWNED, opts);
 }
 
 /** Engine or mount failure (exit 5). */
-export function engineError(code: string, message: string, opts?: BerthErrorOptions): BerthError {
+export function engineError(code: ErrorCode, message: string, opts?: BerthErrorOptions): BerthError {
   return new BerthError(code, message, EXIT.ENGINE, opts);
 }
 

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { x } from 'tinyexec';
-import { BerthError, EXIT } from './errors.js';
+import { BerthError, EXIT, type ErrorCode } from './errors.js';
 import { debug } from './log.js';
 
 /** The result of one external command. `durationMs` in milliseconds. */
@@ -26,7 +26,7 @@ export interface RunOptions {
   /** Exit code of the thrown BerthError (default 5, engine or mount failure). */
   errorExit?: number;
   /** Error code of the thrown BerthError (default E_COMMAND_FAILED). */
-  errorCode?: string;
+  errorCode?: ErrorCode;
   /** Extra environment variables (merged over process.env). */
   env?: Record<string, string>;
   /** Written to the command's stdin. Without it, stdin is /dev/null. */

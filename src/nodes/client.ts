@@ -10,7 +10,7 @@
  */
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { BerthError, EXIT, usageError } from '../errors.js';
+import { BerthError, EXIT, usageError, type ErrorCode } from '../errors.js';
 import type { RegisterBody } from './protocol.js';
 
 /** Where an agent listens. */
@@ -105,7 +105,8 @@ export class AgentClient {
             return;
           }
           const message = String(e.message ?? `HTTP ${res.statusCode}`);
-          const err = new BerthError(String(e.code ?? 'E_REMOTE'), this.opts.local ? message : `node '${this.name}': ${message}`,
+          // the code as the remote agent gave it: another berth version's code is passed on unchanged
+          const err = new BerthError(String(e.code ?? 'E_REMOTE') as ErrorCode, this.opts.local ? message : `node '${this.name}': ${message}`,
             typeof e.exitCode === 'number' ? e.exitCode : EXIT.FAILURE,
             { hint: e.hint, details: { ...(e.details ?? {}), node: this.name, status: res.statusCode } });
           // what the operation warned about before it failed (src/agent/api.ts)

@@ -28,7 +28,7 @@ export const CEPH_CONF = join(CEPH_DIR, 'ceph.conf');
 
 /** `ceph -c <conf> ...args`; throws with its output when it fails. */
 export async function ceph(args: string[], check = true): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  return run(['ceph', '-c', CEPH_CONF, ...args], { check, timeoutSec: 60, errorCode: 'E_CEPH' });
+  return run(['ceph', '-c', CEPH_CONF, ...args], { check, timeoutSec: 60, errorCode: 'E_COMMAND_FAILED' });
 }
 
 /** The monitor address clients use (the v2 address of `mon host` in the conf), e.g. 127.0.0.1:13300. */
@@ -114,7 +114,7 @@ export async function cephTree(fsName = 'cephfs'): Promise<CephTree> {
 
   const adminMount = async (sub: string): Promise<string> => {
     const dir = mkdtempSync(join(tempRoot, 'admin-'));
-    await run(['ceph-fuse', '-c', CEPH_CONF, '--client_fs', fsName, '-r', sub, dir], { timeoutSec: 60, errorCode: 'E_CEPH' });
+    await run(['ceph-fuse', '-c', CEPH_CONF, '--client_fs', fsName, '-r', sub, dir], { timeoutSec: 60, errorCode: 'E_COMMAND_FAILED' });
     if (!isMounted(dir)) throw new Error(`ceph-fuse -r ${sub} ${dir} exited 0 but nothing is mounted`);
     mounts.add(dir);
     return dir;

@@ -84,7 +84,7 @@ function pidAlive(pid: number): boolean {
 }
 
 async function gluster(args: string[], check = true) {
-  return run(['gluster', '--mode=script', ...args], { check, timeoutSec: 120, errorCode: 'E_GLUSTER' });
+  return run(['gluster', '--mode=script', ...args], { check, timeoutSec: 120, errorCode: 'E_COMMAND_FAILED' });
 }
 
 /**

@@ -244,7 +244,7 @@ describe('client', () => {
   test('usageError from a handler arrives as exit 2', async () => {
     const c = new AgentClient('n1', `unix:${sock}`, TOKEN);
     await assert.rejects(c.call('GET', '/v1/envs/bad.name'), (e: unknown) => e instanceof BerthError && e.code === 'E_BAD_JNAME' && e.exitCode === 2);
-    assert.ok(usageError('X', 'y').exitCode === 2);
+    assert.ok(usageError('E_USAGE', 'y').exitCode === 2);
   });
 });
 

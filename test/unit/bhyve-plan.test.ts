@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BerthError } from '../../src/errors.js';
+import { BerthError, EXIT } from '../../src/errors.js';
 import type { EnvConf } from '../../src/descriptor.js';
 import type { RunOptions, RunResult } from '../../src/proc.js';
 import {
@@ -28,7 +28,7 @@ function scripted(answers: Record<string, Partial<RunResult>> = {}) {
     calls.push(line);
     const a = answers[line] ?? {};
     const r: RunResult = { argv, exitCode: a.exitCode ?? 0, stdout: a.stdout ?? '', stderr: a.stderr ?? '', durationMs: 0 };
-    if ((opts.check ?? true) && r.exitCode !== 0) throw new BerthError(opts.errorCode ?? 'E_COMMAND_FAILED', `${line} failed with exit code ${r.exitCode}: ${r.stderr}`, 5);
+    if ((opts.check ?? true) && r.exitCode !== 0) throw new BerthError(opts.errorCode ?? 'E_COMMAND_FAILED', `${line} failed with exit code ${r.exitCode}: ${r.stderr}`, EXIT.ENGINE);
     return r;
   };
   return { run, calls };
