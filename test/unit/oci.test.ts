@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_RUNC_EXEC_START, cgroupsPath, ociConfig } from '../../src/engines/runc/oci.js';
-import { RuncEngine, netNames } from '../../src/engines/runc/engine.js';
+import { RuncEngine } from '../../src/engines/runc/engine.js';
+import { vethNames as netNames } from '../../src/net/veth.js';
 import { BerthError } from '../../src/errors.js';
 
 test('OCI config: root, hostname, process, namespaces per the runtime spec', () => {

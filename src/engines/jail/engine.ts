@@ -25,6 +25,7 @@ import { notRootOnly } from '../../hooks.js';
 import { jailInfo } from './info.js';
 import { debug } from '../../log.js';
 import { run, runInteractive } from '../../proc.js';
+import { epairDestroy, epairDown, epairUp } from '../../net/epair.js';
 import type { Engine, EngineEnv, StartResult } from '../types.js';
 import { isIp6, jailConf, splitAddrs } from './jailconf.js';
 
@@ -229,13 +230,9 @@ export class JailEngine implements Engine {
       state.ipInterface = await this.ipInterface(env.conf);
       if (env.conf.vnet === '1') {
         const bridge = env.conf.interface!;
-        const r = await run(['ifconfig', 'epair', 'create'], { errorCode: 'E_VNET' });
-        const a = r.stdout.trim();
-        if (!/^epair\d+a$/.test(a)) throw engineError('E_VNET', `ifconfig epair create printed ${JSON.stringify(a)}, not epairNa`);
-        state.epair = a;
-        state.jailIface = a.replace(/a$/, 'b');
-        await run(['ifconfig', a, 'description', this.epairDescription(env), 'up'], { errorCode: 'E_VNET' });
-        await run(['ifconfig', bridge, 'addm', a], { errorCode: 'E_VNET' });
+        const pair = await epairUp(bridge, this.epairDescription(env));
+        state.epair = pair.a;
+        state.jailIface = pair.b;
       }
       await mkdir(this.dir(env), { recursive: true });
       await writeFile(this.stateFile(env), JSON.stringify(state) + '\n');
@@ -256,7 +253,7 @@ export class JailEngine implements Engine {
       return { jid: j.jid };
     } catch (e) {
       // Undo only what this call made: the epair it created, the conf and state files.
-      if (state.epair) await run(['ifconfig', state.epair, 'destroy'], { check: false });
+      if (state.epair) await epairDestroy(state.epair);
       await rm(this.confFile(env), { force: true });
       await rm(this.stateFile(env), { force: true });
       throw e;
@@ -294,12 +291,7 @@ export class JailEngine implements Engine {
 
   async cleanup(env: EngineEnv): Promise<void> {
     const state = await this.readState(env);
-    if (state?.epair) {
-      const show = await run(['ifconfig', state.epair], { check: false });
-      if (show.exitCode === 0 && show.stdout.includes(`description: ${this.epairDescription(env)}`)) {
-        await run(['ifconfig', state.epair, 'destroy'], { errorCode: 'E_VNET' });
-      }
-    }
+    if (state?.epair) await epairDown(state.epair, this.epairDescription(env));
     await rm(this.confFile(env), { force: true });
     await rm(this.stateFile(env), { force: true });
   }

@@ -6,25 +6,19 @@
  * a network namespace `berth-<node>-<jname>` with a veth pair whose host end joins the
  * bridge `interface` and whose other end is eth0 inside, carrying ip4_addr.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { engineError, usageError } from '../../errors.js';
 import type { EnvConf } from '../../descriptor.js';
 import { run, runInteractive, runToFile } from '../../proc.js';
+import { IFNAME } from '../../net/bridge.js';
+import { vethDown, vethNames, vethUp } from '../../net/veth.js';
 import { cgroupsPath, ociConfig } from './oci.js';
 import { runcInfo } from './info.js';
 import type { Engine, EngineEnv, StartResult } from '../types.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/; // Linux IFNAMSIZ 16; never "." or ".." (they name directories in /sys/class/net)
-
-/** Network names of one env: netns, host-side veth, in-netns temporary veth name. */
-export function netNames(nodename: string, jname: string): { netns: string; hostVeth: string; peerVeth: string } {
-  const h = createHash('sha1').update(`${nodename}/${jname}`).digest('hex').slice(0, 10);
-  return { netns: `berth-${nodename}-${jname}`, hostVeth: `bv${h}`, peerVeth: `bp${h}` };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -87,27 +81,8 @@ export class RuncEngine implements Engine {
     }
   }
 
-  private async netUp(env: EngineEnv): Promise<string> {
-    const { netns, hostVeth, peerVeth } = netNames(env.nodename, env.jname);
-    const br = env.conf.interface!;
-    if (!existsSync(`/sys/class/net/${br}/bridge`)) {
-      const exists = existsSync(`/sys/class/net/${br}`);
-      throw engineError('E_NO_BRIDGE', `interface=${br} ${exists ? 'is a network interface but not a bridge' : 'does not exist'} on this host (vnet=1 puts the env's veth on a bridge)`, {
-        hint: exists ? `give a bridge: berth jset jname=${env.jname} interface=<bridge> (bridges here: ip -br link show type bridge)`
-          : `create it: ip link add ${br} type bridge && ip link set ${br} up`,
-      });
-    }
-    const e = { errorCode: 'E_NETWORK' };
-    await run(['ip', 'netns', 'add', netns], e);
-    await run(['ip', 'link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', peerVeth], e);
-    await run(['ip', 'link', 'set', peerVeth, 'netns', netns], e);
-    await run(['ip', '-n', netns, 'link', 'set', peerVeth, 'name', 'eth0'], e);
-    await run(['ip', '-n', netns, 'addr', 'add', env.conf.ip4_addr!, 'dev', 'eth0'], e);
-    await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up'], e);
-    await run(['ip', '-n', netns, 'link', 'set', 'eth0', 'up'], e);
-    await run(['ip', 'link', 'set', hostVeth, 'master', br], e);
-    await run(['ip', 'link', 'set', hostVeth, 'up'], e);
-    return `/var/run/netns/${netns}`;
+  private netUp(env: EngineEnv): Promise<string> {
+    return vethUp(vethNames(env.nodename, env.jname), env.conf.interface!, env.conf.ip4_addr!, `berth jset jname=${env.jname} interface=<bridge>`);
   }
 
   /** runc's view: 'running' | 'stopped' | 'created' | 'paused' | undefined (no container). */
@@ -179,9 +154,7 @@ export class RuncEngine implements Engine {
     if (existsSync(join(env.wd.runcRoot, env.jname))) {
       await run([...this.runc(env), 'delete', '--force', env.jname], { check: false });
     }
-    const { netns, hostVeth } = netNames(env.nodename, env.jname);
-    if (existsSync(`/var/run/netns/${netns}`)) await run(['ip', 'netns', 'delete', netns], { check: false });
-    if (existsSync(`/sys/class/net/${hostVeth}`)) await run(['ip', 'link', 'delete', hostVeth], { check: false });
+    await vethDown(vethNames(env.nodename, env.jname));
     await rm(env.paths.bundle, { recursive: true, force: true });
   }
 
