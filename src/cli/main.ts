@@ -186,8 +186,7 @@ async function runChosen(def: CmdDef, opts: Opts, args: string[]): Promise<void>
     note: (line) => process.stderr.write(line + '\n'),
   };
   try {
-    const handler = await def.load();
-    const out = await handler(opts, args, io);
+    const out = await def.handler(opts, args, io);
     if (opts.json) process.stdout.write((out.json ?? JSON.stringify({ ok: (out.exitCode ?? 0) === 0, ...out.data })) + '\n');
     else if (out.text) process.stdout.write(out.text.endsWith('\n') ? out.text : out.text + '\n');
     process.exitCode = out.exitCode ?? 0;

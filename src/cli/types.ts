@@ -40,7 +40,22 @@ export interface OptDef {
   arg?: string;
 }
 
-/** One command (or `group verb` pair such as `base import`). */
+/**
+ * The agent fast path of a command (src/cli/fast.ts): the API route it is handed to, POST
+ * /v1/envs/<jname>/<route>, and the verb of its success line (`started: web1`).
+ */
+export interface FastPath {
+  route: string;
+  verb: string;
+}
+
+/**
+ * One command module (src/cli/commands/<name>.ts; `group verb` pairs such as `base import`
+ * in <group>-<verb>.ts): its names, options, help and handler, the one place a command is
+ * declared. src/cli/registry.ts lists the modules; help, option parsing, the man pages and
+ * the agent fast path are derived from them. Handlers import the library lazily (inside the
+ * handler), so that loading every module for the command table costs next to nothing.
+ */
 export interface CmdDef {
   name: string;
   aliases?: string[];
@@ -50,5 +65,7 @@ export interface CmdDef {
   positional?: string;
   /** extra help text (examples) */
   help?: string;
-  load: () => Promise<Handler>;
+  /** set when the command may be handed to this node's agent (jstart, jstop) */
+  fast?: FastPath;
+  handler: Handler;
 }

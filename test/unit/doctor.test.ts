@@ -10,7 +10,9 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, syml
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { doctor, needsPkgLocking, pkgConfHasProperLocking, probeExclusiveCreate, probeRecordLocks, freeSpace, humanBytes } from '../../src/doctor.js';
-import { doctor as doctorCmd } from '../../src/cli/commands/doctor.js';
+import { command as doctorCommand } from '../../src/cli/commands/doctor.js';
+
+const doctorCmd = doctorCommand.handler;
 import { initenv } from '../../src/initenv.js';
 import { openNode } from '../../src/node.js';
 import { BerthError } from '../../src/errors.js';

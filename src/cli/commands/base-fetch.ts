@@ -4,14 +4,13 @@
  * (with -v: one line per phase).
  */
 import { usageError } from '../../errors.js';
-import { fetchBase, type FetchProgress } from '../../fetch.js';
-import { openNode } from '../../node.js';
-import type { CmdIO, CmdOutput, Opts } from '../types.js';
+import type { FetchProgress } from '../../fetch.js';
+import { str as anyStr, withNode } from '../args.js';
+import { o } from '../options.js';
+import type { CmdDef, CmdIO, Opts } from '../types.js';
 
-function str(opts: Opts, key: string): string | undefined {
-  const v = opts[key];
-  return typeof v === 'string' && v !== '' ? v : undefined;
-}
+/** A non-empty string option. */
+const str = (opts: Opts, key: string): string | undefined => anyStr(opts, key) || undefined;
 
 const mb = (n: number) => (n / 1048576).toFixed(1);
 
@@ -48,21 +47,25 @@ async function progress(io: CmdIO): Promise<{ on: (p: FetchProgress) => void; st
   };
 }
 
-/** `base fetch`: see src/fetch.ts. */
-export async function baseFetch(opts: Opts, _args: string[], io: CmdIO): Promise<CmdOutput> {
-  const ver = str(opts, 'ver');
-  if (!ver) throw usageError('E_NO_VER', 'give the FreeBSD release: ver=14.1 (and arch=, default the host\'s)');
-  const ctx = openNode(opts.workdir);
-  const p = await progress(io);
-  try {
-    const r = await fetchBase({ workdir: ctx.wd, ver, name: str(opts, 'name'), arch: str(opts, 'arch'), mirror: str(opts, 'mirror'), onProgress: p.on });
-    p.stop();
-    return {
-      data: { base: { name: r.name, path: r.path, bytes: r.bytes, sha256: r.sha256, url: r.url } },
-      text: `base ${r.name} ready at ${r.path} (base.txz ${r.bytes} bytes from ${r.url}, SHA-256 ${r.sha256} matches MANIFEST)`,
-    };
-  } finally {
-    p.stop();
-    ctx.close();
-  }
-}
+export const command: CmdDef = {
+  name: 'base fetch', summary: 'download a FreeBSD base.txz (checksum checked against MANIFEST) into bases/',
+  options: [o('name', 'base name (default <ver>-<arch>)'), o('ver', 'release, e.g. 14.1'), o('arch', 'amd64, arm64 ...'), o('mirror', 'mirror URL')],
+  async handler(opts, _args, io) {
+    const ver = str(opts, 'ver');
+    if (!ver) throw usageError('E_NO_VER', 'give the FreeBSD release: ver=14.1 (and arch=, default the host\'s)');
+    const { fetchBase } = await import('../../fetch.js');
+    return withNode(opts, async (ctx) => {
+      const p = await progress(io);
+      try {
+        const r = await fetchBase({ workdir: ctx.wd, ver, name: str(opts, 'name'), arch: str(opts, 'arch'), mirror: str(opts, 'mirror'), onProgress: p.on });
+        p.stop();
+        return {
+          data: { base: { name: r.name, path: r.path, bytes: r.bytes, sha256: r.sha256, url: r.url } },
+          text: `base ${r.name} ready at ${r.path} (base.txz ${r.bytes} bytes from ${r.url}, SHA-256 ${r.sha256} matches MANIFEST)`,
+        };
+      } finally {
+        p.stop();
+      }
+    });
+  },
+};

@@ -1,0 +1,66 @@
+/**
+ * What env command handlers share: reading options, opening the node, selecting envs by name
+ * or glob, and running an operation over several envs. The library is imported lazily here
+ * too (see src/cli/types.ts CmdDef).
+ */
+import { usageError } from '../errors.js';
+import type { NodeCtx } from '../node.js';
+import { isGlob } from '../names.js';
+import { forEachEnv } from './each.js';
+import type { CmdOutput, Opts } from './types.js';
+
+/** The string value of option `key`, or undefined (a flag or absent). */
+export const str = (opts: Opts, key: string): string | undefined => (typeof opts[key] === 'string' ? (opts[key] as string) : undefined);
+
+/** Runs `fn` with an opened node (workdir= or the default), closing it after. */
+export async function withNode<T>(opts: Opts, fn: (ctx: NodeCtx) => Promise<T>): Promise<T> {
+  const { openNode } = await import('../node.js');
+  const ctx = openNode(opts.workdir);
+  try {
+    return await fn(ctx);
+  } finally {
+    ctx.close();
+  }
+}
+
+/**
+ * The env names a command got: jname= (may be a glob) and positional names.
+ * @throws BerthError E_NO_JNAME (exit 2) when there is none
+ */
+export function names(opts: Opts, args: string[]): string[] {
+  const out = [...(typeof opts.jname === 'string' ? [opts.jname] : []), ...args];
+  if (out.length === 0) throw usageError('E_NO_JNAME', 'no env named: give jname=<name or glob> (or the name as an argument)');
+  return out;
+}
+
+/** Settings given on the command line: the settable keys only (src/lifecycle/settings.ts). */
+export async function settingsOf(opts: Opts): Promise<Record<string, string>> {
+  const { SETTABLE_KEYS } = await import('../lifecycle/settings.js');
+  const s: Record<string, string> = {};
+  for (const k of SETTABLE_KEYS) if (typeof opts[k] === 'string') s[k] = opts[k] as string;
+  return s;
+}
+
+/** selectEnvs, but an env another known node owns is reported as such (exit 4, src/nodes/owner.ts). */
+export async function select(ctx: NodeCtx, patterns: string[]) {
+  const { selectEnvs } = await import('../lifecycle/envs.js');
+  const { BerthError } = await import('../errors.js');
+  try {
+    return selectEnvs(ctx, patterns);
+  } catch (e) {
+    if (e instanceof BerthError && patterns.length === 1) throw await (await import('../nodes/owner.js')).explainNotFound(ctx, patterns[0]!, e);
+    throw e;
+  }
+}
+
+/**
+ * Runs an operation over the envs named (globs too) in order; one env's failure does not stop
+ * the rest. A single named env's error is thrown as is; for several, the exit code is the
+ * first failure's. `already`: error codes that mean "already so" (skipped for globbed envs).
+ */
+export async function each(ctx: NodeCtx, opts: Opts, args: string[], verb: string, fn: (jname: string) => Promise<object>, already: string[] = []): Promise<CmdOutput> {
+  const given = names(opts, args);
+  const jnames = (await select(ctx, given)).map((r) => r.jname);
+  const explicit = new Set(given.filter((p) => !isGlob(p)));
+  return forEachEnv(jnames, verb, fn, 1, { globbed: new Set(jnames.filter((j) => !explicit.has(j))), codes: already });
+}

@@ -1,0 +1,34 @@
+/** `berth jcreate jname= [jconf=] [key=value ...]`: create an env from a base; thin handler over src/lifecycle/create.ts. */
+import { existsSync } from 'node:fs';
+import { notFound, usageError } from '../../errors.js';
+import { settingsOf, withNode } from '../args.js';
+import { envKeys } from '../env-options.js';
+import { JNAME, o } from '../options.js';
+import type { CmdDef } from '../types.js';
+
+export const command: CmdDef = {
+  name: 'jcreate', summary: 'create an env from a base',
+  options: [JNAME, o('jconf', 'a descriptor file to create from'), ...envKeys('j')], positional: '[jname]',
+  async handler(opts, args) {
+    const { readDescriptor } = await import('../../descriptor.js');
+    const { SETTABLE_KEYS } = await import('../../lifecycle/settings.js');
+    const { createEnv } = await import('../../lifecycle/create.js');
+    return withNode(opts, async (ctx) => {
+      let settings = await settingsOf(opts);
+      let jname = (opts.jname as string | undefined) ?? args[0];
+      let emulator = opts.emulator as string | undefined;
+      if (typeof opts.jconf === 'string') {
+        if (!existsSync(opts.jconf)) throw notFound('E_NO_JCONF', `jconf=${opts.jconf} does not exist`, { hint: 'give the path of a descriptor (key="value"; lines), e.g. one written by junregister' });
+        const c = readDescriptor(opts.jconf, ctx.wd.root);
+        jname ??= c.jname;
+        emulator ??= c.emulator;
+        const fromFile: Record<string, string> = {};
+        for (const k of SETTABLE_KEYS) if (c[k] !== undefined) fromFile[k] = c[k]!;
+        settings = { ...fromFile, ...settings };
+      }
+      if (!jname) throw usageError('E_NO_JNAME', 'jcreate needs jname=<name>');
+      const env = await createEnv(ctx, { jname, emulator, settings }, { verbose: !!opts.verbose });
+      return { data: { env }, text: `created: ${env.jname} (uuid ${env.uuid}, emulator ${env.emulator}, base ${env.conf.base}, baserw=${env.conf.baserw})` };
+    });
+  },
+};
