@@ -27,7 +27,7 @@ import { BerthError, EXIT, notFound, ownedError, usageError } from './errors.js'
 import { ensureMountDirs } from './bases.js';
 import { checkBaseName } from './names.js';
 import type { Workdir } from './paths.js';
-import { run } from './proc.js';
+import { pidAlive, run, sleep } from './proc.js';
 
 /** The default mirror: the FreeBSD project's download server. */
 export const DEFAULT_MIRROR = 'https://download.freebsd.org/releases';
@@ -140,7 +140,6 @@ export async function sha256File(file: string, onBytes?: (n: number) => void): P
   return h.digest('hex');
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A failure worth another try (network, 5xx, truncated body). */
 class Retryable extends Error {}
@@ -256,9 +255,7 @@ async function lockDownload(dir: string): Promise<() => Promise<void>> {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
-      let alive = false;
-      if (pid > 0) { try { process.kill(pid, 0); alive = true; } catch (k) { alive = (k as NodeJS.ErrnoException).code === 'EPERM'; } }
-      if (alive) throw ownedError('E_BUSY', `another base fetch (pid ${pid}) is downloading into ${dir}`, { hint: 'wait for it to finish' });
+      if (pid > 0 && pidAlive(pid)) throw ownedError('E_BUSY', `another base fetch (pid ${pid}) is downloading into ${dir}`, { hint: 'wait for it to finish' });
       await rm(lock, { force: true });
     }
   }

@@ -29,6 +29,7 @@ import { constants as OS } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { BerthError, EXIT } from './errors.js';
 import { debug, logEnabled, warn } from './log.js';
+import { sleep } from './proc.js';
 
 /** The lifecycle operation a hook runs for; exported to the hook as `BERTH_ACTION`. */
 export type HookAction = 'create' | 'start' | 'stop' | 'set' | 'register' | 'unregister' | 'remove' | 'clone';
@@ -221,8 +222,6 @@ function groupAlive(pgid: number): boolean {
 }
 
 const osSignals = OS.signals as Record<string, number>;
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Runs one hook process with the rules of the contract and returns how it ended; throws only

@@ -23,6 +23,7 @@ import { openNode, type NodeCtx } from './node.js';
 import { engineEnv } from './engines/types.js';
 import { liveMonitorPid, MONITOR_BEAT_MS, monitorPidFile } from './lifecycle/run-monitor.js';
 import { recoverStaleClaim, teardownRun } from './lifecycle/teardown.js';
+import { sleep } from './proc.js';
 
 /** How often the inventory is read (ms). */
 const TICK_MS = 250;
@@ -113,7 +114,7 @@ async function monitor(): Promise<void> {
           .catch((e: Error) => log(`${jname}: recovery failed: ${e.message}`))
           .finally(() => { inflight.delete(jname); }));
       }
-      await new Promise((r) => setTimeout(r, TICK_MS));
+      await sleep(TICK_MS);
     }
   } finally {
     await Promise.all(inflight.values());

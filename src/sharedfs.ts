@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync, readFileSync } from 'node:fs';
 import { lstat, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { sleep } from './proc.js';
 
 /**
  * The temp name under which `file` is written before its rename: `.<name>.<pid><random hex>`
@@ -94,7 +95,7 @@ const RETRIES = 6;
 export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boolean } = {}): Promise<string> {
   for (let i = 0; ; i++) {
     if (i > 0) {
-      await new Promise((r) => setTimeout(r, 5 << i)); // 10, 20, 40 ... 320 ms
+      await sleep(5 << i); // 10, 20, 40 ... 320 ms
       try { await lstat(path); } catch { /* missing: the open says so */ }
     }
     let fh;

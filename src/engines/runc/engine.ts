@@ -11,7 +11,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { engineError, usageError } from '../../errors.js';
 import type { EnvConf } from '../../descriptor.js';
-import { run, runInteractive, runToFile } from '../../proc.js';
+import { pidAlive, run, runInteractive, runToFile, sleep } from '../../proc.js';
 import { IFNAME } from '../../net/bridge.js';
 import { vethDown, vethNames, vethUp } from '../../net/veth.js';
 import { cgroupsPath, ociConfig } from './oci.js';
@@ -19,8 +19,6 @@ import { runcInfo } from './info.js';
 import type { Engine, EngineEnv, StartResult } from '../types.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * True when process `pid` has a handler for SIGTERM (bit 15 of SigCgt in /proc/<pid>/status),
@@ -139,15 +137,8 @@ export class RuncEngine implements Engine {
   }
 
   async isRunning(_env: EngineEnv, jid: number): Promise<boolean> {
-    if (!jid) return false;
-    try {
-      process.kill(jid, 0);
-    } catch {
-      return false;
-    }
-    // A zombie (exited, not yet reaped) counts as gone.
-    const stat = await readFile(`/proc/${jid}/stat`, 'utf8').catch(() => '');
-    return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    // a zombie (exited, not yet reaped) counts as gone
+    return jid > 0 && pidAlive(jid);
   }
 
   async cleanup(env: EngineEnv): Promise<void> {
