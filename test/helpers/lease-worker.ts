@@ -41,6 +41,8 @@ export interface WorkerAnswer {
 }
 
 let beat: NodeJS.Timeout | undefined;
+/** the beat being written, if any (heartbeat-stop waits for it) */
+let inflight: Promise<unknown> = Promise.resolve();
 const boot = newBootId();
 let counter = 0;
 const beatFile = (nodes: string, node: string) => join(nodes, node, 'hb');
@@ -71,11 +73,13 @@ async function handle(req: WorkerRequest): Promise<unknown> {
     case 'heartbeat-start':
       if (beat) clearInterval(beat);
       await writeBeat(req);
-      beat = setInterval(() => { writeBeat(req).catch(() => undefined); }, req.intervalMs ?? 300);
+      beat = setInterval(() => { inflight = writeBeat(req).catch(() => undefined); }, req.intervalMs ?? 300);
       return undefined;
     case 'heartbeat-stop':
+      // silent from the answer on: no beat still being written after it
       if (beat) clearInterval(beat);
       beat = undefined;
+      await inflight;
       return undefined;
   }
 }
