@@ -161,4 +161,17 @@ export interface Engine {
   exec?(env: EngineEnv, argv: string[], opts: ExecOptions): Promise<number>;
   /** The running env's console (engines with `info.console` other than none). */
   console?(env: EngineEnv): Promise<ConsoleEndpoint>;
+  /**
+   * What `doctor` reports about this engine on the node (qemu: the accelerator its probe
+   * found). Never throws for a missing or broken runtime: that is a warn or fail row.
+   */
+  doctor?(wd: Workdir): Promise<EngineCheck>;
+}
+
+/** One `doctor` row of an engine (see {@link Engine.doctor}). */
+export interface EngineCheck {
+  status: 'ok' | 'warn' | 'fail';
+  /** one line for humans */
+  detail: string;
+  data?: Record<string, unknown>;
 }

@@ -24,6 +24,8 @@ import { envInfo, type EnvInfo, type OpOptions } from './types.js';
 export interface CreateInput {
   jname: string;
   emulator?: string;
+  /** the command family (jcreate: j, bcreate: b): the default emulator, and a check that `emulator` is of it */
+  family?: 'j' | 'b';
   settings: Record<string, string>;
 }
 
@@ -39,8 +41,11 @@ export interface CreateInput {
  */
 export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOptions = {}): Promise<EnvInfo> {
   const jname = checkJname(input.jname);
-  const emulator = input.emulator ?? defaultEmulator(ctx.platform);
+  const emulator = input.emulator ?? defaultEmulator(ctx.platform, input.family);
   const engine = await ctx.engine(emulator);
+  if (input.family && engine.info.family !== input.family) {
+    throw usageError('E_BAD_EMULATOR', `emulator=${emulator} is ${engine.info.family === 'b' ? 'a VM engine: use bcreate' : 'not a VM engine: use jcreate'}`);
+  }
   const disk = engine.info.root === 'disk';
   const settings = validateSettings(input.settings, engine.info);
   const p = ctx.wd.env(jname);

@@ -15,10 +15,11 @@ import type { EnvConf } from '../../descriptor.js';
 import { usageError } from '../../errors.js';
 import { warn } from '../../log.js';
 import { tapDown, tapName, tapUp } from '../../net/tap.js';
-import type { ConsoleEndpoint, Engine, EngineEnv, StartResult } from '../types.js';
+import type { Workdir } from '../../paths.js';
+import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, StartResult } from '../types.js';
 import { vmDefaults } from '../vm/settings.js';
 import { DEFAULT_IMGSIZE, diskFile, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
-import { nodeAccel } from './accel.js';
+import { describeAccel, nodeAccel } from './accel.js';
 import { buildQemuArgv, qemuRunPaths, type QemuRunPaths } from './argv.js';
 import { writeSeedIso } from './cloudinit.js';
 import { createDiskImage, ext4FromTree } from './disk.js';
@@ -135,6 +136,13 @@ export class QemuEngine implements Engine {
     try { s = spec(env); } catch { s = undefined; }
     for (const t of s ? taps(env, s) : []) await tapDown(t);
     if (existsSync(seedFile(env))) await rm(seedFile(env), { force: true });
+  }
+
+  /** The accelerator of the node's probe (accel.ts; cached per boot and qemu binary): KVM ok, TCG ok (slower), neither warn. */
+  async doctor(wd: Workdir): Promise<EngineCheck> {
+    const p = await nodeAccel(wd);
+    const usable = p.accel === 'kvm' || !!p.tcg?.ok;
+    return { status: usable ? 'ok' : 'warn', detail: describeAccel(p) + (usable ? '' : ' (VMs cannot start: apt-get install qemu-system-x86)'), data: { accel: p.accel, kvm: p.kvm, tcg: p.tcg, qemuVersion: p.qemuVersion, cached: p.cached } };
   }
 
   async console(env: EngineEnv): Promise<ConsoleEndpoint> {
