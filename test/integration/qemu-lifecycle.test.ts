@@ -7,6 +7,7 @@
  * jls lists no VM and jexec of a VM is E_NO_EXEC.
  * Needs root, qemu-system-x86, cpio, busybox-static, apt access (the Debian cloud kernel).
  */
+import { spawnSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -16,6 +17,8 @@ import { guestNode, type GuestNode } from '../helpers/vmguest.js';
 import { GUEST_READY_LINE } from '../../src/engines/qemu/guest.js';
 import { qemuPid, waitPidGone } from '../../src/engines/qemu/process.js';
 import { qemuRunPaths } from '../../src/engines/qemu/argv.js';
+import { tapName } from '../../src/net/tap.js';
+import { run } from '../../src/proc.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
@@ -32,12 +35,15 @@ before(async () => {
 
 after(() => {
   // nothing of a failed test left running
-  for (const j of ['v1', 'v2']) {
+  for (const j of ['v1', 'v2', 'v3']) {
     const pid = qemuPid(qemuRunPaths(node.wd, j));
     if (pid) process.kill(pid, 'SIGKILL');
   }
   berth(['bstop', 'jname=*'], { workdir: wd });
+  if (existsSync(`/sys/class/net/${BRIDGE}`)) spawnSync('ip', ['link', 'delete', BRIDGE]);
 });
+
+const BRIDGE = `bqemu${process.pid % 100000}`;
 
 const b = (args: string[], timeoutMs?: number) => berth(args, { workdir: wd, timeoutMs });
 const ok = (args: string[], timeoutMs?: number) => berthOk(args, { workdir: wd, timeoutMs });
@@ -136,4 +142,26 @@ test('bcreate imgsize= makes an empty sparse disk; bremove deletes the VM and it
   ok(['bremove', 'jname=v2']);
   assert.ok(!existsSync(disk));
   assert.equal(b(['bls', '--json', 'jname=v2']).code === 0 ? b(['bls', '--json', 'jname=v2']).json.envs.length : 0, 0);
+});
+
+test('vnet: each NIC gets a tap on its nic_parent bridge while the VM runs; a missing bridge fails the start and leaves nothing', async () => {
+  await run(['ip', 'link', 'add', BRIDGE, 'type', 'bridge']);
+  ok(['bcreate', 'jname=v3', 'base=bb', 'vm_kernel=k1', 'vm_ram=256m', 'vm_vnc_port=1', `nic_parent1=${BRIDGE}`]);
+  const hw = ok(['bget', 'jname=v3', 'key=nic_hwaddr1']).stdout.trim();
+  assert.match(hw, /^02(:[0-9a-f]{2}){5}$/, 'bcreate stored a MAC address');
+  const tap = tapName('n1', 'v3', 1);
+  ok(['bstart', 'jname=v3']);
+  assert.ok(existsSync(`/sys/class/net/${tap}`), `tap ${tap} exists`);
+  assert.ok(existsSync(`/sys/class/net/${BRIDGE}/brif/${tap}`), `tap ${tap} is on ${BRIDGE}`);
+  ok(['bstop', 'jname=v3'], 90_000);
+  assert.ok(!existsSync(`/sys/class/net/${tap}`), 'the tap is gone after bstop');
+
+  ok(['bset', 'jname=v3', 'nic_parent1=bqnosuch0']);
+  const r = b(['bstart', 'jname=v3']);
+  assert.equal(r.code, 5, r.stderr);
+  assert.match(r.stderr, /bqnosuch0/);
+  assert.equal(vm('v3').status, 'Off');
+  assert.equal(qemuPid(qemuRunPaths(node.wd, 'v3')), undefined);
+  assert.ok(!existsSync(`/sys/class/net/${tap}`));
+  ok(['bremove', 'jname=v3']);
 });
