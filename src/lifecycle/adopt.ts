@@ -33,7 +33,7 @@ export interface AdoptPlan {
  * destination, while the source still runs the env: the mounts are made outside the downtime).
  * Reads the descriptor from the env's ownership record and checks what a start here needs: not
  * registered here (a stale fenced row is dropped), the same uuid as `uuid`, the base present
- * (baserw=0), the engine available on this platform, the hooks present and safe; with `mount`,
+ * (tree engines, baserw=0), the engine available on this platform, the hooks present and safe; with `mount`,
  * runs mnt_start and the identity check. Changes nothing else; {@link cancelAdopt} undoes the mount.
  * @throws BerthError E_ENV_EXISTS (1), E_NO_RCCONF (3), E_NOT_SHARED (1), E_NO_SUCH_BASE (3),
  *   E_BAD_EMULATOR (2), E_HOOK_UNSAFE / E_HOOK_MISSING (1), hook errors, E_IDENTITY (5)
@@ -59,7 +59,8 @@ export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions 
   conf.emulator ??= 'jail';
   const engine = await ctx.engine(conf.emulator);
   engine.validate(conf);
-  if (conf.baserw !== '1' && conf.base && !existsSync(ctx.wd.base(conf.base))) {
+  // a tree engine's root is assembled from its base at every start; a disk engine's base was used once, at create
+  if (engine.info.root === 'tree' && conf.baserw !== '1' && conf.base && !existsSync(ctx.wd.base(conf.base))) {
     throw notFound('E_NO_SUCH_BASE', `base ${JSON.stringify(conf.base)} of ${jname} is not on node ${ctx.nodename} (${ctx.wd.base(conf.base)})`, { hint: `import the same base on ${ctx.nodename} first (berth base import name=${conf.base} ...)` });
   }
   const hooks = effectiveHooks(ctx, conf);
