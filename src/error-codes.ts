@@ -104,6 +104,7 @@ export const ERROR_CODES = [
   'E_NO_ISO_TOOL',
   'E_NO_JCONF',
   'E_NO_JNAME',
+  'E_NO_LIVE',
   'E_NO_LIVE_MIGRATION',
   'E_NO_NAME',
   'E_NO_NEW',

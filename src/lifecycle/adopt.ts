@@ -3,9 +3,11 @@
  * storage mounted ahead while the source still runs it), undo that (cancel), and adopt an env
  * whose lease the source handed to this node (adopt).
  */
+import { randomUUID } from 'node:crypto';
+import { ensureMonitor } from './run-monitor.js';
 import { existsSync } from 'node:fs';
 import { readSharedDescriptor, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
-import { BerthError, EXIT, notFound } from '../errors.js';
+import { BerthError, EXIT, notFound, ownedError } from '../errors.js';
 import { checkHookSafe } from '../hooks.js';
 import { checkJname } from '../names.js';
 import type { NodeCtx } from '../node.js';
@@ -91,7 +93,7 @@ export async function cancelAdopt(ctx: NodeCtx, jname: string, opts: OpOptions =
  * @throws BerthError E_LEASE_SUPERSEDED / E_LEASE_MISSING (4), E_ENV_EXISTS (1), hook errors,
  *   E_IDENTITY (5), start errors
  */
-export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string; plan?: AdoptPlan }): Promise<RegisterResult> {
+export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string; plan?: AdoptPlan; runningJid?: number }): Promise<RegisterResult> {
   // a plan from this process's prepare (its checks done, the storage mounted) is used as it is
   const plan = opts.plan?.jname === jname && opts.plan.mounted ? opts.plan : await prepareAdopt(ctx, jname, { ...opts, mount: !opts.mounted }).catch(async (e) => {
     if (opts.mounted) await cancelAdopt(ctx, jname, opts).catch(() => undefined);
@@ -117,7 +119,16 @@ export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { 
     const journaled = journal(ctx, 'own', { jname, uuid: plan.uuid, generation: rec.generation, emulator: conf.emulator! }, 'handover');
     const result: RegisterResult = { jname, uuid: plan.uuid, generation: rec.generation, tookOver: false, previousOwner: rec.handoverFrom?.node, rcfile: p.recordDescriptor, timings: t };
     try {
-      if (opts.start) {
+      if (opts.runningJid) {
+        // a live migration's destination: the env already runs here (liveIncoming); from now on
+        // its run is this node's, watched by the run monitor, and its storage stays mounted
+        const runId = randomUUID();
+        if (!ctx.inv.claimStart(jname, runId)) throw ownedError('E_BUSY', `${jname} is busy`);
+        ctx.inv.setRunning(jname, runId, opts.runningJid);
+        started = true;
+        mounted = false;
+        ensureMonitor(ctx);
+      } else if (opts.start) {
         started = true; // from here on the start (or its teardown) owns the mount
         mounted = false;
         result.started = await startEnv(ctx, jname, { verbose: opts.verbose, mounted: true, timings: t });

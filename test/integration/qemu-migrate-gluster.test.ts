@@ -97,3 +97,32 @@ test('a running VM moves back to node1: stopped by ACPI, booted there, a file wr
   assert.notEqual(again.code, 0, 'node2 no longer has it');
   n1.ok(['bstop', 'jname=mv'], 90_000);
 });
+
+test('live: jmigrate live=1 moves a running VM to node2 without a reboot; lease handed over once; the disk not copied', async () => {
+  const { n1, n2, vol } = fx;
+  n1.ok(['bstart', 'jname=mv']);
+  assert.equal(n1.run(['bconsole', 'jname=mv', `until=${GUEST_READY_LINE}`, 'timeout=120'], 150_000).code, 0);
+  // a counter in the guest: a new boot would not have it, a moved guest goes on counting
+  typeOn(n1, 'mv', '(i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done) &', 'tick-3\r?\n');
+  const gen = vm(n1, 'mv').generation;
+  await sleep(1500);
+  const before = brickBytes(vol);
+  const r = n1.ok(['jmigrate', 'jname=mv', 'dst=node2', 'live=1', '--json'], 240_000);
+  const m = r.json.migration;
+  assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['prepare', 'node2', true], ['incoming', 'node2', true], ['send', 'node1', true], ['handover', 'node1', true], ['adopt', 'node2', true], ['resume', 'node2', true], ['unmount', 'node1', true]]);
+  assert.equal(m.generation, gen + 1, 'the generation raised once');
+  assert.ok(m.live.transferredBytes > 0 && m.downtimeMs > 0, JSON.stringify(m));
+  console.log(`# jmigrate live=1 (qemu, 256 MiB guest, TCG): downtime ${m.downtimeMs} ms (berth), ${m.live.downtimeMs} ms (QEMU); total ${m.totalMs} ms; ${Math.round(m.live.transferredBytes / 1048576)} MiB sent; steps ${m.steps.map((s: any) => `${s.step}@${s.node} ${s.ms} ms`).join(', ')}`);
+  assert.equal(vm(n1, 'mv'), undefined, 'node1 has no row');
+  const there = vm(n2, 'mv');
+  assert.equal(there.status, 'On');
+  assert.equal((await lease('mv')).node, 'node2');
+  const out = spawnInput(n2, ['bconsole', 'jname=mv', 'log=0', 'until=tick-[0-9]+\r?\n', 'timeout=60'], '');
+  assert.equal(out.code, 0, `the counter goes on on node2: ${out.stderr}${out.stdout}`);
+  await sleep(1500);
+  const after = brickBytes(vol);
+  assert.ok(Math.abs(after - before) < TOLERANCE, `no disk copied: ${before} -> ${after}`);
+  assert.equal(n1.run(['bstart', 'jname=mv']).code === 0, false, 'node1 cannot start it');
+  n2.ok(['bstop', 'jname=mv'], 90_000);
+  assert.equal(vm(n2, 'mv').status, 'Off');
+});

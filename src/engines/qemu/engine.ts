@@ -12,11 +12,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EnvConf } from '../../descriptor.js';
-import { usageError } from '../../errors.js';
+import { engineError, usageError } from '../../errors.js';
 import { warn } from '../../log.js';
 import { tapDown, tapName, tapUp } from '../../net/tap.js';
 import type { Workdir } from '../../paths.js';
-import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, StartResult } from '../types.js';
+import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, LiveStats, StartResult } from '../types.js';
 import { vmDefaults } from '../vm/settings.js';
 import { DEFAULT_IMGSIZE, diskFile, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
 import { describeAccel, nodeAccel } from './accel.js';
@@ -27,7 +27,8 @@ import { uefiFiles } from './firmware.js';
 import { busyboxGuestFiles, isBusyboxTree } from './guest.js';
 import { qemuInfo } from './info.js';
 import { readKernelBase } from './kernel.js';
-import { chooseVncPorts, setVncPassword } from './ports.js';
+import { abortMigration, completeSwitchover, migrateToSwitchover, prepareIncoming } from './migrate.js';
+import { chooseVncPorts, portFree, setVncPassword } from './ports.js';
 import { cleanupRunFiles, qemuPid, startQemu } from './process.js';
 import { QmpClient } from './qmp.js';
 import { stopQemu } from './stop.js';
@@ -87,6 +88,11 @@ export class QemuEngine implements Engine {
   }
 
   async start(env: EngineEnv): Promise<StartResult> {
+    return this.boot(env, false);
+  }
+
+  /** Starts qemu (paused with `-incoming defer` for a live migration's destination). */
+  private async boot(env: EngineEnv, incoming: boolean): Promise<StartResult> {
     const s = spec(env);
     const run = qemuRunPaths(env.wd, env.jname);
     const accel = await nodeAccel(env.wd);
@@ -105,7 +111,7 @@ export class QemuEngine implements Engine {
       for (const [i, n] of s.nics.entries()) {
         await tapUp(names[i]!, n.parent === '0' ? undefined : n.parent, `berth bset jname=${env.jname} nic_parent${n.index}=<bridge>`, n.mtu || undefined);
       }
-      const argv = buildQemuArgv({ spec: s, dataDir: env.paths.data, run, accel: { accel: accel.accel }, kernel, seedIso, uefi, vnc, taps: names });
+      const argv = buildQemuArgv({ spec: s, dataDir: env.paths.data, run, accel: { accel: accel.accel }, kernel, seedIso, uefi, vnc, taps: names, incoming });
       const started = await startQemu(argv, run);
       if (s.vncPassword) {
         const qmp = await QmpClient.connect(run.qmpSocket, { timeoutMs: 5000 });
@@ -115,6 +121,62 @@ export class QemuEngine implements Engine {
     } catch (e) {
       await this.cleanup(env).catch(() => undefined);
       throw e;
+    }
+  }
+
+  /**
+   * Destination of a live migration: qemu started paused (`-incoming defer -S`), then QMP
+   * `migrate-incoming` on a free loopback port (QEMU listens there).
+   */
+  async liveIncoming(env: EngineEnv): Promise<{ jid: number; uri: string }> {
+    const { jid } = await this.boot(env, true);
+    try {
+      let port = 0;
+      for (let p = 49152 + (process.pid % 1000) * 8; p < 65000 && !port; p++) if (await portFree(p)) port = p;
+      const uri = `tcp:127.0.0.1:${port}`;
+      const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).qmpSocket, { timeoutMs: 5000 });
+      try { await prepareIncoming(qmp, uri); } finally { qmp.close(); }
+      return { jid, uri };
+    } catch (e) {
+      await this.stop(env, 0).catch(() => undefined);
+      await this.cleanup(env).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Source of a live migration (migrate.ts): to switchover, `atSwitchover` while paused, complete, quit; on failure the source resumes. */
+  async liveSend(env: EngineEnv, uri: string, atSwitchover: () => Promise<void>): Promise<LiveStats> {
+    const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).qmpSocket, { timeoutMs: 5000 });
+    try {
+      try {
+        await migrateToSwitchover(qmp, uri);
+        await atSwitchover();
+        const q = await completeSwitchover(qmp);
+        await qmp.execute('quit').catch(() => {});
+        return { downtimeMs: q.downtimeMs, totalMs: q.totalMs, transferredBytes: q.transferredBytes };
+      } catch (e) {
+        await abortMigration(qmp, async () => {});
+        throw e;
+      }
+    } finally {
+      qmp.close();
+    }
+  }
+
+  /** Destination of a live migration: waits until the incoming state is complete (query-migrate), then `cont`. */
+  async liveResume(env: EngineEnv): Promise<void> {
+    const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).qmpSocket, { timeoutMs: 5000 });
+    try {
+      const end = Date.now() + 120_000;
+      for (;;) {
+        const m = await qmp.execute('query-migrate');
+        if (m.status === 'completed') break;
+        if (m.status === 'failed' || m.status === 'cancelled' || Date.now() > end) throw engineError('E_MIGRATE', `the incoming migration of ${env.jname} is ${m.status}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await qmp.execute('cont');
+    } finally {
+      qmp.close();
     }
   }
 
