@@ -7,13 +7,16 @@
  * Needs root, glusterd (scripts/gluster-up), qemu-system-x86, cpio, busybox-static, apt access.
  */
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { GUEST_READY_LINE } from '../../src/engines/qemu/guest.js';
 import { makeKernelBase } from '../../src/engines/qemu/kernel.js';
 import { readLease } from '../../src/ownership/record.js';
 import { Workdir } from '../../src/paths.js';
-import { berth, isRoot } from '../helpers/cli.js';
+import { BIN, berth, isRoot } from '../helpers/cli.js';
+import { qemuRunPaths } from '../../src/engines/qemu/argv.js';
+import { qemuPid } from '../../src/engines/qemu/process.js';
 import { brickBytes, sleep, twoNodes, type TestNode, type TwoNodes } from './cluster-twonode.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
@@ -125,4 +128,42 @@ test('live: jmigrate live=1 moves a running VM to node2 without a reboot; lease 
   assert.equal(n1.run(['bstart', 'jname=mv']).code === 0, false, 'node1 cannot start it');
   n2.ok(['bstop', 'jname=mv'], 90_000);
   assert.equal(vm(n2, 'mv').status, 'Off');
+});
+
+test('live: a destination qemu killed while the state is sent rolls back: the VM runs on at the source with its lease, nothing is left at the destination', async () => {
+  const { n1, n2 } = fx;
+  // the VM is on node2 now (previous test): move it live back to node1 and kill node1's paused qemu
+  n2.ok(['bstart', 'jname=mv']);
+  assert.equal(n2.run(['bconsole', 'jname=mv', `until=${GUEST_READY_LINE}`, 'timeout=120'], 150_000).code, 0);
+  typeOn(n2, 'mv', '(i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done) &', 'tick-3\r?\n');
+  const gen = vm(n2, 'mv').generation;
+  const destRun = qemuRunPaths(new Workdir(n1.wd), 'mv');
+  const child = spawn(process.execPath, [BIN, 'jmigrate', 'jname=mv', 'dst=node1', 'live=1', '--json'], { env: { ...process.env, BERTH_WORKDIR: n2.wd }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (d) => { stdout += d; });
+  const exited = new Promise<number>((r) => child.once('exit', (c) => r(c ?? 128)));
+  let killed = false;
+  for (let i = 0; i < 600 && !killed; i++) {
+    const pid = qemuPid(destRun);
+    // once it runs, give the source time to start sending (the incoming step ends ~0.3 s after,
+    // sending 256 MiB under TCG takes over a second): the kill lands mid-transfer
+    if (pid) { await sleep(500); process.kill(pid, 'SIGKILL'); killed = true; } else await sleep(20);
+  }
+  assert.ok(killed, 'the destination qemu appeared and was killed');
+  const code = await exited;
+  assert.notEqual(code, 0, stdout);
+  const err = JSON.parse(stdout).error;
+  // mid-transfer (E_MIGRATE_FAILED at send); should the kill land in the incoming step, the refusal
+  assert.ok(['E_MIGRATE_FAILED', 'E_MIGRATE_REFUSED'].includes(err.code), JSON.stringify(err));
+  assert.match(err.message, /runs on node2 again|stays running on node2/);
+  console.log(`# live migration rollback: ${err.code} after steps ${err.details.steps.map((x: any) => `${x.step}@${x.node}:${x.ok ? 'ok' : 'failed'}`).join(', ')}`);
+  const here = vm(n2, 'mv');
+  assert.equal(here.status, 'On');
+  assert.equal(here.generation, gen, 'the lease never moved');
+  assert.equal((await lease('mv')).node, 'node2');
+  assert.equal(vm(n1, 'mv'), undefined, 'node1 has no row');
+  assert.equal(qemuPid(destRun), undefined, 'no qemu at the destination');
+  const out = spawnInput(n2, ['bconsole', 'jname=mv', 'log=0', 'until=tick-[0-9]+\r?\n', 'timeout=60'], '');
+  assert.equal(out.code, 0, 'the guest goes on counting at the source');
+  n2.ok(['bstop', 'jname=mv'], 90_000);
 });
