@@ -22,6 +22,7 @@
  *
  * The library never prints; the CLI renders {@link DoctorReport} as a table or JSON.
  */
+import { enginesFor } from './engines/registry.js';
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as FS, existsSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -40,7 +41,7 @@ export type CheckStatus = 'ok' | 'warn' | 'fail' | 'fixed' | 'skip';
 
 /** One row of the report. */
 export interface DoctorCheck {
-  /** 'shared dir' | 'env dir' | 'var/db' | 'pkg locking' | 'hook' | 'descriptor' */
+  /** 'shared dir' | 'env dir' | 'var/db' | 'pkg locking' | 'hook' | 'descriptor' | 'engine' */
   check: string;
   /** the path (or name) checked */
   subject: string;
@@ -447,6 +448,16 @@ export async function doctor(ctx: NodeCtx, opts: DoctorOptions = {}): Promise<Do
       if (h && h !== '0') checks.push(checkHook(h, `${k} of ${e.jname}`));
     }
     checks.push(...checkHookDirs(wd.env(e.jname).sysdir, e.jname));
+  }
+
+  if (!opts.jname) {
+    // each engine of this platform says what it found (qemu: its accelerator), from the registry
+    for (const info of enginesFor(ctx.platform)) {
+      const engine = await ctx.engine(info.name);
+      if (!engine.doctor) continue;
+      const r = await engine.doctor(wd).catch((e: Error) => ({ status: 'warn' as const, detail: `cannot check: ${e.message}`, data: undefined }));
+      checks.push({ check: 'engine', subject: info.name, ...r });
+    }
   }
 
   return { ok: !checks.some((c) => c.status === 'fail'), node: ctx.nodename, workdir: wd.root, checks };

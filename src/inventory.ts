@@ -194,7 +194,7 @@ export class Inventory {
    * @param gone jnames of On rows whose process is gone: their status is 'Maintenance'
    * @param match when given, only envs whose jname it accepts
    */
-  summaryJson(gone: string[], match?: (jname: string) => boolean): string {
+  summaryJson(gone: string[], match?: (jname: string) => boolean, emulators?: readonly string[]): string {
     const status = `CASE WHEN status = ${STATUS.ON} AND jname IN (SELECT value FROM json_each(?)) THEN 'Maintenance' ` +
       `WHEN status = ${STATUS.ON} THEN 'On' WHEN status = ${STATUS.OFF} THEN 'Off' WHEN status = ${STATUS.MAINTENANCE} THEN 'Maintenance' ELSE 'Unknown' END`;
     if (match) this.db.function('berth_jname_match', { deterministic: true }, (n: unknown) => (match(String(n)) ? 1 : 0));
@@ -205,8 +205,9 @@ export class Inventory {
     // json_group_array (it sorts every object first).
     const sql = `SELECT '{"jname":' || json_quote(jname) || ',"uuid":' || json_quote(uuid) || ',"emulator":' || json_quote(emulator) || ` +
       `',"status":"' || ${status} || '","jid":' || jid || ',"generation":' || generation || ',"conf":' || summary || '}' ` +
-      `FROM jails INDEXED BY jails_list${match ? ' WHERE berth_jname_match(jname)' : ''} ORDER BY jname`;
-    return '[' + (this.db.prepare(sql).pluck().all(JSON.stringify(gone)) as string[]).join(',') + ']';
+      `FROM jails INDEXED BY jails_list WHERE ${match ? 'berth_jname_match(jname)' : '1'}${emulators ? ' AND emulator IN (SELECT value FROM json_each(?))' : ''} ORDER BY jname`;
+    const args = emulators ? [JSON.stringify(gone), JSON.stringify(emulators)] : [JSON.stringify(gone)];
+    return '[' + (this.db.prepare(sql).pluck().all(...args) as string[]).join(',') + ']';
   }
 
 

@@ -21,6 +21,8 @@
  * | POST /v1/envs/:jname/unregister     | junregister                            | `node, result`                   |
  * | POST /v1/envs/:jname/prepare        | jmigrate preflight at the destination; body `{uuid?, mount?}`: can this node start it (record, base, engine, hooks); with mount, its storage mounted ahead | `node, plan` |
  * | POST /v1/envs/:jname/cancel         | undo a prepare's mount                 | `node`                           |
+ * | POST /v1/envs/:jname/incoming       | jmigrate live=1 destination: start it paused, waiting for the state | `node, incoming: {jid, uri}` |
+ * | POST /v1/envs/:jname/resume         | jmigrate live=1 destination: resume the adopted env | `node` |
  * | POST /v1/envs/:jname/adopt          | jmigrate destination; body `{generation, start?, mounted?, return_to?}`: adopt an env whose lease was handed to this node | `node, result` |
  * | GET  /v1/ownership/probe?node=<n>&id=<hex> | the content of `<lease_dir>/nodes/<n>/probe.<id>` as this node reads it (berth doctor) | `node, probe` |
  *
@@ -60,6 +62,10 @@ export interface AgentOps {
   prepare(jname: string, body: PrepareBody): Promise<unknown>;
   cancel(jname: string): Promise<unknown>;
   adopt(jname: string, body: AdoptBody): Promise<unknown>;
+  /** live migration destination: start it paused, waiting for the state (after a prepare with mount) */
+  incoming(jname: string): Promise<unknown>;
+  /** live migration destination: resume the adopted env once its state is complete */
+  resume(jname: string): Promise<unknown>;
   /** the probe file `id` another node wrote in the ownership directory, as this node reads it ('' when missing) */
   probe(node: string, id: string): Promise<string>;
 }
@@ -155,7 +161,7 @@ export function createApi(opts: ApiOptions): Hono {
     return c.json({ ...errorBody(err), ...(warnings?.length ? { warnings } : {}) }, httpStatusFor(err.exitCode));
   });
   app.notFound((c) => c.json(errorBody(usageError('E_NO_ROUTE', `no such API route: ${c.req.method} ${c.req.path}`, {
-    hint: 'routes: GET /v1/node, GET /v1/envs, GET /v1/envs/:jname, GET /v1/envs/:jname/storage, POST /v1/envs/:jname/{start,stop,register,unregister,prepare,cancel,adopt}, GET /v1/ownership/probe?node=&id=',
+    hint: 'routes: GET /v1/node, GET /v1/envs, GET /v1/envs/:jname, GET /v1/envs/:jname/storage, POST /v1/envs/:jname/{start,stop,register,unregister,prepare,cancel,adopt,incoming,resume}, GET /v1/ownership/probe?node=&id=',
   })), 404));
 
   const jname = (c: Context): string => checkJname(c.req.param('jname') ?? '');
@@ -189,6 +195,8 @@ export function createApi(opts: ApiOptions): Hono {
     const name = jname(c);
     return ok(c, { result: await ops.adopt(name, await body(c, AdoptBody, 'adopt', '{"generation": number, "start"?: boolean, "mounted"?: boolean, "return_to"?: string}')) });
   });
+  app.post('/v1/envs/:jname/incoming', async (c) => ok(c, { incoming: await ops.incoming(jname(c)) }));
+  app.post('/v1/envs/:jname/resume', async (c) => { await ops.resume(jname(c)); return ok(c, {}); });
   app.get('/v1/ownership/probe', async (c) => {
     const id = c.req.query('id') ?? '';
     if (!/^[0-9a-f]{8,64}$/.test(id)) throw usageError('E_BAD_REQUEST', `bad probe id=${JSON.stringify(id)}: expected 8 to 64 hex digits`);

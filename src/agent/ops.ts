@@ -18,6 +18,7 @@ import { type EnvInfo } from '../lifecycle/types.js';
 import type { NodeCtx } from '../node.js';
 import { registerEnv, unregisterEnv } from '../lifecycle/register.js';
 import { adoptEnv, cancelAdopt, prepareAdopt, type AdoptPlan } from '../lifecycle/adopt.js';
+import { abortIncoming, resumeIncoming, startIncoming } from '../lifecycle/live.js';
 import { readSharedText, revalidate } from '../sharedfs.js';
 import { explainNotFound } from '../nodes/owner.js';
 import { readSettings } from '../settings.js';
@@ -144,6 +145,7 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
     }),
     cancel: (jname) => op(async () => {
       unprepare(jname);
+      await abortIncoming(ctx, jname);
       await cancelAdopt(ctx, jname);
       return {};
     }),
@@ -151,10 +153,16 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const plan = unprepare(jname);
       const mounted = !!body.mounted && !!plan;
       for (const f of [ctx.wd.env(jname).recordDescriptor, ctx.wd.env(jname).descriptor]) revalidate(f);
-      const r = await adoptEnv(ctx, jname, { generation: body.generation, start: body.start, mounted, returnTo: body.return_to, plan: mounted ? plan : undefined });
+      const r = await adoptEnv(ctx, jname, { generation: body.generation, start: body.start, mounted, returnTo: body.return_to, plan: mounted ? plan : undefined, runningJid: body.running_jid });
       await clearFenceMarker(ctx.wd, jname);
       return r;
     }),
+    incoming: (jname) => op(async () => {
+      const p = prepared.get(jname);
+      if (p) { clearTimeout(p.timer); const timer = setTimeout(() => { prepared.delete(jname); void track(abortIncoming(ctx, jname).then(() => cancelAdopt(ctx, jname)).catch(() => undefined)); }, PREPARE_TTL_SEC * 1000); timer.unref(); p.timer = timer; }
+      return startIncoming(ctx, jname);
+    }),
+    resume: (jname) => op(async () => { await resumeIncoming(ctx, jname); return {}; }),
     async probe(node, id) {
       try { return readSharedText(ctx.own.probeFile(node, id)); } catch { return ''; }
     },

@@ -9,6 +9,12 @@ import { isGlob } from '../names.js';
 import { forEachEnv } from './each.js';
 import type { CmdOutput, Opts } from './types.js';
 
+/**
+ * The command family a handler runs for: `b` when it was reached as a VM command (bstart ...,
+ * src/cli/family.ts sets the `_family` option), else `j`.
+ */
+export const familyOf = (opts: Opts): 'j' | 'b' => (opts._family === 'b' ? 'b' : 'j');
+
 /** The string value of option `key`, or undefined (a flag or absent). */
 export const str = (opts: Opts, key: string): string | undefined => (typeof opts[key] === 'string' ? (opts[key] as string) : undefined);
 
@@ -60,7 +66,22 @@ export async function select(ctx: NodeCtx, patterns: string[]) {
  */
 export async function each(ctx: NodeCtx, opts: Opts, args: string[], verb: string, fn: (jname: string) => Promise<object>, already: string[] = []): Promise<CmdOutput> {
   const given = names(opts, args);
-  const jnames = (await select(ctx, given)).map((r) => r.jname);
   const explicit = new Set(given.filter((p) => !isGlob(p)));
+  // a j command acts on jails and containers, a b command on VMs: a glob picks those of the
+  // family; an env of the other family named explicitly is refused (CBSD's bstart of a jail)
+  const family = familyOf(opts);
+  const { engineModule } = await import('../engines/registry.js');
+  const { usageError: bad } = await import('../errors.js');
+  const familyOfEnv = (emulator: string) => engineModule(emulator)?.info.family ?? 'j';
+  const rows = (await select(ctx, given)).filter((r) => {
+    if (familyOfEnv(r.emulator) === family) return true;
+    if (explicit.has(r.jname)) {
+      const cmd = verb === 'started' ? 'start' : verb === 'stopped' ? 'stop' : verb === 'restarted' ? 'restart' : 'remove';
+      throw bad('E_BAD_EMULATOR', `${r.jname} is a ${r.emulator} ${family === 'b' ? 'env, not a VM' : 'VM'}: use ${family === 'b' ? 'j' : 'b'}${cmd}`);
+    }
+    return false;
+  });
+  if (!rows.length) throw (await import('../errors.js')).notFound('E_NO_SUCH_ENV', `no ${family === 'b' ? 'VM' : 'jail or container'} matches ${given.map((g) => JSON.stringify(g)).join(' ')} on node ${ctx.nodename}`);
+  const jnames = rows.map((r) => r.jname);
   return forEachEnv(jnames, verb, fn, 1, { globbed: new Set(jnames.filter((j) => !explicit.has(j))), codes: already });
 }

@@ -30,12 +30,26 @@ import { command as nodeAdd } from './commands/node-add.js';
 import { command as nodeList } from './commands/node-list.js';
 import { command as nodeRemove } from './commands/node-remove.js';
 import { command as clusterLs } from './commands/cluster-ls.js';
+import { command as bconsole } from './commands/bconsole.js';
+import { vmCommand } from './family.js';
 
 export const COMMANDS: readonly CmdDef[] = [
   initenv,
   baseImport, baseBusybox, baseFetch, baseList, baseRemove,
   jcreate, jstart, jstop, jrestart, jremove, jls, jexec, jset, jget, jclone,
   jregister, junregister, jmigrate,
+  vmCommand(jcreate, 'bcreate', 'create a VM: its first disk from a base tree, or empty (imgsize)'),
+  vmCommand(jstart, 'bstart', 'start VM(s)'),
+  vmCommand(jstop, 'bstop', 'stop VM(s): ACPI power button, then hard after stop_timeout'),
+  vmCommand(jrestart, 'brestart', 'restart VM(s)'),
+  vmCommand(jremove, 'bremove', 'remove VM(s) and their disks'),
+  vmCommand(jls, 'bls', 'list VMs (CBSD columns JNAME JID VM_RAM VM_CPUS VM_OS_TYPE STATUS)'),
+  vmCommand(jset, 'bset', 'change VM settings (key=value ...)'),
+  vmCommand(jget, 'bget', 'show VM settings (all, or the keys named)'),
+  vmCommand(jclone, 'bclone', 'copy a stopped VM (its disks too) to a new name'),
+  vmCommand(jregister, 'bregister', 'adopt a VM descriptor (berth\'s or CBSD\'s) from jails-rcconf/ or shared storage'),
+  vmCommand(junregister, 'bunregister', 'release a stopped VM: descriptor to jails-rcconf/, lease released'),
+  bconsole,
   doctor, agent,
   nodeAdd, nodeList, nodeRemove, clusterLs,
 ];

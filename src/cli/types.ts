@@ -67,5 +67,7 @@ export interface CmdDef {
   help?: string;
   /** set when the command may be handed to this node's agent (jstart, jstop) */
   fast?: FastPath;
+  /** a command derived from another module's (bstart from jstart: src/cli/family.ts): that command's name */
+  derivedFrom?: string;
   handler: Handler;
 }

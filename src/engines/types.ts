@@ -161,4 +161,41 @@ export interface Engine {
   exec?(env: EngineEnv, argv: string[], opts: ExecOptions): Promise<number>;
   /** The running env's console (engines with `info.console` other than none). */
   console?(env: EngineEnv): Promise<ConsoleEndpoint>;
+  /**
+   * Live migration, destination side (engines with `info.liveMigration`): starts the env paused,
+   * waiting for the incoming state on a loopback TCP port. Undo with stop(env, 0) + cleanup.
+   * @returns the run id and the URI the source sends to (`tcp:127.0.0.1:<port>`)
+   */
+  liveIncoming?(env: EngineEnv): Promise<{ jid: number; uri: string }>;
+  /**
+   * Live migration, source side: sends the running env to `uri`; `atSwitchover` runs while the
+   * env is paused here and not yet resumed there (the lease is handed over in it); then the
+   * source's process quits. On a failure (`atSwitchover` throwing too) the env runs here again.
+   * @returns the engine's own figures (ms, bytes)
+   * @throws BerthError E_MIGRATE (exit 5)
+   */
+  liveSend?(env: EngineEnv, uri: string, atSwitchover: () => Promise<void>): Promise<LiveStats>;
+  /** Live migration, destination side: waits for the state to be complete and resumes the env. */
+  liveResume?(env: EngineEnv): Promise<void>;
+  /**
+   * What `doctor` reports about this engine on the node (qemu: the accelerator its probe
+   * found). Never throws for a missing or broken runtime: that is a warn or fail row.
+   */
+  doctor?(wd: Workdir): Promise<EngineCheck>;
+}
+
+/** An engine's figures of a live migration. Times in ms, sizes in bytes. */
+export interface LiveStats {
+  /** the engine's own downtime (QEMU: query-migrate downtime) */
+  downtimeMs: number;
+  totalMs: number;
+  transferredBytes: number;
+}
+
+/** One `doctor` row of an engine (see {@link Engine.doctor}). */
+export interface EngineCheck {
+  status: 'ok' | 'warn' | 'fail';
+  /** one line for humans */
+  detail: string;
+  data?: Record<string, unknown>;
 }

@@ -3,9 +3,11 @@
  * storage mounted ahead while the source still runs it), undo that (cancel), and adopt an env
  * whose lease the source handed to this node (adopt).
  */
+import { randomUUID } from 'node:crypto';
+import { ensureMonitor } from './run-monitor.js';
 import { existsSync } from 'node:fs';
 import { readSharedDescriptor, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
-import { BerthError, EXIT, notFound } from '../errors.js';
+import { BerthError, EXIT, notFound, ownedError } from '../errors.js';
 import { checkHookSafe } from '../hooks.js';
 import { checkJname } from '../names.js';
 import type { NodeCtx } from '../node.js';
@@ -33,7 +35,7 @@ export interface AdoptPlan {
  * destination, while the source still runs the env: the mounts are made outside the downtime).
  * Reads the descriptor from the env's ownership record and checks what a start here needs: not
  * registered here (a stale fenced row is dropped), the same uuid as `uuid`, the base present
- * (baserw=0), the engine available on this platform, the hooks present and safe; with `mount`,
+ * (tree engines, baserw=0), the engine available on this platform, the hooks present and safe; with `mount`,
  * runs mnt_start and the identity check. Changes nothing else; {@link cancelAdopt} undoes the mount.
  * @throws BerthError E_ENV_EXISTS (1), E_NO_RCCONF (3), E_NOT_SHARED (1), E_NO_SUCH_BASE (3),
  *   E_BAD_EMULATOR (2), E_HOOK_UNSAFE / E_HOOK_MISSING (1), hook errors, E_IDENTITY (5)
@@ -59,7 +61,8 @@ export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions 
   conf.emulator ??= 'jail';
   const engine = await ctx.engine(conf.emulator);
   engine.validate(conf);
-  if (conf.baserw !== '1' && conf.base && !existsSync(ctx.wd.base(conf.base))) {
+  // a tree engine's root is assembled from its base at every start; a disk engine's base was used once, at create
+  if (engine.info.root === 'tree' && conf.baserw !== '1' && conf.base && !existsSync(ctx.wd.base(conf.base))) {
     throw notFound('E_NO_SUCH_BASE', `base ${JSON.stringify(conf.base)} of ${jname} is not on node ${ctx.nodename} (${ctx.wd.base(conf.base)})`, { hint: `import the same base on ${ctx.nodename} first (berth base import name=${conf.base} ...)` });
   }
   const hooks = effectiveHooks(ctx, conf);
@@ -90,7 +93,7 @@ export async function cancelAdopt(ctx: NodeCtx, jname: string, opts: OpOptions =
  * @throws BerthError E_LEASE_SUPERSEDED / E_LEASE_MISSING (4), E_ENV_EXISTS (1), hook errors,
  *   E_IDENTITY (5), start errors
  */
-export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string; plan?: AdoptPlan }): Promise<RegisterResult> {
+export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string; plan?: AdoptPlan; runningJid?: number }): Promise<RegisterResult> {
   // a plan from this process's prepare (its checks done, the storage mounted) is used as it is
   const plan = opts.plan?.jname === jname && opts.plan.mounted ? opts.plan : await prepareAdopt(ctx, jname, { ...opts, mount: !opts.mounted }).catch(async (e) => {
     if (opts.mounted) await cancelAdopt(ctx, jname, opts).catch(() => undefined);
@@ -116,7 +119,16 @@ export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { 
     const journaled = journal(ctx, 'own', { jname, uuid: plan.uuid, generation: rec.generation, emulator: conf.emulator! }, 'handover');
     const result: RegisterResult = { jname, uuid: plan.uuid, generation: rec.generation, tookOver: false, previousOwner: rec.handoverFrom?.node, rcfile: p.recordDescriptor, timings: t };
     try {
-      if (opts.start) {
+      if (opts.runningJid) {
+        // a live migration's destination: the env already runs here (liveIncoming); from now on
+        // its run is this node's, watched by the run monitor, and its storage stays mounted
+        const runId = randomUUID();
+        if (!ctx.inv.claimStart(jname, runId)) throw ownedError('E_BUSY', `${jname} is busy`);
+        ctx.inv.setRunning(jname, runId, opts.runningJid);
+        started = true;
+        mounted = false;
+        ensureMonitor(ctx);
+      } else if (opts.start) {
         started = true; // from here on the start (or its teardown) owns the mount
         mounted = false;
         result.started = await startEnv(ctx, jname, { verbose: opts.verbose, mounted: true, timings: t });

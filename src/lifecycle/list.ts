@@ -15,15 +15,29 @@ import { envInfo, type EnvInfo } from './types.js';
  * On row whose process is gone shows as Maintenance until its teardown ends. With `summary`,
  * each env's conf holds only SUMMARY_KEYS (src/inventory.ts): what `jls` shows by default.
  */
-export async function listEnvs(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean; summary?: boolean } = {}): Promise<EnvInfo[]> {
+export async function listEnvs(ctx: NodeCtx, opts: ListOptions & { summary?: boolean } = {}): Promise<EnvInfo[]> {
   const ok = jnameFilter(opts.patterns);
+  const emu = emulatorFilter(opts.emulators);
   const gone = await goneRuns(ctx, ok);
   const out: EnvInfo[] = [];
   for (const row of opts.summary ? ctx.inv.listSummary() : ctx.inv.list()) {
-    if (ok(row.jname)) out.push(envInfo(row, gone.has(row.jname) ? 'Maintenance' : undefined));
+    if (ok(row.jname) && emu(row.emulator)) out.push(envInfo(row, gone.has(row.jname) ? 'Maintenance' : undefined));
   }
-  if (opts.unregistered) out.push(...waitingDescriptors(ctx, ok, !!opts.summary));
+  if (opts.unregistered) out.push(...waitingDescriptors(ctx, ok, !!opts.summary).filter((e) => emu(e.emulator)));
   return out;
+}
+
+/** What a listing selects: jnames by name or glob, and (jls: family j, bls: family b) emulators. */
+export interface ListOptions {
+  patterns?: string[];
+  /** descriptors waiting in jails-rcconf/ too */
+  unregistered?: boolean;
+  /** only envs of these emulators (default: all) */
+  emulators?: readonly string[];
+}
+
+function emulatorFilter(emulators: readonly string[] | undefined): (emulator: string) => boolean {
+  return (e) => !emulators || emulators.includes(e);
 }
 
 /** A jname filter from `jls`-style patterns (names or globs); none = everything. @throws E_BAD_JNAME (2) */
@@ -70,11 +84,12 @@ function waitingDescriptors(ctx: NodeCtx, ok: (jname: string) => boolean, summar
  * @returns JSON text of EnvInfo[]
  * @throws BerthError E_BAD_JNAME (2) for a bad pattern
  */
-export async function listEnvsJson(ctx: NodeCtx, opts: { patterns?: string[]; unregistered?: boolean } = {}): Promise<string> {
+export async function listEnvsJson(ctx: NodeCtx, opts: ListOptions = {}): Promise<string> {
   const ok = jnameFilter(opts.patterns);
   const gone = await goneRuns(ctx, ok);
-  const arr = ctx.inv.summaryJson([...gone], opts.patterns?.length ? ok : undefined);
-  const extra = opts.unregistered ? waitingDescriptors(ctx, ok, true) : [];
+  const arr = ctx.inv.summaryJson([...gone], opts.patterns?.length ? ok : undefined, opts.emulators);
+  const emu = emulatorFilter(opts.emulators);
+  const extra = opts.unregistered ? waitingDescriptors(ctx, ok, true).filter((e) => emu(e.emulator)) : [];
   if (!extra.length) return arr;
   return arr.slice(0, -1) + (arr === '[]' ? '' : ',') + extra.map((e) => JSON.stringify(e)).join(',') + ']';
 }

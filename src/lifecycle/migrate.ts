@@ -36,6 +36,7 @@ import type { NodeCtx } from '../node.js';
 import { nodeClient } from '../nodes/cluster.js';
 import { runStorageHook } from '../hooks.js';
 import { handoverEnvLease, journal, requireLease } from '../ownership/leases.js';
+import { engineEnv } from '../engines/types.js';
 
 /** One timed step. */
 export interface MigrateStep {
@@ -56,8 +57,10 @@ export interface MigrateResult {
   to: string;
   wasRunning: boolean;
   steps: MigrateStep[];
-  /** ms from the stop here to the destination's adopt (and start) answering; null when the env was not running */
+  /** ms from the stop here to the destination's adopt (and start) answering; null when the env was not running. live=1: from the pause here to the resume there */
   downtimeMs: number | null;
+  /** live=1: the engine's own figures (QEMU's downtime, total time, bytes sent) */
+  live?: { downtimeMs: number; totalMs: number; transferredBytes: number };
   totalMs: number;
   /** the lease generation the destination now holds */
   generation: number;
@@ -68,6 +71,12 @@ export interface MigrateResult {
 /** Options of {@link migrateEnv}. */
 export interface MigrateOptions {
   verbose?: boolean;
+  /**
+   * live=1: move a running env without stopping it (engines with EngineInfo.liveMigration:
+   * qemu): started paused there (POST incoming), its state sent over loopback TCP, the lease
+   * handed over and the run adopted there while it is paused here, then resumed there.
+   */
+  live?: boolean;
   /** called after every step (progress lines) */
   onStep?: (s: MigrateStep) => void;
 }
@@ -164,6 +173,7 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
       adoptErr = toBerthError(e);
     }
   };
+  if (opts.live && wasRunning) return migrateLive();
   if (wasRunning) {
     tDown = performance.now();
     try {
@@ -213,4 +223,64 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
   await journal(ctx, 'drop', row, 'handed');
   if (wasRunning) await runStep('unmount', here, unmountHere).catch(() => undefined);
   return { jname, from: here, to: dst, wasRunning, steps, downtimeMs, totalMs: ms(tStart), generation, timings: { stop: stopTimings, adopt: adoptTimings } };
+
+  /**
+   * live=1 (see MigrateOptions.live): incoming there, then the engine sends the state; while
+   * the env is paused here: lease handover (N+1) and adopt of the run there, this node's row
+   * deleted; then the source quits, the destination resumes. A failure before the adopt
+   * resumes the env here, with its lease (given back when it was handed over), and stops the
+   * paused one there.
+   */
+  async function migrateLive(): Promise<MigrateResult> {
+    const engine = await ctx.engine(row.emulator);
+    const eenv = engineEnv(ctx, jname, row.conf);
+    if (!engine.info.liveMigration || !engine.liveSend) {
+      await cancelThere();
+      throw usageError('E_NO_LIVE', `${jname} is a ${row.emulator} env: ${row.emulator} has no live migration; use jmigrate without live=1`);
+    }
+    let inc: { jid: number; uri: string };
+    try {
+      inc = (await runStep('incoming', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/incoming`, {}))).incoming as { jid: number; uri: string };
+    } catch (e) {
+      await cancelThere();
+      const cause = toBerthError(e);
+      throw new BerthError('E_MIGRATE_REFUSED', `node ${dst} cannot receive ${jname} live: ${cause.message}; nothing was changed (${jname} stays running on ${here})`, cause.exitCode, { hint: cause.hint, details: { steps, cause: cause.toJSON() }, cause });
+    }
+    let handed = false;
+    let adopted = false;
+    let pausedAt = 0;
+    let stats;
+    try {
+      stats = await runStep('send', here, () => engine.liveSend!(eenv, inc.uri, async () => {
+        pausedAt = performance.now();
+        generation = (await runStep('handover', here, () => handoverEnvLease(ctx, row, dst))).generation;
+        handed = true;
+        try {
+          await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`, { generation, mounted: true, return_to: here, running_jid: inc.jid }));
+        } catch (e) {
+          const back = toBerthError(e).details?.handedBack as { node: string; generation: number } | undefined;
+          if (back?.node === here) { ctx.inv.setGeneration(jname, back.generation); await journal(ctx, 'own', { ...row, generation: back.generation }, 'handed back'); handed = false; }
+          throw e;
+        }
+        adopted = true;
+        // the run is the destination's now: this node's row goes before the source's qemu quits
+        // (its run monitor must not tear down a run that moved)
+        ctx.inv.delete(jname);
+        await journal(ctx, 'drop', row, 'handed');
+      }));
+    } catch (e) {
+      const err = toBerthError(e);
+      if (!adopted) {
+        await cancelThere();
+        throw fail('send', err, handed ? `node ${dst} holds the lease of ${jname} (generation ${generation}); ${jname} runs on ${here} again` : `${jname} runs on ${here} again`, handed ? `on ${dst}: berth jls jname=${jname}` : err.hint);
+      }
+      throw fail('send', err, `node ${dst} owns ${jname} (generation ${generation}) but the state did not complete`, `on ${dst}: berth bstop jname=${jname}; berth bstart jname=${jname}`);
+    }
+    await runStep('resume', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/resume`, {}));
+    const downtimeMs = Math.round(performance.now() - pausedAt);
+    await engine.cleanup(eenv).catch(() => undefined);
+    await runStep('unmount', here, unmountHere).catch(() => undefined);
+    return { jname, from: here, to: dst, wasRunning, steps, downtimeMs, totalMs: ms(tStart), generation, timings: { stop: [], adopt: [] }, live: stats };
+  }
 }
+

@@ -1,6 +1,7 @@
 /**
  * jstart (design/product.md "Start order", the same on every engine): inside the storage
- * bracket (mnt_start, identity check, lease check), the root assembled (tree engines),
+ * bracket (mnt_start, identity check, lease check), the root assembled (tree engines; a disk
+ * engine boots the disks in its data dir: no root tree),
  * master_prestart.d (non-zero vetoes), the engine, master_poststart.d. A failure at any step
  * tears down what was set up (mount table and inventory as before).
  */
@@ -47,7 +48,7 @@ export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}
   try {
     // the storage stays mounted while the env runs; a failure's teardown unmounts it
     await withStorage(ctx, jname, conf, { action: 'start', uuid: row.uuid, lease: { generation: row.generation, uuid: row.uuid }, mounted: opts.mounted, keep: true, undoUnmounts: true }, opts, async () => {
-      await timed(t, 'root', () => assembleRoot(ctx, jname, conf));
+      if (engine.info.root === 'tree') await timed(t, 'root', () => assembleRoot(ctx, jname, conf));
       const henv = hookEnv(ctx, jname, conf, opts);
       await timed(t, 'master_prestart.d', () => runHookDir(join(eenv.paths.sysdir, 'master_prestart.d'), 'start', henv, { stopOnError: true }));
       engineStarted = true;

@@ -35,5 +35,7 @@ export const AdoptBody = z.strictObject({
   mounted: z.boolean().optional(),
   /** on failure, hand the lease back to this node (the source) */
   return_to: z.string().max(64).optional(),
+  /** a live migration: the env already runs here (paused, POST incoming), as run `running_jid` */
+  running_jid: z.number().int().positive().optional(),
 });
 export type AdoptBody = z.infer<typeof AdoptBody>;

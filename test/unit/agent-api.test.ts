@@ -49,6 +49,8 @@ const fake: AgentOps = {
   async prepare(j, body) { calls.push(`prepare:${j}:${JSON.stringify(body)}`); return { jname: j, mounted: !!body.mount }; },
   async cancel(j) { calls.push(`cancel:${j}`); return {}; },
   async adopt(j, body) { calls.push(`adopt:${j}:${JSON.stringify(body)}`); return { jname: j, generation: body.generation }; },
+  async incoming(j) { calls.push(`incoming:${j}`); return { jid: 1, uri: 'tcp:127.0.0.1:1' }; },
+  async resume(j) { calls.push(`resume:${j}`); return {}; },
   async probe(node, id) { calls.push(`probe:${node}:${id}`); return node === 'n2' ? `n2:${id}\n` : ''; },
 };
 

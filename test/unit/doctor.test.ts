@@ -91,8 +91,13 @@ describe('doctor on a temp workdir', () => {
       assert.deepEqual(r.checks.map((c) => [c.check, c.subject.slice(wd.length + 1), c.status]), [
         ['shared dir', 'jails-data', 'ok'], ['shared dir', 'jails-system', 'ok'], ['shared dir', 'jails-rcconf', 'ok'],
         ['shared dir', 'jails-fstab', 'ok'], ['ownership dir', 'jails-lease', 'ok'], ['ownership shared', 'jails-lease', 'warn'], ['var/db', 'var/db', 'ok'],
+        ['engine', '', 'ok'],
       ]);
       assert.match(r.checks[5]!.detail, /local file system .* no other node is known/);
+      // the engines report themselves (src/engines/registry.ts): qemu its accelerator
+      assert.equal(r.checks[7]!.subject, 'qemu');
+      assert.match(r.checks[7]!.detail, /^qemu uses (KVM|TCG)/);
+      assert.ok(['kvm', 'tcg'].includes(String(r.checks[7]!.data!.accel)));
       const d = r.checks[0]!.data!;
       assert.equal(d.exclusiveCreate, true);
       assert.equal(d.link, true);

@@ -1,7 +1,7 @@
 /** `berth jcreate jname= [jconf=] [key=value ...]`: create an env from a base; thin handler over src/lifecycle/create.ts. */
 import { existsSync } from 'node:fs';
 import { notFound, usageError } from '../../errors.js';
-import { settingsOf, withNode } from '../args.js';
+import { familyOf, settingsOf, withNode } from '../args.js';
 import { envKeys } from '../env-options.js';
 import { JNAME, o } from '../options.js';
 import type { CmdDef } from '../types.js';
@@ -26,9 +26,13 @@ export const command: CmdDef = {
         for (const k of SETTABLE_KEYS) if (c[k] !== undefined) fromFile[k] = c[k]!;
         settings = { ...fromFile, ...settings };
       }
-      if (!jname) throw usageError('E_NO_JNAME', 'jcreate needs jname=<name>');
-      const env = await createEnv(ctx, { jname, emulator, settings }, { verbose: !!opts.verbose });
-      return { data: { env }, text: `created: ${env.jname} (uuid ${env.uuid}, emulator ${env.emulator}, base ${env.conf.base}, baserw=${env.conf.baserw})` };
+      const family = familyOf(opts);
+      if (!jname) throw usageError('E_NO_JNAME', `${family}create needs jname=<name>`);
+      const env = await createEnv(ctx, { jname, emulator, family, settings }, { verbose: !!opts.verbose });
+      const what = family === 'b'
+        ? (env.conf.dsk_path1 ? `disk ${env.conf.dsk_path1} of ${env.conf.dsk_size1} bytes${env.conf.base ? ` from base ${env.conf.base}` : ''}` : 'no disk')
+        : `base ${env.conf.base}, baserw=${env.conf.baserw}`;
+      return { data: { env }, text: `created: ${env.jname} (uuid ${env.uuid}, emulator ${env.emulator}, ${what})` };
     });
   },
 };

@@ -1,12 +1,14 @@
 /** `berth jls [jname=<glob>] [display=cols] [header=0]`: list envs with CBSD's columns. */
 import type { EnvInfo } from '../../lifecycle/types.js';
-import { withNode } from '../args.js';
+import { familyOf, withNode } from '../args.js';
 import { JNAME, o } from '../options.js';
 import { renderTable } from '../table.js';
 import type { CmdDef } from '../types.js';
 
 /** jls columns: CBSD's default, `display=` picks others (any descriptor key too). */
 const DEFAULT_COLUMNS = ['jname', 'jid', 'ip4_addr', 'host_hostname', 'path', 'status'];
+/** bls columns: CBSD's bls JNAME JID VM_RAM VM_CPUS VM_OS_TYPE STATUS (JID: the qemu pid), plus the emulator. */
+const VM_COLUMNS = ['jname', 'jid', 'vm_ram', 'vm_cpus', 'vm_os_type', 'emulator', 'status'];
 
 function column(e: EnvInfo, c: string): string | number {
   switch (c) {
@@ -30,19 +32,23 @@ export const command: CmdDef = {
     const { watchIfNeeded } = await import('../../lifecycle/run-monitor.js');
     const { listEnvs, listEnvsJson } = await import('../../lifecycle/list.js');
     const { SUMMARY_KEYS } = await import('../../inventory.js');
+    const { ENGINE_MODULES } = await import('../../engines/registry.js');
+    // jls lists jails and containers (family j), bls VMs (family b)
+    const family = familyOf(opts);
+    const emulators = ENGINE_MODULES.filter((m) => m.info.family === family).map((m) => m.info.name);
     return withNode(opts, async (ctx) => {
       // an env that ended while the node's run monitor was dead (killed) gets its teardown now
       watchIfNeeded(ctx);
       const patterns = [...(typeof opts.jname === 'string' ? [opts.jname] : []), ...args];
-      const cols = typeof opts.display === 'string' ? opts.display.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_COLUMNS;
+      const cols = typeof opts.display === 'string' ? opts.display.split(',').map((s) => s.trim()).filter(Boolean) : family === 'b' ? VM_COLUMNS : DEFAULT_COLUMNS;
       // the default columns come from the summary (fast for thousands of envs); other display= keys need the whole conf
       const summary = cols.every((c) => ['jname', 'jid', 'status', 'uuid', 'emulator', 'generation', ...SUMMARY_KEYS].includes(c));
       if (opts.json && summary) {
         // serialised by SQLite: no object per env (10,000 envs, bench/lifecycle.ts (c))
-        const envs = await listEnvsJson(ctx, { patterns, unregistered: true });
+        const envs = await listEnvsJson(ctx, { patterns, unregistered: true, emulators });
         return { data: {}, json: `{"ok":true,"node":${JSON.stringify(ctx.nodename)},"envs":${envs}}` };
       }
-      const envs = await listEnvs(ctx, { patterns, unregistered: true, summary });
+      const envs = await listEnvs(ctx, { patterns, unregistered: true, summary, emulators });
       if (opts.json) return { data: { node: ctx.nodename, envs } };
       return { data: {}, text: renderTable(cols, envs.map((e) => cols.map((c) => column(e, c))), opts.header !== '0') };
     });

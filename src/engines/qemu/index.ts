@@ -1,7 +1,7 @@
 /**
  * The qemu engine's parts (Linux VMs): command line, QMP, accelerator probe, disks, kernel
  * bases, busybox guest files, cloud-init seed, VNC ports, process start/stop, live migration.
- * The engine contract itself (prepare/start/stop/status/console) is wired by the lifecycle.
+ * The engine itself (contract v2) is engine.ts, its registry row info.ts and module.ts.
  */
 export * from './accel.js';
 export * from './argv.js';

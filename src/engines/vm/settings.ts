@@ -15,6 +15,7 @@
  * The numbered disk and NIC rows and the cloud-init `ci_*` keys are in src/engines/vm/spec.ts.
  */
 import { usageError } from '../../errors.js';
+import type { SettingDef } from '../types.js';
 import { parseSize } from './size.js';
 
 /** The VM emulators of design/product.md "Words". */
@@ -195,4 +196,13 @@ export function normalizeVmSetting(key: string, value: string, emulator: VmEmula
 /** Every scalar VM key with its default for `emulator`, in stored form. */
 export function vmDefaults(emulator: VmEmulator): Record<string, string> {
   return Object.fromEntries(VM_SETTINGS.map((d) => [d.key, d.defaults[emulator]]));
+}
+
+/**
+ * The VM settings of `emulator` as engine-registry settings (src/engines/types.ts SettingDef):
+ * every scalar VM key but stop_timeout (a common setting of every env, src/lifecycle/settings.ts),
+ * each checked by its own {@link VmSettingDef.normalize}.
+ */
+export function vmEngineSettings(emulator: VmEmulator): SettingDef[] {
+  return VM_SETTINGS.filter((d) => d.key !== 'stop_timeout').map((d) => ({ key: d.key, help: d.help, normalize: (v: string) => d.normalize(v, emulator) }));
 }

@@ -1,0 +1,214 @@
+/**
+ * The qemu engine (Linux VMs) on engine contract v2 (src/engines/types.ts), put together from
+ * the pieces beside it: jcreate makes the first disk (create: ext4 from a base tree, or an
+ * empty sparse image of imgsize); jstart resolves the kernel base, VNC ports, cloud-init seed,
+ * UEFI vars and taps, builds the argv (argv.ts) and starts qemu daemonized (process.ts) with
+ * the accelerator of the node's probe (accel.ts: KVM only when it really runs a guest, else
+ * TCG); stop is stop.ts (system_powerdown, again after 0.5 s, stop_timeout, QMP quit, SIGKILL).
+ * The lifecycle's run monitor sees qemu exit (guest poweroff, crash, kill -9) through
+ * isRunning and tears the run down once.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { EnvConf } from '../../descriptor.js';
+import { engineError, usageError } from '../../errors.js';
+import { warn } from '../../log.js';
+import { tapDown, tapName, tapUp } from '../../net/tap.js';
+import type { Workdir } from '../../paths.js';
+import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, LiveStats, StartResult } from '../types.js';
+import { vmDefaults } from '../vm/settings.js';
+import { DEFAULT_IMGSIZE, diskFile, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
+import { describeAccel, nodeAccel } from './accel.js';
+import { buildQemuArgv, qemuRunPaths, type QemuRunPaths } from './argv.js';
+import { writeSeedIso } from './cloudinit.js';
+import { createDiskImage, ext4FromTree } from './disk.js';
+import { uefiFiles } from './firmware.js';
+import { busyboxGuestFiles, isBusyboxTree } from './guest.js';
+import { qemuInfo } from './info.js';
+import { readKernelBase } from './kernel.js';
+import { abortMigration, completeSwitchover, migrateToSwitchover, prepareIncoming } from './migrate.js';
+import { chooseVncPorts, portFree, setVncPassword } from './ports.js';
+import { cleanupRunFiles, qemuPid, startQemu } from './process.js';
+import { QmpClient } from './qmp.js';
+import { stopQemu } from './stop.js';
+
+/** The seed ISO of a VM with ci_* keys, remade at each start: jails-system/<vm>/seed.iso. */
+function seedFile(env: EngineEnv): string {
+  return join(env.paths.sysdir, 'seed.iso');
+}
+
+function spec(env: EngineEnv): VmSpec {
+  return parseVmSpec({ ...env.conf, jname: env.jname, emulator: 'qemu' });
+}
+
+/** The taps of a VM's NIC rows, in row order. */
+function taps(env: EngineEnv, s: VmSpec): string[] {
+  return s.nics.map((n) => tapName(env.nodename, env.jname, n.index));
+}
+
+export class QemuEngine implements Engine {
+  readonly info = qemuInfo;
+  readonly name = 'qemu';
+
+  /** Cross-key checks of parseVmSpec (vm_boot=cd needs vm_iso_path, ...). @throws BerthError E_BAD_VALUE (2) */
+  validate(conf: EnvConf): void {
+    const s = parseVmSpec({ ...conf, emulator: 'qemu' });
+    if (s.imgtype === 'qcow2' && conf.base) throw usageError('E_BAD_VALUE', `bad imgtype=qcow2 with base=${conf.base}: a disk made from a base tree is a raw ext4 image`, { hint: 'leave imgtype=md, or give no base for an empty qcow2 disk' });
+    for (const n of s.nics) {
+      if (n.parent === 'auto') throw usageError('E_BAD_VALUE', `bad nic_parent${n.index}=auto: berth has no default bridge`, { hint: `give a bridge: nic_parent${n.index}=<bridge> (or 0: a tap on no bridge)` });
+    }
+  }
+
+  /**
+   * bcreate: writes CBSD's VM keys with their defaults into env.conf (every column, as CBSD's
+   * descriptors have them; NICs get a MAC address kept on every node), then makes the first
+   * disk: ext4 from `baseDir` (a busybox tree gets the files that make it a guest) or an empty
+   * sparse image of imgsize (10g when 0). imgtype=none makes no disk.
+   */
+  async create(env: EngineEnv, input: { baseDir?: string }): Promise<void> {
+    const defs = vmDefaults('qemu');
+    for (const [k, v] of Object.entries(defs)) if (env.conf[k] === undefined) env.conf[k] = v;
+    let s = spec(env);
+    for (const n of s.nics) if (!n.hwaddr) env.conf[`nic_hwaddr${n.index}`] = randomHwaddr();
+    s = spec(env);
+    Object.assign(env.conf, vmSpecToConf(s));
+    const first = s.disks.find((d) => d.index === 1);
+    if (s.imgtype === 'none' || !first) return;
+    const file = diskFile(first, env.paths.data);
+    if (input.baseDir) {
+      const files = isBusyboxTree(input.baseDir) ? busyboxGuestFiles({ hostname: s.hostname }) : [];
+      const r = await ext4FromTree(input.baseDir, file, { sizeBytes: s.imgsize || undefined, files });
+      env.conf.dsk_size1 = String(r.sizeBytes);
+    } else {
+      const size = s.imgsize || DEFAULT_IMGSIZE;
+      await createDiskImage(file, size, first.format);
+      env.conf.dsk_size1 = String(size);
+    }
+  }
+
+  async start(env: EngineEnv): Promise<StartResult> {
+    return this.boot(env, false);
+  }
+
+  /** Starts qemu (paused with `-incoming defer` for a live migration's destination). */
+  private async boot(env: EngineEnv, incoming: boolean): Promise<StartResult> {
+    const s = spec(env);
+    const run = qemuRunPaths(env.wd, env.jname);
+    const accel = await nodeAccel(env.wd);
+    const kernel = s.kernel ? readKernelBase(env.wd, s.kernel) : undefined;
+    const vnc = await chooseVncPorts(s);
+    let seedIso: string | undefined;
+    if (s.cloudInit) {
+      seedIso = seedFile(env);
+      await mkdir(env.paths.sysdir, { recursive: true });
+      await rm(seedIso, { force: true });
+      await writeSeedIso(s, seedIso, env.wd.root);
+    }
+    const uefi = s.efi === 'uefi' ? await uefiFiles(env.paths.sysdir) : undefined;
+    const names = taps(env, s);
+    try {
+      for (const [i, n] of s.nics.entries()) {
+        await tapUp(names[i]!, n.parent === '0' ? undefined : n.parent, `berth bset jname=${env.jname} nic_parent${n.index}=<bridge>`, n.mtu || undefined);
+      }
+      const argv = buildQemuArgv({ spec: s, dataDir: env.paths.data, run, accel: { accel: accel.accel }, kernel, seedIso, uefi, vnc, taps: names, incoming });
+      const started = await startQemu(argv, run);
+      if (s.vncPassword) {
+        const qmp = await QmpClient.connect(run.qmpSocket, { timeoutMs: 5000 });
+        try { await setVncPassword(qmp, s.vncPassword); } finally { qmp.close(); }
+      }
+      return { jid: started.pid };
+    } catch (e) {
+      await this.cleanup(env).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /**
+   * Destination of a live migration: qemu started paused (`-incoming defer -S`), then QMP
+   * `migrate-incoming` on a free loopback port (QEMU listens there).
+   */
+  async liveIncoming(env: EngineEnv): Promise<{ jid: number; uri: string }> {
+    const { jid } = await this.boot(env, true);
+    try {
+      let port = 0;
+      for (let p = 49152 + (process.pid % 1000) * 8; p < 65000 && !port; p++) if (await portFree(p)) port = p;
+      const uri = `tcp:127.0.0.1:${port}`;
+      const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).qmpSocket, { timeoutMs: 5000 });
+      try { await prepareIncoming(qmp, uri); } finally { qmp.close(); }
+      return { jid, uri };
+    } catch (e) {
+      await this.stop(env, 0).catch(() => undefined);
+      await this.cleanup(env).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Source of a live migration (migrate.ts): to switchover, `atSwitchover` while paused, complete, quit; on failure the source resumes. */
+  async liveSend(env: EngineEnv, uri: string, atSwitchover: () => Promise<void>): Promise<LiveStats> {
+    const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).qmpSocket, { timeoutMs: 5000 });
+    try {
+      try {
+        await migrateToSwitchover(qmp, uri);
+        await atSwitchover();
+        const q = await completeSwitchover(qmp);
+        await qmp.execute('quit').catch(() => {});
+        return { downtimeMs: q.downtimeMs, totalMs: q.totalMs, transferredBytes: q.transferredBytes };
+      } catch (e) {
+        await abortMigration(qmp, async () => {});
+        throw e;
+      }
+    } finally {
+      qmp.close();
+    }
+  }
+
+  /** Destination of a live migration: waits until the incoming state is complete (query-migrate), then `cont`. */
+  async liveResume(env: EngineEnv): Promise<void> {
+    const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).qmpSocket, { timeoutMs: 5000 });
+    try {
+      const end = Date.now() + 120_000;
+      for (;;) {
+        const m = await qmp.execute('query-migrate');
+        if (m.status === 'completed') break;
+        if (m.status === 'failed' || m.status === 'cancelled' || Date.now() > end) throw engineError('E_MIGRATE', `the incoming migration of ${env.jname} is ${m.status}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await qmp.execute('cont');
+    } finally {
+      qmp.close();
+    }
+  }
+
+  async stop(env: EngineEnv, timeoutSec: number): Promise<void> {
+    const run = qemuRunPaths(env.wd, env.jname);
+    const r = await stopQemu(run, { timeoutSec, force: timeoutSec === 0 });
+    if (r.how === 'quit' || r.how === 'kill') await warn({ jname: env.jname, how: r.how }, `${env.jname}: the guest did not power off within ${timeoutSec} s; qemu was stopped by ${r.how}`);
+  }
+
+  async isRunning(env: EngineEnv, jid: number): Promise<boolean> {
+    const pid = qemuPid(qemuRunPaths(env.wd, env.jname));
+    return pid !== undefined && (!jid || pid === jid);
+  }
+
+  async cleanup(env: EngineEnv): Promise<void> {
+    const run: QemuRunPaths = qemuRunPaths(env.wd, env.jname);
+    await cleanupRunFiles(run);
+    let s: VmSpec | undefined;
+    try { s = spec(env); } catch { s = undefined; }
+    for (const t of s ? taps(env, s) : []) await tapDown(t);
+    if (existsSync(seedFile(env))) await rm(seedFile(env), { force: true });
+  }
+
+  /** The accelerator of the node's probe (accel.ts; cached per boot and qemu binary): KVM ok, TCG ok (slower), neither warn. */
+  async doctor(wd: Workdir): Promise<EngineCheck> {
+    const p = await nodeAccel(wd);
+    const usable = p.accel === 'kvm' || !!p.tcg?.ok;
+    return { status: usable ? 'ok' : 'warn', detail: describeAccel(p) + (usable ? '' : ' (VMs cannot start: apt-get install qemu-system-x86)'), data: { accel: p.accel, kvm: p.kvm, tcg: p.tcg, qemuVersion: p.qemuVersion, cached: p.cached } };
+  }
+
+  async console(env: EngineEnv): Promise<ConsoleEndpoint> {
+    const run = qemuRunPaths(env.wd, env.jname);
+    return { kind: 'unix', path: run.consoleSocket, log: run.consoleLog };
+  }
+}
