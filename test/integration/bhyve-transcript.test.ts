@@ -385,3 +385,47 @@ test('the engine\'s registry row and settings: bhyve on FreeBSD only, family b, 
   execFileSync('chmod', ['0644', f]);
   eng.checkAdopted!(f, { jname: 'v1', dsk_path1: '/dev/ada0' });
 });
+
+test('the engine with ci_* keys: the cloud-init seed made by makefs in the system dir at every start, attached as a read-only CD; a failing makefs starts nothing', async () => {
+  const { BhyveEngine } = await import('../../src/engines/bhyve/engine.js');
+  const { engineEnv } = await import('../../src/engines/types.js');
+  const h = host();
+  const eng = new BhyveEngine({ firmwareDir: h.fw });
+  const env = engineEnv({ nodename: 'node1', wd: h.wd }, 'ci1', {
+    jname: 'ci1', emulator: 'bhyve', imgsize: '64m', nic_parent1: 'bridge0', nic_hwaddr1: '02:a0:98:00:00:07',
+    ci_ip4_addr: '10.0.0.5/24', ci_gw4: '10.0.0.1', ci_user_pubkey: 'ssh-ed25519 AAAAC3NzaTest user@host',
+  });
+  mkdirSync(env.paths.data, { recursive: true });
+  mkdirSync(env.paths.sysdir, { recursive: true });
+  await eng.create(env, {});
+  h.take();
+  process.env.BERTH_FAKEBSD_FAIL = 'makefs';
+  await assert.rejects(eng.start(env), (e: unknown) => e instanceof BerthError && e.code === 'E_SEED_ISO' && e.exitCode === 5);
+  delete process.env.BERTH_FAKEBSD_FAIL;
+  const mk = 'makefs -t cd9660 -o label=cidata -o isolevel=2 -o rockridge $WD/jails-system/ci1/.seed.iso.new $WD/jails-system/ci1/cloud-init';
+  assert.deepEqual(h.take(), [mk], 'nothing else ran');
+  assert.equal(existsSync(join(env.paths.sysdir, 'seed.iso')), false);
+  h.clean('ci1');
+
+  const { jid } = await eng.start(env);
+  assert.deepEqual(h.take(), [
+    mk, ...tapUp('tap0', 'ci1'), GET_STATS('ci1'),
+    'bhyveload -c /dev/nmdm-ci1-1A -m 512M -d $WD/jails-data/ci1-data/dsk1.vhd ci1',
+    'bhyve -k $WD/var/run/bhyve/ci1.conf ci1',
+  ]);
+  assert.deepEqual(readdirSync(join(env.paths.sysdir, 'cloud-init')).sort(), ['meta-data', 'network-config', 'user-data']);
+  assert.match(readFileSync(join(env.paths.sysdir, 'cloud-init', 'user-data'), 'utf8'), /ssh-ed25519 AAAAC3NzaTest/);
+  assert.match(readFileSync(join(env.paths.sysdir, 'cloud-init', 'network-config'), 'utf8'), /10\.0\.0\.5/);
+  assert.match(readFileSync(join(env.paths.sysdir, 'seed.iso'), 'utf8'), /^cd9660 label=cidata\n/);
+  const c = configOf(h.WD, 'ci1');
+  const cd = c.pci.find((d) => d.vars.get('port.0.path') === join(env.paths.sysdir, 'seed.iso'));
+  assert.ok(cd, 'the seed is attached');
+  assert.deepEqual([cd.device, cd.vars.get('port.0.type'), cd.vars.get('port.0.ro')], ['ahci', 'cd', 'true']);
+  await assert.rejects(eng.start(env), (e: unknown) => e instanceof BerthError && e.code === 'E_BHYVE_RUNNING');
+  assert.deepEqual(h.take(), [], 'a running VM\'s seed is not remade');
+  assert.equal(await eng.isRunning(env, jid), true);
+  await eng.stop(env, 30);
+  await eng.cleanup(env);
+  assert.deepEqual(h.take(), [DESTROY('ci1'), ...tapDown('tap0')]);
+  h.clean('ci1');
+});

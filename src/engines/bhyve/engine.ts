@@ -12,7 +12,12 @@
  *   get their dsk_sizeN. UEFI VMs get their own variables file `<sysdir>/BHYVE_UEFI_VARS.fd`
  *   copied from the ports' template when it is installed (CBSD bcreate), so boot entries
  *   persist. A failed create removes the disks it made.
- * - start (bstart): run.ts startBhyve: a leftover of this node's last run torn down
+ * - start (bstart): with `ci_*` keys, the cloud-init NoCloud seed as CBSD's bstart makes it:
+ *   `meta-data`, `user-data`, `network-config` (src/engines/qemu/cloudinit.ts cloudInitFiles:
+ *   CBSD's templates) written to `<sysdir>/cloud-init/`, then `makefs -t cd9660 -o label=cidata
+ *   -o isolevel=2 -o rockridge <sysdir>/.seed.iso.new <sysdir>/cloud-init` renamed to
+ *   `<sysdir>/seed.iso`, attached as a read-only AHCI CD (made again at every start, as CBSD);
+ *   then run.ts startBhyve: a leftover of this node's last run torn down
  *   (`bhyvectl --destroy`, taps), taps on the bridge, the bhyve_config(5) file,
  *   `bhyvectl --get-stats` (no other vmm instance of the name), `bhyveload` for vm_efi=none
  *   (else lpc.bootrom in the config), `bhyve -k <config> <vm>` in the background.
@@ -30,17 +35,18 @@
  * monitor yet: the VM ends and is torn down.
  */
 import { lstatSync, statSync } from 'node:fs';
-import { copyFile, link, mkdir, open, rm } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { EnvConf } from '../../descriptor.js';
-import { BerthError, EXIT, usageError } from '../../errors.js';
+import { BerthError, EXIT, engineError, usageError } from '../../errors.js';
 import { notRootOnly } from '../../hooks.js';
 import { run as defaultRun } from '../../proc.js';
 import type { ConsoleEndpoint, Engine, EngineEnv, StartResult } from '../types.js';
 import { DEFAULT_IMGSIZE } from '../vm/settings.js';
 import { diskFile, normalizeVmConf, parseVmSpec, type VmSpec } from '../vm/spec.js';
+import { cloudInitFiles, resolvePubkeys } from '../qemu/cloudinit.js';
 import { bhyveInfo } from './info.js';
-import { UEFI_FIRMWARE_DIR, UEFI_VARS_FILE, consoleOf, validateBhyveSpec, type Runner, type StopDeps } from './plan.js';
+import { UEFI_FIRMWARE_DIR, UEFI_VARS_FILE, consoleOf, seedIsoArgv, validateBhyveSpec, type Runner, type StopDeps } from './plan.js';
 import { bhyveIsRunning, readBhyveState, startBhyve, stopBhyveVm, teardownBhyveVm, type BhyveRunDeps, type BhyveVmContext } from './run.js';
 import { parseBhyveSettings } from './settings.js';
 
@@ -77,8 +83,28 @@ export class BhyveEngine implements Engine {
 
   private get run(): Runner { return this.opts.run ?? defaultRun; }
 
-  private ctx(env: EngineEnv): BhyveVmContext {
-    return { wd: env.wd, jname: env.jname, nodename: env.nodename, conf: env.conf, paths: env.paths, defaultBridge: this.opts.defaultBridge, firmwareDir: this.opts.firmwareDir };
+  private ctx(env: EngineEnv, seedIso?: string): BhyveVmContext {
+    return { wd: env.wd, jname: env.jname, nodename: env.nodename, conf: env.conf, paths: env.paths, defaultBridge: this.opts.defaultBridge, firmwareDir: this.opts.firmwareDir, seedIso };
+  }
+
+  /**
+   * The cloud-init seed of a start (see the file's docstring). @returns the ISO
+   * @throws BerthError E_BAD_VALUE (2: a ci_user_pubkey file that cannot be read), E_SEED_ISO (5: makefs failed)
+   */
+  private async makeSeed(env: EngineEnv, spec: VmSpec): Promise<string> {
+    const files = cloudInitFiles(spec, resolvePubkeys(spec.cloudInit!, env.wd.root));
+    const dir = join(env.paths.sysdir, 'cloud-init');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text, { mode: 0o600 });
+    const iso = join(env.paths.sysdir, 'seed.iso');
+    const tmp = join(env.paths.sysdir, '.seed.iso.new');
+    try {
+      await this.run(seedIsoArgv(dir, tmp), { errorCode: 'E_SEED_ISO', errorExit: EXIT.ENGINE });
+      await rename(tmp, iso);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    return iso;
   }
 
   /** The VM of `conf` as bhyve runs it. @throws BerthError E_BAD_VALUE (exit 2) */
@@ -176,10 +202,14 @@ export class BhyveEngine implements Engine {
   /**
    * bstart: see run.ts startBhyve. Everything the start made is undone when it fails.
    * @returns jid: bhyve's pid
-   * @throws BerthError E_BAD_VALUE (2); E_BHYVE_RUNNING, E_VM_EXISTS, E_VNET, E_BHYVELOAD, E_BHYVE_START (5)
+   * @throws BerthError E_BAD_VALUE (2); E_SEED_ISO, E_BHYVE_RUNNING, E_VM_EXISTS, E_VNET, E_BHYVELOAD, E_BHYVE_START (5)
    */
   async start(env: EngineEnv): Promise<StartResult> {
-    const s = await startBhyve(this.ctx(env), { run: this.opts.run, ...this.opts.startDeps });
+    const spec = this.spec(env.conf, env.jname);
+    // the seed of a running VM is not remade under it (startBhyve refuses the start too)
+    if (await bhyveIsRunning(env, this.run)) throw engineError('E_BHYVE_RUNNING', `bhyve ${env.jname} is already running`);
+    const seedIso = spec.cloudInit ? await this.makeSeed(env, spec) : undefined;
+    const s = await startBhyve(this.ctx(env, seedIso), { run: this.opts.run, ...this.opts.startDeps });
     return { jid: s.pid };
   }
 
