@@ -302,6 +302,10 @@ test('the engine (contract v2): bcreate makes sparse disks by truncate, never ov
   assert.equal(d1.mode & 0o777, 0o600);
   assert.equal(statSync(join(env.paths.data, 'dsk2.vhd')).size, 32 * 1024 * 1024);
   assert.deepEqual(readdirSync(env.paths.data).sort(), ['dsk1.vhd', 'dsk2.vhd'], 'no temp file left');
+  assert.deepEqual(Object.fromEntries(Object.entries(env.conf).filter(([k]) => k.startsWith('dsk_'))), {
+    dsk_controller1: 'ahci-hd', dsk_path1: 'dsk1.vhd', dsk_slot1: '0', dsk_type1: 'vhd', dsk_size1: '67108864',
+    dsk_controller2: 'ahci-hd', dsk_path2: 'dsk2.vhd', dsk_slot2: '0', dsk_type2: 'vhd', dsk_size2: '33554432',
+  }, 'the disk rows for the descriptor, as CBSD writes them');
   // never over an existing disk; checked before any command
   await rejects(eng.create(env, {}), 'E_DISK_EXISTS', 1, /dsk1\.vhd already exists/);
   assert.deepEqual(h.take(), []);
@@ -313,6 +317,7 @@ test('the engine (contract v2): bcreate makes sparse disks by truncate, never ov
   await rejects(eng.create(e3, {}), 'E_DISK_CREATE', 5, /truncate/);
   delete process.env.BERTH_FAKEBSD_FAIL;
   assert.deepEqual(readdirSync(e3.paths.data), []);
+  assert.equal(e3.conf.dsk_path1, undefined, 'a failed create adds no row');
   h.take();
   // a UEFI VM gets its own variables file from the template; the default size is 10g
   const e4 = envOf('e4', { vm_os_type: 'linux', vm_efi: 'uefi' });

@@ -144,8 +144,9 @@ export class BhyveEngine implements Engine {
   }
 
   /**
-   * bcreate: the VM's disk images (see the file's docstring). Nothing is overwritten; on
-   * failure the disks made here are removed.
+   * bcreate: the VM's disk images (see the file's docstring), and their `dsk_*N` rows added
+   * to `env.conf` (for the descriptor). Nothing is overwritten; on failure the disks made here
+   * are removed and `env.conf` is unchanged.
    * @throws BerthError E_BAD_BASE (exit 2) for a base tree (a bhyve disk is made empty;
    *   install the guest from vm_iso_path); E_BAD_VALUE (2); E_DISK_EXISTS (1); E_DISK_CREATE (5)
    */
@@ -156,7 +157,7 @@ export class BhyveEngine implements Engine {
         hint: 'give imgsize= (e.g. imgsize=10g) and install the guest from an ISO: vm_boot=cd vm_iso_path=/path/to/FreeBSD-disc1.iso',
       });
     }
-    const todo: { file: string; size: number }[] = [];
+    const todo: { file: string; size: number; index: number; controller: string; path: string }[] = [];
     for (const d of spec.disks) {
       if (d.path.startsWith('/')) continue; // a host device or file the user gave: not ours to make
       const size = d.index === 1 ? spec.imgsize || DEFAULT_IMGSIZE : d.size;
@@ -164,7 +165,7 @@ export class BhyveEngine implements Engine {
       if (!size) throw usageError('E_BAD_VALUE', `disk ${d.index} (dsk_path${d.index}=${d.path}) has no size`, { hint: `set dsk_size${d.index}=10g` });
       if (!Number.isSafeInteger(size) || size % 512 !== 0) throw usageError('E_BAD_VALUE', `bad size ${size} of disk ${d.index} (${d.path}): expected a positive multiple of 512 bytes`);
       if (exists(file)) throw new BerthError('E_DISK_EXISTS', `${file} already exists; berth never overwrites a disk`, EXIT.FAILURE, { hint: 'remove it first if it is really not needed' });
-      todo.push({ file, size });
+      todo.push({ file, size, index: d.index, controller: d.controller, path: d.path });
     }
     const made: string[] = [];
     try {
@@ -196,6 +197,12 @@ export class BhyveEngine implements Engine {
     } catch (e) {
       for (const f of made.reverse()) await rm(f, { force: true });
       throw e;
+    }
+    // the rows of the disks made, as CBSD's descriptor has them (jmkrcconf: dsk_controllerN
+    // dsk_pathN dsk_slotN dsk_typeN), with their size: the lifecycle writes them into the descriptor
+    for (const d of todo) {
+      const row = { controller: d.controller, path: d.path, slot: '0', type: 'vhd', size: String(d.size) };
+      for (const [c, v] of Object.entries(row)) env.conf[`dsk_${c}${d.index}`] ??= v;
     }
   }
 
