@@ -199,10 +199,10 @@ export class BhyveEngine implements Engine {
       throw e;
     }
     // the rows of the disks made, as CBSD's descriptor has them (jmkrcconf: dsk_controllerN
-    // dsk_pathN dsk_slotN dsk_typeN), with their size: the lifecycle writes them into the descriptor
+    // dsk_pathN dsk_slotN dsk_typeN), with their size, in stored form: the lifecycle writes them into the descriptor
     for (const d of todo) {
       const row = { controller: d.controller, path: d.path, slot: '0', type: 'vhd', size: String(d.size) };
-      for (const [c, v] of Object.entries(row)) env.conf[`dsk_${c}${d.index}`] ??= v;
+      for (const [c, v] of Object.entries(row)) env.conf[`dsk_${c}${d.index}`] = v;
     }
   }
 
