@@ -293,7 +293,7 @@ test('the engine (contract v2): bcreate makes sparse disks by truncate, never ov
     return true;
   });
 
-  const env = envOf('e1', { imgsize: '64m', dsk_path2: 'dsk2.vhd', dsk_size2: '32m', nic_parent1: 'bridge0' });
+  const env = envOf('e1', { imgsize: '64m', dsk_path2: 'dsk2.vhd', dsk_size2: '32m', dsk_slot2: '7', nic_parent1: 'bridge0' });
   await eng.create(env, {});
   assert.deepEqual(h.take(), ['truncate -s 67108864 $WD/jails-data/e1-data/.dsk1.vhd.new', 'truncate -s 33554432 $WD/jails-data/e1-data/.dsk2.vhd.new']);
   const d1 = statSync(join(env.paths.data, 'dsk1.vhd'));
@@ -304,7 +304,7 @@ test('the engine (contract v2): bcreate makes sparse disks by truncate, never ov
   assert.deepEqual(readdirSync(env.paths.data).sort(), ['dsk1.vhd', 'dsk2.vhd'], 'no temp file left');
   assert.deepEqual(Object.fromEntries(Object.entries(env.conf).filter(([k]) => k.startsWith('dsk_'))), {
     dsk_controller1: 'ahci-hd', dsk_path1: 'dsk1.vhd', dsk_slot1: '0', dsk_type1: 'vhd', dsk_size1: '67108864',
-    dsk_controller2: 'ahci-hd', dsk_path2: 'dsk2.vhd', dsk_slot2: '0', dsk_type2: 'vhd', dsk_size2: '33554432',
+    dsk_controller2: 'ahci-hd', dsk_path2: 'dsk2.vhd', dsk_slot2: '7', dsk_type2: 'vhd', dsk_size2: '33554432',
   }, 'the disk rows for the descriptor, as CBSD writes them');
   // never over an existing disk; checked before any command
   await rejects(eng.create(env, {}), 'E_DISK_EXISTS', 1, /dsk1\.vhd already exists/);
@@ -332,7 +332,7 @@ test('the engine (contract v2): bcreate makes sparse disks by truncate, never ov
     'bhyve -k $WD/var/run/bhyve/e1.conf e1',
   ]);
   const c = configOf(h.WD, 'e1');
-  assert.equal(pciAt(c, 3)!.vars.get('port.0.path'), join(env.paths.data, 'dsk2.vhd'));
+  assert.equal(pciAt(c, 7)!.vars.get('port.0.path'), join(env.paths.data, 'dsk2.vhd'), 'dsk_slot2');
   assert.equal(await eng.isRunning(env, jid), true);
   assert.equal(await eng.isRunning(env, jid + 1), false, 'another pid is not this run');
   assert.deepEqual(await eng.console(env), { kind: 'tty', path: '/dev/nmdm-e1-1B', attach: ['cu', '-l', '/dev/nmdm-e1-1B', '-s', '115200'] });

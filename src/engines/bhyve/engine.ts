@@ -157,7 +157,7 @@ export class BhyveEngine implements Engine {
         hint: 'give imgsize= (e.g. imgsize=10g) and install the guest from an ISO: vm_boot=cd vm_iso_path=/path/to/FreeBSD-disc1.iso',
       });
     }
-    const todo: { file: string; size: number; index: number; controller: string; path: string }[] = [];
+    const todo: { file: string; size: number; disk: VmSpec['disks'][number] }[] = [];
     for (const d of spec.disks) {
       if (d.path.startsWith('/')) continue; // a host device or file the user gave: not ours to make
       const size = d.index === 1 ? spec.imgsize || DEFAULT_IMGSIZE : d.size;
@@ -165,7 +165,7 @@ export class BhyveEngine implements Engine {
       if (!size) throw usageError('E_BAD_VALUE', `disk ${d.index} (dsk_path${d.index}=${d.path}) has no size`, { hint: `set dsk_size${d.index}=10g` });
       if (!Number.isSafeInteger(size) || size % 512 !== 0) throw usageError('E_BAD_VALUE', `bad size ${size} of disk ${d.index} (${d.path}): expected a positive multiple of 512 bytes`);
       if (exists(file)) throw new BerthError('E_DISK_EXISTS', `${file} already exists; berth never overwrites a disk`, EXIT.FAILURE, { hint: 'remove it first if it is really not needed' });
-      todo.push({ file, size, index: d.index, controller: d.controller, path: d.path });
+      todo.push({ file, size, disk: d });
     }
     const made: string[] = [];
     try {
@@ -200,8 +200,8 @@ export class BhyveEngine implements Engine {
     }
     // the rows of the disks made, as CBSD's descriptor has them (jmkrcconf: dsk_controllerN
     // dsk_pathN dsk_slotN dsk_typeN), with their size, in stored form: the lifecycle writes them into the descriptor
-    for (const d of todo) {
-      const row = { controller: d.controller, path: d.path, slot: '0', type: 'vhd', size: String(d.size) };
+    for (const { disk: d, size } of todo) {
+      const row = { controller: d.controller, path: d.path, slot: String(d.slot), type: d.type, size: String(size) };
       for (const [c, v] of Object.entries(row)) env.conf[`dsk_${c}${d.index}`] = v;
     }
   }
