@@ -1,0 +1,159 @@
+/**
+ * A bhyve VM through berth's one lifecycle (src/lifecycle/: create, start, stop, remove, the
+ * run monitor's teardown), verified by command transcripts: the real node (openNode with the
+ * registry's engines and the FreeBSD mount primitive), BERTH_PLATFORM=freebsd, and the fake
+ * FreeBSD tools of test/helpers/fakebsd first on PATH (process.execPath pointed at their
+ * `node` stand-in as preload.mjs does, so the run monitor, a node process, finds them too and
+ * writes its commands to `<transcript>.monitor`). Each test asserts the exact commands in
+ * order, that the bhyve_config(5) file passes the grammar checker, that the teardown
+ * (`bhyvectl --destroy`, the taps) happens once however the VM ends, and that the fake host is
+ * clean afterwards. Nothing here runs on FreeBSD.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BerthError } from '../../src/errors.js';
+import { initenv } from '../../src/initenv.js';
+import { createEnv } from '../../src/lifecycle/create.js';
+import { execInEnv } from '../../src/lifecycle/exec.js';
+import { removeEnv } from '../../src/lifecycle/remove.js';
+import { startEnv } from '../../src/lifecycle/start.js';
+import { stopEnv } from '../../src/lifecycle/stop.js';
+import { openNode } from '../../src/node.js';
+import { sleep } from '../../src/proc.js';
+import { checkBhyveConfig, pciAt } from '../helpers/bhyveconfig-grammar.js';
+import { ROOT } from '../helpers/cli.js';
+
+const FAKE = join(ROOT, 'test', 'helpers', 'fakebsd');
+const temps: string[] = [];
+const saved = { env: { ...process.env }, execPath: process.execPath };
+after(() => {
+  for (const t of temps) {
+    const vms = join(t, 'state', 'vms');
+    if (existsSync(vms)) for (const l of readFileSync(vms, 'utf8').split('\n')) { const pid = Number(l.split('\t')[2]); if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    rmSync(t, { recursive: true, force: true });
+  }
+  process.env = saved.env;
+  process.execPath = saved.execPath;
+});
+
+const GET_STATS = (j: string) => `bhyvectl --vm=${j} --get-stats`;
+const DESTROY = (j: string) => `bhyvectl --destroy --vm=${j}`;
+const tapUp = (tap: string, j: string, bridge = 'bridge0') => [`ifconfig ${bridge}`, 'ifconfig tap create', `ifconfig ${tap} description berth/node1/${j} up`, `ifconfig ${bridge} addm ${tap}`];
+const tapDown = (...taps: string[]) => taps.flatMap((t) => [`ifconfig ${t}`, `ifconfig ${t} destroy`]);
+
+async function host() {
+  const T = mkdtempSync(join(tmpdir(), 'berth-bhyve-lc-'));
+  temps.push(T);
+  const WD = join(T, 'wd');
+  process.env = {
+    ...saved.env, BERTH_PLATFORM: 'freebsd', PATH: `${FAKE}:${saved.env.PATH}`,
+    BERTH_FAKEBSD_STATE: join(T, 'state'), BERTH_FAKEBSD_TRANSCRIPT: join(T, 'transcript'),
+  };
+  process.execPath = join(FAKE, 'node');
+  await initenv({ workdir: WD, nodename: 'node1' });
+  const ctx = openNode(WD);
+  assert.equal(ctx.platform, 'freebsd');
+  const norm = (s: string) => s.split(WD).join('$WD').split(T).join('$T');
+  const take = (file = 'transcript'): string[] => {
+    const f = join(T, file);
+    if (!existsSync(f)) return [];
+    const lines = readFileSync(f, 'utf8').split('\n').filter(Boolean).map(norm);
+    rmSync(f);
+    return lines;
+  };
+  take();
+  const state = (name: string) => { const f = join(T, 'state', name); return existsSync(f) ? readFileSync(f, 'utf8') : ''; };
+  const clean = (jname: string) => {
+    assert.equal(state('vms'), '', 'a vmm instance is left');
+    assert.doesNotMatch(state('ifaces'), /^tap/m, 'a tap is left');
+    assert.equal(state('tapuse'), '');
+    assert.equal(existsSync(join(WD, 'var', 'run', 'bhyve', `${jname}.state.json`)), false);
+  };
+  /** Waits (up to 20 s) until `jname` is Off in the inventory: the run monitor tore it down. */
+  const offSoon = async (jname: string) => {
+    for (let i = 0; i < 200 && ctx.inv.get(jname)!.status !== 0; i++) await sleep(100);
+    assert.equal(ctx.inv.get(jname)!.status, 0, `${jname} was not torn down`);
+  };
+  return { T, WD, ctx, take, state, clean, offSoon };
+}
+
+const isErr = (code: string, exit: number, re?: RegExp) => (e: unknown) => {
+  assert.ok(e instanceof BerthError, String(e));
+  assert.equal(e.code, code, e.message);
+  assert.equal(e.exitCode, exit);
+  if (re) assert.match(e.message, re, e.message);
+  return true;
+};
+
+test('a bhyveload FreeBSD VM on bridge0 through the lifecycle: create (truncate), start, stop (teardown once), remove; nothing left', async () => {
+  const h = await host();
+  const e = await createEnv(h.ctx, { jname: 'fb1', emulator: 'bhyve', settings: { imgsize: '64m', vm_ram: '1g', vm_cpus: '2', nic_parent1: 'bridge0', stop_timeout: '5' } });
+  assert.equal(e.status, 'Off');
+  assert.deepEqual(h.take(), ['truncate -s 67108864 $WD/jails-data/fb1-data/.dsk1.vhd.new']);
+  const p = h.ctx.wd.env('fb1');
+  const desc = readFileSync(p.descriptor, 'utf8');
+  for (const kv of ['emulator="bhyve"', 'vm_ram="1073741824"', 'dsk_path1="dsk1.vhd"', 'dsk_controller1="ahci-hd"', 'dsk_size1="67108864"', 'nic_parent1="bridge0"']) assert.ok(desc.includes(kv), `descriptor has ${kv}:\n${desc}`);
+  assert.equal(existsSync(p.path), false, 'no root tree');
+
+  const s = await startEnv(h.ctx, 'fb1');
+  assert.equal(s.status, 'On');
+  assert.deepEqual(h.take(), [
+    ...tapUp('tap0', 'fb1'), GET_STATS('fb1'),
+    'bhyveload -c /dev/nmdm-fb1-1A -m 1024M -d $WD/jails-data/fb1-data/dsk1.vhd fb1',
+    'bhyve -k $WD/var/run/bhyve/fb1.conf fb1',
+  ]);
+  const c = checkBhyveConfig(readFileSync(join(h.WD, 'var', 'run', 'bhyve', 'fb1.conf'), 'utf8'));
+  assert.equal(c.memoryBytes, 1024 ** 3);
+  assert.equal(pciAt(c, 2)!.vars.get('port.0.path'), join(p.data, 'dsk1.vhd'));
+  assert.equal(pciAt(c, 3)!.vars.get('backend'), 'tap0');
+  assert.match(h.state('vms'), new RegExp(`^fb1\\trunning\\t${s.jid}\\t`, 'm'), 'the jid is bhyve\'s pid');
+  await assert.rejects(execInEnv(h.ctx, 'fb1', ['/bin/sh']), isErr('E_NO_EXEC', 2, /fb1 is a bhyve env.*bconsole jname=fb1/));
+
+  const st = await stopEnv(h.ctx, 'fb1');
+  assert.equal(st.status, 'Off');
+  // the lifecycle's teardown reads the mount table (nothing of a VM is mounted: nothing unmounted)
+  assert.deepEqual(h.take(), [DESTROY('fb1'), ...tapDown('tap0'), 'mount -p'], 'ACPI stop (signals), then one teardown');
+  await sleep(1500); // let the run monitor see the end: it must not tear down again
+  assert.deepEqual(h.take('transcript.monitor').filter((l) => !l.startsWith('ps ')), [], 'the monitor did not tear down a second time');
+  h.clean('fb1');
+
+  await removeEnv(h.ctx, 'fb1');
+  assert.equal(existsSync(join(p.data, 'dsk1.vhd')), false, 'the disk went with the env');
+  assert.equal(h.ctx.inv.get('fb1'), undefined);
+  assert.deepEqual(h.take(), ['mount -p', 'mount -p'], 'remove: the mount table checked (nothing deleted through a mount), no engine command');
+});
+
+test('the guest powers off by itself: the run monitor tears the VM down exactly once; a start that fails leaves nothing', async () => {
+  const h = await host();
+  await createEnv(h.ctx, { jname: 'po1', emulator: 'bhyve', settings: { imgsize: '64m', nic_parent1: 'bridge0' } });
+  await startEnv(h.ctx, 'po1');
+  h.take();
+  writeFileSync(join(h.T, 'state', 'vm.po1.ctl'), 'poweroff');
+  await h.offSoon('po1');
+  await sleep(500);
+  const all = [...h.take(), ...h.take('transcript.monitor')];
+  assert.deepEqual(all.filter((l) => !l.startsWith('ps ')), [DESTROY('po1'), ...tapDown('tap0'), 'mount -p'], 'the monitor\'s teardown');
+  assert.deepEqual(all.filter((l) => l === DESTROY('po1')), [DESTROY('po1')], `one bhyvectl --destroy: ${all.join(' | ')}`);
+  assert.deepEqual(all.filter((l) => /^ifconfig tap0 destroy$/.test(l)), ['ifconfig tap0 destroy']);
+  h.clean('po1');
+
+  // the bridge is gone: the start fails (exit 5), the VM stays Off, nothing is left
+  await createEnv(h.ctx, { jname: 'bad1', emulator: 'bhyve', settings: { imgsize: '64m', nic_parent1: 'bridge9' } });
+  h.take();
+  await assert.rejects(startEnv(h.ctx, 'bad1'), isErr('E_VNET', 5, /nic_parent1=bridge9/));
+  assert.deepEqual(h.take(), ['ifconfig bridge9', 'mount -p'], 'the failed start torn down: nothing to destroy, nothing mounted');
+  assert.equal(h.ctx.inv.get('bad1')!.status, 0);
+  h.clean('bad1');
+  // bad settings: refused before anything is made (exit 2)
+  await assert.rejects(createEnv(h.ctx, { jname: 'bad2', emulator: 'bhyve', settings: { vm_ram: 'lots' } }), isErr('E_BAD_VALUE', 2, /vm_ram/));
+  await assert.rejects(createEnv(h.ctx, { jname: 'bad3', emulator: 'bhyve', settings: { vm_os_type: 'linux' } }), isErr('E_BAD_VALUE', 2, /bhyveload boots FreeBSD guests only/));
+  await assert.rejects(createEnv(h.ctx, { jname: 'bad4', emulator: 'bhyve', settings: { vm_kernel: 'k' } }), isErr('E_UNKNOWN_KEY', 2, /vm_kernel/));
+  for (const j of ['bad2', 'bad3', 'bad4']) {
+    assert.equal(h.ctx.inv.get(j), undefined);
+    assert.equal(existsSync(h.ctx.wd.env(j).data), false);
+  }
+  assert.deepEqual(h.take(), []);
+});
