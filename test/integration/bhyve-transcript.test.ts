@@ -306,6 +306,7 @@ test('the engine (contract v2): bcreate makes sparse disks by truncate, never ov
     dsk_controller1: 'ahci-hd', dsk_path1: 'dsk1.vhd', dsk_slot1: '0', dsk_type1: 'vhd', dsk_size1: '67108864',
     dsk_controller2: 'ahci-hd', dsk_path2: 'dsk2.vhd', dsk_slot2: '7', dsk_type2: 'vhd', dsk_size2: '33554432',
   }, 'the disk rows for the descriptor, as CBSD writes them');
+  assert.equal(env.conf.stop_timeout, '30', 'CBSD bstop\'s 30 s when not given');
   // never over an existing disk; checked before any command
   await rejects(eng.create(env, {}), 'E_DISK_EXISTS', 1, /dsk1\.vhd already exists/);
   assert.deepEqual(h.take(), []);
