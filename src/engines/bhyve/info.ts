@@ -11,11 +11,14 @@
  * (its defaults: vm_os_type=freebsd, virtio_type=ahci-hd; no qcow2), without berth's
  * qemu-only direct kernel boot keys (vm_kernel, vm_cmdline) and without stop_timeout (the
  * lifecycle's common setting); then the bhyve-only keys (src/engines/bhyve/settings.ts). The
- * numbered disk and NIC rows and the cloud-init keys are owned by pattern; their values are
+ * numbered disk and NIC rows and the cloud-init keys are owned by pattern (the first NIC's
+ * keys and the typed cloud-init keys are listed too, for the command line); their values are
  * checked by the engine's validate (src/engines/bhyve/engine.ts).
  */
+import { text } from '../settings.js';
 import type { EngineInfo, SettingDef, SettingPattern } from '../types.js';
 import { VM_SETTINGS, type VmSettingDef } from '../vm/settings.js';
+import { CI_KEYS } from '../vm/spec.js';
 import { BHYVE_SETTINGS } from './settings.js';
 
 /** VM keys bhyve does not take: berth's direct kernel boot is qemu's; stop_timeout is every env's. */
@@ -41,6 +44,15 @@ export const bhyveInfo: EngineInfo = {
   network: ['tap'],
   verified: 'transcript',
   family: 'b',
-  settings: [...VM_SETTINGS.filter((d) => !NOT_BHYVE.has(d.key)), ...BHYVE_SETTINGS].map(asSetting),
+  settings: [
+    text('host_hostname', 'the guest\'s hostname (cloud-init; default: jname)'),
+    ...[...VM_SETTINGS.filter((d) => !NOT_BHYVE.has(d.key)), ...BHYVE_SETTINGS].map(asSetting),
+    // the first NIC and the cloud-init keys on the command line (every row in a descriptor: the patterns)
+    text('nic_parent1', 'the bridge the first NIC\'s tap joins (0: a tap on no bridge)'),
+    text('nic_hwaddr1', 'the first NIC\'s MAC address (0: bhyve derives one from the VM name and slot)'),
+    text('nic_driver1', 'the first NIC\'s model: vtnet (virtio-net) or e1000'),
+    text('nic_mtu1', 'the first NIC\'s MTU (0: the bridge\'s)'),
+    ...CI_KEYS.map((k) => text(k, `cloud-init: ${k.slice(3).replace(/_/g, ' ')}`)),
+  ],
   settingPatterns: BHYVE_SETTING_PATTERNS,
 };
