@@ -95,7 +95,7 @@ test('a bhyveload FreeBSD VM on bridge0 through the lifecycle: create (truncate)
   assert.deepEqual(h.take(), ['truncate -s 67108864 $WD/jails-data/fb1-data/.dsk1.vhd.new']);
   const p = h.ctx.wd.env('fb1');
   const desc = readFileSync(p.descriptor, 'utf8');
-  for (const kv of ['emulator="bhyve"', 'vm_ram="1073741824"', 'dsk_path1="dsk1.vhd"', 'dsk_controller1="ahci-hd"', 'dsk_size1="67108864"', 'nic_parent1="bridge0"']) assert.ok(desc.includes(kv), `descriptor has ${kv}:\n${desc}`);
+  for (const kv of ['emulator="bhyve"', 'vm_ram="1073741824"', 'vm_efi="none"', 'virtio_type="ahci-hd"', 'double_acpi="1"', 'stop_timeout="5"', 'dsk_path1="dsk1.vhd"', 'dsk_controller1="ahci-hd"', 'dsk_size1="67108864"', 'nic_parent1="bridge0"']) assert.ok(desc.includes(kv), `descriptor has ${kv}:\n${desc}`);
   assert.equal(existsSync(p.path), false, 'no root tree');
 
   const s = await startEnv(h.ctx, 'fb1');

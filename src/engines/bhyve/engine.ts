@@ -42,13 +42,13 @@ import { BerthError, EXIT, engineError, usageError } from '../../errors.js';
 import { notRootOnly } from '../../hooks.js';
 import { run as defaultRun } from '../../proc.js';
 import type { ConsoleEndpoint, Engine, EngineEnv, StartResult } from '../types.js';
-import { DEFAULT_IMGSIZE, vmSetting } from '../vm/settings.js';
+import { DEFAULT_IMGSIZE, VM_SETTINGS } from '../vm/settings.js';
 import { diskFile, normalizeVmConf, parseVmSpec, type VmSpec } from '../vm/spec.js';
 import { cloudInitFiles, resolvePubkeys } from '../qemu/cloudinit.js';
 import { bhyveInfo } from './info.js';
 import { UEFI_FIRMWARE_DIR, UEFI_VARS_FILE, consoleOf, seedIsoArgv, validateBhyveSpec, type Runner, type StopDeps } from './plan.js';
 import { bhyveIsRunning, readBhyveState, startBhyve, stopBhyveVm, teardownBhyveVm, type BhyveRunDeps, type BhyveVmContext } from './run.js';
-import { parseBhyveSettings } from './settings.js';
+import { BHYVE_SETTINGS, parseBhyveSettings } from './settings.js';
 
 /** Options of a {@link BhyveEngine} (all default to the real ones). */
 export interface BhyveEngineOptions {
@@ -145,7 +145,8 @@ export class BhyveEngine implements Engine {
 
   /**
    * bcreate: the VM's disk images (see the file's docstring), and their `dsk_*N` rows added
-   * to `env.conf` (for the descriptor), with `stop_timeout=30` (CBSD bstop) when not given. Nothing is overwritten; on failure the disks made here
+   * to `env.conf` (for the descriptor), with every bhyve column's default that was not given
+   * (CBSD's descriptor has them all; stop_timeout=30 as CBSD bstop). Nothing is overwritten; on failure the disks made here
    * are removed and `env.conf` is unchanged.
    * @throws BerthError E_BAD_BASE (exit 2) for a base tree (a bhyve disk is made empty;
    *   install the guest from vm_iso_path); E_BAD_VALUE (2); E_DISK_EXISTS (1); E_DISK_CREATE (5)
@@ -200,8 +201,9 @@ export class BhyveEngine implements Engine {
     }
     // the rows of the disks made, as CBSD's descriptor has them (jmkrcconf: dsk_controllerN
     // dsk_pathN dsk_slotN dsk_typeN), with their size, in stored form: the lifecycle writes them into the descriptor
-    // CBSD's bstop waits 30 s for the ACPI power-off (hard_timeout); the lifecycle's own default is 10
-    env.conf.stop_timeout ??= vmSetting('stop_timeout')!.defaults.bhyve;
+    // every bhyve column with its default, as CBSD's descriptor has them (and stop_timeout=30:
+    // CBSD bstop's hard_timeout; the lifecycle's own default is 10)
+    for (const [k, v] of Object.entries(bhyveDefaults())) env.conf[k] ??= v;
     for (const { disk: d, size } of todo) {
       const row = { controller: d.controller, path: d.path, slot: String(d.slot), type: d.type, size: String(size) };
       for (const [c, v] of Object.entries(row)) env.conf[`dsk_${c}${d.index}`] = v;
@@ -244,6 +246,12 @@ export class BhyveEngine implements Engine {
     const c = consoleOf(env.jname);
     return { kind: 'tty', path: c.b, attach: c.attach };
   }
+}
+
+/** The defaults bcreate writes into the descriptor: the VM keys bhyve takes (not the bcreate-only imgsize, imgtype) and the bhyve columns. */
+function bhyveDefaults(): Record<string, string> {
+  const skip = new Set(['vm_kernel', 'vm_cmdline', 'imgsize', 'imgtype']);
+  return Object.fromEntries([...VM_SETTINGS, ...BHYVE_SETTINGS].filter((d) => !skip.has(d.key)).map((d) => [d.key, d.defaults.bhyve]));
 }
 
 function exists(file: string): boolean {
