@@ -24,7 +24,7 @@ import { stopEnv } from '../../src/lifecycle/stop.js';
 import { openNode } from '../../src/node.js';
 import { sleep } from '../../src/proc.js';
 import { checkBhyveConfig, pciAt } from '../helpers/bhyveconfig-grammar.js';
-import { ROOT } from '../helpers/cli.js';
+import { ROOT, berth } from '../helpers/cli.js';
 
 const FAKE = join(ROOT, 'test', 'helpers', 'fakebsd');
 const temps: string[] = [];
@@ -156,4 +156,64 @@ test('the guest powers off by itself: the run monitor tears the VM down exactly 
     assert.equal(existsSync(h.ctx.wd.env(j).data), false);
   }
   assert.deepEqual(h.take(), []);
+});
+
+test('the CLI on the fake FreeBSD host: bcreate, bstart, bls, bstop, bremove of a bhyve VM run exactly these commands; jcreate refuses it; jmigrate live=1 is refused and changes nothing', async () => {
+  const T = mkdtempSync(join(tmpdir(), 'berth-bhyve-cli-'));
+  temps.push(T);
+  const WD = join(T, 'wd');
+  const env: Record<string, string> = {
+    BERTH_PLATFORM: 'freebsd', BERTH_WORKDIR: WD, PATH: `${FAKE}:${saved.env.PATH}`,
+    NODE_OPTIONS: `${saved.env.NODE_OPTIONS ?? ''} --import=${join(FAKE, 'preload.mjs')}`.trim(),
+    BERTH_FAKEBSD_STATE: join(T, 'state'), BERTH_FAKEBSD_TRANSCRIPT: join(T, 'transcript'),
+  };
+  const run = (args: string[], code = 0) => {
+    const r = berth(args, { env });
+    assert.equal(r.code, code, `berth ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    return r;
+  };
+  const norm = (s: string) => s.split(WD).join('$WD');
+  const take = (file = 'transcript') => {
+    const f = join(T, file);
+    if (!existsSync(f)) return [];
+    const l = readFileSync(f, 'utf8').split('\n').filter(Boolean).map(norm);
+    rmSync(f);
+    return l;
+  };
+  run(['initenv', `workdir=${WD}`, 'nodename=node1']);
+  take();
+
+  assert.match(run(['bcreate', 'jname=cli1', 'imgsize=64m', 'vm_cpus=2', 'nic_parent1=bridge0']).stdout, /created: cli1 .*emulator bhyve/);
+  assert.deepEqual(take(), ['truncate -s 67108864 $WD/jails-data/cli1-data/.dsk1.vhd.new']);
+  run(['jcreate', 'jname=cli2', 'emulator=bhyve'], 2);
+  assert.match(run(['bstart', 'cli1']).stdout, /started: cli1/);
+  assert.deepEqual(take(), [
+    ...tapUp('tap0', 'cli1'), GET_STATS('cli1'),
+    'bhyveload -c /dev/nmdm-cli1-1A -m 512M -d $WD/jails-data/cli1-data/dsk1.vhd cli1',
+    'bhyve -k $WD/var/run/bhyve/cli1.conf cli1',
+  ]);
+  const c = checkBhyveConfig(readFileSync(join(WD, 'var', 'run', 'bhyve', 'cli1.conf'), 'utf8'));
+  assert.equal(c.values.get('cpus'), '2');
+  assert.equal(pciAt(c, 3)!.vars.get('backend'), 'tap0');
+  const ls = JSON.parse(run(['bls', '--json']).stdout) as { envs: { jname: string; emulator: string; status: string; conf: Record<string, string> }[] };
+  assert.deepEqual(ls.envs.map((e) => [e.jname, e.emulator, e.status]), [['cli1', 'bhyve', 'On']]);
+  assert.equal(ls.envs[0]!.conf.vm_ram, '536870912', 'the defaults are in the descriptor');
+  run(['jexec', 'jname=cli1', '/bin/sh'], 2);
+
+  // no live migration for bhyve: refused (exit 2) before anything happens
+  const lm = run(['jmigrate', 'jname=cli1', 'dst=node2', 'live=1'], 2);
+  assert.match(lm.stderr, /live/);
+  assert.deepEqual(take(), [], 'nothing ran');
+  assert.match(readFileSync(join(T, 'state', 'vms'), 'utf8'), /^cli1\trunning\t/m, 'still running');
+
+  assert.match(run(['bstop', 'cli1']).stdout, /stopped: cli1/);
+  assert.deepEqual(take(), [DESTROY('cli1'), ...tapDown('tap0'), 'mount -p'], 'ACPI stop, then one teardown');
+  await sleep(1500);
+  assert.deepEqual(take('transcript.monitor').filter((l) => !l.startsWith('ps ')), [], 'the run monitor did not tear down again');
+  assert.equal(readFileSync(join(T, 'state', 'vms'), 'utf8'), '');
+  assert.doesNotMatch(readFileSync(join(T, 'state', 'ifaces'), 'utf8'), /^tap/m);
+
+  assert.match(run(['bremove', 'cli1']).stdout, /removed: cli1/);
+  assert.equal(existsSync(join(WD, 'jails-data', 'cli1-data')), false);
+  assert.deepEqual(take().filter((l) => !l.startsWith('mount -p')), [], 'remove: no engine command beyond the mount table checks');
 });
