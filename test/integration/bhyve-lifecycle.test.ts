@@ -199,6 +199,8 @@ test('the CLI on the fake FreeBSD host: bcreate, bstart, bls, bstop, bremove of 
   assert.deepEqual(ls.envs.map((e) => [e.jname, e.emulator, e.status]), [['cli1', 'bhyve', 'On']]);
   assert.equal(ls.envs[0]!.conf.vm_ram, '536870912', 'the defaults are in the descriptor');
   run(['jexec', 'jname=cli1', '/bin/sh'], 2);
+  // the console is the nmdm pair's user side, attached by cu(1) from a terminal only
+  assert.match(run(['bconsole', 'jname=cli1', 'timeout=1'], 2).stderr, /terminal device \/dev\/nmdm-cli1-1B[\s\S]*cu -l \/dev\/nmdm-cli1-1B -s 115200/);
 
   // no live migration for bhyve: refused (exit 2) before anything happens
   const lm = run(['jmigrate', 'jname=cli1', 'dst=node2', 'live=1'], 2);
