@@ -159,7 +159,7 @@ test('the guest powers off by itself: the run monitor tears the VM down exactly 
   assert.deepEqual(h.take(), []);
 });
 
-test('the CLI on the fake FreeBSD host: bcreate, bstart, bls, bstop, bremove of a bhyve VM run exactly these commands; jcreate refuses it; jmigrate live=1 is refused and changes nothing', async () => {
+test('the CLI on the fake FreeBSD host: doctor\'s bhyve row; bcreate, bstart, bls, bstop, bremove of a bhyve VM run exactly these commands; jcreate refuses it; jmigrate live=1 is refused and changes nothing', async () => {
   const T = mkdtempSync(join(tmpdir(), 'berth-bhyve-cli-'));
   temps.push(T);
   const WD = join(T, 'wd');
@@ -183,6 +183,16 @@ test('the CLI on the fake FreeBSD host: bcreate, bstart, bls, bstop, bremove of 
   };
   run(['initenv', `workdir=${WD}`, 'nodename=node1']);
   take();
+  // doctor: bhyve's row (the tools on PATH, the vmm module; the UEFI firmware noted)
+  type Check = { check: string; subject: string; status: string; detail: string };
+  const engineRow = (extra: Record<string, string> = {}) => (JSON.parse(berth(['doctor', '--json'], { env: { ...env, ...extra } }).stdout) as { checks: Check[] }).checks.filter((c) => c.check === 'engine');
+  const ok = engineRow();
+  assert.deepEqual(ok.map((c) => [c.subject, c.status]), [['bhyve', 'ok']]);
+  assert.match(ok[0]!.detail, /vmm loaded.*no UEFI firmware in \/usr\/local\/share\/uefi-firmware/);
+  const noVmm = engineRow({ BERTH_FAKEBSD_FAIL: 'kldstat-vmm' });
+  assert.deepEqual(noVmm.map((c) => [c.subject, c.status]), [['bhyve', 'warn']]);
+  assert.match(noVmm[0]!.detail, /cannot start: the vmm module is not loaded \(kldload vmm/);
+  assert.deepEqual(take().filter((l) => !l.startsWith('df ')), ['kldstat -q -m vmm', 'kldstat -q -m vmm']);
 
   assert.match(run(['bcreate', 'jname=cli1', 'imgsize=64m', 'vm_cpus=2', 'nic_parent1=bridge0']).stdout, /created: cli1 .*emulator bhyve/);
   assert.deepEqual(take(), ['truncate -s 67108864 $WD/jails-data/cli1-data/.dsk1.vhd.new']);

@@ -28,20 +28,22 @@
  *   --vm=<vm>` (the vmm instance outlives bhyve), then the taps berth made for this VM.
  * - isRunning: the state's pid is still this VM's bhyve (`ps`).
  * - console: the user's side of the VM's nmdm(4) pair (`cu -l /dev/nmdm-<vm>-1B`).
+ * - doctor: the tools on PATH, the vmm module (`kldstat -q -m vmm`), the UEFI firmware.
  * No exec (a VM has no jexec) and no live migration (see info.ts).
  *
  * A guest reboot makes bhyve exit 0; CBSD's bhyverun.sh loop then runs it again
  * (on_reboot=restart). That loop (run.ts restartBhyve) is not driven by the lifecycle's run
  * monitor yet: the VM ends and is torn down.
  */
-import { lstatSync, statSync } from 'node:fs';
+import { accessSync, constants, lstatSync, statSync } from 'node:fs';
 import { copyFile, link, mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { EnvConf } from '../../descriptor.js';
 import { BerthError, EXIT, engineError, usageError } from '../../errors.js';
 import { notRootOnly } from '../../hooks.js';
 import { run as defaultRun } from '../../proc.js';
-import type { ConsoleEndpoint, Engine, EngineEnv, StartResult } from '../types.js';
+import type { Workdir } from '../../paths.js';
+import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, StartResult } from '../types.js';
 import { DEFAULT_IMGSIZE, VM_SETTINGS } from '../vm/settings.js';
 import { diskFile, normalizeVmConf, parseVmSpec, type VmSpec } from '../vm/spec.js';
 import { cloudInitFiles, resolvePubkeys } from '../qemu/cloudinit.js';
@@ -241,6 +243,23 @@ export class BhyveEngine implements Engine {
     await teardownBhyveVm(this.ctx(env), this.run);
   }
 
+  /**
+   * doctor: bhyve, bhyvectl and bhyveload on PATH, the vmm module loaded (`kldstat -q -m vmm`),
+   * and whether the UEFI firmware (for vm_efi=uefi) is installed. A missing tool or module is a
+   * warn (no VM can start), missing firmware a note in the detail.
+   */
+  async doctor(_wd: Workdir): Promise<EngineCheck> {
+    const missing = ['bhyve', 'bhyvectl', 'bhyveload'].filter((t) => !onPath(t));
+    const vmm = (await this.run(['kldstat', '-q', '-m', 'vmm'], { check: false }).catch(() => ({ exitCode: 127 }))).exitCode === 0;
+    const fwDir = this.opts.firmwareDir ?? UEFI_FIRMWARE_DIR;
+    const fw = exists(join(fwDir, 'BHYVE_UEFI.fd'));
+    const problems = [...(missing.length ? [`${missing.join(', ')} not found on PATH`] : []), ...(vmm ? [] : ['the vmm module is not loaded (kldload vmm; vmm_load="YES" in /boot/loader.conf)'])];
+    const fwNote = fw ? `UEFI firmware in ${fwDir}` : `no UEFI firmware in ${fwDir} (vm_efi=uefi VMs need pkg install edk2-bhyve)`;
+    return problems.length
+      ? { status: 'warn', detail: `bhyve VMs cannot start: ${problems.join('; ')}; ${fwNote}`, data: { missing, vmm, firmware: fw } }
+      : { status: 'ok', detail: `bhyve ready (vmm loaded); ${fwNote}`, data: { missing, vmm, firmware: fw } };
+  }
+
   /** The serial console: the user's side of the VM's nmdm pair (bhyve holds the A side). */
   async console(env: EngineEnv): Promise<ConsoleEndpoint> {
     const c = consoleOf(env.jname);
@@ -252,6 +271,11 @@ export class BhyveEngine implements Engine {
 function bhyveDefaults(): Record<string, string> {
   const skip = new Set(['vm_kernel', 'vm_cmdline', 'imgsize', 'imgtype']);
   return Object.fromEntries([...VM_SETTINGS, ...BHYVE_SETTINGS].filter((d) => !skip.has(d.key)).map((d) => [d.key, d.defaults.bhyve]));
+}
+
+/** True when `tool` is an executable file in a directory of PATH. */
+function onPath(tool: string): boolean {
+  return (process.env.PATH ?? '').split(':').filter(Boolean).some((d) => { try { accessSync(join(d, tool), constants.X_OK); return true; } catch { return false; } });
 }
 
 function exists(file: string): boolean {
