@@ -127,7 +127,7 @@ test('a bhyveload FreeBSD VM on bridge0 through the lifecycle: create (truncate)
   assert.deepEqual(h.take(), ['mount -p', 'mount -p'], 'remove: the mount table checked (nothing deleted through a mount), no engine command');
 });
 
-test('the guest powers off by itself: the run monitor tears the VM down exactly once; a start that fails leaves nothing', async () => {
+test('the guest powers off by itself, or bhyve is killed: the run monitor tears the VM down exactly once; a start that fails leaves nothing', async () => {
   const h = await host();
   await createEnv(h.ctx, { jname: 'po1', emulator: 'bhyve', settings: { imgsize: '64m', nic_parent1: 'bridge0' } });
   await startEnv(h.ctx, 'po1');
@@ -139,6 +139,16 @@ test('the guest powers off by itself: the run monitor tears the VM down exactly 
   assert.deepEqual(all.filter((l) => !l.startsWith('ps ')), [DESTROY('po1'), ...tapDown('tap0'), 'mount -p'], 'the monitor\'s teardown');
   assert.deepEqual(all.filter((l) => l === DESTROY('po1')), [DESTROY('po1')], `one bhyvectl --destroy: ${all.join(' | ')}`);
   assert.deepEqual(all.filter((l) => /^ifconfig tap0 destroy$/.test(l)), ['ifconfig tap0 destroy']);
+  h.clean('po1');
+
+  // bhyve killed (kill -9): the vmm instance it leaves is destroyed by the one teardown
+  const again = await startEnv(h.ctx, 'po1');
+  h.take();
+  process.kill(again.jid, 'SIGKILL');
+  await h.offSoon('po1');
+  await sleep(500);
+  const killed = [...h.take(), ...h.take('transcript.monitor')].filter((l) => !l.startsWith('ps '));
+  assert.deepEqual(killed, [DESTROY('po1'), ...tapDown('tap0'), 'mount -p'], 'torn down once after kill -9');
   h.clean('po1');
 
   // the bridge is gone: the start fails (exit 5), the VM stays Off, nothing is left
