@@ -8,11 +8,9 @@
  * a whole lifecycle and asserts the exact commands in order and that the fake host is clean
  * afterwards. Nothing here runs on FreeBSD; no root needed (`ps` is the host's own).
  *
- * Until the lifecycle is wired, the steps are called directly (`vm` below); the expected
- * transcripts name only workdir paths, so once `berth bstart/bstop/bremove` exist with
- * BERTH_PLATFORM=freebsd, `vm.start/stop/teardown` can become those CLI calls (as in
- * freebsd-transcript.test.ts) and the assertions stay as they are, plus the lifecycle's own
- * mount_nullfs/umount lines.
+ * The steps are called directly (`vm` below), then the engine class (contract v2:
+ * src/engines/bhyve/engine.ts); the lifecycle and the CLI over the same fakes are in
+ * bhyve-lifecycle.test.ts.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
