@@ -225,7 +225,7 @@ test('the CLI on the fake FreeBSD host: doctor\'s bhyve row; bcreate, bstart, bl
 
   // no live migration for bhyve: refused (exit 2) before anything happens
   const lm = run(['jmigrate', 'jname=cli1', 'dst=node2', 'live=1'], 2);
-  assert.match(lm.stderr, /live/);
+  assert.match(lm.stderr, /cli1 is a bhyve env: bhyve has no live migration; move it stopped: berth jmigrate jname=cli1 dst=node2/);
   assert.deepEqual(take(), [], 'nothing ran');
   assert.match(readFileSync(join(T, 'state', 'vms'), 'utf8'), /^cli1\trunning\t/m, 'still running');
 
