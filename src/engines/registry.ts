@@ -10,11 +10,12 @@ import type { Engine, EngineInfo, EngineModule } from './types.js';
 import { runc } from './runc/module.js';
 import { jail } from './jail/module.js';
 import { qemu } from './qemu/module.js';
+import { bhyve } from './bhyve/module.js';
 
 export type { EngineModule };
 
 /** Every engine, in the order `--help` lists them. */
-export const ENGINE_MODULES: readonly EngineModule[] = [runc, jail, qemu];
+export const ENGINE_MODULES: readonly EngineModule[] = [runc, jail, qemu, bhyve];
 
 /** The registry entry of `emulator`, or undefined. */
 export function engineModule(emulator: string): EngineModule | undefined {

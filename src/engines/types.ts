@@ -92,11 +92,16 @@ export interface EngineModule {
   load(): Promise<Engine>;
 }
 
-/** Where a console is reached (the serial console of a VM: a unix socket; its log). */
+/**
+ * Where a console is reached: the serial console of a VM, a unix socket (qemu) or a terminal
+ * device (bhyve: the user's side of an nmdm(4) pair, attached with `attach`); its log.
+ */
 export interface ConsoleEndpoint {
-  kind: 'unix';
-  /** the socket to connect to */
+  kind: 'unix' | 'tty';
+  /** the socket (unix) or the terminal device (tty) to connect to */
   path: string;
+  /** tty: the command that attaches a terminal to it (`cu -l /dev/nmdm...B -s 115200`) */
+  attach?: string[];
   /** what it printed so far */
   log?: string;
 }

@@ -99,6 +99,10 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
   checkNodename(dst);
   if (dst === ctx.nodename) throw usageError('E_SELF', `${jname} is already on node ${dst}`);
   const row = getEnv(ctx, jname);
+  // an engine without live migration (EngineInfo.liveMigration) is refused before any node is asked
+  if (opts.live && !(await ctx.engine(row.emulator)).info.liveMigration) {
+    throw usageError('E_NO_LIVE', `${jname} is a ${row.emulator} env: ${row.emulator} has no live migration; move it stopped: berth jmigrate jname=${jname} dst=${dst} (without live=1; the disk stays on the shared storage)`);
+  }
   const client = nodeClient(ctx, dst);
   await requireLease(ctx, row);
   if (row.status === STATUS.MAINTENANCE) throw ownedError('E_BUSY', `${jname} is being started or stopped; try again`);

@@ -8,11 +8,9 @@
  * a whole lifecycle and asserts the exact commands in order and that the fake host is clean
  * afterwards. Nothing here runs on FreeBSD; no root needed (`ps` is the host's own).
  *
- * Until the lifecycle is wired, the steps are called directly (`vm` below); the expected
- * transcripts name only workdir paths, so once `berth bstart/bstop/bremove` exist with
- * BERTH_PLATFORM=freebsd, `vm.start/stop/teardown` can become those CLI calls (as in
- * freebsd-transcript.test.ts) and the assertions stay as they are, plus the lifecycle's own
- * mount_nullfs/umount lines.
+ * The steps are called directly (`vm` below), then the engine class (contract v2:
+ * src/engines/bhyve/engine.ts); the lifecycle and the CLI over the same fakes are in
+ * bhyve-lifecycle.test.ts.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -77,7 +75,7 @@ function host() {
     const paths = wd.env(jname);
     mkdirSync(paths.data, { recursive: true });
     mkdirSync(paths.sysdir, { recursive: true });
-    execFileSync('truncate', ['-s', '64M', join(paths.data, 'dsk1.vhd')]);
+    execFileSync('truncate', ['-s', '64M', join(paths.data, 'dsk1.vhd')], { env: saved }); // the host's: not in the transcript
     const ctx: BhyveVmContext = { wd, jname, nodename: 'node1', conf: { jname, emulator: 'bhyve', ...conf }, paths, firmwareDir: fw, ...opts };
     return ctx;
   };
@@ -275,4 +273,163 @@ test('the guest reboots: bhyve exits 0, on_reboot=restart runs the loader and bh
   assert.deepEqual(h.take(), [DESTROY('rb1'), ...tapDown('tap0')]);
   h.clean('rb1');
   assert.throws(() => refuseLiveMigration('rb1'), (e: unknown) => e instanceof BerthError && e.exitCode === 2);
+});
+
+test('the engine (contract v2): bcreate makes sparse disks by truncate, never over a disk; start, isRunning, console, stop, cleanup once', async () => {
+  const { BhyveEngine } = await import('../../src/engines/bhyve/engine.js');
+  const { engineEnv } = await import('../../src/engines/types.js');
+  const h = host();
+  const eng = new BhyveEngine({ firmwareDir: h.fw });
+  const envOf = (jname: string, conf: EnvConf) => {
+    const env = engineEnv({ nodename: 'node1', wd: h.wd }, jname, { jname, emulator: 'bhyve', ...conf });
+    mkdirSync(env.paths.data, { recursive: true });
+    mkdirSync(env.paths.sysdir, { recursive: true });
+    return env;
+  };
+  const rejects = async (p: Promise<unknown>, code: string, exit: number, re: RegExp) => assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof BerthError && e.code === code && e.exitCode === exit && re.test(e.message), `expected ${code} ${re}, got ${String(e)}`);
+    return true;
+  });
+
+  const env = envOf('e1', { imgsize: '64m', dsk_path2: 'dsk2.vhd', dsk_size2: '32m', dsk_slot2: '7', nic_parent1: 'bridge0' });
+  await eng.create(env, {});
+  assert.deepEqual(h.take(), ['truncate -s 67108864 $WD/jails-data/e1-data/.dsk1.vhd.new', 'truncate -s 33554432 $WD/jails-data/e1-data/.dsk2.vhd.new']);
+  const d1 = statSync(join(env.paths.data, 'dsk1.vhd'));
+  assert.equal(d1.size, 64 * 1024 * 1024);
+  assert.ok(d1.blocks * 512 < 1024 * 1024, `sparse: ${d1.blocks} blocks`);
+  assert.equal(d1.mode & 0o777, 0o600);
+  assert.equal(statSync(join(env.paths.data, 'dsk2.vhd')).size, 32 * 1024 * 1024);
+  assert.deepEqual(readdirSync(env.paths.data).sort(), ['dsk1.vhd', 'dsk2.vhd'], 'no temp file left');
+  assert.deepEqual(Object.fromEntries(Object.entries(env.conf).filter(([k]) => k.startsWith('dsk_'))), {
+    dsk_controller1: 'ahci-hd', dsk_path1: 'dsk1.vhd', dsk_slot1: '0', dsk_type1: 'vhd', dsk_size1: '67108864',
+    dsk_controller2: 'ahci-hd', dsk_path2: 'dsk2.vhd', dsk_slot2: '7', dsk_type2: 'vhd', dsk_size2: '33554432',
+  }, 'the disk rows for the descriptor, as CBSD writes them');
+  assert.equal(env.conf.stop_timeout, '30', 'CBSD bstop\'s 30 s when not given');
+  // never over an existing disk; checked before any command
+  await rejects(eng.create(env, {}), 'E_DISK_EXISTS', 1, /dsk1\.vhd already exists/);
+  assert.deepEqual(h.take(), []);
+  // no base tree: the disk is made empty
+  await rejects(eng.create(envOf('e2', {}), { baseDir: '/srv/base' }), 'E_BAD_BASE', 2, /not made from a base tree/);
+  // truncate fails: nothing left
+  process.env.BERTH_FAKEBSD_FAIL = 'truncate';
+  const e3 = envOf('e3', { imgsize: '1g' });
+  await rejects(eng.create(e3, {}), 'E_DISK_CREATE', 5, /truncate/);
+  delete process.env.BERTH_FAKEBSD_FAIL;
+  assert.deepEqual(readdirSync(e3.paths.data), []);
+  assert.equal(e3.conf.dsk_path1, undefined, 'a failed create adds no row');
+  h.take();
+  // a UEFI VM gets its own variables file from the template; the default size is 10g
+  const e4 = envOf('e4', { vm_os_type: 'linux', vm_efi: 'uefi' });
+  await eng.create(e4, {});
+  assert.deepEqual(h.take(), ['truncate -s 10737418240 $WD/jails-data/e4-data/.dsk1.vhd.new']);
+  assert.equal(readFileSync(join(e4.paths.sysdir, 'BHYVE_UEFI_VARS.fd'), 'utf8'), 'fake firmware\n');
+
+  const { jid } = await eng.start(env);
+  assert.deepEqual(h.take(), [
+    ...tapUp('tap0', 'e1'), GET_STATS('e1'),
+    'bhyveload -c /dev/nmdm-e1-1A -m 512M -d $WD/jails-data/e1-data/dsk1.vhd e1',
+    'bhyve -k $WD/var/run/bhyve/e1.conf e1',
+  ]);
+  const c = configOf(h.WD, 'e1');
+  assert.equal(pciAt(c, 7)!.vars.get('port.0.path'), join(env.paths.data, 'dsk2.vhd'), 'dsk_slot2');
+  assert.equal(await eng.isRunning(env, jid), true);
+  assert.equal(await eng.isRunning(env, jid + 1), false, 'another pid is not this run');
+  assert.deepEqual(await eng.console(env), { kind: 'tty', path: '/dev/nmdm-e1-1B', attach: ['cu', '-l', '/dev/nmdm-e1-1B', '-s', '115200'] });
+  await rejects(eng.start(env), 'E_BHYVE_RUNNING', 5, /already running/);
+  h.take();
+  await eng.stop(env, 30);
+  assert.deepEqual(h.take(), [], 'ACPI stop: signals only');
+  assert.equal(await eng.isRunning(env, jid), false);
+  await eng.cleanup(env);
+  assert.deepEqual(h.take(), [DESTROY('e1'), ...tapDown('tap0')]);
+  h.clean('e1');
+  await eng.cleanup(env);
+  await eng.stop(env, 30);
+  assert.deepEqual(h.take(), [], 'stop and cleanup are idempotent');
+});
+
+test('the engine\'s registry row and settings: bhyve on FreeBSD only, family b, disk root, serial console, no exec, no live migration; bad values refused', async () => {
+  const { BhyveEngine } = await import('../../src/engines/bhyve/engine.js');
+  const { bhyveInfo } = await import('../../src/engines/bhyve/info.js');
+  const { defaultEmulator, engineInfoFor, loadEngine } = await import('../../src/engines/registry.js');
+  const { validateSettings } = await import('../../src/lifecycle/settings.js');
+  assert.equal(engineInfoFor('bhyve', 'freebsd'), bhyveInfo);
+  assert.throws(() => engineInfoFor('bhyve', 'linux'), (e: unknown) => e instanceof BerthError && e.code === 'E_BAD_EMULATOR');
+  assert.equal(defaultEmulator('freebsd', 'b'), 'bhyve');
+  assert.equal(defaultEmulator('freebsd', 'j'), 'jail');
+  assert.deepEqual([bhyveInfo.family, bhyveInfo.root, bhyveInfo.console, bhyveInfo.exec, bhyveInfo.liveMigration, bhyveInfo.verified], ['b', 'disk', 'serial', false, false, 'transcript']);
+  const eng = await loadEngine('bhyve', 'freebsd');
+  assert.ok(eng instanceof BhyveEngine);
+  assert.equal('exec' in eng, false, 'no jexec in a VM');
+  assert.deepEqual(validateSettings({ vm_ram: '1g', vm_cpus: '2', nic_parent1: 'bridge0', bhyve_generate_acpi: '1' }, bhyveInfo), { vm_ram: '1073741824', vm_cpus: '2', nic_parent1: 'bridge0', bhyve_generate_acpi: '1' });
+  const refused = (input: Record<string, string>, code: string, re: RegExp) => assert.throws(() => { eng.validate({ jname: 'v1', emulator: 'bhyve', ...validateSettings(input, bhyveInfo) }); }, (e: unknown) => {
+    assert.ok(e instanceof BerthError && e.code === code && e.exitCode === 2 && re.test(e.message), `expected ${code} ${re}, got ${String(e)}`);
+    return true;
+  });
+  refused({ vm_ram: 'lots' }, 'E_BAD_VALUE', /vm_ram="lots"/);
+  refused({ vm_cpus: '0' }, 'E_BAD_VALUE', /vm_cpus="0"/);
+  refused({ imgsize: '-1' }, 'E_BAD_VALUE', /imgsize/);
+  refused({ vm_boot: 'floppy' }, 'E_BAD_VALUE', /vm_boot="floppy"/);
+  refused({ vm_kernel: 'k1' }, 'E_UNKNOWN_KEY', /vm_kernel/);
+  refused({ imgtype: 'qcow2' }, 'E_BAD_VALUE', /imgtype="qcow2"/);
+  refused({ nic_hwaddr1: 'zz' }, 'E_BAD_VALUE', /nic_hwaddr1="zz"/);
+  refused({ dsk_format1: 'qcow2' }, 'E_BAD_VALUE', /dsk_format1/);
+  refused({ vm_os_type: 'linux' }, 'E_BAD_VALUE', /bhyveload boots FreeBSD guests only/);
+  refused({ bhyve_flags: '-s 9,passthru,2/0/0' }, 'E_BAD_VALUE', /bhyve_flags/);
+  assert.throws(() => refuseLiveMigration('v1'), (e: unknown) => e instanceof BerthError && e.code === 'E_NO_LIVE_MIGRATION' && /bhyve/.test(e.message));
+
+  // an adopted descriptor naming host paths must be root-only
+  const T = mkdtempSync(join(tmpdir(), 'berth-bhyve-adopt-'));
+  temps.push(T);
+  const f = join(T, 'rc.conf_v1');
+  writeFileSync(f, 'jname="v1";\n', { mode: 0o666 });
+  execFileSync('chmod', ['0666', f]);
+  assert.throws(() => eng.checkAdopted!(f, { jname: 'v1', dsk_path1: '/dev/ada0' }), (e: unknown) => e instanceof BerthError && e.code === 'E_DESCRIPTOR_UNSAFE' && /dsk_path1/.test(e.message));
+  eng.checkAdopted!(f, { jname: 'v1', dsk_path1: 'dsk1.vhd' });
+  execFileSync('chmod', ['0644', f]);
+  eng.checkAdopted!(f, { jname: 'v1', dsk_path1: '/dev/ada0' });
+});
+
+test('the engine with ci_* keys: the cloud-init seed made by makefs in the system dir at every start, attached as a read-only CD; a failing makefs starts nothing', async () => {
+  const { BhyveEngine } = await import('../../src/engines/bhyve/engine.js');
+  const { engineEnv } = await import('../../src/engines/types.js');
+  const h = host();
+  const eng = new BhyveEngine({ firmwareDir: h.fw });
+  const env = engineEnv({ nodename: 'node1', wd: h.wd }, 'ci1', {
+    jname: 'ci1', emulator: 'bhyve', imgsize: '64m', nic_parent1: 'bridge0', nic_hwaddr1: '02:a0:98:00:00:07',
+    ci_ip4_addr: '10.0.0.5/24', ci_gw4: '10.0.0.1', ci_user_pubkey: 'ssh-ed25519 AAAAC3NzaTest user@host',
+  });
+  mkdirSync(env.paths.data, { recursive: true });
+  mkdirSync(env.paths.sysdir, { recursive: true });
+  await eng.create(env, {});
+  h.take();
+  process.env.BERTH_FAKEBSD_FAIL = 'makefs';
+  await assert.rejects(eng.start(env), (e: unknown) => e instanceof BerthError && e.code === 'E_SEED_ISO' && e.exitCode === 5);
+  delete process.env.BERTH_FAKEBSD_FAIL;
+  const mk = 'makefs -t cd9660 -o label=cidata -o isolevel=2 -o rockridge $WD/jails-system/ci1/.seed.iso.new $WD/jails-system/ci1/cloud-init';
+  assert.deepEqual(h.take(), [mk], 'nothing else ran');
+  assert.equal(existsSync(join(env.paths.sysdir, 'seed.iso')), false);
+  h.clean('ci1');
+
+  const { jid } = await eng.start(env);
+  assert.deepEqual(h.take(), [
+    mk, ...tapUp('tap0', 'ci1'), GET_STATS('ci1'),
+    'bhyveload -c /dev/nmdm-ci1-1A -m 512M -d $WD/jails-data/ci1-data/dsk1.vhd ci1',
+    'bhyve -k $WD/var/run/bhyve/ci1.conf ci1',
+  ]);
+  assert.deepEqual(readdirSync(join(env.paths.sysdir, 'cloud-init')).sort(), ['meta-data', 'network-config', 'user-data']);
+  assert.match(readFileSync(join(env.paths.sysdir, 'cloud-init', 'user-data'), 'utf8'), /ssh-ed25519 AAAAC3NzaTest/);
+  assert.match(readFileSync(join(env.paths.sysdir, 'cloud-init', 'network-config'), 'utf8'), /10\.0\.0\.5/);
+  assert.match(readFileSync(join(env.paths.sysdir, 'seed.iso'), 'utf8'), /^cd9660 label=cidata\n/);
+  const c = configOf(h.WD, 'ci1');
+  const cd = c.pci.find((d) => d.vars.get('port.0.path') === join(env.paths.sysdir, 'seed.iso'));
+  assert.ok(cd, 'the seed is attached');
+  assert.deepEqual([cd.device, cd.vars.get('port.0.type'), cd.vars.get('port.0.ro')], ['ahci', 'cd', 'true']);
+  await assert.rejects(eng.start(env), (e: unknown) => e instanceof BerthError && e.code === 'E_BHYVE_RUNNING');
+  assert.deepEqual(h.take(), [], 'a running VM\'s seed is not remade');
+  assert.equal(await eng.isRunning(env, jid), true);
+  await eng.stop(env, 30);
+  await eng.cleanup(env);
+  assert.deepEqual(h.take(), [DESTROY('ci1'), ...tapDown('tap0')]);
+  h.clean('ci1');
 });

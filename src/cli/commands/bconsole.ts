@@ -31,6 +31,17 @@ export const command: CmdDef = {
     const { consoleOf } = await import('../../lifecycle/console.js');
     const ep = await withNode(opts, (ctx) => consoleOf(ctx, jname));
     const tty = !!process.stdin.isTTY && !!process.stdout.isTTY;
+    if (ep.kind === 'tty') {
+      // a terminal device (bhyve: the user's side of an nmdm(4) pair): cu(1) attaches to it, as CBSD's blogin
+      const attach = ep.attach ?? ['cu', '-l', ep.path];
+      if (!tty || until || t !== undefined) {
+        throw usageError('E_NO_CONSOLE', `${jname}'s console is the terminal device ${ep.path}: berth attaches to it from a terminal only (no timeout=, until=)`, { hint: `run: berth bconsole jname=${jname} on a terminal, or ${attach.join(' ')}` });
+      }
+      const { runInteractive } = await import('../../proc.js');
+      const code = await runInteractive(attach);
+      if (code !== 0) throw new BerthError('E_ENGINE', `${attach.join(' ')} exited with ${code}`, EXIT.ENGINE);
+      return { data: { jname, matched: false, timedOut: false }, text: '' };
+    }
     let seen = '';
     const out = (b: Buffer | string) => {
       process.stdout.write(b);

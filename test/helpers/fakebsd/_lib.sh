@@ -14,7 +14,8 @@
 #                             bhyve (exits 4 after its checks) bhyve-stall (never comes up)
 #                             bhyveload (exits 1)
 #                             bhyveload-hang (waits at the loader prompt until killed)
-#                             bhyvectl-destroy (exits 1)
+#                             bhyvectl-destroy (exits 1) truncate (exits 1) makefs (exits 1)
+#                             kldstat-vmm (the vmm module is not loaded)
 #   BERTH_FAKEBSD_DEFAULT_IFACE  interface of the default route (default em0; empty = none)
 #   BERTH_FAKEBSD_GUEST       how a fake bhyve guest answers SIGTERM (the ACPI power button):
 #                             acpi (default: powers off, bhyve exits 1), acpi2 (only the
