@@ -109,6 +109,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   }
   const name = checkJname(conf.jname || jname || '');
   if (jname && conf.jname && conf.jname !== jname) throw usageError('E_BAD_RCCONF', `${rcfile} is the descriptor of ${conf.jname}, not ${jname}`);
+  // CBSD writes uuid="0" for an env it never gave one (its default column value): no uuid yet
+  if (conf.uuid === '0') delete conf.uuid;
   if (conf.uuid) checkUuid(conf.uuid, rcfile);
   // A row left by fencing (another node took the env over) is dropped when the env comes back.
   if (ctx.inv.get(name) && !(await forgetFencedEnv(ctx, name))) throw new BerthError('E_ENV_EXISTS', `${name} is already registered on node ${ctx.nodename}`, EXIT.FAILURE);

@@ -263,10 +263,11 @@ test('bregister of a descriptor CBSD wrote (bunregister): refused while others m
     return l;
   };
   run(['initenv', `workdir=${WD}`, 'nodename=node1']);
-  // CBSD writes uuid="0" for VMs it made before uuids; berth's register refuses that value
-  // (a separate matter): the line is left out here
+  // the descriptor as CBSD wrote it, uuid="0" (CBSD's value for none) included: berth gives it one
   const rc = join(WD, 'jails-rcconf', 'rc.conf_debian1');
-  writeFileSync(rc, readFileSync(join(ROOT, 'test', 'fixtures', 'vm', 'cbsd-bunregister-debian1.conf'), 'utf8').split('\n').filter((l) => !l.startsWith('uuid=')).join('\n'));
+  const cbsd = readFileSync(join(ROOT, 'test', 'fixtures', 'vm', 'cbsd-bunregister-debian1.conf'), 'utf8');
+  assert.match(cbsd, /^uuid="0";$/m);
+  writeFileSync(rc, cbsd);
   execFileSync('chmod', ['0666', rc]);
   const data = join(WD, 'jails-data', 'debian1-data');
   execFileSync('mkdir', ['-p', data]);
@@ -276,6 +277,7 @@ test('bregister of a descriptor CBSD wrote (bunregister): refused while others m
   run(['bstart', 'debian1'], 3);
   execFileSync('chmod', ['0644', rc]);
   assert.match(run(['bregister', 'jname=debian1']).stdout, /registered: debian1/);
+  assert.match(run(['bget', 'jname=debian1', 'key=uuid']).stdout.trim(), /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'a uuid of its own');
   // this host has no CBSD firmware copy and no bridge1
   const fw = join(T, 'efi.fd');
   writeFileSync(fw, 'fake firmware\n');
