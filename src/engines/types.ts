@@ -145,6 +145,11 @@ export interface Engine {
    */
   create?(env: EngineEnv, input: { baseDir?: string }): Promise<void>;
   /**
+   * jclone: changes in place, in the clone's settings, what a clone must not share with its
+   * source (a VM's MAC addresses). Engines without such settings have none.
+   */
+  cloneConf?(conf: EnvConf): void;
+  /**
    * Starts the env: for a tree engine on the root assembled at `paths.path`; sets up its
    * network. Cleans up its own partial state on failure, then throws.
    * @throws BerthError E_ENGINE (exit 5)

@@ -432,6 +432,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
     created_by_node: ctx.nodename,
   };
   const engine = await ctx.engine(row.emulator);
+  engine.cloneConf?.(newConf);
   engine.validate(newConf);
   const inherited = newConf.ip4_addr ?? '0';
   if (given.ip4_addr === undefined && !['0', '', 'DHCP', 'DHCPv6', 'REALDHCP'].includes(inherited)) {

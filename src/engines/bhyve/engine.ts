@@ -45,7 +45,7 @@ import { run as defaultRun } from '../../proc.js';
 import type { Workdir } from '../../paths.js';
 import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, StartResult } from '../types.js';
 import { DEFAULT_IMGSIZE, VM_SETTINGS } from '../vm/settings.js';
-import { diskFile, normalizeVmConf, parseVmSpec, type VmSpec } from '../vm/spec.js';
+import { diskFile, freshHwaddrs, normalizeVmConf, parseVmSpec, type VmSpec } from '../vm/spec.js';
 import { cloudInitFiles, resolvePubkeys } from '../qemu/cloudinit.js';
 import { bhyveInfo } from './info.js';
 import { UEFI_FIRMWARE_DIR, UEFI_VARS_FILE, consoleOf, seedIsoArgv, validateBhyveSpec, type Runner, type StopDeps } from './plan.js';
@@ -153,6 +153,11 @@ export class BhyveEngine implements Engine {
    * @throws BerthError E_BAD_BASE (exit 2) for a base tree (a bhyve disk is made empty;
    *   install the guest from vm_iso_path); E_BAD_VALUE (2); E_DISK_EXISTS (1); E_DISK_CREATE (5)
    */
+  /** A clone gets MAC addresses of its own (src/engines/vm/spec.ts freshHwaddrs). */
+  cloneConf(conf: EnvConf): void {
+    freshHwaddrs(conf);
+  }
+
   async create(env: EngineEnv, input: { baseDir?: string }): Promise<void> {
     const spec = this.spec(env.conf, env.jname);
     if (input.baseDir) {

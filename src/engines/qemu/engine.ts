@@ -18,7 +18,7 @@ import { tapDown, tapName, tapUp } from '../../net/tap.js';
 import type { Workdir } from '../../paths.js';
 import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, LiveStats, StartResult } from '../types.js';
 import { vmDefaults } from '../vm/settings.js';
-import { DEFAULT_IMGSIZE, diskFile, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
+import { DEFAULT_IMGSIZE, diskFile, freshHwaddrs, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
 import { describeAccel, nodeAccel } from './accel.js';
 import { buildQemuArgv, qemuRunPaths, type QemuRunPaths } from './argv.js';
 import { writeSeedIso } from './cloudinit.js';
@@ -66,6 +66,11 @@ export class QemuEngine implements Engine {
    * disk: ext4 from `baseDir` (a busybox tree gets the files that make it a guest) or an empty
    * sparse image of imgsize (10g when 0). imgtype=none makes no disk.
    */
+  /** A clone gets MAC addresses of its own (src/engines/vm/spec.ts freshHwaddrs). */
+  cloneConf(conf: EnvConf): void {
+    freshHwaddrs(conf);
+  }
+
   async create(env: EngineEnv, input: { baseDir?: string }): Promise<void> {
     const defs = vmDefaults('qemu');
     for (const [k, v] of Object.entries(defs)) if (env.conf[k] === undefined) env.conf[k] = v;

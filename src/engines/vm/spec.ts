@@ -607,5 +607,15 @@ export function newNic(index: number, parent: string, hwaddr: string = randomHwa
   return { index, order: 0, driver: 'vtnet', slot: '0', type: '0', parent: checkParent(`nic_parent${index}`, parent), hwaddr: checkHwaddr(`nic_hwaddr${index}`, hwaddr), mtu: 0 };
 }
 
+/**
+ * For a clone (bclone): every NIC row that has an address gets a fresh one, so the clone and
+ * its source never share a MAC address on a bridge. Changes `conf` in place.
+ */
+export function freshHwaddrs(conf: Record<string, string | undefined>): void {
+  for (const k of Object.keys(conf)) {
+    if (/^nic_hwaddr[1-9]\d*$/.test(k) && conf[k] && conf[k] !== '0') conf[k] = randomHwaddr();
+  }
+}
+
 /** The default size of an empty first disk (re-exported for bcreate). */
 export { DEFAULT_IMGSIZE };
