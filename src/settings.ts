@@ -39,11 +39,13 @@ export interface NodeSettings {
 
 export const SETTING_DEFAULTS: KV = {
   zfsfeat: '0', hammerfeat: '0', lease_ttl: '30', mnt_timeout: '300', default_mnt_start: '0', default_mnt_stop: '0', api_port: '0', lease_dir: '',
-  console_port: '0', console_bind: '127.0.0.1', tls_cert: '', tls_key: '', console_stats_sec: '10',
 };
 
+/** Defaults of the optional web console settings (docs/console.md); initenv does not write them. */
+export const CONSOLE_DEFAULTS: KV = { console_port: '0', console_bind: '127.0.0.1', tls_cert: '', tls_key: '', console_stats_sec: '10' };
+
 function int(raw: KV, k: string, min = 0): number {
-  const v = raw[k] ?? SETTING_DEFAULTS[k]!;
+  const v = raw[k] ?? SETTING_DEFAULTS[k] ?? CONSOLE_DEFAULTS[k]!;
   if (!/^\d+$/.test(v) || Number(v) < min) throw usageError('E_BAD_SETTING', `bad ${k}=${JSON.stringify(v)} in berth.conf: expected an integer >= ${min}`);
   return Number(v);
 }
