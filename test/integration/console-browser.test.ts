@@ -248,6 +248,16 @@ describe('web console in chromium', () => {
     await p2ctx.close();
   });
 
+  test('log out: the session ends; the next page asks for a login again', async () => {
+    await page.goto(consoles.get('node1')!.url + '/');
+    await page.click('header form button');
+    await page.waitForURL(/\/login$/);
+    await page.goto(consoles.get('node1')!.url + '/');
+    assert.match(page.url(), /\/login$/);
+    const r = await page.evaluate(async () => (await fetch('/partials/cluster')).status);
+    assert.equal(r, 401);
+  });
+
   test('every action is in the audit log: who, what, when, result', () => {
     const lines = audit(fx.n1);
     const admin = fx.n1.ok(['token', 'list', '--json']).json.tokens.find((t: any) => t.role === 'admin').id;
@@ -261,5 +271,6 @@ describe('web console in chromium', () => {
     has((l) => l.what === 'stop' && l.result === 'refused' && l.who?.role === 'viewer', 'the viewer refusal');
     has((l) => l.what === 'shell' && l.result === 'ok' && l.jname === 'w1', 'the shell');
     has((l) => l.what === 'migrate' && l.result === 'ok' && l.detail?.dst === 'node2', 'the migration');
+    has((l) => l.what === 'logout' && l.result === 'ok' && l.who?.token === admin, 'the logout');
   });
 });
