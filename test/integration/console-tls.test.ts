@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { request } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
@@ -83,6 +83,11 @@ describe('console over TLS', () => {
     const page = await https('/', { headers: { Cookie: cookie.split(';')[0]! } });
     assert.equal(page.status, 200);
     assert.match(page.body, /Cluster as node tls1 sees it/);
+    // the audit log: readable by root only, one JSON line per login attempt
+    const file = join(wd, 'var', 'log', 'audit.log');
+    assert.equal(statSync(file).mode & 0o077, 0);
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.what, l.result]), [['login', 'ok'], ['login', 'refused'], ['login', 'refused']]);
   });
 
   test('bad console settings are refused with a message naming them; nothing listens', async () => {
