@@ -325,6 +325,8 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
         const engine = row ? await ctx.engine(row.emulator) : undefined;
         if (!row || !engine?.console) { wsock.close(1011, `${jname} has no console on this node`); return; }
         const ep = await engine.console(engineEnv(ctx, jname, row.conf));
+        // a unix socket (qemu's serial chardev); a terminal device (bhyve's nmdm) is not bridged yet
+        if (ep.kind !== 'unix') { wsock.close(1011, `${jname}'s console is a ${ep.kind} (${ep.path}): use berth bconsole`); return; }
         write(c as Context<Vars>, { what: 'console', jname, result: 'ok', message: 'opened' });
         sock = connect(ep.path);
         sock.on('data', (d) => { try { wsock.send(d.toString('utf8')); } catch { /* closed */ } });
