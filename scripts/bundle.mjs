@@ -46,3 +46,18 @@ const bin = new URL('../bin/berth', import.meta.url).pathname;
 for (const args of [['--help'], ['jls', '--workdir=/nonexistent/berth-build-cache']]) {
   spawnSync(process.execPath, [bin, ...args], { stdio: 'ignore', env: { ...process.env, BERTH_WRITE_V8CACHE: '1' } });
 }
+
+// The web console's client files (dist/console/, served by the agent under /assets/: nothing is
+// fetched from elsewhere at run time): htmx as published, the console's own client code, the
+// env page's extras (xterm, uPlot) as one IIFE each, and one stylesheet.
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+const consoleDir = new URL('../dist/console/', import.meta.url).pathname;
+rmSync(consoleDir, { recursive: true, force: true });
+mkdirSync(consoleDir, { recursive: true });
+const nm = (p) => new URL(`../node_modules/${p}`, import.meta.url).pathname;
+copyFileSync(nm('htmx.org/dist/htmx.min.js'), consoleDir + 'htmx.min.js');
+for (const [name, entry] of [['console', 'client/console/main.js'], ['extras', 'client/console/extras.js']]) {
+  await build({ entryPoints: { [name]: entry }, outdir: consoleDir, bundle: true, format: 'iife', platform: 'browser', target: 'es2020', minify: true, logLevel: 'warning' });
+}
+writeFileSync(consoleDir + 'console.css', [nm('@xterm/xterm/css/xterm.css'), nm('uplot/dist/uPlot.min.css'), new URL('../client/console/console.css', import.meta.url).pathname]
+  .map((f) => readFileSync(f, 'utf8')).join('\n'));

@@ -81,3 +81,12 @@ export function toBerthError(e: unknown): BerthError {
   const msg = e instanceof Error ? e.message : String(e);
   return new BerthError('E_INTERNAL', msg, EXIT.FAILURE, { cause: e });
 }
+
+/**
+ * The lines the CLI prints on stderr for a failed command (`berth <cmd>: <message>`, then
+ * `hint: <hint>` when there is one). Here, on the library side, so that the web console
+ * (src/agent/console/) shows a refusal exactly as the CLI prints it (src/cli/render.ts uses it).
+ */
+export function cliErrorLines(cmd: string, err: { message: string; hint?: string }): string {
+  return `berth ${cmd}: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`;
+}

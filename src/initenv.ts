@@ -48,7 +48,8 @@ import { succeeds } from './proc.js';
 import { packageRoot } from './pkg.js';
 
 /** The setting keys initenv takes (etc/berth.conf keys), in the order berth.conf lists them. */
-export const INITENV_SETTING_KEYS = ['zfsfeat', 'hammerfeat', 'lease_ttl', 'mnt_timeout', 'default_mnt_start', 'default_mnt_stop', 'api_port', 'lease_dir'] as const;
+export const INITENV_SETTING_KEYS = ['zfsfeat', 'hammerfeat', 'lease_ttl', 'mnt_timeout', 'default_mnt_start', 'default_mnt_stop', 'api_port', 'lease_dir',
+  'console_port', 'console_bind', 'tls_cert', 'tls_key', 'console_stats_sec'] as const;
 export type InitenvSettingKey = (typeof INITENV_SETTING_KEYS)[number];
 
 /** Arguments of {@link initenv}. Values are strings as given on the command line. */

@@ -43,6 +43,15 @@ export interface NodeRow {
   added_at: number;
 }
 
+/** A web console login token (`berth token add`): its id, role and the SHA-256 (hex) of the secret. */
+export interface ConsoleTokenRow {
+  id: string;
+  role: 'admin' | 'viewer';
+  hash: string;
+  comment: string;
+  created_at: number;
+}
+
 /** The settings {@link Inventory.listSummary} returns (CBSD's default jls columns and a few more). */
 export const SUMMARY_KEYS = ['ip4_addr', 'host_hostname', 'path', 'data', 'baserw', 'base', 'astart', 'vnet'];
 
@@ -82,6 +91,14 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE jails ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
    UPDATE jails SET summary = json_patch('{}', json_object(${SUMMARY_KEYS.map((k) => `'${k}', conf -> '$.${k}'`).join(', ')}));
    CREATE INDEX jails_list ON jails (jname, uuid, emulator, status, jid, generation, summary);`,
+  // 5: web console login tokens (src/tokens.ts): only the SHA-256 of each token is kept
+  `CREATE TABLE console_tokens (
+     id TEXT PRIMARY KEY,
+     role TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+     hash TEXT NOT NULL UNIQUE,
+     comment TEXT NOT NULL DEFAULT '',
+     created_at INTEGER NOT NULL
+   );`,
 ];
 
 /** Latest schema version. */
@@ -283,5 +300,18 @@ export class Inventory {
   }
   deleteNode(name: string): boolean {
     return this.db.prepare('DELETE FROM nodes WHERE name = ?').run(name).changes === 1;
+  }
+
+  listConsoleTokens(): ConsoleTokenRow[] {
+    return this.db.prepare('SELECT * FROM console_tokens ORDER BY created_at, id').all() as ConsoleTokenRow[];
+  }
+  consoleTokenByHash(hash: string): ConsoleTokenRow | undefined {
+    return this.db.prepare('SELECT * FROM console_tokens WHERE hash = ?').get(hash) as ConsoleTokenRow | undefined;
+  }
+  addConsoleToken(t: Omit<ConsoleTokenRow, 'created_at'>): void {
+    this.db.prepare('INSERT INTO console_tokens (id, role, hash, comment, created_at) VALUES (?, ?, ?, ?, ?)').run(t.id, t.role, t.hash, t.comment, now());
+  }
+  deleteConsoleToken(id: string): boolean {
+    return this.db.prepare('DELETE FROM console_tokens WHERE id = ?').run(id).changes === 1;
   }
 }

@@ -83,6 +83,8 @@ export interface AgentEndpoints {
   socket: string;
   /** the loopback TCP port, when enabled */
   port?: number;
+  /** the web console's URL, when console_port is set (docs/console.md) */
+  console?: string;
 }
 
 
@@ -121,6 +123,7 @@ export class Agent {
   /** heartbeat (and fencing, reconcile) period in ms: lease_ttl/3 */
   readonly periodMs: number;
   private servers: Server[] = [];
+  private console?: { url: string; close(): Promise<void> };
   private timers: NodeJS.Timeout[] = [];
   /** work to wait for on shutdown (rounds, API operations, autostart) */
   private tasks = new Set<Promise<unknown>>();
@@ -231,9 +234,20 @@ export class Agent {
       this.servers.push(tcp);
       endpoints.port = port;
     }
+    if (ctx.settings.console_port) {
+      try {
+        const { startConsole } = await import('./console/server.js');
+        this.console = await startConsole(ctx, nodeOps(ctx, (p) => this.track(p)), (p) => this.track(p));
+        endpoints.console = this.console.url;
+      } catch (e) {
+        await this.closeServers();
+        await this.removeSocket();
+        throw e;
+      }
+    }
     this.endpoints = endpoints;
     await ctx.own.ensureNode().catch((e) => log('error', { err: String(e), leaseDir: ctx.wd.leaseDir }, 'cannot make this node\'s directory in the ownership directory (is lease_dir mounted? berth doctor)'));
-    await log('info', { node: ctx.nodename, workdir: ctx.wd.root, leaseDir: ctx.wd.leaseDir, socket: sock, port: endpoints.port, leaseTtl: ctx.settings.lease_ttl, periodMs: this.periodMs }, 'agent started');
+    await log('info', { node: ctx.nodename, workdir: ctx.wd.root, leaseDir: ctx.wd.leaseDir, socket: sock, port: endpoints.port, console: endpoints.console, leaseTtl: ctx.settings.lease_ttl, periodMs: this.periodMs }, 'agent started');
     // the heartbeat first and on its own timer (a long first check must not delay it); the
     // periodic rounds only once the first full check has decided what is fenced, then autostart
     this.timers.push(setInterval(() => void this.beat(), this.periodMs));
@@ -513,7 +527,7 @@ export class Agent {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    const closing = this.closeServers();
+    const closing = Promise.all([this.closeServers(), this.console?.close()]);
     const grace = (this.opts.shutdownGraceSec ?? 30) * 1000;
     const pending = Promise.allSettled([...this.tasks, closing]);
     let timer: NodeJS.Timeout | undefined;

@@ -32,6 +32,9 @@ import { command as nodeRemove } from './commands/node-remove.js';
 import { command as clusterLs } from './commands/cluster-ls.js';
 import { command as bconsole } from './commands/bconsole.js';
 import { vmCommand } from './family.js';
+import { command as tokenAdd } from './commands/token-add.js';
+import { command as tokenList } from './commands/token-list.js';
+import { command as tokenRemove } from './commands/token-remove.js';
 
 export const COMMANDS: readonly CmdDef[] = [
   initenv,
@@ -52,4 +55,5 @@ export const COMMANDS: readonly CmdDef[] = [
   bconsole,
   doctor, agent,
   nodeAdd, nodeList, nodeRemove, clusterLs,
+  tokenAdd, tokenList, tokenRemove,
 ];

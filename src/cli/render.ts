@@ -4,6 +4,7 @@
  * agent: warnings as `berth <cmd>: warning: ...`, errors as `berth <cmd>: <message>` and
  * `hint: <hint>`, on stderr; and how a closed stdout is taken.
  */
+import { cliErrorLines } from '../errors.js';
 
 /**
  * ` (jname=web1, errors=[...])` for a warning's fields, leaving out empty ones and those whose
@@ -23,9 +24,7 @@ export function warningLine(cmd: string, msg: string, fields: Record<string, unk
 }
 
 /** The stderr lines of a failed command `cmd` (with their newlines). */
-export function errorLines(cmd: string, err: { message: string; hint?: string }): string {
-  return `berth ${cmd}: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`;
-}
+export const errorLines: (cmd: string, err: { message: string; hint?: string }) => string = cliErrorLines;
 
 /** `berth jls | head`: a closed stdout ends the command quietly, with its exit code so far. */
 export function ignoreClosedStdout(): void {

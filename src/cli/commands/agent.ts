@@ -18,7 +18,7 @@ export const command: CmdDef = {
     }
     const { runAgent } = await import('../../agent/daemon.js');
     const ep = await runAgent({ workdir: opts.workdir, apiPort }, (e) =>
-      io.note(`berth agent: serving ${e.socket}${e.port ? ` and http://127.0.0.1:${e.port}` : ''}`));
+      io.note(`berth agent: serving ${e.socket}${e.port ? ` and http://127.0.0.1:${e.port}` : ''}${e.console ? `; web console at ${e.console}` : ''}`));
     // nothing should keep the process alive after a clean stop; make sure it ends anyway
     setTimeout(() => process.exit(), 5000).unref();
     return { data: { stopped: true, socket: ep.socket, port: ep.port ?? null }, text: '' };

@@ -8,7 +8,9 @@ export const command: CmdDef = {
     o('hammerfeat', 'HAMMER2 (DragonFly only)', '0|1'), o('lease_ttl', 'lease time to live, seconds (default 30)'),
     o('mnt_timeout', 'default hook timeout, seconds (default 300)'), o('default_mnt_start', 'node default mnt_start hook'),
     o('default_mnt_stop', 'node default mnt_stop hook'), o('api_port', 'agent API loopback TCP port (0 = unix socket only)'),
-    o('lease_dir', 'the shared ownership directory, mounted whole on every node (default <workdir>/jails-lease)')],
+    o('lease_dir', 'the shared ownership directory, mounted whole on every node (default <workdir>/jails-lease)'),
+    o('console_port', 'web console TCP port of berth agent (0 = none; docs/console.md)'), o('console_bind', 'web console address (default 127.0.0.1)'),
+    o('tls_cert', 'web console TLS certificate (PEM file)'), o('tls_key', 'web console TLS key (PEM file)'), o('console_stats_sec', 'seconds between CPU/memory samples (default 10)')],
   async handler(opts) {
     const { initenv, INITENV_SETTING_KEYS, relToWorkdir } = await import('../../initenv.js');
     const settings: Record<string, string> = {};

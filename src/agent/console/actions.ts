@@ -1,0 +1,72 @@
+/**
+ * The console's actions: the same library calls as the CLI commands (src/cli/commands/j*.ts)
+ * and, for start and stop, the same operations as the agent API (src/agent/ops.ts, which the
+ * CLI's fast path uses while an agent runs). Each answers what the CLI would print: its exit
+ * code, its stdout line (`started: web1`) and, on failure, its stderr lines
+ * (`berth jstart: <message>` / `hint: ...`, src/errors.ts cliErrorLines).
+ */
+import { cliErrorLines, EXIT, toBerthError } from '../../errors.js';
+import { getEnv } from '../../lifecycle/envs.js';
+import { startEnv } from '../../lifecycle/start.js';
+import { stopEnv } from '../../lifecycle/stop.js';
+import { migrateEnv } from '../../lifecycle/migrate.js';
+import type { NodeCtx } from '../../node.js';
+import type { AgentOps } from '../api.js';
+
+/** The actions of the console, and the CLI command each one is. */
+export const ACTIONS = {
+  start: 'jstart', stop: 'jstop', restart: 'jrestart', migrate: 'jmigrate', register: 'jregister', unregister: 'junregister',
+} as const;
+export type Action = keyof typeof ACTIONS;
+
+/** What the CLI would have printed and exited with. */
+export interface Outcome {
+  action: Action;
+  jname: string;
+  command: string;
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  code?: string;
+}
+
+export function isAction(a: string): a is Action {
+  return Object.prototype.hasOwnProperty.call(ACTIONS, a);
+}
+
+/**
+ * Runs `action` on `jname`. Never throws: a failure is an Outcome with the CLI's exit code and lines.
+ * @param track the agent's tracker of work in progress (waited for on shutdown)
+ */
+export async function runAction(ctx: NodeCtx, ops: AgentOps, action: Action, jname: string, opts: { dst?: string }, track: <T>(p: Promise<T>) => Promise<T>): Promise<Outcome> {
+  const command = ACTIONS[action];
+  try {
+    let stdout: string;
+    switch (action) {
+      case 'start': await ops.start(jname); stdout = `started: ${jname}`; break;
+      case 'stop': await ops.stop(jname); stdout = `stopped: ${jname}`; break;
+      case 'restart':
+        await track((async () => {
+          if (getEnv(ctx, jname).status !== 0) await stopEnv(ctx, jname);
+          await startEnv(ctx, jname);
+        })());
+        stdout = `restarted: ${jname}`;
+        break;
+      case 'migrate': {
+        const r = await track(migrateEnv(ctx, jname, opts.dst ?? '', {}));
+        stdout = `migrated: ${r.jname} ${r.from} -> ${r.to} (generation ${r.generation}, no data copied, total ${r.totalMs} ms)`;
+        break;
+      }
+      case 'register': {
+        const r = await ops.register(jname, {}) as { jname: string; generation: number; tookOver?: boolean; previousOwner?: string };
+        stdout = `registered: ${r.jname} (generation ${r.generation}${r.tookOver ? `, taken over from ${r.previousOwner}` : ''})`;
+        break;
+      }
+      case 'unregister': await ops.unregister(jname); stdout = `unregistered: ${jname}`; break;
+    }
+    return { action, jname, command, exitCode: EXIT.OK, stdout, stderr: '' };
+  } catch (e) {
+    const err = toBerthError(e);
+    return { action, jname, command, exitCode: err.exitCode, stdout: '', stderr: cliErrorLines(command, err), code: err.code };
+  }
+}
