@@ -1,0 +1,94 @@
+/**
+ * jrename live (src/lifecycle/rename.ts), through the built CLI:
+ * - on one node with a local workdir (runc): a stopped env renamed keeps its data and its fstab
+ *   entry naming its own data dir, starts under the new name; refusals (running, taken, bad
+ *   name) change nothing;
+ * - on two nodes with per-env GlusterFS mounts (test/integration/cluster-twonode.ts
+ *   perEnvNodes, the example hooks): the hook renames the env's sub-directories on the volume
+ *   (BERTH_ACTION=rename), nothing stays mounted, node2 sees the env under its new name only,
+ *   and it starts and runs on its data under the new name.
+ */
+import { strict as assert } from 'node:assert';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { berth, berthOk, isRoot, mountTable, newNode } from '../helpers/cli.js';
+import { hookMounts, perEnvNodes, type TwoNodes } from './cluster-twonode.js';
+
+assert.ok(isRoot, 'integration tests run as root (runc, mounts, glusterd)');
+
+describe('jrename on a local workdir', () => {
+  let wd: string;
+  const opt = () => ({ workdir: wd });
+  before(() => {
+    wd = newNode('node1');
+    berthOk(['base', 'busybox', 'name=bb'], opt());
+  });
+  after(() => { berth(['jstop', 'jname=*'], opt()); });
+
+  test('a stopped env is renamed with its data and fstab entry, starts under the new name; refusals change nothing', () => {
+    berthOk(['jcreate', 'jname=lr1', 'base=bb'], opt());
+    berthOk(['jcreate', 'jname=lr9', 'base=bb'], opt());
+    const d = join(wd, 'jails-data', 'lr1-data', 'srv');
+    mkdirSync(d);
+    writeFileSync(join(d, 'note'), 'kept\n');
+    writeFileSync(join(wd, 'jails-fstab', 'lr1', 'fstab.local'), `${d} /root/m nullfs ro 0 0\n`);
+    berthOk(['jstart', 'jname=lr1'], opt());
+    const snap = () => JSON.stringify([readdirSync(join(wd, 'jails-data')).sort(), readdirSync(join(wd, 'jails-lease', 'envs')).sort(), berthOk(['jls', '--json'], opt()).json.envs.map((e: any) => [e.jname, e.status]), mountTable(wd)]);
+    let before = snap();
+    const running = berth(['jrename', 'old=lr1', 'new=lr2', '--json'], opt());
+    assert.equal(running.code, 1);
+    assert.equal(running.json.error.code, 'E_RUNNING');
+    assert.equal(snap(), before);
+    berthOk(['jstop', 'jname=lr1'], opt());
+    before = snap();
+    for (const [args, code, err] of [[['old=lr1', 'new=lr9'], 1, 'E_NAME_TAKEN'], [['old=lr1', 'new=bad.name'], 2, 'E_BAD_JNAME'], [['old=nosuch', 'new=lr3'], 3, 'E_NO_SUCH_ENV']] as const) {
+      const r = berth(['jrename', ...args, '--json'], opt());
+      assert.equal(r.code, code, r.stderr);
+      assert.equal(r.json.error.code, err);
+      assert.equal(snap(), before, `${args.join(' ')} changed nothing`);
+    }
+    const r = berthOk(['jrename', 'old=lr1', 'new=lr2'], opt());
+    assert.match(r.stdout, /renamed: lr1 -> lr2/);
+    assert.deepEqual(Object.keys(berthOk(['jls', '--json'], opt()).json.envs.reduce((a: any, e: any) => ({ ...a, [e.jname]: 1 }), {})).sort(), ['lr2', 'lr9']);
+    assert.equal(readFileSync(join(wd, 'jails-fstab', 'lr2', 'fstab.local'), 'utf8'), `${join(wd, 'jails-data', 'lr2-data', 'srv')} /root/m nullfs ro 0 0\n`);
+    for (const p of ['jails-data/lr1-data', 'jails-system/lr1', 'jails-fstab/lr1', 'jails-lease/envs/lr1']) assert.ok(!existsSync(join(wd, p)), `${p} is gone`);
+    berthOk(['jstart', 'jname=lr2'], opt());
+    assert.equal(berthOk(['jexec', 'jname=lr2', 'cat', '/root/m/note'], opt()).stdout, 'kept\n');
+    assert.equal(berthOk(['jexec', 'jname=lr2', 'hostname'], opt()).stdout.trim().length > 0, true);
+    berthOk(['jstop', 'jname=lr2'], opt());
+  });
+});
+
+describe('jrename with per-env GlusterFS mounts (the example hooks)', () => {
+  let fx: TwoNodes;
+  before(async () => { fx = await perEnvNodes(); });
+  after(async () => { await fx?.cleanup(); });
+
+  test('the hook renames the env on the volume; node2 sees the new name only; it runs on its data under the new name', () => {
+    const { n1, n2, vol } = fx;
+    n1.ok(['jcreate', 'jname=gr1', 'base=bb']);
+    n1.ok(['jstart', 'jname=gr1']);
+    n1.ok(['jexec', 'jname=gr1', 'sh', '-c', 'echo on-gluster > /root/note']);
+    n1.ok(['jstop', 'jname=gr1']);
+    assert.deepEqual(hookMounts(n1), []);
+    const r = n1.run(['jrename', 'old=gr1', 'new=gr2', '-v'], 120_000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(hookMounts(n1), [], 'nothing of the env stays mounted');
+    for (const k of ['data', 'system', 'fstab']) {
+      assert.ok(existsSync(join(vol.brick, k, 'gr2')), `${k}/gr2 on the volume`);
+      assert.ok(!existsSync(join(vol.brick, k, 'gr1')), `${k}/gr1 gone from the volume`);
+    }
+    assert.ok(existsSync(join(vol.brick, 'system', 'gr2', 'rc.conf_gr2')));
+    const log = readFileSync(join(n1.wd, 'var', 'log', 'gr2.log'), 'utf8');
+    assert.match(log, /action=rename/);
+    assert.match(log, /renaming data\/gr1 to data\/gr2/);
+    const seen = n2.ok(['cluster', 'ls', '--json']).json.envs.map((e: any) => [e.jname, e.owner]);
+    assert.deepEqual(seen, [['gr2', 'node1']]);
+    n1.ok(['jstart', 'jname=gr2']);
+    assert.deepEqual(hookMounts(n1), ['data/gr2 jails-data/gr2-data', 'fstab/gr2 jails-fstab/gr2', 'system/gr2 jails-system/gr2']);
+    assert.equal(n1.ok(['jexec', 'jname=gr2', 'cat', '/root/note']).stdout, 'on-gluster\n');
+    n1.ok(['jstop', 'jname=gr2']);
+    assert.deepEqual(hookMounts(n1), []);
+  });
+});
