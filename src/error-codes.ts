@@ -12,6 +12,7 @@ export const ERROR_CODES = [
   'E_BAD_BASE',
   'E_BAD_BASE_NAME',
   'E_BAD_CONF',
+  'E_BAD_DATA_PATH',
   'E_BAD_EMULATOR',
   'E_BAD_FSTAB',
   'E_BAD_INVENTORY',

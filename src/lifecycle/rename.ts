@@ -82,10 +82,13 @@ export function parseRenameClaim(runId: string | null | undefined): { oldName: s
   return oldName && newName ? { oldName, newName } : undefined;
 }
 
-/** The conf of an env under the name `jname` (the keys that carry its paths follow). */
-function confAs(ctx: NodeCtx, conf: EnvConf, jname: string): EnvConf {
+/** True when the env's data= names a dir of its own, not jails-data/<jname>-data (it stays where it is). */
+const ownData = (ctx: NodeCtx, jname: string, conf: EnvConf): boolean => ctx.wd.env(jname, conf.data).data !== ctx.wd.env(jname).data;
+
+/** The conf of an env under the name `jname` (the keys that carry its paths follow; a data dir of its own stays). */
+function confAs(ctx: NodeCtx, conf: EnvConf, fromName: string, jname: string): EnvConf {
   const p = ctx.wd.env(jname);
-  return { ...conf, jname, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
+  return { ...conf, jname, path: p.path, data: ownData(ctx, fromName, conf) ? conf.data : p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
 }
 
 /**
@@ -130,14 +133,15 @@ async function moveDir(from: string, to: string): Promise<void> {
  * module header. Idempotent. `conf` is the env's conf under `to`.
  */
 async function moveFiles(ctx: NodeCtx, from: string, to: string, conf: EnvConf, uuid: string, opts: OpOptions): Promise<void> {
-  const fp = ctx.wd.env(from);
-  const tp = ctx.wd.env(to);
+  const own = ownData(ctx, to, conf);
+  const fp = ctx.wd.env(from, own ? conf.data : undefined);
+  const tp = ctx.wd.env(to, own ? conf.data : undefined);
   const hooks = effectiveHooks(ctx, conf);
   const henv = hookEnv(ctx, to, conf, opts, { BERTH_OLD_JNAME: from, BERTH_NEW_JNAME: to });
   await runStorageHook('mnt_start', hooks.start, 'rename', henv);
   try {
     const table = await (await ctx.mounts()).list();
-    for (const k of ['data', 'sysdir', 'fstabDir'] as const) {
+    for (const k of own ? ['sysdir', 'fstabDir'] as const : ['data', 'sysdir', 'fstabDir'] as const) {
       if (isMountpoint(table, tp[k])) continue; // the hook moved it on its volume and mounted it
       if (isMountpoint(table, fp[k])) throw new BerthError('E_MOUNTED', `${fp[k]} is mounted; refusing to rename ${from} through a mount`, EXIT.FAILURE, { hint: `unmount it first: umount ${fp[k]}` });
       await moveDir(fp[k], tp[k]);
@@ -154,7 +158,7 @@ async function moveFiles(ctx: NodeCtx, from: string, to: string, conf: EnvConf, 
       const out = renameFstabText(text, ctx.wd.root, fp, tp);
       if (out !== text) await replaceFileAtomic(f, out, { mode: 0o644 });
     }
-    verifyIdentity(ctx, to, uuid);
+    verifyIdentity(ctx, to, uuid, conf);
   } catch (e) {
     await runStorageHook('mnt_stop', hooks.stop, 'rename', henv).catch((err) => warn({ jname: to, err: String(err) }, 'mnt_stop after a failed rename'));
     throw e;
@@ -243,7 +247,7 @@ export async function renameEnv(ctx: NodeCtx, oldName: string, newName: string, 
   }
   if (!ctx.inv.claimStart(oldName, renameClaim(oldName, newName))) throw ownedError('E_BUSY', `${oldName} is busy`);
   const step = async (s: RenameStep) => { await opts.onStep?.(s); };
-  const newConf = confAs(ctx, row.conf, newName);
+  const newConf = confAs(ctx, row.conf, oldName, newName);
   let committed = false;
   try {
     await step('reserve');
