@@ -6,13 +6,15 @@
  * - on two nodes with per-env GlusterFS mounts (test/integration/cluster-twonode.ts
  *   perEnvNodes, the example hooks): the hook renames the env's sub-directories on the volume
  *   (BERTH_ACTION=rename), nothing stays mounted, node2 sees the env under its new name only,
- *   and it starts and runs on its data under the new name.
+ *   and it starts and runs on its data under the new name;
+ * - killed with -9 while its mnt_start hook runs: the next command on the old name rolls it back.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { berth, berthOk, isRoot, mountTable, newNode } from '../helpers/cli.js';
+import { berth, berthOk, BIN, isRoot, mountTable, newNode, tempDir } from '../helpers/cli.js';
 import { hookMounts, perEnvNodes, type TwoNodes } from './cluster-twonode.js';
 
 assert.ok(isRoot, 'integration tests run as root (runc, mounts, glusterd)');
@@ -57,6 +59,50 @@ describe('jrename on a local workdir', () => {
     assert.equal(berthOk(['jexec', 'jname=lr2', 'cat', '/root/m/note'], opt()).stdout, 'kept\n');
     assert.equal(berthOk(['jexec', 'jname=lr2', 'hostname'], opt()).stdout.trim().length > 0, true);
     berthOk(['jstop', 'jname=lr2'], opt());
+  });
+});
+
+describe('jrename killed in the middle (kill -9 while its mnt_start hook runs)', () => {
+  let wd: string;
+  const opt = () => ({ workdir: wd });
+  before(() => {
+    wd = newNode('node1');
+    berthOk(['base', 'busybox', 'name=bb'], opt());
+  });
+
+  test('the next command on the env rolls the rename back: the old name works, the new one is free again', async () => {
+    const dir = tempDir('berth-rename-kill-');
+    const flag = join(dir, 'hang');
+    const pidFile = join(dir, 'hook.pid');
+    const hook = join(dir, 'mnt_start.sh');
+    writeFileSync(hook, `#!/bin/sh\nif [ "$BERTH_ACTION" = rename ] && [ -e ${flag} ]; then echo $$ > ${pidFile}; exec sleep 120; fi\nexit 0\n`);
+    chmodSync(hook, 0o755);
+    berthOk(['jcreate', 'jname=lk1', 'base=bb'], opt());
+    berthOk(['jset', 'jname=lk1', `mnt_start=${hook}`, 'mnt_stop=0'], opt());
+    writeFileSync(join(wd, 'jails-data', 'lk1-data', 'root', 'note'), 'still here\n');
+    writeFileSync(flag, '');
+    const child = spawn(process.execPath, [BIN, 'jrename', 'old=lk1', 'new=lk2'], { env: { ...process.env, BERTH_WORKDIR: wd }, stdio: 'ignore' });
+    const t0 = Date.now();
+    while (!existsSync(pidFile)) {
+      if (Date.now() - t0 > 60_000) assert.fail('the hook never started');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    process.kill(-Number(readFileSync(pidFile, 'utf8')), 'SIGKILL'); // the hook leads its own process group
+    rmSync(flag);
+    assert.ok(existsSync(join(wd, 'jails-lease', 'envs', 'lk2')), 'the new name was reserved before the kill');
+    assert.equal(berthOk(['jls', '--json'], opt()).json.envs.find((e: any) => e.jname === 'lk1')?.status, 'Maintenance');
+    berthOk(['jstart', 'jname=lk1'], opt());
+    assert.equal(berthOk(['jexec', 'jname=lk1', 'cat', '/root/note'], opt()).stdout, 'still here\n');
+    berthOk(['jstop', 'jname=lk1'], opt());
+    assert.ok(!existsSync(join(wd, 'jails-lease', 'envs', 'lk2')), 'the reservation was dropped');
+    assert.equal(berth(['jstart', 'jname=lk2'], opt()).code, 3);
+    berthOk(['jrename', 'old=lk1', 'new=lk2'], opt());
+    berthOk(['jstart', 'jname=lk2'], opt());
+    assert.equal(berthOk(['jexec', 'jname=lk2', 'cat', '/root/note'], opt()).stdout, 'still here\n');
+    berthOk(['jstop', 'jname=lk2'], opt());
   });
 });
 
