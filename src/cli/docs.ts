@@ -24,12 +24,14 @@ export const COMMON_OPTIONS: OptDef[] = [
 
 /**
  * The man page group of a command: the first word of a two-word command (`base import` → base,
- * `node add` → node), `env` for the env commands (jcreate, jstart ... CBSD's j* commands), else
+ * `node add` → node), `env` for the env commands (jcreate, jstart ... CBSD's j* commands), `vm`
+ * for the VM commands (bcreate, bstart ..., CBSD's b*), else
  * the command itself (initenv, doctor, agent).
  */
 export function groupOf(c: CmdDef): string {
   if (c.name.includes(' ')) return c.name.split(' ')[0]!;
-  if (/^[jb][a-z]+$/.test(c.name) && c.name !== 'base') return 'env';
+  if (/^j[a-z]+$/.test(c.name)) return 'env';
+  if (/^b[a-z]+$/.test(c.name) && c.name !== 'base') return 'vm';
   return c.name;
 }
 

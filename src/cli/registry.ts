@@ -51,6 +51,7 @@ export const COMMANDS: readonly CmdDef[] = [
   vmCommand(jset, 'bset', 'change VM settings (key=value ...)'),
   vmCommand(jget, 'bget', 'show VM settings (all, or the keys named)'),
   vmCommand(jclone, 'bclone', 'copy a stopped VM (its disks too) to a new name'),
+  vmCommand(jrename, 'brename', 'rename a stopped VM (its disks move with its data dir)'),
   vmCommand(jregister, 'bregister', 'adopt a VM descriptor (berth\'s or CBSD\'s) from jails-rcconf/ or shared storage'),
   vmCommand(junregister, 'bunregister', 'release a stopped VM: descriptor to jails-rcconf/, lease released'),
   bconsole,

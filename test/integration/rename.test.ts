@@ -50,6 +50,10 @@ describe('jrename on a local workdir', () => {
       assert.equal(r.json.error.code, err);
       assert.equal(snap(), before, `${args.join(' ')} changed nothing`);
     }
+    const vm = berth(['brename', 'old=lr1', 'new=lr3', '--json'], opt());
+    assert.equal(vm.code, 2, vm.stderr);
+    assert.equal(vm.json.error.code, 'E_BAD_EMULATOR', 'brename is for VMs; lr1 is a container');
+    assert.equal(snap(), before);
     const r = berthOk(['jrename', 'old=lr1', 'new=lr2'], opt());
     assert.match(r.stdout, /renamed: lr1 -> lr2/);
     assert.deepEqual(Object.keys(berthOk(['jls', '--json'], opt()).json.envs.reduce((a: any, e: any) => ({ ...a, [e.jname]: 1 }), {})).sort(), ['lr2', 'lr9']);

@@ -1,6 +1,6 @@
-/** `berth jrename old= new=`: rename a stopped env this node owns; thin handler over src/lifecycle/rename.ts. */
+/** `berth jrename old= new=` (and `brename` for VMs, src/cli/family.ts): rename a stopped env this node owns; thin handler over src/lifecycle/rename.ts. */
 import { usageError } from '../../errors.js';
-import { str, withNode } from '../args.js';
+import { familyOf, str, withNode } from '../args.js';
 import { o } from '../options.js';
 import type { CmdDef } from '../types.js';
 
@@ -13,7 +13,14 @@ export const command: CmdDef = {
     const nw = str(opts, 'new') ?? args[1];
     if (!old || !nw) throw usageError('E_USAGE', 'jrename needs old=<env> new=<new name>');
     const { renameEnv } = await import('../../lifecycle/rename.js');
+    const { engineModule } = await import('../../engines/registry.js');
+    const family = familyOf(opts);
     return withNode(opts, async (ctx) => {
+      // jrename renames jails and containers, brename VMs (CBSD's split)
+      const row = ctx.inv.get(old);
+      if (row && (engineModule(row.emulator)?.info.family ?? 'j') !== family) {
+        throw usageError('E_BAD_EMULATOR', `${old} is a ${row.emulator} ${family === 'b' ? 'env, not a VM' : 'VM'}: use ${family === 'b' ? 'j' : 'b'}rename`);
+      }
       const r = await renameEnv(ctx, old, nw, { verbose: !!opts.verbose });
       return { data: { env: r }, text: `renamed: ${old} -> ${nw}` };
     });
