@@ -3,7 +3,11 @@
 #   make test   every test (unit, then integration with runc, mounts, GlusterFS and Ceph)
 SHELL := /bin/bash
 .ONESHELL:
-.PHONY: deps build test test-unit test-integration demo bench clean
+.PHONY: deps build test test-unit test-integration demo bench clean install uninstall
+
+# make install / make uninstall: where (scripts/install says what goes where)
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 STAMP := node_modules/.berth-deps
 
@@ -37,6 +41,12 @@ demo: build
 
 bench: build
 	for b in bench/*.ts; do node --import tsx $$b || exit 1; done
+
+install: build
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' scripts/install install
+
+uninstall:
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' scripts/install uninstall
 
 clean:
 	rm -rf dist

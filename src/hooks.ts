@@ -32,7 +32,7 @@ import { debug, logEnabled, warn } from './log.js';
 import { sleep } from './proc.js';
 
 /** The lifecycle operation a hook runs for; exported to the hook as `BERTH_ACTION`. */
-export type HookAction = 'create' | 'start' | 'stop' | 'set' | 'register' | 'unregister' | 'remove' | 'clone';
+export type HookAction = 'create' | 'start' | 'stop' | 'set' | 'register' | 'unregister' | 'remove' | 'clone' | 'rename';
 
 /**
  * The host hook dirs of an env, in its sysdir (CBSD's jails-system/<jname>/master_*.d, remove.d,

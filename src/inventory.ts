@@ -267,10 +267,11 @@ export class Inventory {
 
   /**
    * Takes over a Maintenance claim whose holder `deadPid` is gone (atomic: only if it is still
-   * that holder's claim). @returns true when this process now holds the claim
+   * that holder's claim). `keepRunId`: the claim's run_id stays (a rename's, which says what
+   * to finish). @returns true when this process now holds the claim
    */
-  takeStaleClaim(jname: string, deadPid: number): boolean {
-    return this.db.prepare(`UPDATE jails SET claim_pid = ?, run_id = NULL, state_time = ? WHERE jname = ? AND status = ${STATUS.MAINTENANCE} AND claim_pid = ?`)
+  takeStaleClaim(jname: string, deadPid: number, keepRunId = false): boolean {
+    return this.db.prepare(`UPDATE jails SET claim_pid = ?, ${keepRunId ? '' : 'run_id = NULL, '}state_time = ? WHERE jname = ? AND status = ${STATUS.MAINTENANCE} AND claim_pid = ?`)
       .run(process.pid, now(), jname, deadPid).changes === 1;
   }
 

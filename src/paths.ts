@@ -21,7 +21,7 @@ export function resolveWorkdir(arg?: string, env: NodeJS.ProcessEnv = process.en
 export interface EnvPaths {
   /** runtime root mount point: jails/<jname> */
   path: string;
-  /** data: jails-data/<jname>-data */
+  /** data: jails-data/<jname>-data, or the env's own data= dir (Workdir.env) */
   data: string;
   /** system dir: jails-system/<jname> */
   sysdir: string;
@@ -93,12 +93,17 @@ export class Workdir {
       .map((f) => ({ jname: /^rc\.conf_(.+)$/.exec(f)?.[1] ?? '', file: join(this.jailsRcconf, f) }))
       .filter((d) => d.jname !== '');
   }
-  env(jname: string): EnvPaths {
+  /**
+   * The paths of env `jname`. `data`: the env's `data=` setting when it names a directory of its
+   * own (an absolute path, honoured as written as CBSD does, cbsd-behaviour.md §4.3; jregister
+   * checks it exists); anything else means the layout's jails-data/<jname>-data.
+   */
+  env(jname: string, data?: string): EnvPaths {
     const sysdir = join(this.jailsSystem, jname);
     const fstabDir = join(this.jailsFstab, jname);
     return {
       path: join(this.jails, jname),
-      data: join(this.jailsData, `${jname}-data`),
+      data: data && data.startsWith('/') ? resolve(data) : join(this.jailsData, `${jname}-data`),
       sysdir,
       fstabDir,
       fstab: join(fstabDir, 'fstab'),

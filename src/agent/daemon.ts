@@ -39,7 +39,7 @@
  * after lease_ttl other nodes may take this node's envs over with --force.
  * A second agent on the same workdir is refused (E_AGENT_RUNNING, exit 4): the socket answers.
  */
-import { lstatSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { connect } from 'node:net';
@@ -60,7 +60,7 @@ import { berthVersion } from '../pkg.js';
 import { observeNodes } from '../nodes/cluster.js';
 import { createApi } from './api.js';
 import { fenceRun } from '../lifecycle/teardown.js';
-import { isFenced, writeFenceMarker, type FenceMarker } from '../ownership/fence.js';
+import { forgetFencedEnv, isFenced, writeFenceMarker, type FenceMarker } from '../ownership/fence.js';
 import { nodeOps } from './ops.js';
 
 /** Own records checked in turn every period, besides notices and full checks (a constant cost per node). */
@@ -354,7 +354,13 @@ export class Agent {
   /** Checks one own record; fences on E_LEASE_SUPERSEDED. Never throws. */
   private async checkRow(row: EnvRow): Promise<void> {
     const { ctx } = this;
-    if (isFenced(ctx, row.jname)) return;
+    if (isFenced(ctx, row.jname)) {
+      // its new owner removed it since: the stale row goes (forgetFencedEnv checks the record is gone)
+      if (!existsSync(ctx.wd.env(row.jname).lease) && await forgetFencedEnv(ctx, row.jname)) {
+        await log('info', { jname: row.jname, generation: row.generation }, 'dropped the stale row of a fenced env: its new owner removed it');
+      }
+      return;
+    }
     try {
       await requireLease(ctx, row);
       this.lastError.delete(row.jname);

@@ -21,6 +21,7 @@ import { command as jexec } from './commands/jexec.js';
 import { command as jset } from './commands/jset.js';
 import { command as jget } from './commands/jget.js';
 import { command as jclone } from './commands/jclone.js';
+import { command as jrename } from './commands/jrename.js';
 import { command as jregister } from './commands/jregister.js';
 import { command as junregister } from './commands/junregister.js';
 import { command as jmigrate } from './commands/jmigrate.js';
@@ -39,7 +40,7 @@ import { command as tokenRemove } from './commands/token-remove.js';
 export const COMMANDS: readonly CmdDef[] = [
   initenv,
   baseImport, baseBusybox, baseFetch, baseList, baseRemove,
-  jcreate, jstart, jstop, jrestart, jremove, jls, jexec, jset, jget, jclone,
+  jcreate, jstart, jstop, jrestart, jremove, jls, jexec, jset, jget, jclone, jrename,
   jregister, junregister, jmigrate,
   vmCommand(jcreate, 'bcreate', 'create a VM: its first disk from a base tree, or empty (imgsize)'),
   vmCommand(jstart, 'bstart', 'start VM(s)'),
@@ -50,6 +51,7 @@ export const COMMANDS: readonly CmdDef[] = [
   vmCommand(jset, 'bset', 'change VM settings (key=value ...)'),
   vmCommand(jget, 'bget', 'show VM settings (all, or the keys named)'),
   vmCommand(jclone, 'bclone', 'copy a stopped VM (its disks too) to a new name'),
+  vmCommand(jrename, 'brename', 'rename a stopped VM (its disks move with its data dir)'),
   vmCommand(jregister, 'bregister', 'adopt a VM descriptor (berth\'s or CBSD\'s) from jails-rcconf/ or shared storage'),
   vmCommand(junregister, 'bunregister', 'release a stopped VM: descriptor to jails-rcconf/, lease released'),
   bconsole,

@@ -27,7 +27,7 @@ export interface EngineEnv {
 
 /** The EngineEnv of env `jname` with settings `conf` on this node. */
 export function engineEnv(ctx: { nodename: string; wd: Workdir }, jname: string, conf: EnvConf): EngineEnv {
-  return { jname, nodename: ctx.nodename, wd: ctx.wd, paths: ctx.wd.env(jname), conf };
+  return { jname, nodename: ctx.nodename, wd: ctx.wd, paths: ctx.wd.env(jname, conf.data), conf };
 }
 
 /** Result of a start: `jid` is the engine's run id: the jail id (jail), the init pid (runc), the VM's pid (qemu, bhyve). */

@@ -57,7 +57,8 @@ export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions 
   if (opts.uuid && conf.uuid !== opts.uuid) {
     throw new BerthError('E_NOT_SHARED', `node ${ctx.nodename} sees another env named ${jname} in its ownership directory (uuid ${conf.uuid}, the source's ${opts.uuid}): the two nodes do not share it`, EXIT.FAILURE);
   }
-  conf = { ...conf, jname, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
+  // (a data= of its own, honoured by jregister, stays as written: src/lifecycle/register.ts resolveDescriptorPaths)
+  conf = { ...conf, jname, path: p.path, data: ctx.wd.env(jname, conf.data).data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
   conf.emulator ??= 'jail';
   const engine = await ctx.engine(conf.emulator);
   engine.validate(conf);
@@ -78,7 +79,7 @@ export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions 
 export async function cancelAdopt(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<void> {
   const p = ctx.wd.env(jname);
   let conf: EnvConf;
-  try { conf = { ...readSharedDescriptor(p.recordDescriptor, ctx.wd.root), jname, data: p.data }; } catch { return; }
+  try { const c = readSharedDescriptor(p.recordDescriptor, ctx.wd.root); conf = { ...c, jname, data: ctx.wd.env(jname, c.data).data }; } catch { return; }
   if (ctx.inv.get(jname)) return; // adopted after all: its storage is the env's now
   await mntStop(ctx, jname, conf, 'register', opts);
 }
@@ -108,7 +109,8 @@ export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { 
   try {
     const rec = await timed(t, 'lease', () => checkLease(p.lease, { node: ctx.nodename, generation: opts.generation, uuid: plan.uuid }));
     conf = await timed(t, 'descriptor', async () => {
-      const c: EnvConf = { ...readSharedDescriptor(p.recordDescriptor, ctx.wd.root), jname, path: p.path, data: p.data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
+      const d = readSharedDescriptor(p.recordDescriptor, ctx.wd.root);
+      const c: EnvConf = { ...d, jname, path: p.path, data: ctx.wd.env(jname, d.data).data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
       c.emulator ??= 'jail';
       await writeDescriptorIfChanged(p.descriptor, c, ctx.wd.root);
       return c;

@@ -420,7 +420,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
   if (existsSync(np.rcconfFile)) {
     throw new BerthError('E_ENV_EXISTS', `an unregistered env ${newName} exists (${np.rcconfFile})`, EXIT.FAILURE, { hint: `adopt it with berth jregister jname=${newName}, or pick another name` });
   }
-  const op = ctx.wd.env(oldName);
+  const op = ctx.wd.env(oldName, row.conf.data);
   const warnings: string[] = [];
   const newConf: EnvConf = {
     ...row.conf,

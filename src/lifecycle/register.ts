@@ -18,8 +18,8 @@
  * env at that generation, its storage mounted beforehand by {@link prepareAdopt}.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, rm, rmdir, unlink } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from '../errors.js';
 import { readDescriptor, readSharedDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
@@ -67,6 +67,60 @@ export interface RegisterResult {
   started?: EnvInfo;
   /** adopt: how long each step took (ms) */
   timings?: StepTiming[];
+  /** the env's data dir (its own data= dir when the descriptor names one that exists) */
+  data?: string;
+  /** the descriptor's paths that were replaced by this node's (another workdir's layout; path=, mount_fstab=, rcconf=) */
+  mapped?: { key: string; from: string; to: string }[];
+}
+
+/**
+ * The descriptor's paths on this node (CBSD cbsd-behaviour.md §4.3: `CBSDROOT` and relative
+ * paths were already made this workdir's by parseDescriptor; absolute ones are used as written):
+ * - `data=` missing, `0` or this node's jails-data/<jname>-data: that dir;
+ * - `data=` an existing directory: honoured as written (the env runs on that data), unless it is
+ *   another env's jails-data dir of this workdir;
+ * - `data=` that does not exist but names a workdir's layout (`<workdir>/jails-data/<jname>-data`
+ *   of another node, e.g. a CBSD node's /usr/jails): mapped to this node's, and reported;
+ * - anything else is refused, naming it.
+ * `path=`, `mount_fstab=` and `rcconf=` are where berth puts the env's root, fstab and
+ * descriptor on this node: set to this node's, and reported when they named something else.
+ * Changes `conf`. @returns what was mapped
+ * @throws BerthError E_BAD_DATA_PATH (exit 2) naming the value
+ */
+export function resolveDescriptorPaths(ctx: NodeCtx, jname: string, conf: EnvConf, rcfile: string): { key: string; from: string; to: string }[] {
+  const p = ctx.wd.env(jname);
+  const mapped: { key: string; from: string; to: string }[] = [];
+  const given = conf.data && conf.data !== '0' ? conf.data.replace(/\/+$/, '') : '';
+  if (given && given !== p.data) {
+    if (!given.startsWith('/')) {
+      throw usageError('E_BAD_DATA_PATH', `data=${JSON.stringify(conf.data)} in ${rcfile} is a relative path, and the descriptor says relative_path="0"`, { hint: `write it absolute, or remove data= (berth then uses ${p.data})` });
+    }
+    let isDir = false;
+    try { isDir = statSync(given).isDirectory(); } catch { isDir = false; }
+    const layout = new RegExp(`/jails-data/${jname.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-data$`);
+    if (isDir) {
+      if (given.startsWith(ctx.wd.jailsData + '/')) {
+        throw usageError('E_BAD_DATA_PATH', `data=${given} in ${rcfile} is another env's data dir on this node, not ${jname}'s (${p.data})`, { hint: `fix data= in ${rcfile}, or remove it (berth then uses ${p.data})` });
+      }
+      conf.data = given;
+    } else if (layout.test(given)) {
+      mapped.push({ key: 'data', from: given, to: p.data });
+      conf.data = p.data;
+    } else {
+      throw usageError('E_BAD_DATA_PATH', `data=${given} in ${rcfile} does not exist on node ${ctx.nodename}, and it is not a workdir's jails-data/${jname}-data either; refusing to register ${jname} on other data than its descriptor names`, {
+        hint: `mount or copy the env's data there, or remove data= from ${rcfile} (berth then uses ${p.data})`,
+      });
+    }
+  } else {
+    conf.data = p.data;
+  }
+  for (const [key, to] of [['path', p.path], ['mount_fstab', p.fstab], ['rcconf', p.rcconfFile]] as const) {
+    const from = conf[key];
+    if (from && from !== '0' && from !== to) mapped.push({ key, from, to });
+    conf[key] = to;
+  }
+  conf.jname = jname;
+  return mapped;
 }
 
 /**
@@ -116,8 +170,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   if (ctx.inv.get(name) && !(await forgetFencedEnv(ctx, name))) throw new BerthError('E_ENV_EXISTS', `${name} is already registered on node ${ctx.nodename}`, EXIT.FAILURE);
   if (opts.mntStart !== undefined) conf.mnt_start = opts.mntStart;
   if (opts.mntStop !== undefined) conf.mnt_stop = opts.mntStop;
-  const p = ctx.wd.env(name);
-  conf.path = p.path; conf.data = p.data; conf.mount_fstab = p.fstab; conf.rcconf = p.rcconfFile; conf.jname = name;
+  const mapped = resolveDescriptorPaths(ctx, name, conf, rcfile);
+  const p = ctx.wd.env(name, conf.data);
   conf.emulator ??= 'jail';
   // A descriptor on shared storage is input like any other: validate every setting jset would.
   const engine = await ctx.engine(conf.emulator);
@@ -148,12 +202,16 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   }
   let lease: { generation: number } | undefined;
   let wroteSysDescriptor = false;
-  const result: RegisterResult = { jname: name, uuid: '', generation: 0, tookOver: false, rcfile };
+  const result: RegisterResult = { jname: name, uuid: '', generation: 0, tookOver: false, rcfile, data: p.data, ...(mapped.length ? { mapped } : {}) };
+  const hadRecord = existsSync(p.lease);
+  let sysBefore: Buffer | undefined | null = null; // null: not read yet
   try {
     // the start that follows (start=1) unmounts when it fails (its teardown)
     await withStorage(ctx, name, conf, { action: 'register', uuid: false, lease: false, keep: opts.start || opts.keepStorage }, opts, async () => {
       let inserted = false;
       try {
+        // the sysdir's descriptor as found (CBSD's own, uuid-less; or none): put back on a failure
+        try { sysBefore = readFileSync(p.descriptor); } catch { sysBefore = undefined; }
         if (!conf.uuid) {
           // A descriptor written by CBSD: no uuid yet. The sysdir must not already belong to a berth env.
           const existing = existsSync(p.descriptor) ? readDescriptor(p.descriptor, ctx.wd.root).uuid || undefined : undefined;
@@ -165,7 +223,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
           }
         }
         result.uuid = conf.uuid;
-        verifyIdentity(ctx, name, conf.uuid);
+        verifyIdentity(ctx, name, conf.uuid, conf);
         if (!current) {
           // no record yet: an env of berth 0.1 keeps its lease in the (now mounted) sysdir
           legacyChecked = true;
@@ -200,8 +258,11 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
         // undo everything, whichever step failed: a failed jregister changes nothing
         if (inserted) ctx.inv.delete(name);
         if (lease) await releaseEnvLease(ctx, { jname: name, generation: lease.generation }).catch(() => undefined);
-        // a failed adoption of a CBSD descriptor leaves the sysdir as it found it
-        if (wroteSysDescriptor) await rm(p.descriptor, { force: true }).catch(() => undefined);
+        // a failed adoption leaves the sysdir as it found it (a CBSD descriptor without a uuid included)
+        if (sysBefore === undefined) await rm(p.descriptor, { force: true }).catch(() => undefined);
+        else if (sysBefore !== null && (wroteSysDescriptor || lease)) await writeFile(p.descriptor, sysBefore).catch(() => undefined);
+        // and the ownership directory: a record this registration made is deleted whole
+        if (!hadRecord && lease) await rm(p.lease, { recursive: true, force: true }).catch(() => undefined);
         throw e;
       }
     });

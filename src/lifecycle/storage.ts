@@ -27,7 +27,7 @@ export function effectiveHooks(ctx: NodeCtx, conf: EnvConf): { start: string; st
 
 /** The HookEnv for an env's hooks. */
 export function hookEnv(ctx: NodeCtx, jname: string, conf: EnvConf, opts: OpOptions, extraEnv?: Record<string, string>): HookEnv {
-  const p = ctx.wd.env(jname);
+  const p = ctx.wd.env(jname, conf.data);
   const t = conf.mnt_timeout !== undefined && conf.mnt_timeout !== '' ? Number(conf.mnt_timeout) : ctx.settings.mnt_timeout;
   return { jname, nodename: ctx.nodename, data: p.data, fstabDir: p.fstabDir, rcconfDir: ctx.wd.jailsRcconf, sysdir: p.sysdir, logFile: p.log, verbose: opts.verbose, timeoutSec: t,
     extraEnv: { ...cbsdHookVars({ ...conf, jname, path: p.path, data: p.data }), ...extraEnv } };
@@ -46,11 +46,12 @@ export async function mntStop(ctx: NodeCtx, jname: string, conf: EnvConf, action
 
 /**
  * The identity check after mnt_start (product.md start step 2): the sysdir holds this env's
- * descriptor with the same uuid, and the data dir exists and is not empty.
+ * descriptor with the same uuid, and the data dir (`conf.data` when it names its own dir) exists
+ * and is not empty.
  * @throws BerthError E_IDENTITY (exit 5): the mount most likely failed
  */
-export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string): void {
-  const p = ctx.wd.env(jname);
+export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string, conf?: EnvConf): void {
+  const p = ctx.wd.env(jname, conf?.data);
   let found: string | undefined;
   try {
     found = readDescriptor(p.descriptor, ctx.wd.root).uuid;
@@ -106,7 +107,7 @@ export async function withStorage<T>(ctx: NodeCtx, jname: string, conf: EnvConf,
   let r: T;
   try {
     if (hooks && !b.mounted) await timed(t, 'mnt_start', () => mntStart(ctx, jname, conf, b.action, opts));
-    if (b.uuid !== false) { const uuid = b.uuid; await timed(t, 'identity', () => verifyIdentity(ctx, jname, uuid)); }
+    if (b.uuid !== false) { const uuid = b.uuid; await timed(t, 'identity', () => verifyIdentity(ctx, jname, uuid, conf)); }
     if (b.lease !== false) { const l = b.lease; await timed(t, 'lease', () => requireLease(ctx, { jname, ...l })); }
     r = await work();
   } catch (e) {

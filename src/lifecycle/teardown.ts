@@ -99,6 +99,13 @@ export async function teardownSteps(ctx: NodeCtx, row: EnvRow, plan: TeardownPla
  */
 export async function recoverStaleClaim(ctx: NodeCtx, row: EnvRow, opts: OpOptions = {}): Promise<boolean> {
   if (row.status !== STATUS.MAINTENANCE || !row.claim_pid || pidAlive(row.claim_pid)) return false;
+  if (row.run_id?.startsWith('rename:')) {
+    // a jrename that died: finished (rolled back or forward, src/lifecycle/rename.ts), not torn down
+    if (!ctx.inv.takeStaleClaim(row.jname, row.claim_pid, true)) return false;
+    const { recoverRename } = await import('./rename.js');
+    await recoverRename(ctx, row, opts);
+    return true;
+  }
   if (!ctx.inv.takeStaleClaim(row.jname, row.claim_pid)) return false;
   await warn({ jname: row.jname, deadPid: row.claim_pid }, `recovering ${row.jname}: a berth command (pid ${row.claim_pid}) died while it held the env; tearing down what it left`);
   await teardownSteps(ctx, row, {

@@ -21,7 +21,9 @@
  *   before the takeover).
  * - The stale row is dropped only when the env comes back to this node: {@link forgetFencedEnv}
  *   (used by the agent's register route, so `jmigrate` back to this node works) deletes the
- *   row and the marker after re-checking that the lease really moved on.
+ *   row and the marker after re-checking that the lease really moved on; or when its new owner
+ *   removed it (the record is gone from an ownership directory that is there): the agent's
+ *   check of a fenced row, and jregister, drop it then.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -105,15 +107,24 @@ export async function clearFenceMarker(wd: Workdir, jname: string): Promise<void
 /**
  * Drops this node's stale inventory row of `jname` when its lease generation was superseded
  * (a fenced env, or one taken over while this node was down), so that the env can be
- * registered here again. Re-checks the lease first; changes nothing when this node still holds
- * it, when the row is not Off, or when the lease cannot be read.
+ * registered here again; or when this node was fenced from it and its record is gone since
+ * (the new owner removed it: jremove deletes the record) while the ownership directory is there.
+ * Re-checks the lease first; changes nothing when this node still holds it, when the row is not
+ * Off, or when the lease cannot be read.
  * @returns true when a stale row was dropped
  */
 export async function forgetFencedEnv(ctx: FenceCtx, jname: string): Promise<boolean> {
   const row = ctx.inv.get(jname);
   if (!row || row.status !== STATUS.OFF) return false;
   const lease = ctx.wd.env(jname).lease;
-  if (!existsSync(lease)) return false;
+  if (!existsSync(lease)) {
+    // no record: removed by the node that took it over (this node's marker says so), unless
+    // the ownership directory itself is missing (not mounted): then nothing can be told
+    if (!isFenced(ctx, jname) || !existsSync(join(ctx.wd.leaseDir, 'envs'))) return false;
+    ctx.inv.delete(jname);
+    await clearFenceMarker(ctx.wd, jname);
+    return true;
+  }
   try {
     await checkLease(lease, { node: ctx.nodename, generation: row.generation, uuid: row.uuid });
     return false; // still ours

@@ -26,12 +26,17 @@ export const command: CmdDef = {
       onWait: once((sec: number) => io.note(`waiting ${Math.round(sec)} s to prove the current owner node is silent (its heartbeat must not move)...`)),
     };
     const { registerEnv, registerTargets } = await import('../../lifecycle/register.js');
+    // what the descriptor named and this node uses instead (another workdir's layout)
+    const noteMapped = <R extends { jname: string; mapped?: { key: string; from: string; to: string }[] }>(r: R): R => {
+      for (const m of r.mapped ?? []) io.note(`${r.jname}: ${m.key}=${m.from} of the descriptor mapped to ${m.to}`);
+      return r;
+    };
     return withNode(opts, async (ctx) => {
       if (rcfile && patterns.length <= 1) {
-        const r = await registerEnv(ctx, patterns[0], ropts);
+        const r = noteMapped(await registerEnv(ctx, patterns[0], ropts));
         return { data: { results: [{ ok: true, ...r }] }, text: `registered: ${r.jname} (generation ${r.generation}${r.tookOver ? `, taken over from ${r.previousOwner}` : ''})${r.started ? `\nstarted: ${r.jname}` : ''}` };
       }
-      return forEachEnv(registerTargets(ctx, patterns), 'registered', (j) => registerEnv(ctx, j, ropts), REGISTER_CONCURRENCY);
+      return forEachEnv(registerTargets(ctx, patterns), 'registered', async (j) => noteMapped(await registerEnv(ctx, j, ropts)), REGISTER_CONCURRENCY);
     });
   },
 };

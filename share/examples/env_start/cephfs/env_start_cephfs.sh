@@ -17,7 +17,8 @@
 # ceph-fuse mounts are named ceph:<fs>:<path> in the mount table (-o fsname=).
 #
 # Sub-directories: with BERTH_ACTION=create or clone and CEPHFS_CREATE_DIRS=1 (default) the
-# hook first creates them through a mount of <root>; for other actions a missing one is an
+# hook first creates them through a mount of <root> (with BERTH_ACTION=rename, jrename, it
+# renames <root>/<kind>/<BERTH_OLD_JNAME> to <root>/<kind>/<jname> there first); for other actions a missing one is an
 # error (the env is not on this file system). <root> itself must exist.
 #
 # Idempotent and all-or-nothing like every example hook (see ../lib/berth-hook.sh). A wrong
@@ -142,12 +143,19 @@ case ${BERTH_ACTION:-} in create | clone) create=$CEPHFS_CREATE_DIRS ;; esac
 if [ "$CEPHFS_MOUNT_MODE" = bind ]; then
 	bh_base_mount "$rootsrc" "$base" "$root"
 	[ "$create" = 1 ] && mkdirs "$base"
+	# shellcheck disable=SC2086  # $kinds: one word each
+	if bh_renaming; then bh_rename_dirs "$base" $kinds; fi
 	for k in $kinds; do
 		[ -d "$base/$k/$jname" ] || bh_fail 1 "$root/$k/$jname does not exist in $CEPHFS_NAME (the env is not on this file system; see CEPHFS_CREATE_DIRS)"
 	done
 elif [ "$create" = 1 ]; then
 	bh_tmp_mount "$rootsrc" berth-hook-cephfs "$root"
 	mkdirs "$BH_TMPMNT"
+	bh_tmp_umount
+elif bh_renaming; then
+	bh_tmp_mount "$rootsrc" berth-hook-cephfs "$root"
+	# shellcheck disable=SC2086  # $kinds: one word each
+	bh_rename_dirs "$BH_TMPMNT" $kinds
 	bh_tmp_umount
 fi
 set -- "$data" "$sysdir" "$fstab"

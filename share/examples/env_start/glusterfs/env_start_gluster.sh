@@ -20,6 +20,10 @@
 # removed at once), so this node must be allowed to mount the whole volume. Otherwise create
 # <rootdir>/{data,system,fstab}/<jname> on the volume yourself before jcreate. For start,
 # register, remove ... a missing sub-directory is an error (the env does not exist there).
+# With BERTH_ACTION=rename (jrename; -j is the new name, BERTH_OLD_JNAME the old one) the hook
+# first renames <rootdir>/{data,system[,fstab]}/<old> to .../<new> on the volume (through the
+# same temporary mount, or the node's mount in bind mode; those already renamed are skipped),
+# then mounts the new ones.
 #
 # Idempotent: a directory already mounted from the same source is skipped; one mounted from
 # another source is an error. mount.glusterfs may exit 0 although nothing got mounted (e.g. a
@@ -107,6 +111,8 @@ case ${BERTH_ACTION:-} in create | clone) create=$GLUSTER_CREATE_DIRS ;; esac
 if [ "$GLUSTER_MOUNT_MODE" = bind ]; then
 	bh_base_mount "$vol" "$base"
 	[ "$create" = 1 ] && mkdirs "$base"
+	# shellcheck disable=SC2086  # $kinds: one word each
+	if bh_renaming; then bh_rename_dirs "$base$rootdir" $kinds; fi
 	for k in $kinds; do
 		[ -d "$base$rootdir/$k/$jname" ] || bh_fail 1 "$rootdir/$k/$jname does not exist on $vol (the env is not on this volume; see GLUSTER_CREATE_DIRS)"
 	done
@@ -114,6 +120,11 @@ else
 	if [ "$create" = 1 ]; then
 		bh_tmp_mount "$vol" berth-hook-gluster
 		mkdirs "$BH_TMPMNT"
+		bh_tmp_umount
+	elif bh_renaming; then
+		bh_tmp_mount "$vol" berth-hook-gluster
+		# shellcheck disable=SC2086  # $kinds: one word each
+		bh_rename_dirs "$BH_TMPMNT$rootdir" $kinds
 		bh_tmp_umount
 	fi
 fi

@@ -52,6 +52,13 @@
 #   bh_tmp_mount SRC PREFIX [ARG]  mounts SRC (by do_mount ARG) on a fresh mktemp -d directory
 #                           $BH_TMPMNT (PREFIX.XXXXXX)
 #   bh_tmp_umount           unmounts and removes it (the exit trap does so too)
+#   bh_renaming             true when BERTH_ACTION=rename (jrename): then $old_jname is the old
+#                           name (BERTH_OLD_JNAME, checked like -j) and $jname the new one
+#   bh_rename_dirs DIR KIND...  with BERTH_ACTION=rename: renames DIR/KIND/<old> to DIR/KIND/<new>
+#                           for each KIND (DIR: a mount of the volume); one already renamed (old
+#                           gone, new there) is skipped, so a rename cut short can be run again;
+#                           exit 1 when neither exists or both do. The same call with the names
+#                           swapped undoes it (berth's rollback does that).
 # mnt_stop side (bh_stop first):
 #   bh_umount SRC DIR [ALT] queues "unmount DIR if it is mounted from SRC (or ALT)";
 #   bh_umount_all           unmounts what was queued (a DIR not mounted is skipped, one mounted
@@ -384,6 +391,32 @@ bh_tmp_mount() { # SRC PREFIX [ARG]
 		bh_fail "$_bh_rc" "$_bh_fmsg"
 	fi
 	[ "$(bh_mounted_source "$_bh_t")" = "$1" ] || bh_fail 1 "temporary mount of $1 on $BH_TMPMNT did not happen"
+}
+
+bh_renaming() {
+	[ "${BERTH_ACTION:-}" = rename ] || return 1
+	old_jname=${BERTH_OLD_JNAME:-}
+	case $old_jname in
+	*/* | .* | '') bh_log "bad or missing BERTH_OLD_JNAME '$old_jname' for BERTH_ACTION=rename"; exit 2 ;;
+	esac
+	return 0
+}
+
+bh_rename_dirs() { # DIR KIND...
+	_bh_rd=$1
+	shift
+	for _bh_k; do
+		_bh_o=$_bh_rd/$_bh_k/$old_jname _bh_n=$_bh_rd/$_bh_k/$jname
+		if [ -e "$_bh_o" ]; then
+			[ ! -e "$_bh_n" ] || bh_fail 1 "cannot rename $_bh_k/$old_jname to $_bh_k/$jname: both exist"
+			bh_log "renaming $_bh_k/$old_jname to $_bh_k/$jname"
+			mv -- "$_bh_o" "$_bh_n" || bh_fail 1 "cannot rename $_bh_k/$old_jname to $_bh_k/$jname"
+		elif [ -d "$_bh_n" ]; then
+			bh_log "$_bh_k/$jname: already renamed"
+		else
+			bh_fail 1 "neither $_bh_k/$old_jname nor $_bh_k/$jname exists"
+		fi
+	done
 }
 
 bh_tmp_umount() {

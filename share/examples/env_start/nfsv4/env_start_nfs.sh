@@ -17,7 +17,9 @@
 # returns. If anything fails (or the hook is killed by SIGTERM/SIGINT/SIGHUP, as berth does
 # on timeout), what this run mounted is unmounted again before it exits non-zero.
 # With BERTH_ACTION=create or clone and NFS_CREATE_DIRS=1, the per-env directories are first
-# created on the server through a temporary mount of <server>:<root>.
+# created on the server through a temporary mount of <server>:<root>. With BERTH_ACTION=rename
+# (jrename: -j the new name, BERTH_OLD_JNAME the old one) they are renamed there first, through
+# the same temporary mount (those already renamed are skipped).
 #
 # Configuration: the file named by $BERTH_HOOK_CONF, else env_start_nfs.conf next to this
 # script. It is sourced as sh, so it must be owned by root and not writable by group or
@@ -87,6 +89,13 @@ create | clone)
 		if [ "$MOUNT_RCCONF" = 1 ]; then mkdir -p "$BH_TMPMNT/rcconf" || bh_fail 1 "cannot create $root/rcconf"; fi
 		bh_tmp_umount
 	fi
+	;;
+rename)
+	# jrename: <root>/{data,system[,fstab]}/<old> become .../<new> on the server first
+	bh_renaming
+	bh_tmp_mount "$NFS_SERVER:$root" berth-hook-nfs
+	if [ "$MOUNT_FSTAB" = 1 ]; then bh_rename_dirs "$BH_TMPMNT" data system fstab; else bh_rename_dirs "$BH_TMPMNT" data system; fi
+	bh_tmp_umount
 	;;
 esac
 bh_mount "$NFS_SERVER:$root/data/$jname" "$data"
