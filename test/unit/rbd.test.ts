@@ -6,7 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { buildQemuArgv } from '../../src/engines/qemu/argv.js';
-import { parseVmSpec } from '../../src/engines/vm/spec.js';
+import { isRbdDisk, parseVmSpec, vmSpecToConf } from '../../src/engines/vm/spec.js';
 import { BerthError, EXIT } from '../../src/errors.js';
 import { cloneSnapshotName, parseRbdImage, qemuRbdFile, rbdAccessArgs, rbdCreate, rbdSpec } from '../../src/storage/rbd.js';
 
@@ -50,5 +50,18 @@ describe('rbd names and QEMU specs', () => {
       'file=rbd:rbd/r1:id=u:conf=/dev/null:mon_host=127.0.0.1\\:1,,127.0.0.1\\:2,format=raw,if=none,id=dsk1,cache=none,discard=unmap',
       'file=/d/dsk2.vhd,format=raw,if=none,id=dsk2,cache=none,discard=unmap',
     ]);
+  });
+
+  test('dsk_type=rbd: the row names pool/image (qemu only); bad names, bhyve and a second row on one image are refused', () => {
+    const spec = parseVmSpec({ jname: 'r1', emulator: 'qemu', dsk_path1: 'rbd/r1-dsk1', dsk_type1: 'rbd', dsk_path2: 'rbd/r1', dsk_type2: 'vhd' });
+    assert.deepEqual(spec.disks.map((d) => [d.path, d.type, isRbdDisk(d), d.format]), [['rbd/r1-dsk1', 'rbd', true, 'raw'], ['rbd/r1', 'vhd', false, 'raw']]);
+    assert.equal(vmSpecToConf(spec).dsk_type1, 'rbd', 'written back as it was given');
+    assert.equal(vmSpecToConf(spec).dsk_path1, 'rbd/r1-dsk1');
+    const usage = (re: RegExp) => (e: unknown) => e instanceof BerthError && e.code === 'E_BAD_VALUE' && e.exitCode === EXIT.USAGE && re.test(e.message);
+    assert.throws(() => parseVmSpec({ jname: 'r1', emulator: 'qemu', dsk_path1: 'dsk1.vhd', dsk_type1: 'rbd' }), usage(/dsk_path1="dsk1\.vhd" is not an RBD image name/));
+    assert.throws(() => parseVmSpec({ jname: 'r1', emulator: 'qemu', dsk_path1: '/abs/img', dsk_type1: 'rbd' }), usage(/dsk_path1="\/abs\/img"/));
+    assert.throws(() => parseVmSpec({ jname: 'r1', emulator: 'bhyve', dsk_path1: 'rbd/r1', dsk_type1: 'rbd' }), usage(/dsk_type1="rbd"/));
+    assert.throws(() => parseVmSpec({ jname: 'r1', emulator: 'qemu', dsk_path1: 'rbd/x', dsk_type1: 'rbd', dsk_path2: 'rbd/x', dsk_type2: 'rbd' }), usage(/dsk_path2="rbd\/x".*a disk other than dsk_path1/));
+    assert.throws(() => parseVmSpec({ jname: 'r1', emulator: 'qemu', dsk_type1: 'ceph' }), usage(/dsk_type1="ceph".*rbd/));
   });
 });
