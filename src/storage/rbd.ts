@@ -15,8 +15,10 @@
  *   other option a Ceph setting (`keyring`, `mon_host`); `:`, `@` and `=` in values are escaped
  *   with a backslash.
  */
+import { statSync } from 'node:fs';
 import { BerthError, EXIT, usageError } from '../errors.js';
 import { run, type RunResult } from '../proc.js';
+import type { KV } from '../kvfile.js';
 
 /** How to reach the cluster: the same fields `rbd` and QEMU take. */
 export interface RbdAccess {
@@ -28,6 +30,48 @@ export interface RbdAccess {
   keyring?: string;
   /** monitor addresses, comma separated (rbd -m, QEMU mon_host=); omit to take them from conf */
   monitors?: string;
+}
+
+/** The node settings (etc/berth.conf) that say how this node reaches the cluster for RBD disks. */
+export const RBD_SETTING_KEYS = ['rbd_conf', 'rbd_id', 'rbd_keyring', 'rbd_mon_host'] as const;
+
+/**
+ * The node's {@link RbdAccess} from its settings: `rbd_conf` (a ceph.conf), `rbd_id` (the cephx
+ * user without `client.`), `rbd_keyring` (its keyring: owned by root, not readable or
+ * writable by group or others, as the CephFS hooks require of theirs), `rbd_mon_host`
+ * (monitors, comma separated). All optional: unset, rbd and QEMU read Ceph's defaults
+ * (/etc/ceph/ceph.conf, client.admin).
+ * @throws BerthError E_BAD_SETTING (exit 2) naming the key and the value: a relative path, a
+ *   bad user name, a keyring that is missing or that others can read
+ */
+export function rbdAccessFromSettings(raw: KV): RbdAccess {
+  const bad = (k: string, v: string, why: string) => usageError('E_BAD_SETTING', `bad ${k}=${JSON.stringify(v)} in berth.conf: ${why}`);
+  const a: RbdAccess = {};
+  const path = (k: string): string | undefined => {
+    const v = raw[k];
+    if (v === undefined || v === '' || v === '0') return undefined;
+    if (!v.startsWith('/') || /[\n\0]/.test(v)) throw bad(k, v, 'expected an absolute path');
+    return v;
+  };
+  a.conf = path('rbd_conf');
+  a.keyring = path('rbd_keyring');
+  if (a.keyring) {
+    let st;
+    try { st = statSync(a.keyring); } catch { throw bad('rbd_keyring', a.keyring, 'no such file'); }
+    if (st.uid !== 0 || (st.mode & 0o077) !== 0) throw bad('rbd_keyring', a.keyring, 'the keyring must be owned by root with mode 0600 (chmod 0600, chown root)');
+  }
+  const id = raw.rbd_id;
+  if (id !== undefined && id !== '' && id !== '0') {
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/.test(id) || id.startsWith('client.')) throw bad('rbd_id', id, 'expected a cephx user name without client. (e.g. berth-node1)');
+    a.id = id;
+  }
+  const mon = raw.rbd_mon_host;
+  if (mon !== undefined && mon !== '' && mon !== '0') {
+    if (!/^[A-Za-z0-9_.:\[\],-]+$/.test(mon)) throw bad('rbd_mon_host', mon, 'expected monitor addresses host:port, comma separated');
+    a.monitors = mon;
+  }
+  for (const k of Object.keys(a) as (keyof RbdAccess)[]) if (a[k] === undefined) delete a[k];
+  return a;
 }
 
 /** An image name: `pool/image`. */
