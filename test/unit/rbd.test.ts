@@ -8,7 +8,10 @@ import { describe, test } from 'node:test';
 import { buildQemuArgv } from '../../src/engines/qemu/argv.js';
 import { isRbdDisk, parseVmSpec, vmSpecToConf } from '../../src/engines/vm/spec.js';
 import { BerthError, EXIT } from '../../src/errors.js';
-import { cloneSnapshotName, parseRbdImage, qemuRbdFile, rbdAccessArgs, rbdCreate, rbdSpec } from '../../src/storage/rbd.js';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cloneSnapshotName, parseRbdImage, qemuRbdFile, rbdAccessArgs, rbdAccessFromSettings, rbdCreate, rbdSpec } from '../../src/storage/rbd.js';
 
 describe('rbd names and QEMU specs', () => {
   test('pool/image parses; anything else is refused naming the value and the key', () => {
@@ -63,5 +66,27 @@ describe('rbd names and QEMU specs', () => {
     assert.throws(() => parseVmSpec({ jname: 'r1', emulator: 'bhyve', dsk_path1: 'rbd/r1', dsk_type1: 'rbd' }), usage(/dsk_type1="rbd"/));
     assert.throws(() => parseVmSpec({ jname: 'r1', emulator: 'qemu', dsk_path1: 'rbd/x', dsk_type1: 'rbd', dsk_path2: 'rbd/x', dsk_type2: 'rbd' }), usage(/dsk_path2="rbd\/x".*a disk other than dsk_path1/));
     assert.throws(() => parseVmSpec({ jname: 'r1', emulator: 'qemu', dsk_type1: 'ceph' }), usage(/dsk_type1="ceph".*rbd/));
+  });
+
+  test('the node\'s rbd_* settings: paths absolute, a keyring only root can read, a user name without client.', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'berth-rbd-unit-'));
+    try {
+      const k = join(dir, 'k');
+      writeFileSync(k, '[client.x]\n', { mode: 0o600 });
+      assert.deepEqual(rbdAccessFromSettings({}), {});
+      assert.deepEqual(rbdAccessFromSettings({ rbd_conf: '/etc/ceph/ceph.conf', rbd_id: 'berth-node1', rbd_keyring: k, rbd_mon_host: '10.0.0.1:3300,[::1]:3300' }),
+        { conf: '/etc/ceph/ceph.conf', id: 'berth-node1', keyring: k, monitors: '10.0.0.1:3300,[::1]:3300' });
+      const bad = (raw: Record<string, string>, re: RegExp) => assert.throws(() => rbdAccessFromSettings(raw), (e: unknown) => e instanceof BerthError && e.code === 'E_BAD_SETTING' && e.exitCode === EXIT.USAGE && re.test(e.message), JSON.stringify(raw));
+      bad({ rbd_conf: 'ceph.conf' }, /rbd_conf="ceph\.conf".*absolute/);
+      bad({ rbd_id: 'client.admin' }, /rbd_id="client\.admin"/);
+      bad({ rbd_id: 'a b' }, /rbd_id="a b"/);
+      bad({ rbd_keyring: join(dir, 'nope') }, /rbd_keyring=.*no such file/);
+      bad({ rbd_mon_host: 'a;b' }, /rbd_mon_host="a;b"/);
+      chmodSync(k, 0o644);
+      if (process.getuid?.() === 0) bad({ rbd_keyring: k }, /owned by root with mode 0600/);
+      else bad({ rbd_keyring: k }, /owned by root/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
