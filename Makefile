@@ -1,9 +1,10 @@
 # berth: two commands on a fresh Debian 12 machine, as root:
 #   make demo   the main job end to end on real parts
+#   make demo-ceph  the same two-node story on CephFS (scripts/ceph-up's one-node cluster)
 #   make test   every test (unit, then integration with runc, mounts, GlusterFS and Ceph)
 SHELL := /bin/bash
 .ONESHELL:
-.PHONY: deps build test test-unit test-integration demo bench clean install uninstall
+.PHONY: deps build test test-unit test-integration demo demo-ceph bench clean install uninstall
 
 # make install / make uninstall: where (scripts/install says what goes where)
 PREFIX ?= /usr/local
@@ -38,6 +39,9 @@ test-integration: build
 
 demo: build
 	scripts/demo
+
+demo-ceph: build
+	scripts/demo-ceph
 
 bench: build
 	for b in bench/*.ts; do node --import tsx $$b || exit 1; done

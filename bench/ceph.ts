@@ -7,17 +7,61 @@
  *  - jclone of an env on CephFS holding BENCH_CLONE_MIB of data: the clone hook clone_cephfs.sh
  *    (from a CephFS snapshot, and from the live tree) against berth's own copy through the same
  *    mounts (bind mode), in turns (medians of up to 3).
- * Needs root, runc and the cluster (scripts/ceph-up; memstore keeps the data in RAM, so the
- * clone data is small). BENCH_N (default 7), BENCH_CLONE_MIB (default 256).
+ *  - an RBD clone of a 1 GiB image holding BENCH_RBD_FILL_MIB of data (src/storage/rbd.ts
+ *    rbdClone: snap create + protect + clone, what bclone does for a VM disk on RBD) against a
+ *    full copy (`rbd cp`, which copies the allocated data), in turns (medians of 3), each clone
+ *    and copy removed again.
+ * Needs root, runc and the cluster (scripts/ceph-up; memstore keeps the data in RAM, 2 GiB in
+ * all, so the clone data is small). BENCH_N (default 7), BENCH_CLONE_MIB (default 256),
+ * BENCH_RBD_FILL_MIB (default 256).
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BIN, berth, freshNode, medians, report, sh } from './common.js';
-import { cephTree, clientId, unmountCeph } from '../test/helpers/ceph.js';
+import { cephTree, clientId, CEPH_CONF, unmountCeph } from '../test/helpers/ceph.js';
+import { rbdClone, rbdCopy, rbdImport, rbdRemove, type RbdAccess, type RbdImage } from '../src/storage/rbd.js';
 
 const N = Number(process.env.BENCH_N ?? 7);
 const MIB = Number(process.env.BENCH_CLONE_MIB ?? 256);
+const RBD_FILL = Number(process.env.BENCH_RBD_FILL_MIB ?? 256);
+
+/** rbd clone vs rbd cp of a 1 GiB image with RBD_FILL MiB written (sparse file imported). */
+async function rbdBench(tmp: string): Promise<void> {
+  const a: RbdAccess = { conf: CEPH_CONF };
+  const img = (n: string): RbdImage => ({ pool: 'rbd', image: `bench${process.pid}-${n}` });
+  const src = img('src');
+  const file = join(tmp, 'rbd-src.raw');
+  sh(['dd', 'if=/dev/urandom', `of=${file}`, 'bs=1M', `count=${RBD_FILL}`, 'status=none']);
+  sh(['truncate', '-s', '1G', file]);
+  await rbdImport(a, file, src);
+  const made: RbdImage[] = [src];
+  try {
+    const cloneMs: number[] = [];
+    const copyMs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      for (const [kind, times] of [['clone', cloneMs], ['copy', copyMs]] as const) {
+        const dst = img(`${kind}${i}`);
+        made.push(dst);
+        const t0 = performance.now();
+        await (kind === 'clone' ? rbdClone(a, src, dst) : rbdCopy(a, src, dst));
+        times.push(performance.now() - t0);
+        await rbdRemove(a, dst);
+        made.pop();
+      }
+    }
+    const med = (x: number[]) => [...x].sort((p, q) => p - q)[1]!;
+    const [c, f] = [med(cloneMs), med(copyMs)];
+    report(`RBD clone (snap create + protect + clone) of a 1 GiB image holding ${RBD_FILL} MiB vs a full copy (rbd cp)`, `${c.toFixed(0)} / ${f.toFixed(0)} ms = ${(c / f).toFixed(3)}x`, '<= 0.05x', c / f <= 0.05);
+    // the clone takes the same time whatever the data; rbd cp copies what is allocated: what a
+    // fully written 1 GiB image would cost at the rate measured (memstore: RAM, no network)
+    const full = (f * 1024) / RBD_FILL;
+    console.log(`      rbd cp ${(RBD_FILL / (f / 1000)).toFixed(0)} MiB/s here; a fully written 1 GiB image: ~${full.toFixed(0)} ms, clone/copy ~${(c / full).toFixed(3)}x (extrapolated)`);
+    console.log(`      clone runs (ms): ${cloneMs.map((x) => x.toFixed(0)).join(', ')}; copy runs (ms): ${copyMs.map((x) => x.toFixed(0)).join(', ')}`);
+  } finally {
+    for (const i of made.reverse()) await rbdRemove(a, i).catch(() => undefined);
+  }
+}
 
 /** Hook durations (ms) of one berth command, from its debug log. */
 function hookTimes(wd: string, args: string[]): { totalMs: number; hooks: Record<string, number> } {
@@ -88,6 +132,7 @@ try {
   report(`jclone ${MIB} MiB on CephFS: clone_cephfs.sh from a snapshot vs berth's copy`, `${snapMs!.toFixed(0)} / ${copyMs!.toFixed(0)} ms = ${(snapMs! / copyMs!).toFixed(2)}x`, 'report', true);
   report(`jclone ${MIB} MiB on CephFS: clone_cephfs.sh from the live tree vs berth's copy`, `${liveMs!.toFixed(0)} / ${copyMs!.toFixed(0)} ms = ${(liveMs! / copyMs!).toFixed(2)}x`, 'report', true);
   for (const j of ['local1', 'subdir1', 'bind1', 'big']) berth(wd, ['jremove', `jname=${j}`]);
+  await rbdBench(dirname(wd));
 } finally {
   const mi = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '');
   for (const m of mi.filter((t) => cbase && t.startsWith(cbase + '/'))) await unmountCeph(m).catch(() => undefined);

@@ -132,6 +132,8 @@ export const ERROR_CODES = [
   'E_QMP_CLOSED',
   'E_QMP_CONNECT',
   'E_QMP_TIMEOUT',
+  'E_RBD',
+  'E_RBD_IN_USE',
   'E_RCFILE_EXISTS',
   'E_REMOTE',
   'E_REMOVE_FAILED',

@@ -150,6 +150,23 @@ export interface Engine {
    */
   cloneConf?(conf: EnvConf): void;
   /**
+   * jremove of a disk engine whose disks may live outside the data dir (qemu: RBD images):
+   * removes them, before anything else of the env is deleted, so that a refusal (an image that
+   * is open, or that clones depend on) leaves the env as it was. Runs on the owner only, inside
+   * the storage bracket, after remove.d.
+   * @returns what it removed (e.g. `rbd:rbd/vm1-dsk1`)
+   * @throws BerthError (exit 1 when refused, 5 for a failing tool)
+   */
+  removeDisks?(env: EngineEnv): Promise<string[]>;
+  /**
+   * jclone of a disk engine whose disks may live outside the data dir (qemu: RBD images, by an
+   * instant rbd clone): makes the clone's copies of them and points the disk rows of `dst.conf`
+   * at them. All or nothing; the returned `undo` removes what it made (jclone calls it when a
+   * later step fails).
+   * @returns what it made, and how to undo it
+   */
+  cloneDisks?(src: EngineEnv, dst: EngineEnv): Promise<{ made: string[]; undo(): Promise<void> }>;
+  /**
    * Starts the env: for a tree engine on the root assembled at `paths.path`; sets up its
    * network. Cleans up its own partial state on failure, then throws.
    * @throws BerthError E_ENGINE (exit 5)

@@ -40,6 +40,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { constants as FS, existsSync, type Stats } from 'node:fs';
 import { chmod, copyFile, lchown, link, lstat, lutimes, mkdir, readdir, readFile, readlink, rm, rmdir, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { engineEnv } from '../engines/types.js';
 import { BerthError, EXIT, engineError, ownedError, toBerthError, usageError } from '../errors.js';
 import { writeDescriptor, type EnvConf } from '../descriptor.js';
 import { rewriteFstabForClone } from '../fstab.js';
@@ -95,6 +96,8 @@ export interface CloneResult {
   entries?: number;
   /** zfs: the snapshot and the dataset made */
   zfs?: { snapshot: string; dataset: string };
+  /** disks the engine cloned outside the data dir (Engine.cloneDisks), e.g. `rbd:rbd/vm2-dsk1` */
+  disks?: string[];
   /** wall time of the data step, milliseconds */
   dataMs: number;
   /** wall time of the whole clone, milliseconds */
@@ -385,6 +388,8 @@ interface NewState {
   owned: boolean;
   leaseGen: number;
   zfs?: ZfsClonePlan;
+  /** removes the disks Engine.cloneDisks made (RBD clones) */
+  diskUndo?: () => Promise<void>;
   inserted: boolean;
   committed: boolean;
 }
@@ -465,6 +470,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
       }
     }
     if (canClean) {
+      if (st.diskUndo) await step('remove the cloned disks', st.diskUndo);
       if (st.zfs) for (const argv of st.zfs.undo) await step(argv.join(' '), () => run(argv));
       if (st.leaseGen) await step('release lease', () => releaseEnvLease(ctx, { jname: newName, generation: st.leaseGen }));
       if (st.leaseGen === 1) await step('remove the ownership record', () => rm(np.lease, { recursive: true, force: true }));
@@ -481,6 +487,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
   let method: CloneMethod = 'copy';
   let ran: string[] = [];
   let copyRes: CopyTreeResult | undefined;
+  let disks: string[] = [];
   let dataMs = 0;
   try {
     await withStorage(ctx, oldName, row.conf, { action: 'clone', uuid: row.uuid, lease: { generation: row.generation, uuid: row.uuid } }, opts, async () => {
@@ -538,6 +545,12 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
           }
           if (copyRes.skipped.length) warnings.push(`${copyRes.skipped.length} socket(s) not copied, e.g. ${copyRes.skipped[0]}`);
         }
+        // disks outside the data dir (RBD images): the engine clones them and renames the rows
+        if (engine.cloneDisks) {
+          const c = await engine.cloneDisks(engineEnv(ctx, oldName, row.conf), engineEnv(ctx, newName, newConf));
+          st.diskUndo = c.undo;
+          disks = c.made;
+        }
         dataMs = Math.round(performance.now() - td);
 
         for (const [from, to] of [[op.fstab, np.fstab], [op.fstabLocal, np.fstabLocal]] as const) {
@@ -584,6 +597,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
     old: oldName, env, method, hooks: ran,
     ...(copyRes ? { bytes: copyRes.bytes, entries: copyRes.entries } : {}),
     ...(st.zfs ? { zfs: { snapshot: st.zfs.snapshot, dataset: st.zfs.dataset } } : {}),
+    ...(disks.length ? { disks } : {}),
     dataMs, totalMs: Math.round(performance.now() - t0), warnings,
   };
 }

@@ -73,6 +73,7 @@ export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOption
       let owned = false;
       let inserted = false;
       let leaseGen = 0;
+      let engineMade = false;
       try {
         for (const d of [p.data, p.sysdir, p.fstabDir]) {
           if (!(await isEmptyDir(d))) {
@@ -90,6 +91,7 @@ export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOption
           // the engine makes its disks in the data dir (it may add their rows to conf: they
           // are written into the descriptor below); no root tree, no fstab
           await engine.create!(engineEnv(ctx, jname, conf), { baseDir });
+          engineMade = true;
         } else {
           await populateData(baseDir!, p.data, conf.baserw!);
           if (conf.baserw === '0') await writeFile(p.fstab, baseFstab(jname));
@@ -105,6 +107,8 @@ export async function createEnv(ctx: NodeCtx, input: CreateInput, opts: OpOption
         await journal(ctx, 'own', { jname, uuid: conf.uuid, generation: leaseGen, emulator }, 'create');
       } catch (e) {
         if (inserted) ctx.inv.delete(jname);
+        // disks the engine made outside the data dir (RBD images: create refuses existing ones, so they are this run's)
+        if (engineMade && engine.removeDisks) await engine.removeDisks(engineEnv(ctx, jname, conf)).catch(() => undefined);
         if (owned) {
           if (leaseGen) await releaseEnvLease(ctx, { jname, generation: leaseGen }).catch(() => undefined);
           // a record this create started (generation 1) goes with it; an older one keeps its history

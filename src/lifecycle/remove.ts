@@ -7,6 +7,7 @@ import { rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, engineError, ownedError } from '../errors.js';
 import { runHookDir } from '../hooks.js';
+import { engineEnv } from '../engines/types.js';
 import { STATUS, statusWord } from '../inventory.js';
 import { mountsUnder } from '../mounts/types.js';
 import type { NodeCtx } from '../node.js';
@@ -21,6 +22,7 @@ import type { OpOptions } from './types.js';
  * jremove: refuses a running or protected env, or one this node does not own; with the
  * storage mounted, checks identity, runs remove.d, withdraws the descriptor copy from the
  * ownership record (no node can adopt the env from then on), releases the lease, deletes the
+ * engine's disks outside the data dir (Engine.removeDisks: RBD images) before all that, and
  * inventory row, the data, sysdir and fstab dir contents, the ownership record, and the local
  * mount point dirs.
  * @throws BerthError E_RUNNING (1), E_PROTECTED (1), E_LEASE_* (4), E_IDENTITY (5)
@@ -44,6 +46,9 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
         if (inner.length) throw engineError('E_MOUNTED', `${inner[0]!.target} is mounted inside ${d}; refusing to delete through a mount`, { hint: `unmount it first: umount ${inner[0]!.target}` });
       }
       await runHookDir(join(p.sysdir, 'remove.d'), 'remove', hookEnv(ctx, jname, row.conf, opts), { stopOnError: true });
+      // disks outside the data dir (RBD images) first: a refusal there changes nothing else
+      const engine = await ctx.engine(row.emulator).catch(() => undefined);
+      if (engine?.removeDisks) removed.push(...await engine.removeDisks(engineEnv(ctx, jname, row.conf)));
       await rm(p.recordDescriptor, { force: true });
       withdrawn = true;
       await releaseEnvLease(ctx, row);

@@ -11,75 +11,24 @@
  * (scripts/ceph-up).
  */
 import { strict as assert } from 'node:assert';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { run } from '../../src/proc.js';
-import { berthOk, isRoot, tempDir } from '../helpers/cli.js';
-import { cephTree, clientId, unmountCeph, type CephTree } from '../helpers/ceph.js';
-import { TestNode } from './cluster-twonode.js';
+import { isRoot } from '../helpers/cli.js';
+import { cephNodes, envMounts, type CephNodes } from './cluster-ceph.js';
+import type { TestNode } from './cluster-twonode.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
-let tree: CephTree;
-let base: string;
+let fx: CephNodes;
+let tree: CephNodes['tree'];
 let n1: TestNode;
 let n2: TestNode;
 
-/** ceph-fuse mounts of the env's dirs on a node: "source target" (target relative to the workdir). */
-function envMounts(n: TestNode, jname: string): string[] {
-  const dirs = [`jails-data/${jname}-data`, `jails-system/${jname}`, `jails-fstab/${jname}`].map((d) => join(n.wd, d));
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => {
-    const f = l.split(' ');
-    return { target: f[4]!, source: f[f.indexOf('-', 6) + 2]! };
-  }).filter((m) => dirs.includes(m.target)).map((m) => `${m.source} ${m.target.slice(n.wd.length)}`).sort();
-}
-
 before(async () => {
-  tree = await cephTree();
-  base = tempDir('berth-cephfs-2n-');
-  n1 = new TestNode('node1', join(base, 'n1', 'wd'));
-  n2 = new TestNode('node2', join(base, 'second-node', 'wd'));
-  for (const n of [n1, n2]) {
-    const hooks = join(n.wd, 'share/examples/env_start/cephfs');
-    const keyring = await tree.authorize(n.name);
-    // the shared jails-rcconf and ownership directory jails-lease, mounted whole by this node's
-    // own client before initenv (which takes pre-mounted dirs)
-    for (const [dir, sub] of [['jails-rcconf', 'rcconf'], ['jails-lease', 'lease']]) {
-      mkdirSync(join(n.wd, dir!), { recursive: true });
-      await run(['ceph-fuse', '-c', '/dev/null', '-m', tree.monitors, '--id', clientId(n.name), '-k', keyring, '--client_fs', tree.fsName,
-        '-r', `${tree.root}/${sub}`, join(n.wd, dir!)], { timeoutSec: 60 });
-    }
-    berthOk(['initenv', `workdir=${n.wd}`, `nodename=${n.name}`, 'lease_ttl=5',
-      `default_mnt_start=${hooks}/env_start_cephfs.sh`, `default_mnt_stop=${hooks}/env_stop_cephfs.sh`]);
-    const conf = join(hooks, 'env_start_cephfs.conf');
-    writeFileSync(conf, readFileSync(conf, 'utf8')
-      .replace(/^CEPH_MONITORS=.*$/m, `CEPH_MONITORS="${tree.monitors}"`).replace(/^CEPHFS_ROOT=.*$/m, `CEPHFS_ROOT="${tree.root}"`)
-      .replace(/^CEPH_CLIENT_ID=.*$/m, `CEPH_CLIENT_ID="${clientId(n.name)}"`).replace(/^CEPH_KEYRING=.*$/m, `CEPH_KEYRING="${keyring}"`));
-    n.ok(['base', 'busybox', 'name=bb']);
-  }
-  await n1.startAgent();
-  await n2.startAgent();
-  n1.ok(['node', 'add', 'name=node2', `url=${n2.url}`, `token_file=${n2.wd}/etc/api.token`]);
-  n2.ok(['node', 'add', 'name=node1', `url=${n1.url}`, `token_file=${n1.wd}/etc/api.token`]);
+  fx = await cephNodes(['lease_ttl=5']);
+  ({ tree, n1, n2 } = fx);
 });
 
-after(async () => {
-  try {
-    for (const n of [n1, n2]) await n?.stopAgent('SIGKILL').catch(() => undefined);
-    for (const n of [n1, n2]) {
-      if (!n) continue;
-      const r = n.run(['jls', '--json']);
-      for (const e of r.json?.envs ?? []) if (e.status !== 'Off') n.run(['jstop', `jname=${e.jname}`]);
-    }
-    const left = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
-      .filter((t) => base && t.startsWith(base + '/')).sort((a, b) => b.length - a.length);
-    for (const m of left) await unmountCeph(m).catch(() => undefined);
-  } finally {
-    await tree?.remove();
-    if (base) rmSync(base, { recursive: true, force: true });
-  }
-});
+after(async () => { await fx?.cleanup(); });
 
 describe('jmigrate between two nodes with two ceph-fuse client ids', () => {
   test('a running env moves to node2 without copying; node1 keeps nothing mounted and refuses to start it', async () => {

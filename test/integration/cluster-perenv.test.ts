@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { readLease } from '../../src/ownership/record.js';
 import { isRoot } from '../helpers/cli.js';
 import { glusterVolume } from '../helpers/gluster.js';
-import { hookMounts, perEnvNodes, sleep, type TestNode, type TwoNodes } from './cluster-twonode.js';
+import { hookMounts, perEnvNodes, sleep, view, waitFor, type TwoNodes } from './cluster-twonode.js';
 
 const LEASE_TTL = 3;
 let fx: TwoNodes;
@@ -33,24 +33,6 @@ before(async () => {
   fx.n2.ok(['node', 'add', 'name=node1', `url=${fx.n1.url}`, `token=${fx.n1.token}`]);
 });
 after(async () => { await fx?.cleanup(); });
-
-async function waitFor(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const t0 = performance.now();
-  for (;;) {
-    if (await f()) return;
-    if (performance.now() - t0 > ms) assert.fail(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-/** cluster ls --json of a node, the fields every node must agree on, by jname */
-function view(n: TestNode): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const e of n.ok(['cluster', 'ls', '--json']).json.envs) {
-    out[e.jname] = { uuid: e.uuid, emulator: e.emulator, registered: e.registered, owner: e.owner, generation: e.generation, state: e.state };
-  }
-  return out;
-}
 
 describe('per-env mounts: ownership every node can see', () => {
   test('an env started on node1 is seen by node2, which has nothing of it mounted; the views are equal', () => {

@@ -82,6 +82,25 @@ export class TestNode {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls f every 100 ms until it is true; throws (an assertion) naming `what` after `ms`. */
+export async function waitFor(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const t0 = performance.now();
+  for (;;) {
+    if (await f()) return;
+    if (performance.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** cluster ls --json of a node, the fields every node must agree on, by jname. */
+export function view(n: TestNode): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const e of n.ok(['cluster', 'ls', '--json']).json.envs) {
+    out[e.jname] = { uuid: e.uuid, emulator: e.emulator, registered: e.registered, owner: e.owner, generation: e.generation, state: e.state };
+  }
+  return out;
+}
+
 /** A free TCP port on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -73,6 +73,9 @@ describe('probes', () => {
     assert.equal(needsPkgLocking('fuse.glusterfs'), true);
     assert.equal(needsPkgLocking('ext4'), false);
     assert.equal(needsPkgLocking('zfs'), false);
+    // CephFS: the MDS grants POSIX record locks across clients (kernel client and ceph-fuse)
+    assert.equal(needsPkgLocking('ceph'), false);
+    assert.equal(needsPkgLocking('fuse.ceph-fuse'), false);
   });
 });
 

@@ -49,9 +49,10 @@ export const command: CmdDef = {
         const how = r.method === 'hook' ? `by the clone hook${r.hooks.length > 1 ? 's' : ''} ${r.hooks.join(', ')}`
           : r.method === 'zfs' ? `by zfs clone ${r.zfs!.dataset} of ${r.zfs!.snapshot}`
             : `by a local copy of ${mib(r.bytes ?? 0)} MiB`;
+        const disks = r.disks?.length ? `, disk${r.disks.length > 1 ? 's' : ''} by rbd clone: ${r.disks.join(', ')}` : '';
         return {
           data: { clone: r },
-          text: `cloned: ${r.old} -> ${r.env.jname} (uuid ${r.env.uuid}, host_hostname ${r.env.conf.host_hostname}, ip4_addr ${r.env.conf.ip4_addr}) ${how} in ${(r.totalMs / 1000).toFixed(1)} s`,
+          text: `cloned: ${r.old} -> ${r.env.jname} (uuid ${r.env.uuid}, host_hostname ${r.env.conf.host_hostname}, ip4_addr ${r.env.conf.ip4_addr}) ${how}${disks} in ${(r.totalMs / 1000).toFixed(1)} s`,
         };
       } finally {
         p.stop();

@@ -112,6 +112,11 @@ export interface QemuArgvInput {
   daemonize?: boolean;
   /** the qemu binary (default {@link QEMU_BINARY}) */
   binary?: string;
+  /**
+   * The `file=` value of disk N (by its dsk row index) when it is not a file (a dsk_path under
+   * the data dir or absolute): an RBD image, src/storage/rbd.ts qemuRbdFile. Commas are doubled here.
+   */
+  diskFiles?: Record<number, string>;
 }
 
 const MODEL: Record<string, string> = { vtnet: 'virtio-net-pci', e1000: 'e1000' };
@@ -163,7 +168,7 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
   let ide = 1;
   for (const d of spec.disks) {
     const id = `dsk${d.index}`;
-    a.push('-drive', `file=${o(diskFile(d, input.dataDir))},format=${d.format},if=none,id=${id},cache=none,discard=unmap`);
+    a.push('-drive', `file=${o(input.diskFiles?.[d.index] ?? diskFile(d, input.dataDir))},format=${d.format},if=none,id=${id},cache=none,discard=unmap`);
     const bi = spec.boot === 'hdd' && !spec.kernel ? `,bootindex=${bootIndex(false)}` : '';
     if (d.controller === 'ahci-hd') a.push('-device', `ide-hd,drive=${id},bus=ide.${ide++}${bi}`);
     else if (d.controller === 'nvme') a.push('-device', `nvme,drive=${id},serial=${id}${bi}`);

@@ -18,7 +18,7 @@ import { tapDown, tapName, tapUp } from '../../net/tap.js';
 import type { Workdir } from '../../paths.js';
 import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, LiveStats, StartResult } from '../types.js';
 import { vmDefaults } from '../vm/settings.js';
-import { DEFAULT_IMGSIZE, diskFile, freshHwaddrs, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
+import { DEFAULT_IMGSIZE, diskFile, freshHwaddrs, isRbdDisk, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
 import { describeAccel, nodeAccel } from './accel.js';
 import { buildQemuArgv, qemuRunPaths, type QemuRunPaths } from './argv.js';
 import { writeSeedIso } from './cloudinit.js';
@@ -31,6 +31,7 @@ import { abortMigration, completeSwitchover, migrateToSwitchover, prepareIncomin
 import { chooseVncPorts, portFree, setVncPassword } from './ports.js';
 import { cleanupRunFiles, qemuPid, startQemu } from './process.js';
 import { QmpClient } from './qmp.js';
+import { cloneRbdDisks, createRbdDisk, rbdDiskFiles, removeRbdDisks } from './rbd-disks.js';
 import { stopQemu } from './stop.js';
 
 /** The seed ISO of a VM with ci_* keys, remade at each start: jails-system/<vm>/seed.iso. */
@@ -80,6 +81,12 @@ export class QemuEngine implements Engine {
     Object.assign(env.conf, vmSpecToConf(s));
     const first = s.disks.find((d) => d.index === 1);
     if (s.imgtype === 'none' || !first) return;
+    if (isRbdDisk(first)) {
+      const files = input.baseDir && isBusyboxTree(input.baseDir) ? busyboxGuestFiles({ hostname: s.hostname }) : [];
+      const size = await createRbdDisk(env, first, { baseDir: input.baseDir, sizeBytes: s.imgsize || DEFAULT_IMGSIZE, ext4: { sizeBytes: s.imgsize || undefined, files } });
+      env.conf.dsk_size1 = String(size);
+      return;
+    }
     const file = diskFile(first, env.paths.data);
     if (input.baseDir) {
       const files = isBusyboxTree(input.baseDir) ? busyboxGuestFiles({ hostname: s.hostname }) : [];
@@ -116,7 +123,8 @@ export class QemuEngine implements Engine {
       for (const [i, n] of s.nics.entries()) {
         await tapUp(names[i]!, n.parent === '0' ? undefined : n.parent, `berth bset jname=${env.jname} nic_parent${n.index}=<bridge>`, n.mtu || undefined);
       }
-      const argv = buildQemuArgv({ spec: s, dataDir: env.paths.data, run, accel: { accel: accel.accel }, kernel, seedIso, uefi, vnc, taps: names, incoming });
+      const diskFiles = rbdDiskFiles(env, s);
+      const argv = buildQemuArgv({ spec: s, dataDir: env.paths.data, run, accel: { accel: accel.accel }, kernel, seedIso, uefi, vnc, taps: names, incoming, diskFiles });
       const started = await startQemu(argv, run);
       if (s.vncPassword) {
         const qmp = await QmpClient.connect(run.qmpSocket, { timeoutMs: 5000 });
@@ -183,6 +191,16 @@ export class QemuEngine implements Engine {
     } finally {
       qmp.close();
     }
+  }
+
+  /** bremove: the VM's RBD images (rbd-disks.ts); file disks go with the data dir. */
+  async removeDisks(env: EngineEnv): Promise<string[]> {
+    return removeRbdDisks(env, spec(env));
+  }
+
+  /** bclone: an instant rbd clone of each RBD disk (rbd-disks.ts); file disks are copied with the data dir. */
+  async cloneDisks(src: EngineEnv, dst: EngineEnv): Promise<{ made: string[]; undo(): Promise<void> }> {
+    return cloneRbdDisks(spec(src), dst);
   }
 
   async stop(env: EngineEnv, timeoutSec: number): Promise<void> {

@@ -26,6 +26,8 @@ export const qemuInfo: EngineInfo = {
     { key: 'base', help: 'a base tree the first disk is made from (ext4, mkfs.ext4 -d); none: an empty disk of imgsize', normalize: (v) => checkBaseName(v) },
     text('host_hostname', 'the guest\'s hostname (cloud-init, busybox guests; default: jname)'),
     ...vmEngineSettings('qemu'),
+    text('dsk_type1', 'the first disk: vhd (a file in the env data, default) or rbd (a Ceph RBD image, dsk_path1=pool/image; the node reaches the cluster with rbd_* of berth.conf)'),
+    text('dsk_path1', 'the first disk: a file in the env data (default dsk1.vhd), or pool/image with dsk_type1=rbd'),
     text('nic_parent1', 'the bridge the first NIC\'s tap joins (0: no NIC)'),
     text('nic_hwaddr1', 'the first NIC\'s MAC address (0: berth picks one and stores it)'),
     text('nic_driver1', 'the first NIC\'s model: vtnet (virtio-net) or e1000'),

@@ -6,7 +6,9 @@
  * - numbered disk rows `dsk_controllerN dsk_pathN dsk_slotN dsk_typeN dsk_sizeN` (CBSD
  *   bhyvedsk, written by jailctl/jmkrcconf for N = 1, 2, ...), plus berth's `dsk_formatN`
  *   (`raw`, the default, or `qcow2` for qemu). `dsk_path` is relative to the env's data dir
- *   (CBSD: `dsk1.vhd` is `jails-data/<vm>-data/dsk1.vhd`) or absolute;
+ *   (CBSD: `dsk1.vhd` is `jails-data/<vm>-data/dsk1.vhd`) or absolute; with berth's
+ *   `dsk_typeN=rbd` (qemu only) it names a Ceph RBD image `pool/image` instead (opened by
+ *   QEMU's rbd driver, src/storage/rbd.ts);
  * - numbered NIC rows `nic_orderN nic_driverN nic_slotN nic_typeN nic_parentN nic_hwaddrN
  *   nic_mtuN` (CBSD bhyvenic; `nic_parent` the bridge, `nic_hwaddr` `0` = not chosen yet);
  * - cloud-init `ci_*` keys (CBSD sudoexec/bcreate and modules/bsdconf.d/cloud-tpl):
@@ -25,6 +27,7 @@ import type { EnvConf } from '../../descriptor.js';
 import { usageError } from '../../errors.js';
 import { DEFAULT_IMGSIZE, VM_EMULATORS, VM_SETTINGS, vmDefaults, type VmEmulator } from './settings.js';
 import { parseSize } from './size.js';
+import { parseRbdImage, rbdSpec } from '../../storage/rbd.js';
 
 export type { VmEmulator } from './settings.js';
 
@@ -41,7 +44,7 @@ export interface VmDisk {
   path: string;
   /** dsk_slot: PCI slot, 0 = auto */
   slot: number;
-  /** dsk_type: `vhd` (a disk image; CBSD's only direct-attach type) */
+  /** dsk_type: `vhd` (a disk image file; CBSD's only direct-attach type) or `rbd` (a Ceph RBD image `pool/image`, qemu only) */
   type: string;
   /** dsk_size in bytes, 0 = unknown */
   size: number;
@@ -224,7 +227,13 @@ export function normalizeRowValue(key: string, value: string, emulator: VmEmulat
       case 'controller': if (!['virtio-blk', 'ahci-hd', 'nvme'].includes(value)) throw bad(key, value, 'virtio-blk | ahci-hd | nvme'); return value;
       case 'path': return checkDiskPath(key, value);
       case 'slot': if (!/^\d+$/.test(value) || Number(value) > 31) throw bad(key, value, 'a PCI slot 0-31 (0 = auto)'); return String(Number(value));
-      case 'type': if (value !== 'vhd' && value !== '0') throw bad(key, value, 'vhd (a disk image)'); return 'vhd';
+      case 'type':
+        if (value === 'rbd') {
+          if (emulator !== 'qemu') throw bad(key, value, 'vhd (a disk image)', 'RBD images are opened by QEMU\'s rbd driver; bhyve reads files');
+          return value;
+        }
+        if (value !== 'vhd' && value !== '0') throw bad(key, value, 'vhd (a disk image) | rbd (a Ceph RBD image pool/image, qemu)');
+        return 'vhd';
       case 'size': return String(parseSize(value, key));
       case 'format':
         if (value === 'qcow2' && emulator !== 'qemu') throw bad(key, value, 'raw', 'qcow2 disks need qemu; bhyve reads raw images');
@@ -281,19 +290,20 @@ function parseDisks(conf: EnvConf, emulator: VmEmulator, virtioType: string, img
     const norm = (c: string, def: string) => { const v = get(c); return v === undefined || v === '' ? def : normalizeRowValue(`dsk_${c}${i}`, v, emulator); };
     const path = get('path') ?? (i === 1 ? FIRST_DISK : undefined);
     if (path === undefined) throw usageError('E_BAD_VALUE', `disk row ${i} has no dsk_path${i}`, { hint: `set dsk_path${i}=dsk${i}.vhd or remove the dsk_*${i} keys` });
+    const type = norm('type', 'vhd');
     return {
       index: i,
       controller: norm('controller', virtioType),
-      path: normalizeRowValue(`dsk_path${i}`, path, emulator),
+      path: type === 'rbd' ? rbdSpec(parseRbdImage(path, `dsk_path${i}`)) : normalizeRowValue(`dsk_path${i}`, path, emulator),
       slot: Number(norm('slot', '0')),
-      type: norm('type', 'vhd'),
+      type,
       size: Number(norm('size', i === 1 ? String(imgsize) : '0')),
       format: norm('format', i === 1 && imgtype === 'qcow2' ? 'qcow2' : 'raw') as VmDisk['format'],
     };
   });
   const paths = new Map<string, number>();
   for (const d of disks) {
-    const p = d.path.startsWith('/') ? posix.normalize(d.path) : posix.normalize(`./${d.path}`);
+    const p = isRbdDisk(d) ? `rbd:${d.path}` : d.path.startsWith('/') ? posix.normalize(d.path) : posix.normalize(`./${d.path}`);
     if (paths.has(p)) throw bad(`dsk_path${d.index}`, d.path, `a disk other than dsk_path${paths.get(p)}'s`, 'two rows naming one image would open it twice');
     paths.set(p, d.index);
   }
@@ -575,7 +585,12 @@ export function orderVmKeys(keys: readonly string[]): string[] {
   return [...keys.filter((k) => !isVmKey(k)), ...vm];
 }
 
-/** The file of a disk: `dsk_path` under the env's data dir, or the absolute path itself. */
+/** True for a disk row on a Ceph RBD image (`dsk_type=rbd`): its path is `pool/image`, not a file. */
+export function isRbdDisk(disk: Pick<VmDisk, 'type'>): boolean {
+  return disk.type === 'rbd';
+}
+
+/** The file of a disk: `dsk_path` under the env's data dir, or the absolute path itself (not for RBD disks: {@link isRbdDisk}). */
 export function diskFile(disk: Pick<VmDisk, 'path'>, dataDir: string): string {
   return disk.path.startsWith('/') ? disk.path : posix.join(dataDir, disk.path);
 }
