@@ -258,12 +258,13 @@ describe('nfsv4 example hooks (fake mount commands)', () => {
     assert.deepEqual(table(), []);
   });
 
-  test('NFS_MOUNT_TIMEOUT cuts a hanging mount (124) and the run is undone', async () => {
+  test('NFS_MOUNT_TIMEOUT cuts a hanging mount (the hook exits 124, berth 1: its own timeout, not berth\'s) and the run is undone', async () => {
     reset();
     const c = conf('short.conf', `${BASE_CONF}NFS_MOUNT_TIMEOUT=1\n`);
     const e = await rejects(start('web7', { BERTH_HOOK_CONF: c, FAKE_MOUNT_HANG: '/system/web7' }));
     assert.equal(e.code, 'E_HOOK_FAILED');
-    assert.equal(e.exitCode, 124);
+    assert.equal(e.exitCode, 1);
+    assert.equal(e.details?.hookExitCode, 124);
     assert.deepEqual(table(), []);
   });
 
