@@ -35,7 +35,7 @@ import { join } from 'node:path';
 import { checkNewBase, finishBase, tempName, type BaseCtx, type BaseImportResult } from './bases.js';
 import { BerthError, EXIT, notFound, usageError } from './errors.js';
 import { mountsUnder, unmountAllUnder } from './mounts/types.js';
-import { onInterrupt, run } from './proc.js';
+import { onInterrupt, run, sleep } from './proc.js';
 import { treeSize, watchTree, type ProgressFn } from './progress.js';
 
 /** Debian's archive keyring (package debian-archive-keyring), passed to debootstrap's --keyring. */
@@ -307,13 +307,18 @@ export async function debootstrapBase(ctx: BaseCtx, name: string, opts: Debootst
   const abort = new AbortController();
   let work: Promise<unknown> = Promise.resolve();
   const cleanup = async () => {
-    // debootstrap mounts proc and sys inside the tree: unmount before deleting, never through a mount
-    if (ctx.mounts) {
-      const prim = await ctx.mounts();
-      if (mountsUnder(await prim.list(), tmp).length) await unmountAllUnder(prim, tmp);
-      if (mountsUnder(await prim.list(), tmp).length) return; // leave it rather than delete through a mount
+    // debootstrap mounts proc and sys inside the tree: unmount before deleting, never through
+    // a mount. A few tries: after a ^C, debootstrap's children (dpkg, tar) may still be
+    // writing into the tree for a moment.
+    for (let i = 0; i < 10 && existsSync(tmp); i++) {
+      if (i) await sleep(500);
+      if (ctx.mounts) {
+        const prim = await ctx.mounts();
+        if (mountsUnder(await prim.list(), tmp).length) await unmountAllUnder(prim, tmp).catch(() => undefined);
+        if (mountsUnder(await prim.list(), tmp).length) continue; // never delete through a mount
+      }
+      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     }
-    await rm(tmp, { recursive: true, force: true });
   };
   const unregister = onInterrupt(async () => {
     abort.abort();
