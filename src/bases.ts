@@ -30,6 +30,7 @@ import { checkBaseName } from './names.js';
 import type { MountPrimitive } from './mounts/types.js';
 import type { Workdir } from './paths.js';
 import { run } from './proc.js';
+import { treeSize, watchTree, type ProgressFn } from './progress.js';
 import { mountsUnder } from './mounts/types.js';
 
 /**
@@ -53,8 +54,8 @@ export interface BaseInfo {
 
 /** Result of an import or busybox build. */
 export interface BaseImportResult extends BaseInfo {
-  /** 'dir', 'tar' or 'busybox' */
-  kind: 'dir' | 'tar' | 'busybox';
+  /** 'dir', 'tar', 'busybox' or 'debootstrap' */
+  kind: 'dir' | 'tar' | 'busybox' | 'debootstrap';
   source: string;
   /** mount-point dirs created in the base because the source lacked them (relative paths) */
   addedDirs: string[];
@@ -64,6 +65,11 @@ export interface BaseImportResult extends BaseInfo {
 export interface ImportOptions {
   /** called with a short line before long steps (the CLI shows it on a terminal) */
   onProgress?: (line: string) => void;
+  /**
+   * progress of the copy or extraction: the bytes in the new base so far (every 0.5 s), of the
+   * source tree's size for a directory, with no total for an archive
+   */
+  onProgressEvent?: ProgressFn;
 }
 
 /** Archive names {@link importBase} accepts (GNU/bsd tar detects the compression itself). */
@@ -94,7 +100,12 @@ function requireBasesDir(wd: Workdir): void {
   }
 }
 
-function checkNewBase(wd: Workdir, name: string): string {
+/**
+ * Checks that base `name` may be made: a good name, an initialised workdir, no base of that name.
+ * @returns the base's path
+ * @throws BerthError E_BAD_BASE_NAME (2), E_NOT_INITIALISED (1), E_BASE_EXISTS (1)
+ */
+export function checkNewBase(wd: Workdir, name: string): string {
   checkBaseName(name);
   requireBasesDir(wd);
   const dst = wd.base(name);
@@ -108,7 +119,8 @@ function isSymlink(p: string): boolean {
   try { return lstatSync(p).isSymbolicLink(); } catch { return false; }
 }
 
-const tempName = (kind: string, name: string): string => `.${kind}-${name}-${randomBytes(4).toString('hex')}`;
+/** A hidden temp dir name under bases/ (`.<kind>-<name>-<random>`), ignored by `base list`. */
+export const tempName = (kind: string, name: string): string => `.${kind}-${name}-${randomBytes(4).toString('hex')}`;
 
 /**
  * Makes sure `root` has every {@link BASE_MOUNT_DIRS} entry as a directory.
@@ -151,38 +163,15 @@ export async function ensureMountDirs(root: string): Promise<string[]> {
   return added;
 }
 
-/**
- * Apparent size of a tree in bytes: regular files and symlinks (lstat size), hard links
- * counted once, not crossing into other file systems.
- */
-export function treeSize(root: string): number {
-  let total = 0;
-  let rootDev: number;
-  try { rootDev = lstatSync(root).dev; } catch { return 0; }
-  const seen = new Set<string>();
-  const stack = [root];
-  while (stack.length) {
-    const d = stack.pop()!;
-    let names: string[];
-    try { names = readdirSync(d); } catch { continue; }
-    for (const n of names) {
-      const p = join(d, n);
-      let st: Stats;
-      try { st = lstatSync(p); } catch { continue; }
-      if (st.dev !== rootDev) continue;
-      if (st.isDirectory()) { stack.push(p); continue; }
-      if (st.nlink > 1) {
-        const k = `${st.ino}`;
-        if (seen.has(k)) continue;
-        seen.add(k);
-      }
-      total += st.size;
-    }
-  }
-  return total;
-}
+/** Re-exported: {@link treeSize} lives in src/progress.ts, which watches trees grow. */
+export { treeSize };
 
-async function finish(ctx: BaseCtx, tmp: string, dst: string, name: string, kind: BaseImportResult['kind'], source: string): Promise<BaseImportResult> {
+/**
+ * Ends a base build: adds the mount-point dirs, makes the tree 0755 and renames the temp dir
+ * `tmp` into place as `dst`.
+ * @throws BerthError E_BAD_BASE (2, see {@link ensureMountDirs}), E_BASE_EXISTS (1)
+ */
+export async function finishBase(ctx: BaseCtx, tmp: string, dst: string, name: string, kind: BaseImportResult['kind'], source: string): Promise<BaseImportResult> {
   const addedDirs = await ensureMountDirs(tmp);
   await chmod(tmp, 0o755);
   try {
@@ -222,12 +211,18 @@ export async function importBase(ctx: BaseCtx, name: string, source: string, opt
   try {
     if (kind === 'dir') {
       opts.onProgress?.(`copying ${src} into ${dst} ...`);
-      await run(['cp', '-a', '-x', `${src}/.`, `${tmp}/`], { errorCode: 'E_IMPORT_FAILED', errorExit: EXIT.FAILURE });
+      const w = watchTree(tmp, opts.onProgressEvent, { phase: 'copying', total: opts.onProgressEvent ? treeSize(src) : undefined });
+      try {
+        await run(['cp', '-a', '-x', `${src}/.`, `${tmp}/`], { errorCode: 'E_IMPORT_FAILED', errorExit: EXIT.FAILURE });
+      } finally { w.stop(); }
     } else {
       opts.onProgress?.(`extracting ${src} into ${dst} ...`);
-      await run(['tar', '-x', '--numeric-owner', '-f', src, '-C', tmp], { errorCode: 'E_IMPORT_FAILED', errorExit: EXIT.FAILURE });
+      const w = watchTree(tmp, opts.onProgressEvent, { phase: 'extracting' });
+      try {
+        await run(['tar', '-x', '--numeric-owner', '-f', src, '-C', tmp], { errorCode: 'E_IMPORT_FAILED', errorExit: EXIT.FAILURE });
+      } finally { w.stop(); }
     }
-    return await finish(ctx, tmp, dst, name, kind, src);
+    return await finishBase(ctx, tmp, dst, name, kind, src);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;
@@ -309,7 +304,7 @@ export async function busyboxBase(ctx: BaseCtx, name: string, opts: ImportOption
     }
     await writeFile(join(tmp, 'etc', 'passwd'), BUSYBOX_PASSWD, { mode: 0o644 });
     await writeFile(join(tmp, 'etc', 'group'), BUSYBOX_GROUP, { mode: 0o644 });
-    return await finish(ctx, tmp, dst, name, 'busybox', bb);
+    return await finishBase(ctx, tmp, dst, name, 'busybox', bb);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;

@@ -329,14 +329,20 @@ function baseEnv(env: HookEnv, action: HookAction, hookName: string): NodeJS.Pro
 
 function failure(label: string, hook: string, action: HookAction, env: HookEnv, r: ExecResult): BerthError {
   const lines = r.tail.length ? `; last lines of its output:\n${r.tail.map((l) => '  ' + l).join('\n')}` : '; it printed nothing';
-  const details = { hook, action, jname: env.jname, exitCode: r.exitCode, signal: r.signal, log: env.logFile, tail: r.tail, durationMs: r.durationMs };
+  // The hook's own status goes in details.hookExitCode / details.hookSignal, never in berth's
+  // exit code: a hook exiting 4 must not read as "owned by another node" (design/product.md
+  // "Exit codes and output"; issue 15).
+  const details: Record<string, unknown> = { hook, action, jname: env.jname, log: env.logFile, tail: r.tail, durationMs: r.durationMs };
+  if (r.timedOut) details.timeoutSec = env.timeoutSec;
+  else if (r.signal) details.hookSignal = r.signal;
+  else details.hookExitCode = r.exitCode;
   if (r.timedOut) {
     return new BerthError('E_HOOK_TIMEOUT',
       `${label} ${hook} (action ${action}, env ${env.jname}) timed out after ${env.timeoutSec} s and was killed with its process group${r.unkillable ? '; it did not die even from SIGKILL (stuck in the kernel?)' : ''}${lines}`,
       EXIT.HOOK_TIMEOUT, { hint: `see ${env.logFile}; raise mnt_timeout (0 = none) if the hook is just slow`, details });
   }
-  const how = r.signal ? `was killed by ${r.signal} (exit code ${r.exitCode})` : `failed with exit code ${r.exitCode}`;
-  return new BerthError('E_HOOK_FAILED', `${label} ${hook} (action ${action}, env ${env.jname}) ${how}${lines}`, r.exitCode, {
+  const how = r.signal ? `was killed by signal ${r.signal}` : `failed with exit code ${r.exitCode}`;
+  return new BerthError('E_HOOK_FAILED', `${label} ${hook} (action ${action}, env ${env.jname}) ${how}${lines}`, EXIT.FAILURE, {
     hint: `full output: ${env.logFile}`, details,
   });
 }
@@ -356,8 +362,9 @@ function failure(label: string, hook: string, action: HookAction, env: HookEnv, 
  * daemon behind (GlusterFS FUSE). On timeout (`env.timeoutSec`, 0 = none) the whole group
  * gets SIGTERM, then SIGKILL after {@link KILL_GRACE_SEC} s.
  * Runs the safety check ({@link checkHookSafe}) first. No-op when `hook` is '' or '0'.
- * @throws BerthError E_HOOK_FAILED with the hook's exit code as exitCode (128+N when killed
- *   by signal N) and its last lines of output in the message
+ * @throws BerthError E_HOOK_FAILED (exit 1, berth's "failure"): the hook's own exit code is in
+ *   `details.hookExitCode`, or the signal that killed it in `details.hookSignal` (never berth's
+ *   exit code, which keeps to its own table); its last lines of output are in the message
  * @throws BerthError E_HOOK_TIMEOUT (exit 124)
  * @throws BerthError E_HOOK_UNSAFE / E_HOOK_MISSING (exit 1), see {@link checkHookSafe}
  */

@@ -34,6 +34,8 @@ export interface RunOptions {
   /** Kill the command after this many seconds (SIGKILL); 0 or undefined = none. */
   timeoutSec?: number;
   cwd?: string;
+  /** Aborting it kills the command (SIGTERM); run() then returns or throws as for any exit. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -49,6 +51,7 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     // must find mount/umount/runc where the administrator's PATH says, nowhere else
     nodePath: false,
     timeout: opts.timeoutSec ? opts.timeoutSec * 1000 : undefined,
+    ...(opts.signal ? { signal: opts.signal } : {}),
     nodeOptions: {
       env: opts.env ? { ...process.env, ...opts.env } : process.env,
       cwd: opts.cwd,
@@ -153,4 +156,25 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return true; // no /proc (FreeBSD): kill(0) said it exists
   }
+}
+
+/** Clean-ups to run before berth exits on SIGINT/SIGTERM (see {@link onInterrupt}). */
+const interruptHandlers = new Set<() => Promise<void>>();
+
+/**
+ * Registers `fn` to run when berth is interrupted (^C, SIGTERM) while long work is under way,
+ * e.g. to kill debootstrap and remove a half-made base. The CLI's signal handler
+ * (src/cli/main.ts) awaits every registered handler before it exits; the library only
+ * registers. Call the returned function once the work is over (success or failure).
+ */
+export function onInterrupt(fn: () => Promise<void>): () => void {
+  interruptHandlers.add(fn);
+  return () => { interruptHandlers.delete(fn); };
+}
+
+/** Runs (and forgets) every {@link onInterrupt} handler, side by side; errors are swallowed. */
+export async function runInterruptHandlers(): Promise<void> {
+  const fns = [...interruptHandlers];
+  interruptHandlers.clear();
+  await Promise.all(fns.map((f) => f().catch(() => undefined)));
 }

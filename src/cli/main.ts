@@ -160,12 +160,14 @@ export async function main(argv: string[]): Promise<void> {
 
 /**
  * SIGINT/SIGTERM: hooks lead their own process group (a terminal ^C does not reach them),
- * so pass the signal on to them, then exit 128+N.
+ * so pass the signal on to them, run the library's interrupt clean-ups (src/proc.ts
+ * onInterrupt: e.g. a half-made debootstrap base is removed), then exit 128+N.
  */
 function onSignals(): void {
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
-      import('../hooks.js').then((h) => h.killRunningHooks(sig)).catch(() => undefined).finally(() => {
+      import('../hooks.js').then((h) => h.killRunningHooks(sig)).catch(() => undefined)
+        .then(() => import('../proc.js')).then((p) => p.runInterruptHandlers()).catch(() => undefined).finally(() => {
         process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
       });
     });

@@ -8,6 +8,7 @@ import type { CmdDef } from './types.js';
 import { command as initenv } from './commands/initenv.js';
 import { command as baseImport } from './commands/base-import.js';
 import { command as baseBusybox } from './commands/base-busybox.js';
+import { command as baseDebootstrap } from './commands/base-debootstrap.js';
 import { command as baseFetch } from './commands/base-fetch.js';
 import { command as baseList } from './commands/base-list.js';
 import { command as baseRemove } from './commands/base-remove.js';
@@ -39,7 +40,7 @@ import { command as tokenRemove } from './commands/token-remove.js';
 
 export const COMMANDS: readonly CmdDef[] = [
   initenv,
-  baseImport, baseBusybox, baseFetch, baseList, baseRemove,
+  baseImport, baseBusybox, baseDebootstrap, baseFetch, baseList, baseRemove,
   jcreate, jstart, jstop, jrestart, jremove, jls, jexec, jset, jget, jclone, jrename,
   jregister, junregister, jmigrate,
   vmCommand(jcreate, 'bcreate', 'create a VM: its first disk from a base tree, or empty (imgsize)'),

@@ -90,6 +90,8 @@ mkdir -p "$CTL/store/data/$j" "$CTL/store/system/$j" || exit 1
 mountpoint -q "$d" || mount --bind "$CTL/store/data/$j" "$d" || exit 1
 case $mode in
 fail7) echo "mounted $d, now failing with 7" >&2; exit 7 ;;
+fail4) echo "failing with 4" >&2; exit 4 ;;
+sig) echo "killing myself" >&2; kill -TERM $$ ;;
 sleep) echo "mounted $d, now sleeping past the timeout" >&2; sleep 31 ;;
 bg) sleep 313 & echo $! > "$CTL/bg.pid" ;;
 esac
@@ -182,13 +184,13 @@ describe('how hooks are called', () => {
 });
 
 describe('a failing or hanging hook leaves nothing behind', () => {
-  test('mnt_start mounts one of its two dirs and exits 7: jstart fails with 7, the error shows it, nothing stays mounted', () => {
+  test('mnt_start mounts one of its two dirs and exits 7: jstart fails with exit 1 (the hook\'s 7 in the message), nothing stays mounted', () => {
     create('f7');
     const before = mountTable(top);
     resetCalls();
     setMode('f7', 'fail7');
     const r = berth(['jstart', 'jname=f7'], env());
-    assert.equal(r.code, 7, r.stderr);
+    assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /mnt_start .* failed with exit code 7/);
     assert.match(r.stderr, /mounted .*f7-data, now failing with 7/, 'the hook\'s last lines are in the error');
     assert.deepEqual(mountTable(top), before);
@@ -200,12 +202,32 @@ describe('a failing or hanging hook leaves nothing behind', () => {
     assert.deepEqual(mountTable(top), before);
   });
 
+  test('a hook exiting 4 or killed by a signal: berth exits 1 (never 4 "owned" or 128+N "killed"), the hook\'s status in error.details', () => {
+    create('f4');
+    setMode('f4', 'fail4');
+    const r = berth(['jstart', 'jname=f4', '--json'], env());
+    assert.equal(r.code, 1, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.error.code, 'E_HOOK_FAILED');
+    assert.equal(j.error.details.hookExitCode, 4);
+    assert.match(j.error.message, /failed with exit code 4/);
+    setMode('f4', 'sig');
+    const k = berth(['jstart', 'jname=f4', '--json'], env());
+    assert.equal(k.code, 1, k.stderr);
+    const kj = JSON.parse(k.stdout);
+    assert.equal(kj.error.code, 'E_HOOK_FAILED');
+    assert.equal(kj.error.details.hookSignal, 'SIGTERM');
+    assert.equal(kj.error.details.hookExitCode, undefined);
+    assert.equal(status('f4'), 'Off');
+    setMode('f4', 'ok');
+  });
+
   test('a failing mnt_start is repaired with jset mnt_start=<fixed hook>: jset mounts with the new hook, not the broken one', () => {
     create('fix1');
     const before = mountTable(top);
     setMode('fix1', 'fail7');
     const r = berth(['jset', 'jname=fix1', 'host_hostname=fix1.example'], env());
-    assert.equal(r.code, 7, r.stderr);
+    assert.equal(r.code, 1, r.stderr);
     assert.deepEqual(mountTable(top), before);
     // the fixed hook: the same mounts, without the failure
     const fixed = join(ctl, 'mnt_start_fixed');

@@ -232,7 +232,7 @@ describe('jmigrate', () => {
     n2.ok(['jstart', 'jname=web']);
     const before = n2.envs().web;
     const r = n2.run(['jmigrate', 'jname=web', 'dst=node1', '--json'], 120_000);
-    assert.notEqual(r.code, 0, r.stderr);
+    assert.equal(r.code, 1, `the hook's exit 7 is not berth's exit code: ${r.stderr}`);
     assert.equal(r.json.error.code, 'E_MIGRATE_REFUSED');
     assert.match(r.json.error.message, /storage not reachable from node1/);
     assert.match(r.json.error.message, /nothing was changed/);

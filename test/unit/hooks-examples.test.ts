@@ -175,11 +175,12 @@ describe('nfsv4 example hooks (fake mount commands)', () => {
     assert.deepEqual(table(), []);
   });
 
-  test('a failed mount exits with its code (32), and what the run mounted is unmounted', async () => {
+  test('a failed mount fails the hook (berth exit 1, the hook\'s 32 in details.hookExitCode), and what the run mounted is unmounted', async () => {
     reset();
     const e = await rejects(start('web2', { BERTH_HOOK_CONF: cf, FAKE_MOUNT_FAIL: '/system/web2' }));
     assert.equal(e.code, 'E_HOOK_FAILED');
-    assert.equal(e.exitCode, 32);
+    assert.equal(e.exitCode, 1);
+    assert.equal(e.details?.hookExitCode, 32);
     assert.match(e.message, /access denied by server/);
     assert.match(e.message, /undoing the mounts of this run/);
     assert.deepEqual(transcript(), [
@@ -195,7 +196,8 @@ describe('nfsv4 example hooks (fake mount commands)', () => {
     await start('web3', { BERTH_HOOK_CONF: conf('nofstab.conf', `${BASE_CONF}MOUNT_FSTAB=0\n`) });
     // now with fstab, and the fstab mount failing: data and system were there before this run
     const e = await rejects(start('web3', { BERTH_HOOK_CONF: cf, FAKE_MOUNT_FAIL: '/fstab/web3' }));
-    assert.equal(e.exitCode, 32);
+    assert.equal(e.exitCode, 1);
+    assert.equal(e.details?.hookExitCode, 32);
     assert.deepEqual(table(), ['nfs1:/export/berth/data/web3 <wd>/jails-data/web3-data', 'nfs1:/export/berth/system/web3 <wd>/jails-system/web3']);
     await stop('web3', { BERTH_HOOK_CONF: cf });
     assert.deepEqual(table(), []);
@@ -256,12 +258,13 @@ describe('nfsv4 example hooks (fake mount commands)', () => {
     assert.deepEqual(table(), []);
   });
 
-  test('NFS_MOUNT_TIMEOUT cuts a hanging mount (124) and the run is undone', async () => {
+  test('NFS_MOUNT_TIMEOUT cuts a hanging mount (the hook exits 124, berth 1: its own timeout, not berth\'s) and the run is undone', async () => {
     reset();
     const c = conf('short.conf', `${BASE_CONF}NFS_MOUNT_TIMEOUT=1\n`);
     const e = await rejects(start('web7', { BERTH_HOOK_CONF: c, FAKE_MOUNT_HANG: '/system/web7' }));
     assert.equal(e.code, 'E_HOOK_FAILED');
-    assert.equal(e.exitCode, 124);
+    assert.equal(e.exitCode, 1);
+    assert.equal(e.details?.hookExitCode, 124);
     assert.deepEqual(table(), []);
   });
 

@@ -70,11 +70,13 @@ describe('runStorageHook', () => {
     assert.equal(readFileSync(out + '.stdin', 'utf8'), '/dev/null\n');
   });
 
-  test('exit 7 surfaces as exitCode 7 with the last lines of output; log has header, output, result', async () => {
+  test('exit 7: berth fails with exit 1, the hook\'s 7 in details.hookExitCode and the message, with the last lines of output; log has header, output, result', async () => {
     const h = hook('seven.sh', 'i=1; while [ $i -le 15 ]; do echo "out line $i"; i=$((i+1)); done; echo "cannot mount data" >&2; exit 7');
     const e = await rejects(runStorageHook('mnt_start', h, 'start', henv()));
     assert.equal(e.code, 'E_HOOK_FAILED');
-    assert.equal(e.exitCode, 7);
+    assert.equal(e.exitCode, 1, 'berth\'s exit code stays in its own table');
+    assert.equal(e.details?.hookExitCode, 7);
+    assert.equal(e.details?.hookSignal, undefined);
     assert.match(e.message, /exit code 7/);
     assert.match(e.message, /cannot mount data/);
     assert.match(e.message, /out line 15/);
@@ -87,12 +89,14 @@ describe('runStorageHook', () => {
     assert.match(log, /--- mnt_start: exit 7 after /);
   });
 
-  test('a hook killed by a signal fails with 128+N', async () => {
+  test('a hook killed by a signal fails with exit 1 (not berth\'s 128+N "killed"), the signal in details.hookSignal', async () => {
     const h = hook('killed.sh', 'echo dying; kill -KILL $$');
     const e = await rejects(runStorageHook('mnt_start', h, 'start', henv()));
     assert.equal(e.code, 'E_HOOK_FAILED');
-    assert.equal(e.exitCode, 137);
-    assert.match(e.message, /SIGKILL/);
+    assert.equal(e.exitCode, 1);
+    assert.equal(e.details?.hookSignal, 'SIGKILL');
+    assert.equal(e.details?.hookExitCode, undefined);
+    assert.match(e.message, /killed by signal SIGKILL/);
   });
 
   test('timeout: exit 124, the grandchild is killed and never writes its marker', async () => {
@@ -211,7 +215,8 @@ describe('runHookDir', () => {
     put('01-ok', 0); put('02-veto', 3); put('03-after', 0);
     const e = await rejects(runHookDir(d, 'start', henv(), { stopOnError: true }));
     assert.equal(e.code, 'E_HOOK_FAILED');
-    assert.equal(e.exitCode, 3);
+    assert.equal(e.exitCode, 1);
+    assert.equal(e.details?.hookExitCode, 3);
     assert.match(e.message, /02-veto/);
     assert.match(e.message, /veto by 02-veto/);
     assert.equal(readFileSync(out, 'utf8'), '01-ok\n02-veto\n');

@@ -7,6 +7,7 @@ import { usageError } from '../../errors.js';
 import type { FetchProgress } from '../../fetch.js';
 import { str as anyStr, withNode } from '../args.js';
 import { o } from '../options.js';
+import { progressRenderer } from '../progress.js';
 import type { CmdDef, CmdIO, Opts } from '../types.js';
 
 /** A non-empty string option. */
@@ -14,27 +15,14 @@ const str = (opts: Opts, key: string): string | undefined => anyStr(opts, key) |
 
 const mb = (n: number) => (n / 1048576).toFixed(1);
 
-/** Makes the progress callback: a bar on a terminal, phase lines with -v, else nothing. */
+/**
+ * Makes the progress callback: a bar with MB, percentage and rate on a terminal
+ * (src/cli/progress.ts), phase lines with -v, else nothing.
+ */
 async function progress(io: CmdIO): Promise<{ on: (p: FetchProgress) => void; stop: () => void }> {
-  if (io.interactive) {
-    const { SingleBar, Presets } = await import('cli-progress');
-    const bar = new SingleBar({
-      format: ' {phase} [{bar}] {percentage}% | {done}/{size} MB',
-      stream: process.stderr, hideCursor: true, clearOnComplete: false, etaBuffer: 50,
-    }, Presets.shades_classic);
-    let started = false;
-    let phase = '';
-    return {
-      on: (p) => {
-        const total = p.total ?? Math.max(p.received, 1);
-        const payload = { phase: p.phase.padEnd(8), done: mb(p.received), size: p.total === undefined ? '?' : mb(p.total) };
-        if (!started) { bar.start(total, p.received, payload); started = true; }
-        if (p.phase !== phase) { phase = p.phase; bar.setTotal(total); }
-        bar.update(p.received, payload);
-      },
-      stop: () => { if (started) { bar.stop(); started = false; } },
-    };
-  }
+  const r = await progressRenderer(io);
+  const on = r.on;
+  if (on) return { on: (p) => on({ phase: p.phase.padEnd(8), done: p.received, total: p.total, unit: 'bytes' }), stop: r.stop };
   let phase = '';
   return {
     on: (p) => {

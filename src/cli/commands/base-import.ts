@@ -1,8 +1,13 @@
-/** `berth base import name= source=<dir | .tar | .tar.gz | .tar.xz | .txz>`: thin handler over src/bases.ts. */
+/**
+ * `berth base import name= source=<dir | .tar | .tar.gz | .tar.xz | .txz>`: thin handler over
+ * src/bases.ts. Bytes copied (of the source's size, for a directory) and the rate on stderr
+ * when it is a terminal (src/cli/progress.ts); quiet otherwise.
+ */
 import { usageError } from '../../errors.js';
 import { str, withNode } from '../args.js';
 import { baseName, importText } from '../base-args.js';
 import { o } from '../options.js';
+import { progressRenderer } from '../progress.js';
 import type { CmdDef } from '../types.js';
 
 export const command: CmdDef = {
@@ -14,8 +19,14 @@ export const command: CmdDef = {
     if (!source) throw usageError('E_BAD_SOURCE', 'give source=<dir | .tar | .tar.gz | .tar.xz | .txz>');
     const { importBase } = await import('../../bases.js');
     return withNode(opts, async (ctx) => {
-      const r = await importBase(ctx, name, source, { onProgress: io.interactive || io.verbose ? io.note : undefined });
-      return { data: { base: r }, text: importText(r) };
+      const p = await progressRenderer(io);
+      try {
+        const r = await importBase(ctx, name, source, { onProgress: io.interactive || io.verbose ? io.note : undefined, onProgressEvent: p.on });
+        p.stop();
+        return { data: { base: r }, text: importText(r) };
+      } finally {
+        p.stop();
+      }
     });
   },
 };

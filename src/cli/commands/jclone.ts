@@ -7,28 +7,16 @@
 import { usageError } from '../../errors.js';
 import { str, withNode } from '../args.js';
 import { o } from '../options.js';
+import { progressRenderer } from '../progress.js';
 import type { CmdDef, CmdIO } from '../types.js';
 
 const mib = (n: number) => (n / 1048576).toFixed(1);
 
-/** A bar on a terminal (bytes copied / total), nothing otherwise. */
+/** A bar on a terminal (bytes copied / total, MiB/s; src/cli/progress.ts), nothing otherwise. */
 async function progress(io: CmdIO): Promise<{ on?: (copied: number, total: number) => void; stop: () => void }> {
-  if (!io.interactive) return { stop: () => undefined };
-  const { SingleBar, Presets } = await import('cli-progress');
-  const bar = new SingleBar({
-    format: ' copying [{bar}] {percentage}% | {done}/{size} MiB',
-    stream: process.stderr, hideCursor: true, clearOnComplete: true, etaBuffer: 50,
-  }, Presets.shades_classic);
-  let started = false;
-  return {
-    on: (copied, total) => {
-      const payload = { done: mib(copied), size: mib(total) };
-      if (!started) { bar.start(Math.max(total, 1), copied, payload); started = true; return; }
-      bar.setTotal(Math.max(total, 1));
-      bar.update(copied, payload);
-    },
-    stop: () => { if (started) { bar.stop(); started = false; } },
-  };
+  const r = await progressRenderer(io);
+  const on = r.on;
+  return { on: on ? (copied, total) => on({ phase: 'copying', done: copied, total, unit: 'bytes' }) : undefined, stop: r.stop };
 }
 
 export const command: CmdDef = {
