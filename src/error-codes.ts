@@ -90,6 +90,7 @@ export const ERROR_CODES = [
   'E_MOUNT',
   'E_MOUNTED',
   'E_NAME_TAKEN',
+  'E_NETNS_EXISTS',
   'E_NETWORK',
   'E_NODENAME_IN_USE',
   'E_NODE_MISMATCH',

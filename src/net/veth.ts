@@ -5,6 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { engineError } from '../errors.js';
 import { run } from '../proc.js';
 import { checkBridge } from './bridge.js';
 
@@ -23,15 +25,25 @@ export function vethNames(nodename: string, jname: string): VethNames {
 
 /**
  * Makes the namespace and the veth pair: eth0 inside with `addr` (CIDR), lo up, host end on
- * `bridge` and up.
+ * `bridge` and up. Once the namespace is made, `marker` (a file) records that berth made it:
+ * {@link vethDown} deletes only a namespace so recorded, never one that was there before.
  * @returns the namespace path for the OCI config (`/var/run/netns/<netns>`)
- * @throws BerthError E_NO_BRIDGE (exit 5) when `bridge` is no bridge; E_NETWORK (exit 5) when
- *   an `ip` command fails (the caller undoes with {@link vethDown})
+ * @throws BerthError E_NO_BRIDGE (exit 5) when `bridge` is no bridge; E_NETNS_EXISTS (exit 5)
+ *   when the namespace exists already (nothing is touched); E_NETWORK (exit 5) when an `ip`
+ *   command fails (the caller undoes with {@link vethDown})
  */
-export async function vethUp(n: VethNames, bridge: string, addr: string, setHint: string): Promise<string> {
+export async function vethUp(n: VethNames, bridge: string, addr: string, setHint: string, marker: string): Promise<string> {
   checkBridge(bridge, "the env's veth", setHint);
+  if (existsSync(`/var/run/netns/${n.netns}`) && !existsSync(marker)) {
+    throw engineError('E_NETNS_EXISTS', `network namespace ${n.netns} exists and berth did not make it for this start; refusing to use or delete it`, {
+      hint: `if nothing uses it (ip netns pids ${n.netns} prints nothing), delete it: ip netns delete ${n.netns}`,
+    });
+  }
   const e = { errorCode: 'E_NETWORK' } as const;
-  await run(['ip', 'netns', 'add', n.netns], e);
+  if (!existsSync(`/var/run/netns/${n.netns}`)) {
+    await run(['ip', 'netns', 'add', n.netns], e);
+    await writeFile(marker, `${n.netns}\n`);
+  }
   await run(['ip', 'link', 'add', n.hostVeth, 'type', 'veth', 'peer', 'name', n.peerVeth], e);
   await run(['ip', 'link', 'set', n.peerVeth, 'netns', n.netns], e);
   await run(['ip', '-n', n.netns, 'link', 'set', n.peerVeth, 'name', 'eth0'], e);
@@ -43,8 +55,14 @@ export async function vethUp(n: VethNames, bridge: string, addr: string, setHint
   return `/var/run/netns/${n.netns}`;
 }
 
-/** Deletes what {@link vethUp} made, whatever part of it exists; never fails. */
-export async function vethDown(n: VethNames): Promise<void> {
-  if (existsSync(`/var/run/netns/${n.netns}`)) await run(['ip', 'netns', 'delete', n.netns], { check: false });
+/**
+ * Deletes what {@link vethUp} made, whatever part of it exists: the namespace only when
+ * `marker` says berth made it, and the host veth (its name is this env's hash); never fails.
+ */
+export async function vethDown(n: VethNames, marker: string): Promise<void> {
+  if (existsSync(marker)) {
+    if (existsSync(`/var/run/netns/${n.netns}`)) await run(['ip', 'netns', 'delete', n.netns], { check: false });
+    await rm(marker, { force: true });
+  }
   if (existsSync(`/sys/class/net/${n.hostVeth}`)) await run(['ip', 'link', 'delete', n.hostVeth], { check: false });
 }

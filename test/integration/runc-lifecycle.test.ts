@@ -322,6 +322,30 @@ describe('vnet: own network namespace on a bridge', () => {
     assert.equal(spawnSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).stdout.split('\n').length, links0, 'no veth left');
     berthOk(['jremove', 'jname=net2'], env());
   });
+
+  test('a network namespace of the env\'s name that berth did not make is refused (5), used for nothing and left in place', () => {
+    berthOk(['jcreate', 'jname=net3', 'base=bb', 'vnet=1', 'ip4_addr=10.213.77.4/24', `interface=${BR}`], env());
+    const ns = 'berth-node1-net3';
+    assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
+    try {
+      const s0 = snapshot();
+      const r = berth(['jstart', 'jname=net3', '--json'], env());
+      assert.equal(r.code, 5, r.stderr);
+      assert.equal(r.json.error.code, 'E_NETNS_EXISTS');
+      assert.match(r.json.error.message, /network namespace berth-node1-net3 exists and berth did not make it/);
+      assert.ok(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(ns), 'the namespace is still there');
+      assert.deepEqual(snapshot().mounts, s0.mounts);
+      assert.equal(snapshot().inventory, s0.inventory);
+    } finally {
+      spawnSync('ip', ['netns', 'delete', ns]);
+    }
+    // once it is gone, the start makes (and the stop deletes) its own
+    berthOk(['jstart', 'jname=net3'], env());
+    assert.ok(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(ns));
+    berthOk(['jstop', 'jname=net3'], env());
+    assert.equal(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout.includes(ns), false, 'its own namespace removed');
+    berthOk(['jremove', 'jname=net3'], env());
+  });
 });
 
 describe('bad input gets the documented exit code and changes nothing', () => {

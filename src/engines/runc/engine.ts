@@ -80,7 +80,12 @@ export class RuncEngine implements Engine {
   }
 
   private netUp(env: EngineEnv): Promise<string> {
-    return vethUp(vethNames(env.nodename, env.jname), env.conf.interface!, env.conf.ip4_addr!, `berth jset jname=${env.jname} interface=<bridge>`);
+    return vethUp(vethNames(env.nodename, env.jname), env.conf.interface!, env.conf.ip4_addr!, `berth jset jname=${env.jname} interface=<bridge>`, this.netnsMarker(env));
+  }
+
+  /** The file recording that berth made this env's network namespace (beside its bundle, in var/run). */
+  private netnsMarker(env: EngineEnv): string {
+    return `${env.paths.bundle}.netns`;
   }
 
   /** runc's view: 'running' | 'stopped' | 'created' | 'paused' | undefined (no container). */
@@ -145,7 +150,7 @@ export class RuncEngine implements Engine {
     if (existsSync(join(env.wd.runcRoot, env.jname))) {
       await run([...this.runc(env), 'delete', '--force', env.jname], { check: false });
     }
-    await vethDown(vethNames(env.nodename, env.jname));
+    await vethDown(vethNames(env.nodename, env.jname), this.netnsMarker(env));
     await rm(env.paths.bundle, { recursive: true, force: true });
   }
 
