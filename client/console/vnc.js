@@ -9,10 +9,10 @@ function openScreen(btn) {
   const status = document.getElementById('screen-status');
   const form = document.getElementById('screen-password');
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  box.dataset.state = 'connecting'; // shows the box (hidden until then) before noVNC measures it
   const rfb = new RFB(box, `${proto}//${location.host}${btn.dataset.ws}`, { shared: true });
   rfb.scaleViewport = true;
   window.berthRfb = rfb;
-  box.dataset.state = 'connecting';
   status.textContent = 'connecting';
   rfb.addEventListener('connect', () => { box.dataset.state = 'connected'; status.textContent = 'connected'; form.hidden = true; });
   rfb.addEventListener('disconnect', (e) => { box.dataset.state = e.detail.clean ? 'closed' : 'failed'; status.textContent = e.detail.clean ? 'closed' : 'connection failed'; btn.disabled = false; });

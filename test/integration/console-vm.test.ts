@@ -6,8 +6,9 @@
  *   through the confirmation step, with the CLI's line (`berth bstart`) and exit code;
  * - the serial console in xterm: the boot line (GUEST_READY_LINE, from the console log), a
  *   shell prompt after Enter, a typed command's output (keys reach the guest);
- * - the screen in noVNC: the RFB `connect` event over the agent's /ws/vnc relay (the browser
- *   never reaches qemu's port) and a drawn, non-empty canvas;
+ * - the screen in noVNC: the VNC password (vnc_password) asked in the page's form, never shown
+ *   in the settings or the descriptor; the RFB `connect` event over the agent's /ws/vnc relay
+ *   (the browser never reaches qemu's port) and a drawn, non-empty canvas;
  * - a viewer has no console or screen and both websockets are refused;
  * - the audit log holds the console and the screen; nothing is left running after.
  */
@@ -26,6 +27,7 @@ import { qemuRunPaths } from '../../src/engines/qemu/argv.js';
 
 const SHOTS = join(ROOT, 'docs', 'console');
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+const VNC_PASSWORD = 'vnc-s3cr'; // at most 8 bytes (RFB VNC authentication)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let node: GuestNode;
@@ -85,7 +87,8 @@ before(async () => {
   admin = ok(['token', 'add', 'role=admin', '--json']).json.token.token;
   viewer = ok(['token', 'add', 'role=viewer', '--json']).json.token.token;
   // vm_vnc_port=0: a free port in 5900-6900, found again by the agent through QMP query-vnc
-  ok(['bcreate', 'jname=vm1', 'base=bb', 'vm_kernel=k1', 'vm_ram=256m', 'vm_vnc_port=0']);
+  // vnc_password: asked in the page by noVNC, never shown by the console
+  ok(['bcreate', 'jname=vm1', 'base=bb', 'vm_kernel=k1', 'vm_ram=256m', 'vm_vnc_port=0', `vnc_password=${VNC_PASSWORD}`]);
   const fd = openSync(join(wd, 'var', 'log', 'agent-test.log'), 'a');
   try {
     agent = spawn(process.execPath, [BIN, 'agent', `--api_port=${await freePort()}`], { env: { ...process.env, BERTH_WORKDIR: wd }, stdio: ['ignore', fd, fd] });
@@ -144,14 +147,20 @@ describe('the VM console in chromium', () => {
     const end = Date.now() + 90_000;
     for (;;) {
       await page.keyboard.press('Enter');
-      try { await waitTerm(page, 'a prompt', (l) => l.some((x) => /^[^ ]* #$/.test(x)), 5_000); break; } catch (e) { if (Date.now() > end) throw e; }
+      try { await waitTerm(page, 'a prompt', (l) => l.some((x) => /^[^ ]* # ?$/.test(x)), 5_000); break; } catch (e) { if (Date.now() > end) throw e; }
     }
     await page.keyboard.type('echo vm-$((6*7))\n');
     await waitTerm(page, 'vm-42', (l) => l.some((x) => x.trim() === 'vm-42'), 60_000);
   });
 
-  test('the screen in noVNC: connected through the agent\'s relay, the canvas drawn', async () => {
+  test('the screen in noVNC: the VNC password asked in the page, connected through the agent\'s relay, the canvas drawn', async () => {
+    const text = await page.textContent('body');
+    assert.ok(!text!.includes(VNC_PASSWORD), 'the page never shows vnc_password');
+    assert.equal(await page.textContent('#settings tr:has(th:text-is("vnc_password")) td'), '(set)');
     await page.click('#screen-open');
+    await page.waitForSelector('#screen-password:not([hidden])', { timeout: 60_000 });
+    await page.fill('#screen-password input', VNC_PASSWORD);
+    await page.click('#screen-password button');
     await page.waitForFunction(() => document.getElementById('screen')?.dataset.state === 'connected', undefined, { timeout: 60_000 });
     // the first framebuffer update: a canvas of the guest's size with pixels drawn (alpha set)
     await page.waitForFunction(() => {

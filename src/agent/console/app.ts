@@ -231,7 +231,7 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
     return {
       jname, cluster: v.envs.find((e) => e.jname === jname), settings: row ? row.conf as Record<string, string> : null,
       // a vnc_password is never shown, only that it is set
-      descriptor: ((await readText(p.descriptor)) ?? (await readText(p.recordDescriptor)))?.replace(/^(vnc_password=)"?([^"\n]+)"?$/m, '$1"(set)"') ?? null,
+      descriptor: ((await readText(p.descriptor)) ?? (await readText(p.recordDescriptor)))?.replace(/^(vnc_password=)"[^"\n]+"/m, '$1"(set)"') ?? null,
       hooks: { mnt_start: row?.conf.mnt_start ?? ctx.settings.default_mnt_start, mnt_stop: row?.conf.mnt_stop ?? ctx.settings.default_mnt_stop },
       log: log.split('\n').slice(-40).join('\n'), running, emulator, consoleKind,
       history: history.map((h) => ({ generation: h.generation, kind: h.kind, node: h.node, at: h.at, from: h.takeoverFrom ? `takeover from ${h.takeoverFrom.node}` : h.handoverFrom ? `handover from ${h.handoverFrom.node}` : undefined })),
