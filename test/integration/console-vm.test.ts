@@ -9,12 +9,14 @@
  * - the screen in noVNC: the VNC password (vnc_password) asked in the page's form, never shown
  *   in the settings or the descriptor; the RFB `connect` event over the agent's /ws/vnc relay
  *   (the browser never reaches qemu's port) and a drawn, non-empty canvas;
- * - a viewer has no console or screen and both websockets are refused;
+ * - a viewer has no console or screen and both websockets are refused; so is the admin's
+ *   session cookie sent from another Origin;
  * - the audit log holds the console and the screen; nothing is left running after.
  */
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -177,6 +179,20 @@ describe('the VM console in chromium', () => {
     for (const s of sockets) assert.ok(s.startsWith(url.replace('http', 'ws')), s);
     await sleep(500);
     await page.screenshot({ path: join(SHOTS, 'vm.png'), fullPage: true });
+  });
+
+  test('the admin\'s session from another Origin: both websockets refused (403) before the upgrade', async () => {
+    const cookie = (await ctx.cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+    for (const path of ['/ws/console/vm1', '/ws/vnc/vm1']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(url + path, { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', Cookie: cookie, Origin: 'http://evil.example' } });
+        req.on('response', (r) => { r.resume(); resolve(r.statusCode!); });
+        req.on('upgrade', (_r, sock) => { sock.destroy(); resolve(101); });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(status, 403, path);
+    }
   });
 
   test('a viewer has no console and no screen; both websockets are refused', async () => {
