@@ -49,7 +49,7 @@ for (const args of [['--help'], ['jls', '--workdir=/nonexistent/berth-build-cach
 
 // The web console's client files (dist/console/, served by the agent under /assets/: nothing is
 // fetched from elsewhere at run time): htmx as published, the console's own client code, the
-// env page's extras (xterm, uPlot) as one IIFE each, and one stylesheet.
+// env page's extras (xterm, uPlot) as one IIFE each, noVNC as an ES module, and one stylesheet.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 const consoleDir = new URL('../dist/console/', import.meta.url).pathname;
 rmSync(consoleDir, { recursive: true, force: true });
@@ -59,5 +59,7 @@ copyFileSync(nm('htmx.org/dist/htmx.min.js'), consoleDir + 'htmx.min.js');
 for (const [name, entry] of [['console', 'client/console/main.js'], ['extras', 'client/console/extras.js']]) {
   await build({ entryPoints: { [name]: entry }, outdir: consoleDir, bundle: true, format: 'iife', platform: 'browser', target: 'es2020', minify: true, logLevel: 'warning' });
 }
+// noVNC (the VM screen) as one ES module: noVNC 1.7 has a top-level await, which an IIFE cannot hold
+await build({ entryPoints: { vnc: 'client/console/vnc.js' }, outdir: consoleDir, bundle: true, format: 'esm', platform: 'browser', target: 'es2022', minify: true, logLevel: 'warning' });
 writeFileSync(consoleDir + 'console.css', [nm('@xterm/xterm/css/xterm.css'), nm('uplot/dist/uPlot.min.css'), new URL('../client/console/console.css', import.meta.url).pathname]
   .map((f) => readFileSync(f, 'utf8')).join('\n'));

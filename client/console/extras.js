@@ -1,4 +1,5 @@
-// The env page's extras (dist/console/extras.js): a shell in xterm over a websocket and the
+// The env page's extras (dist/console/extras.js): a shell (or a VM's serial console: the same
+// terminal, another websocket) in xterm over a websocket and the
 // CPU/memory plots (uPlot). Loaded only by the env page.
 import { Terminal } from '@xterm/xterm';
 import uPlot from 'uplot';
@@ -10,6 +11,7 @@ function openShell(btn) {
   window.berthTerm = term;
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const ws = new WebSocket(`${proto}//${location.host}${btn.dataset.ws}`);
+  ws.binaryType = 'arraybuffer'; // the VM serial console sends raw bytes
   ws.onopen = () => { ws.send(`1${term.cols}x${term.rows}`); box.dataset.open = '1'; term.focus(); };
   ws.onmessage = (e) => term.write(typeof e.data === 'string' ? e.data : new Uint8Array(e.data));
   ws.onclose = (e) => { box.dataset.closed = String(e.code); term.write(`\r\n[closed ${e.code}]\r\n`); };

@@ -106,6 +106,19 @@ export interface ConsoleEndpoint {
   log?: string;
 }
 
+/**
+ * Where a running VM's screen is: a VNC (RFB) server on this node's loopback, which only the
+ * agent connects to (the web console relays it to noVNC over its own authenticated websocket).
+ */
+export interface ScreenEndpoint {
+  /** 127.0.0.1 */
+  host: string;
+  /** the RFB port (TCP) */
+  port: number;
+  /** the server asks for the VNC password (vnc_password set) */
+  password: boolean;
+}
+
 /** Options of {@link Engine.exec}. */
 export interface ExecOptions {
   tty?: boolean;
@@ -188,6 +201,8 @@ export interface Engine {
   exec?(env: EngineEnv, argv: string[], opts: ExecOptions): Promise<number>;
   /** The running env's console (engines with `info.console` other than none). */
   console?(env: EngineEnv): Promise<ConsoleEndpoint>;
+  /** The running VM's screen (VNC), or undefined when it has none (vm_vnc_port=1). */
+  screen?(env: EngineEnv): Promise<ScreenEndpoint | undefined>;
   /**
    * Live migration, destination side (engines with `info.liveMigration`): starts the env paused,
    * waiting for the incoming state on a loopback TCP port. Undo with stop(env, 0) + cleanup.

@@ -11,6 +11,7 @@ import { startEnv } from '../../lifecycle/start.js';
 import { stopEnv } from '../../lifecycle/stop.js';
 import { migrateEnv } from '../../lifecycle/migrate.js';
 import type { NodeCtx } from '../../node.js';
+import { ENGINE_MODULES } from '../../engines/registry.js';
 import type { AgentOps } from '../api.js';
 
 /** The actions of the console, and the CLI command each one is. */
@@ -18,6 +19,16 @@ export const ACTIONS = {
   start: 'jstart', stop: 'jstop', restart: 'jrestart', migrate: 'jmigrate', register: 'jregister', unregister: 'junregister',
 } as const;
 export type Action = keyof typeof ACTIONS;
+
+/** The CLI commands of a VM's actions (the b family: `berth bstart`); migrate is jmigrate for every env. */
+const VM_COMMANDS: Partial<Record<Action, string>> = { start: 'bstart', stop: 'bstop', restart: 'brestart', register: 'bregister', unregister: 'bunregister' };
+
+/** The CLI command of `action` on `jname`: bstart for a VM (an emulator of the b family), else jstart. */
+export function commandOf(ctx: NodeCtx, action: Action, jname: string): string {
+  const emulator = ctx.inv.get(jname)?.emulator;
+  const family = ENGINE_MODULES.find((m) => m.info.name === emulator)?.info.family;
+  return (family === 'b' && VM_COMMANDS[action]) || ACTIONS[action];
+}
 
 /** What the CLI would have printed and exited with. */
 export interface Outcome {
@@ -39,8 +50,9 @@ export function isAction(a: string): a is Action {
  * @param track the agent's tracker of work in progress (waited for on shutdown)
  */
 export async function runAction(ctx: NodeCtx, ops: AgentOps, action: Action, jname: string, opts: { dst?: string }, track: <T>(p: Promise<T>) => Promise<T>): Promise<Outcome> {
-  const command = ACTIONS[action];
+  let command: string = ACTIONS[action];
   try {
+    command = commandOf(ctx, action, jname);
     let stdout: string;
     switch (action) {
       case 'start': await ops.start(jname); stdout = `started: ${jname}`; break;

@@ -13,6 +13,7 @@
  * | GET  /events                         | session  | server-sent events: `change` when the view changes |
  * | GET  /ws/shell/:jname                | admin + Origin | websocket: a shell in a running container (jexec under a pty) |
  * | GET  /ws/console/:jname              | admin + Origin | websocket: a VM's serial console (the engine's console socket) |
+ * | GET  /ws/vnc/:jname                  | admin + Origin | websocket: a VM's screen, RFB relayed to its VNC server on 127.0.0.1 |
  * | GET  /assets/*                       | anybody  | the bundled client files                          |
  *
  * Every answer carries a Content-Security-Policy without inline script (script-src 'self'),
@@ -21,7 +22,7 @@
  * nothing done, an audit line written.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join, normalize } from 'node:path';
 import { Hono, type Context } from 'hono';
@@ -108,6 +109,20 @@ function fingerprint(v: ClusterView): string {
 }
 
 const ASSET_TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+
+/** The last `max` bytes of file `f` (empty when it cannot be read). */
+async function readTail(f: string, max: number): Promise<Buffer> {
+  try {
+    const h = await open(f, 'r');
+    try {
+      const size = (await h.stat()).size;
+      const n = Math.min(size, max);
+      const b = Buffer.alloc(n);
+      await h.read(b, 0, n, size - n);
+      return b;
+    } finally { await h.close(); }
+  } catch { return Buffer.alloc(0); }
+}
 
 /** The console app and what the server must do with it (websockets). */
 export interface ConsoleApp {
@@ -215,7 +230,8 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
     }
     return {
       jname, cluster: v.envs.find((e) => e.jname === jname), settings: row ? row.conf as Record<string, string> : null,
-      descriptor: (await readText(p.descriptor)) ?? (await readText(p.recordDescriptor)),
+      // a vnc_password is never shown, only that it is set
+      descriptor: ((await readText(p.descriptor)) ?? (await readText(p.recordDescriptor)))?.replace(/^(vnc_password=)"[^"\n]+"/m, '$1"(set)"') ?? null,
       hooks: { mnt_start: row?.conf.mnt_start ?? ctx.settings.default_mnt_start, mnt_stop: row?.conf.mnt_stop ?? ctx.settings.default_mnt_stop },
       log: log.split('\n').slice(-40).join('\n'), running, emulator, consoleKind,
       history: history.map((h) => ({ generation: h.generation, kind: h.kind, node: h.node, at: h.at, from: h.takeoverFrom ? `takeover from ${h.takeoverFrom.node}` : h.handoverFrom ? `handover from ${h.handoverFrom.node}` : undefined })),
@@ -273,9 +289,9 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
   const wsGate = async (c: Context<Vars>, next: () => Promise<void>) => {
     const s = c.get('session');
     const origin = c.req.header('Origin');
-    const why = !s ? 'not logged in' : origin !== `${secure ? 'https' : 'http'}://${c.req.header('Host')}` ? `Origin ${JSON.stringify(origin ?? '')} is not this console` : s.role !== 'admin' ? `role ${s.role} may not open a shell (admin only)` : undefined;
+    const why = !s ? 'not logged in' : origin !== `${secure ? 'https' : 'http'}://${c.req.header('Host')}` ? `Origin ${JSON.stringify(origin ?? '')} is not this console` : s.role !== 'admin' ? `role ${s.role} may not open a shell, console or screen (admin only)` : undefined;
     if (why) {
-      write(c, { what: c.req.path.startsWith('/ws/shell/') ? 'shell' : 'console', jname: c.req.param('jname'), result: 'refused', message: why });
+      write(c, { what: c.req.path.startsWith('/ws/shell/') ? 'shell' : c.req.path.startsWith('/ws/vnc/') ? 'screen' : 'console', jname: c.req.param('jname'), result: 'refused', message: why });
       return c.text(`403: ${why}`, 403);
     }
     await next();
@@ -315,10 +331,14 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
   }));
 
   // a VM's serial console: a thin adapter between the websocket and the engine's console socket
-  // (Engine.console: a unix socket path); bytes both ways, nothing interpreted
+  // (Engine.console: a unix socket path, one client at a time); first the last 16 KiB of the
+  // console log (what the guest printed before anybody looked: the boot lines), then bytes both
+  // ways, nothing interpreted
   app.get('/ws/console/:jname', wsGate, ws.upgradeWebSocket((c) => {
     const jname = checkJname(c.req.param('jname') ?? '');
     let sock: ReturnType<typeof connect> | undefined;
+    let closed = false;
+    const typed: string[] = []; // keys typed before the socket is there
     return {
       async onOpen(_evt, wsock) {
         const row = ctx.inv.get(jname);
@@ -328,16 +348,63 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
         // a unix socket (qemu's serial chardev); a terminal device (bhyve's nmdm) is not bridged yet
         if (ep.kind !== 'unix') { wsock.close(1011, `${jname}'s console is a ${ep.kind} (${ep.path}): use berth bconsole`); return; }
         write(c as Context<Vars>, { what: 'console', jname, result: 'ok', message: 'opened' });
+        const early: Buffer[] = [];
+        let live = false;
+        const send = (d: Buffer) => { try { wsock.send(new Uint8Array(d)); } catch { /* closed */ } };
         sock = connect(ep.path);
-        sock.on('data', (d) => { try { wsock.send(d.toString('utf8')); } catch { /* closed */ } });
+        for (const t of typed.splice(0)) sock.write(t);
+        sock.on('data', (d) => { if (live) send(d); else early.push(d); });
         sock.on('close', () => { try { wsock.close(1000, 'console closed'); } catch { /* closed */ } });
         sock.on('error', () => undefined);
+        if (ep.log) {
+          const tail = await readTail(ep.log, 16384);
+          if (tail.length) send(tail);
+        }
+        if (closed) { sock.destroy(); return; }
+        live = true;
+        for (const d of early) send(d);
       },
       onMessage(evt) {
         const m = typeof evt.data === 'string' ? evt.data : Buffer.from(evt.data as ArrayBuffer).toString('utf8');
-        if (m.startsWith('0')) sock?.write(m.slice(1));
+        if (!m.startsWith('0')) return;
+        if (sock) sock.write(m.slice(1));
+        else typed.push(m.slice(1));
       },
-      onClose() { sock?.destroy(); },
+      onClose() { closed = true; sock?.destroy(); },
+    };
+  }));
+
+  // a VM's screen: noVNC in the page speaks RFB over this websocket, the agent relays the bytes
+  // to the VNC server the engine reports on 127.0.0.1 (Engine.screen); the browser never reaches
+  // qemu itself. A vnc_password is asked by noVNC in the page and travels inside RFB only.
+  app.get('/ws/vnc/:jname', wsGate, ws.upgradeWebSocket((c) => {
+    const jname = checkJname(c.req.param('jname') ?? '');
+    let sock: ReturnType<typeof connect> | undefined;
+    let closed = false;
+    const pending: Buffer[] = [];
+    return {
+      async onOpen(_evt, wsock) {
+        const row = ctx.inv.get(jname);
+        const engine = row ? await ctx.engine(row.emulator) : undefined;
+        const ep = row && engine?.screen ? await engine.screen(engineEnv(ctx, jname, row.conf)).catch(() => undefined) : undefined;
+        if (!row || !ep) { wsock.close(1011, `${jname} has no screen on this node`); return; }
+        if (closed) return;
+        write(c as Context<Vars>, { what: 'screen', jname, result: 'ok', message: `opened (VNC ${ep.host}:${ep.port})` });
+        sock = connect({ host: ep.host, port: ep.port });
+        sock.setNoDelay(true);
+        for (const b of pending.splice(0)) sock.write(b);
+        sock.on('data', (d) => { try { wsock.send(new Uint8Array(d)); } catch { /* closed */ } });
+        sock.on('close', () => { try { wsock.close(1000, 'screen closed'); } catch { /* closed */ } });
+        sock.on('error', () => undefined);
+      },
+      onMessage(evt) {
+        const d = evt.data;
+        if (typeof d === 'string') return; // RFB is binary (@hono/node-ws hands an ArrayBuffer)
+        const b = Buffer.from(d as ArrayBuffer);
+        if (sock) sock.write(b);
+        else pending.push(b);
+      },
+      onClose() { closed = true; sock?.destroy(); },
     };
   }));
 

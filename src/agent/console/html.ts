@@ -41,7 +41,7 @@ export interface PageCtx {
 const HTMX_CONFIG = JSON.stringify({ allowEval: false, allowScriptTags: false, includeIndicatorStyles: false, selfRequestsOnly: true, historyCacheSize: 0 });
 
 /** A whole page. `scripts`: extra bundled files (/assets/...). */
-export function page(p: PageCtx, title: string, body: Html, scripts: string[] = []): string {
+export function page(p: PageCtx, title: string, body: Html, scripts: string[] = [], modules: string[] = []): string {
   return '<!doctype html>' + html`<html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="htmx-config" content="${HTMX_CONFIG}">
@@ -51,6 +51,7 @@ ${p.csrf ? html`<meta name="berth-csrf" content="${p.csrf}">` : ''}
 <script src="/assets/htmx.min.js" defer></script>
 <script src="/assets/console.js" defer></script>
 ${scripts.map((s) => html`<script src="${s}" defer></script>`)}
+${modules.map((s) => html`<script type="module" src="${s}"></script>`)}
 </head><body${p.csrf ? html` data-sse="/events"` : ''}>
 <header><a href="/">berth</a> · node <b>${p.node}</b>
 ${p.role ? html`<span class="who">token ${p.tokenId} (${p.role})</span>
@@ -108,6 +109,9 @@ export function outcomeBox(o: Outcome): Html {
 ${o.stdout ? html`<pre class="stdout">${o.stdout}</pre>` : ''}${o.stderr ? html`<pre class="stderr">${o.stderr}</pre>` : ''}</div>`;
 }
 
+/** Settings whose value the pages never show (only that it is set). */
+const SECRET_KEYS = new Set(['vnc_password']);
+
 /** What the env page shows. */
 export interface EnvView {
   jname: string;
@@ -131,18 +135,27 @@ export function envState(v: EnvView, p: PageCtx, node: string): Html {
 }
 
 export function envPage(v: EnvView, p: PageCtx): string {
-  const shell = p.role === 'admin' && v.running && v.emulator !== 'qemu' && v.emulator !== 'bhyve';
+  const vm = v.emulator === 'qemu' || v.emulator === 'bhyve';
+  const shell = p.role === 'admin' && v.running && !vm;
+  // a VM's serial console and screen: admin only, like the shell (the websockets refuse a viewer too)
+  const serial = p.role === 'admin' && v.running && vm && v.consoleKind === 'serial';
+  const screen = p.role === 'admin' && v.running && v.emulator === 'qemu';
+  const j = encodeURIComponent(v.jname);
   return page(p, v.jname, html`<h1>${v.jname} <span class="note">${v.emulator}</span></h1>
 <div id="env-state" hx-get="/partials/env/${encodeURIComponent(v.jname)}" hx-trigger="berth-changed from:body" hx-swap="innerHTML">${envState(v, p, p.node)}</div>
 <div id="dialog"></div>
 ${v.running ? html`<h2>CPU and memory (last hour)</h2><div id="plots" data-stats="/env/${encodeURIComponent(v.jname)}/stats"></div>` : ''}
 ${shell ? html`<h2>Shell</h2><p><button id="shell-open" data-ws="/ws/shell/${encodeURIComponent(v.jname)}">open a shell</button></p><div id="terminal"></div>` : ''}
-<h2>Settings</h2>${v.settings ? html`<table id="settings">${Object.entries(v.settings).sort(([a], [b]) => a.localeCompare(b)).map(([k, val]) => html`<tr><th>${k}</th><td>${val}</td></tr>`)}</table>` : html`<p class="note">not registered on this node</p>`}
+${serial ? html`<h2>Serial console</h2><p><button id="shell-open" data-ws="/ws/console/${j}">open the serial console</button></p><div id="terminal"></div>` : ''}
+${screen ? html`<h2>Screen</h2><p><button id="screen-open" data-ws="/ws/vnc/${j}">show the screen</button>
+<form id="screen-password" hidden><label>VNC password <input type="password" name="password" autocomplete="off"></label> <button type="submit">send</button></form>
+<span id="screen-status" class="note"></span></p><div id="screen"></div>` : ''}
+<h2>Settings</h2>${v.settings ? html`<table id="settings">${Object.entries(v.settings).sort(([a], [b]) => a.localeCompare(b)).map(([k, val]) => html`<tr><th>${k}</th><td>${SECRET_KEYS.has(k) && val ? '(set)' : val}</td></tr>`)}</table>` : html`<p class="note">not registered on this node</p>`}
 <h2>Hooks</h2><table id="hooks"><tr><th>mnt_start</th><td>${v.hooks.mnt_start}</td></tr><tr><th>mnt_stop</th><td>${v.hooks.mnt_stop}</td></tr></table>
 <h2>Descriptor</h2><pre id="descriptor">${v.descriptor ?? '(none readable on this node)'}</pre>
 <h2>Lease generations</h2><table id="history"><tr><th>generation</th><th>kind</th><th>node</th><th>at</th><th>from</th></tr>
 ${v.history.map((h) => html`<tr><td>${h.generation}</td><td>${h.kind}</td><td>${h.node}</td><td>${h.at}</td><td>${h.from ?? ''}</td></tr>`)}</table>
-<h2>Log (last lines of var/log/${v.jname}.log)</h2><pre id="log">${v.log || '(empty)'}</pre>`, shell || v.running ? ['/assets/extras.js'] : []);
+<h2>Log (last lines of var/log/${v.jname}.log)</h2><pre id="log">${v.log || '(empty)'}</pre>`, shell || v.running ? ['/assets/extras.js'] : [], screen ? ['/assets/vnc.js'] : []);
 }
 
 export function errorPage(p: PageCtx, status: number, message: string): string {

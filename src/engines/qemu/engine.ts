@@ -16,7 +16,7 @@ import { engineError, usageError } from '../../errors.js';
 import { warn } from '../../log.js';
 import { tapDown, tapName, tapUp } from '../../net/tap.js';
 import type { Workdir } from '../../paths.js';
-import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, LiveStats, StartResult } from '../types.js';
+import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, LiveStats, ScreenEndpoint, StartResult } from '../types.js';
 import { vmDefaults } from '../vm/settings.js';
 import { DEFAULT_IMGSIZE, diskFile, freshHwaddrs, isRbdDisk, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
 import { describeAccel, nodeAccel } from './accel.js';
@@ -233,5 +233,22 @@ export class QemuEngine implements Engine {
   async console(env: EngineEnv): Promise<ConsoleEndpoint> {
     const run = qemuRunPaths(env.wd, env.jname);
     return { kind: 'unix', path: run.consoleSocket, log: run.consoleLog };
+  }
+
+  /**
+   * The VNC server of the running VM as QEMU reports it (QMP `query-vnc`: enabled, host,
+   * service, auth), so that a port chosen at start (vm_vnc_port=0) is found without a record.
+   * @returns undefined when VNC is off
+   * @throws BerthError E_QMP (exit 5) when QMP does not answer
+   */
+  async screen(env: EngineEnv): Promise<ScreenEndpoint | undefined> {
+    const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).qmpSocket, { timeoutMs: 5000 });
+    try {
+      const v = await qmp.execute<{ enabled: boolean; host?: string; service?: string; auth?: string }>('query-vnc');
+      if (!v.enabled || !v.service) return undefined;
+      return { host: v.host && v.host !== '0.0.0.0' ? v.host : '127.0.0.1', port: Number(v.service), password: v.auth === 'vnc' };
+    } finally {
+      qmp.close();
+    }
   }
 }
