@@ -107,17 +107,29 @@ export function notRootOnly(st: { uid: number; mode: number }): { why: string } 
   return undefined;
 }
 
+/** The directories above absolute path `p`, nearest first, `/` last. */
+function dirsAbove(p: string): string[] {
+  const out: string[] = [];
+  for (let d = dirname(p); ; d = dirname(d)) {
+    out.push(d);
+    if (d === dirname(d)) return out;
+  }
+}
+
 /**
  * Safety check of one hook file, run before every execution and by `berth doctor`. The file
  * (after following symlinks) must be a regular file, executable, owned by root (uid 0) and
  * not writable by group or others: hooks run as root on every node that adopts the env, so a
  * file someone else can change is a way to root on all of them (cbsd-behaviour.md §12.8).
- * The containing directory is not checked: a user other than root cannot create a
- * root-owned file in it, and CBSD creates hook dirs 0775.
+ * Every directory above it (of the path as given and of the file it resolves to) must be
+ * root's and not writable by group or others, unless sticky (as /tmp: others cannot rename a
+ * file they do not own there): in a directory someone else can write, a root-owned hook can be
+ * swapped for another file between the check and the run. CBSD creates its hook dirs 0775:
+ * `chmod g-w` them for berth.
  * @throws BerthError E_HOOK_MISSING (exit 1): not an absolute path, missing, not a regular
  *   file, or not executable
- * @throws BerthError E_HOOK_UNSAFE (exit 1): not owned by root, or group/other writable; the
- *   message names the file and says why and how to fix it
+ * @throws BerthError E_HOOK_UNSAFE (exit 1): the file or a directory above it not owned by
+ *   root, or group/other writable; the message names it and says why and how to fix it
  */
 export function checkHookSafe(path: string): void {
   if (!isAbsolute(path)) {
@@ -147,6 +159,16 @@ export function checkHookSafe(path: string): void {
     throw new BerthError('E_HOOK_UNSAFE', `refusing to run hook ${what}: ${unsafe.why}; hooks run as root on every node that adopts the env`, EXIT.FAILURE, {
       hint: st.uid !== 0 ? `if you trust it: chown root ${real}` : `chmod go-w ${real}`, details: { hook: path, real, uid: st.uid, mode: octal(st.mode) },
     });
+  }
+  for (const dir of new Set([...dirsAbove(path), ...dirsAbove(real)])) {
+    let ds;
+    try { ds = statSync(dir); } catch { continue; }
+    const bad = ds.uid !== 0 ? `it is owned by uid ${ds.uid}, not root` : (ds.mode & 0o022) && !(ds.mode & 0o1000) ? notRootOnly(ds)!.why : undefined;
+    if (bad) {
+      throw new BerthError('E_HOOK_UNSAFE', `refusing to run hook ${what}: its directory ${dir} is unsafe (${bad}), so the hook can be swapped; hooks run as root on every node that adopts the env`, EXIT.FAILURE, {
+        hint: ds.uid !== 0 ? `chown root ${dir}, or move the hook` : `chmod go-w ${dir}`, details: { hook: path, real, dir, uid: ds.uid, mode: octal(ds.mode) },
+      });
+    }
   }
   let exec = (st.mode & 0o111) !== 0;
   if (exec) {

@@ -148,6 +148,27 @@ describe('runStorageHook', () => {
     assert.throws(() => checkHookSafe(h), /lets group change it/);
   });
 
+  test('a safe hook in a directory others can write (not sticky) is refused, naming the directory; a sticky one is fine', async () => {
+    const d = join(dir, 'cbsd-like');
+    mkdirSync(d);
+    chmodSync(d, 0o775); // CBSD's hook dirs
+    const marker = join(dir, 'gwdir.marker');
+    const h = join(d, 'hook.sh');
+    writeFileSync(h, `#!/bin/sh\ntouch ${marker}\n`);
+    chmodSync(h, 0o755);
+    const e = await rejects(runStorageHook('mnt_start', h, 'start', henv()));
+    assert.equal(e.code, 'E_HOOK_UNSAFE');
+    assert.equal(e.exitCode, 1);
+    assert.match(e.message, new RegExp(`its directory ${d} is unsafe \\(mode 0775 lets group change it\\)`));
+    assert.equal(e.hint, `chmod go-w ${d}`);
+    assert.equal(existsSync(marker), false);
+    chmodSync(d, 0o1777); // sticky, as /tmp: others cannot swap a root-owned file
+    await runStorageHook('mnt_start', h, 'start', henv());
+    assert.equal(existsSync(marker), true);
+    chmodSync(d, 0o755);
+    checkHookSafe(h);
+  });
+
   test('hook not owned by root is refused', async () => {
     const marker = join(dir, 'nobody.marker');
     const h = hook('nobody.sh', `touch ${marker}`);
