@@ -4,7 +4,7 @@
 #   make test   every test (unit, then integration with runc, mounts, GlusterFS and Ceph)
 SHELL := /bin/bash
 .ONESHELL:
-.PHONY: deps build test test-unit test-integration demo demo-ceph bench clean install uninstall
+.PHONY: deps build test test-unit test-integration demo demo-ceph demo-clean bench clean install uninstall
 
 # make install / make uninstall: where (scripts/install says what goes where)
 PREFIX ?= /usr/local
@@ -39,6 +39,10 @@ test-integration: build
 
 demo: build
 	scripts/demo
+
+# what `KEEP=1 make demo` (or an interrupted run) left: agents, mounts, the volume, the dir
+demo-clean: build
+	scripts/demo clean
 
 demo-ceph: build
 	scripts/demo-ceph
