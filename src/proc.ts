@@ -128,12 +128,12 @@ export async function runToFile(argv: string[], logFile: string, opts: { env?: R
  * Runs a command with the caller's stdin/stdout/stderr (interactive: `berth jexec`).
  * @returns the command's exit code (128+N when killed by signal N)
  */
-export async function runInteractive(argv: string[]): Promise<number> {
+export async function runInteractive(argv: string[], io: { stdout?: number; stderr?: number } = {}): Promise<number> {
   const { spawn } = await import('node:child_process');
   const { constants } = await import('node:os');
   const t0 = performance.now();
   const exitCode = await new Promise<number>((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['inherit', io.stdout ?? 'inherit', io.stderr ?? 'inherit'] });
     child.once('error', (e) => reject(new BerthError('E_EXEC', `cannot run ${argv[0]}: ${e.message}`, EXIT.ENGINE, { cause: e })));
     child.once('exit', (code, sig) => resolve(code ?? 128 + ((sig && constants.signals[sig]) || 0)));
   });

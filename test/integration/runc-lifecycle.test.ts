@@ -280,6 +280,25 @@ describe('globs', () => {
   });
 });
 
+describe('jexec --json', () => {
+  test("the command's stdout and stderr are in the JSON document, which is all stdout holds; its exit code is berth's", () => {
+    berthOk(['jcreate', 'jname=jx', 'base=bb'], env());
+    berthOk(['jstart', 'jname=jx'], env());
+    try {
+      const r = berth(['jexec', 'jname=jx', '--json', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 3'], env());
+      assert.equal(r.code, 3, r.stderr);
+      const doc = JSON.parse(r.stdout); // the whole of stdout is one document
+      assert.deepEqual([doc.ok, doc.jname, doc.exitCode, doc.stdout, doc.stderr], [false, 'jx', 3, 'to-out\n', 'to-err\n']);
+      assert.doesNotMatch(r.stderr, /to-err/);
+      const plain = berth(['jexec', 'jname=jx', 'sh', '-c', 'echo to-out'], env());
+      assert.equal(plain.stdout, 'to-out\n');
+    } finally {
+      berthOk(['jstop', 'jname=jx'], env());
+      berthOk(['jremove', 'jname=jx'], env());
+    }
+  });
+});
+
 describe('vnet: own network namespace on a bridge', () => {
   const BR = 'berthtbr0';
   before(() => {

@@ -26,7 +26,7 @@ import { jailInfo } from './info.js';
 import { debug } from '../../log.js';
 import { run, runInteractive } from '../../proc.js';
 import { epairDestroy, epairDown, epairUp } from '../../net/epair.js';
-import type { Engine, EngineEnv, StartResult } from '../types.js';
+import type { Engine, EngineEnv, ExecOptions, StartResult } from '../types.js';
 import { isIp6, jailConf, splitAddrs } from './jailconf.js';
 
 /** One jail as `jls --libxo json -v` reports it. */
@@ -296,8 +296,8 @@ export class JailEngine implements Engine {
     await rm(this.stateFile(env), { force: true });
   }
 
-  async exec(env: EngineEnv, argv: string[], _opts: { tty?: boolean }): Promise<number> {
+  async exec(env: EngineEnv, argv: string[], opts: ExecOptions): Promise<number> {
     // jexec(8) runs the command with the caller's terminal as is; it has no tty option.
-    return runInteractive(['jexec', env.jname, ...(argv.length ? argv : ['login', '-f', 'root'])]);
+    return runInteractive(['jexec', env.jname, ...(argv.length ? argv : ['login', '-f', 'root'])], opts);
   }
 }

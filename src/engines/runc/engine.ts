@@ -16,7 +16,7 @@ import { IFNAME } from '../../net/bridge.js';
 import { vethDown, vethNames, vethUp } from '../../net/veth.js';
 import { cgroupsPath, ociConfig } from './oci.js';
 import { runcInfo } from './info.js';
-import type { Engine, EngineEnv, StartResult } from '../types.js';
+import type { Engine, EngineEnv, ExecOptions, StartResult } from '../types.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 
@@ -154,9 +154,9 @@ export class RuncEngine implements Engine {
     await rm(env.paths.bundle, { recursive: true, force: true });
   }
 
-  async exec(env: EngineEnv, argv: string[], opts: { tty?: boolean }): Promise<number> {
+  async exec(env: EngineEnv, argv: string[], opts: ExecOptions): Promise<number> {
     const a = [...this.runc(env), 'exec'];
     if (opts.tty) a.push('--tty');
-    return runInteractive([...a, env.jname, ...argv]);
+    return runInteractive([...a, env.jname, ...argv], opts);
   }
 }
