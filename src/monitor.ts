@@ -16,7 +16,8 @@
  * file names another process exits (two monitors are harmless meanwhile: teardown is claimed
  * once). It exits 15 s after the last env stopped, giving up its pid file first and then
  * looking once more, so a run started in between is never left unwatched; and it exits when
- * the workdir's inventory is gone. Output: var/log/monitor.log.
+ * the workdir's inventory is gone. Output: var/log/monitor.log, one line per event
+ * (`<ISO time> berth monitor[<pid>]: <text>`), the library's warnings included.
  */
 import { closeSync, existsSync, openSync, readFileSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { openNode, type NodeCtx } from './node.js';
@@ -24,6 +25,7 @@ import { engineEnv } from './engines/types.js';
 import { liveMonitorPid, MONITOR_BEAT_MS, monitorPidFile } from './lifecycle/run-monitor.js';
 import { recoverStaleClaim, teardownRun } from './lifecycle/teardown.js';
 import { sleep } from './proc.js';
+import { setWarningSink } from './log.js';
 
 /** How often the inventory is read (ms). */
 const TICK_MS = 250;
@@ -33,8 +35,17 @@ const LINGER_MS = 15_000;
 const workdir = process.argv[2];
 
 function log(msg: string): void {
-  process.stderr.write(`${new Date().toISOString()} berth monitor[${process.pid}]: ${msg}\n`);
+  // one line per event: a hook's output quoted in a message is joined with ' | '
+  const line = msg.split('\n').map((s) => s.trim()).filter(Boolean).join(' | ');
+  process.stderr.write(`${new Date().toISOString()} berth monitor[${process.pid}]: ${line}\n`);
 }
+
+// the library's warnings (a teardown step that failed ...) in the same line format as the
+// monitor's own lines: one format in var/log/monitor.log, not pino's JSON between them
+setWarningSink((msg, fields) => {
+  const kv = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v)}`).join(' ');
+  log(`warning: ${msg}${kv ? ` (${kv})` : ''}`);
+});
 
 function pidIn(file: string): number {
   try {

@@ -12,7 +12,7 @@
 import { readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { readDescriptor, type EnvConf } from '../descriptor.js';
-import { BerthError, engineError } from '../errors.js';
+import { BerthError, EXIT, engineError } from '../errors.js';
 import { cbsdHookVars, runStorageHook, type HookAction, type HookEnv } from '../hooks.js';
 import { warn } from '../log.js';
 import type { NodeCtx } from '../node.js';
@@ -99,7 +99,8 @@ export interface StorageBracket {
  * anywhere, mnt_start included (a hook may have mounted part of its dirs), mnt_stop runs before
  * the error is thrown; a failing mnt_stop then is logged, and the first error wins.
  * @throws the work's error; hook errors (E_HOOK_FAILED, E_HOOK_TIMEOUT 124 ...), E_IDENTITY (5),
- *   E_BAD_CONF (1), lease errors (4); a failing mnt_stop after a successful work
+ *   E_BAD_CONF (1), lease errors (4); a failing mnt_stop after a successful work: its error, the
+ *   message saying the work is done and `details.done` true
  */
 export async function withStorage<T>(ctx: NodeCtx, jname: string, conf: EnvConf, b: StorageBracket, opts: OpOptions, work: () => Promise<T>): Promise<T> {
   const t = opts.timings;
@@ -114,6 +115,17 @@ export async function withStorage<T>(ctx: NodeCtx, jname: string, conf: EnvConf,
     if (hooks && !b.undoUnmounts) await mntStop(ctx, jname, conf, b.action, opts).catch((err) => warn({ jname, err: String(err) }, `mnt_stop after a failed ${b.action}`));
     throw e;
   }
-  if (hooks && !b.keep) await mntStop(ctx, jname, conf, b.action, opts);
+  if (hooks && !b.keep) {
+    try {
+      await mntStop(ctx, jname, conf, b.action, opts);
+    } catch (e) {
+      // the work is done and stays done: say so, or a script retrying on exit 1 is misled
+      const err = e instanceof BerthError ? e : new BerthError('E_HOOK_FAILED', String(e), EXIT.FAILURE);
+      throw new BerthError(err.code, `${b.action} of ${jname} is done (its change is made); then ${err.message}`, err.exitCode, {
+        hint: `the storage of ${jname} may still be mounted on this node: fix the hook (see var/log/${jname}.log), then unmount by hand or run the operation again`,
+        details: { ...err.details, done: true }, cause: e,
+      });
+    }
+  }
   return r;
 }

@@ -222,6 +222,27 @@ describe('a failing or hanging hook leaves nothing behind', () => {
     setMode('f4', 'ok');
   });
 
+  test('mnt_stop failing after the work is done: exit 1, and the message and details.done say the change is made', () => {
+    const failStop = join(ctl, 'mnt_stop_then_fail');
+    writeFileSync(failStop, `#!/bin/sh\n${STOP} "$@" || exit 1\n[ -e ${ctl}/failstop ] && { echo "cannot unmount" >&2; exit 5; }\nexit 0\n`);
+    chmodSync(failStop, 0o755);
+    berthOk(['jcreate', 'jname=ms1', 'base=bb', `mnt_start=${START}`, `mnt_stop=${failStop}`], env());
+    writeFileSync(join(ctl, 'failstop'), '');
+    try {
+      const r = berth(['jset', 'jname=ms1', 'host_hostname=changed', '--json'], env());
+      assert.equal(r.code, 1, r.stderr);
+      const j = JSON.parse(r.stdout);
+      assert.equal(j.error.code, 'E_HOOK_FAILED');
+      assert.equal(j.error.details.done, true);
+      assert.equal(j.error.details.hookExitCode, 5);
+      assert.match(j.error.message, /^set of ms1 is done \(its change is made\); then mnt_stop .* failed with exit code 5/);
+      assert.equal(berthOk(['jget', 'jname=ms1', 'key=host_hostname'], env()).stdout.trim(), 'changed');
+    } finally {
+      rmSync(join(ctl, 'failstop'), { force: true });
+    }
+    berthOk(['jremove', 'jname=ms1'], env());
+  });
+
   test('a failing mnt_start is repaired with jset mnt_start=<fixed hook>: jset mounts with the new hook, not the broken one', () => {
     create('fix1');
     const before = mountTable(top);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { berth, berthOk, isRoot, mountTable, newNode } from '../helpers/cli.js';
+import { berth, berthOk, isRoot, mountTable, newNode, tempDir } from '../helpers/cli.js';
 import { openNode } from '../../src/node.js';
 import { startEnv } from '../../src/lifecycle/start.js';
 import { stopEnv } from '../../src/lifecycle/stop.js';
@@ -189,6 +189,22 @@ describe('teardown happens exactly once, whichever way the env ends', () => {
     assert.deepEqual(mountTable(wd), before);
     assert.equal(spawnSync('runc', ['--root', join(wd, 'var/run/runc'), 'state', 'victim']).status, 1, 'runc state is gone');
     berthOk(['jremove', 'jname=victim'], env());
+  });
+
+  test('the run monitor logs in one format: its own lines and the library\'s warnings alike', async () => {
+    const hook = join(tempDir('berth-monlog-'), 'mnt_stop_fails_at_stop.sh');
+    writeFileSync(hook, '#!/bin/sh\n[ "$BERTH_ACTION" = stop ] && { echo "storage gone" >&2; exit 1; }\nexit 0\n');
+    chmodSync(hook, 0o755);
+    berthOk(['jcreate', 'jname=monlog', 'base=bb', `mnt_stop=${hook}`], env());
+    const jid = berthOk(['jstart', 'jname=monlog', '--json'], env()).json.results[0].jid;
+    process.kill(jid, 'SIGKILL');
+    await waitStatus('monlog', 'Off');
+    const lines = readFileSync(join(wd, 'var', 'log', 'monitor.log'), 'utf8').split('\n').filter(Boolean);
+    const bad = lines.filter((l) => !/^\d{4}-\d\d-\d\dT\S+Z berth monitor\[\d+\]: /.test(l));
+    assert.deepEqual(bad, [], 'every line in the one format');
+    assert.ok(lines.some((l) => /warning: teardown finished with errors .*jname="monlog"/.test(l)), lines.join('\n'));
+    berthOk(['jset', 'jname=monlog', 'mnt_stop=0'], env());
+    berthOk(['jremove', 'jname=monlog'], env());
   });
 
   test('a start vetoed by master_prestart.d leaves mounts and inventory as they were', () => {

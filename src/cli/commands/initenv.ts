@@ -30,6 +30,7 @@ export const command: CmdDef = {
     const pad = (k: string): string => k.padEnd(w + 2);
     lines.push(`${pad('nodename')}${r.nodename}`);
     for (const [k, v] of Object.entries(r.settings)) {
+      if (v === undefined) continue; // a setting left unset (the console's, when it is off)
       const mark = r.changedSettings.includes(k) && !r.firstInit ? '   (changed)' : '';
       lines.push(`${pad(k)}${v}${mark}`);
     }
