@@ -10,6 +10,7 @@ import { command as baseImport } from './commands/base-import.js';
 import { command as baseBusybox } from './commands/base-busybox.js';
 import { command as baseDebootstrap } from './commands/base-debootstrap.js';
 import { command as baseFetch } from './commands/base-fetch.js';
+import { command as baseKernel } from './commands/base-kernel.js';
 import { command as baseList } from './commands/base-list.js';
 import { command as baseRemove } from './commands/base-remove.js';
 import { command as jcreate } from './commands/jcreate.js';
@@ -40,7 +41,7 @@ import { command as tokenRemove } from './commands/token-remove.js';
 
 export const COMMANDS: readonly CmdDef[] = [
   initenv,
-  baseImport, baseBusybox, baseDebootstrap, baseFetch, baseList, baseRemove,
+  baseImport, baseBusybox, baseDebootstrap, baseFetch, baseKernel, baseList, baseRemove,
   jcreate, jstart, jstop, jrestart, jremove, jls, jexec, jset, jget, jclone, jrename,
   jregister, junregister, jmigrate,
   vmCommand(jcreate, 'bcreate', 'create a VM: its first disk from a base tree, or empty (imgsize)'),

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { isRoot } from '../helpers/cli.js';
+import { berth, berthOk, isRoot } from '../helpers/cli.js';
 import { guestNode, type GuestNode } from '../helpers/vmguest.js';
 import { buildQemuArgv, qemuRunPaths } from '../../src/engines/qemu/argv.js';
 import { ext4FromTree } from '../../src/engines/qemu/disk.js';
@@ -53,6 +53,19 @@ test('refusals leave nothing: an existing base, a bad name, a package that does 
   assert.deepEqual(readdirSync(node.wd.bases).sort(), ['bb', 'k1'], 'no temp dir left in bases/');
   await assert.rejects(makeKernelBase(node.wd, 'k3', { busybox: '/bin/true' }), (e: unknown) => e instanceof BerthError && e.code === 'E_NO_BUSYBOX');
   assert.throws(() => readKernelBase(node.wd, 'bb'), (e: unknown) => e instanceof BerthError && e.code === 'E_NO_SUCH_BASE' && e.exitCode === 3);
+});
+
+test('berth base kernel makes the same kernel base from the command line; bad names are exit 2 and leave nothing', () => {
+  const workdir = node.wd.root;
+  const bad = berth(['base', 'kernel', 'name=../k', '--json'], { workdir });
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.equal(bad.json.error.code, 'E_BAD_BASE_NAME');
+  const r = berthOk(['base', 'kernel', 'name=kcli', '--json'], { workdir, timeoutMs: 300_000 });
+  assert.equal(r.json.base.name, 'kcli');
+  assert.deepEqual(readdirSync(join(node.wd.bases, 'kcli')).sort(), ['initrd.img', 'kernel.json', 'vmlinuz']);
+  assert.equal(readKernelBase(node.wd, 'kcli').info.kernel.release, readKernelBase(node.wd, 'k1').info.kernel.release);
+  berthOk(['base', 'remove', 'name=kcli'], { workdir });
+  assert.deepEqual(readdirSync(node.wd.bases).sort(), ['bb', 'k1']);
 });
 
 async function bootExpectingPoweroff(jname: string, conf: Record<string, string>, prepare: (data: string) => Promise<void>): Promise<string> {
