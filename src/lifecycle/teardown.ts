@@ -102,7 +102,7 @@ export async function recoverStaleClaim(ctx: NodeCtx, row: EnvRow, opts: OpOptio
   if (row.run_id?.startsWith('rename:')) {
     // a jrename that died: finished (rolled back or forward, src/lifecycle/rename.ts), not torn down
     if (!ctx.inv.takeStaleClaim(row.jname, row.claim_pid, true)) return false;
-    const { recoverRename } = await import('./rename.js');
+    const { recoverRename } = await import('./rename-steps.js');
     await recoverRename(ctx, row, opts);
     return true;
   }
