@@ -259,8 +259,10 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
         if (inserted) ctx.inv.delete(name);
         if (lease) await releaseEnvLease(ctx, { jname: name, generation: lease.generation }).catch(() => undefined);
         // a failed adoption leaves the sysdir as it found it (a CBSD descriptor without a uuid included)
-        if (sysBefore === undefined) await rm(p.descriptor, { force: true }).catch(() => undefined);
-        else if (sysBefore !== null && (wroteSysDescriptor || lease)) await writeFile(p.descriptor, sysBefore).catch(() => undefined);
+        // (only what this registration wrote: on shared storage the descriptor may be the
+        // winner's of a concurrent registration, which is never deleted)
+        if (sysBefore === undefined && wroteSysDescriptor) await rm(p.descriptor, { force: true }).catch(() => undefined);
+        else if (sysBefore && (wroteSysDescriptor || lease)) await writeFile(p.descriptor, sysBefore).catch(() => undefined);
         // and the ownership directory: a record this registration made is deleted whole
         if (!hadRecord && lease) await rm(p.lease, { recursive: true, force: true }).catch(() => undefined);
         throw e;
