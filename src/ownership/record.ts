@@ -558,10 +558,19 @@ export async function handoverLease(leasePath: string, from: LeaseHolder, to: Le
 export type WatchResult = { holder: LeaseRecord; free?: undefined } | { free: true; holder?: undefined };
 
 /**
+ * A heartbeat change seen this early in a takeover's watch (ms) may be the holder's last beat
+ * reaching this node late (a DFS client's attribute cache, about 1 s on GlusterFS FUSE): the
+ * watch then starts over from it, once. A holder that is alive beats again within the new
+ * watch (every lease_ttl/3) and is refused; silence is still proven for a whole watchSec.
+ */
+export const LATE_BEAT_MS = 1500;
+
+/**
  * The watching half of a takeover: reads the current holder and watches its node's heartbeat
  * (`opts.beat`) for `opts.watchSec(holder)` seconds, read every `pollMs`. Resolves with the
  * holder when nothing moved, or `free` when the lease is not held (never, or released meanwhile).
- * Changes nothing. `signal` aborts the watch (AbortError).
+ * Changes nothing. `signal` aborts the watch (AbortError). One change within the first
+ * {@link LATE_BEAT_MS} restarts the watch from it (a late beat, not a live node).
  * @throws E_LEASE_HELD (exit 4): no force (hint: --force), the holder's heartbeat moved (alive),
  *   or the lease changed hands while watching
  */
@@ -577,14 +586,17 @@ export async function watchHolder(leasePath: string, opts: TakeoverOptions & { s
     throw heldError(leasePath, holder, `run again with --force to take over: berth then watches node '${holder.node || '?'}''s heartbeat for ${watchSec} s (lease_ttl) and takes the env only if that node does not renew it`);
   }
   const readBeat = () => (holder.incomplete ? Promise.resolve('') : opts.beat(holder.node));
-  const hb0 = await readBeat();
+  let hb0 = await readBeat();
   let leftMs = Math.round(watchSec * 1000);
+  let watchedMs = 0;
+  let lateBeatSeen = false;
   while (leftMs > 0) {
     opts.signal?.throwIfAborted();
     opts.onWait?.(leftMs / 1000);
     const step = Math.min(pollMs, leftMs);
     await wait(step);
     leftMs -= step;
+    watchedMs += step;
     if (await exists(join(leasePath, genName(n + 1)))) {
       const now = await stateOf(leasePath);
       if (now.holder) {
@@ -592,7 +604,16 @@ export async function watchHolder(leasePath: string, opts: TakeoverOptions & { s
       }
       return { free: true };
     }
-    if ((await readBeat()) !== hb0) {
+    const hb = await readBeat();
+    if (hb !== hb0 && !lateBeatSeen && watchedMs <= LATE_BEAT_MS) {
+      // the holder's last beat arriving late through a DFS client's cache (GlusterFS FUSE keeps
+      // attributes about 1 s): watch again, a whole watchSec from it; once only
+      lateBeatSeen = true;
+      hb0 = hb;
+      leftMs = Math.round(watchSec * 1000);
+      continue;
+    }
+    if (hb !== hb0) {
       throw heldError(leasePath, holder,
         `node '${holder.node}' renewed its heartbeat while we watched: it is alive; ask it to let the env go (junregister or jmigrate)`);
     }

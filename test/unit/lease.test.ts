@@ -251,6 +251,26 @@ describe('takeover (liveness: the holder node\'s heartbeat)', () => {
     assert.equal((await checkLease(lease, { node: 'node1', generation: r.generation })).node, 'node1');
   });
 
+  test('one beat seen in the first 1.5 s (arriving late through a DFS cache) restarts the watch; a beat after that refuses', async () => {
+    const r = await acquireLease(lease, A);
+    await beat('node1');
+    let slept = 0;
+    let calls = 0;
+    // the late beat shows at the first poll (500 ms): watched again for the whole 3 s, then taken
+    const t = await takeoverLease(lease, B, live(3, { pollMs: 500, sleep: async (ms) => { slept += ms; if (++calls === 1) await beat('node1'); } }));
+    assert.equal(t.generation, r.generation + 1);
+    assert.equal(slept, 500 + 3000, 'a whole watchSec after the late beat');
+    // an alive holder: the early beat restarts the watch, its next beat (a renewal) refuses
+    const lease2 = join(lease, '..', 'web2');
+    const r2 = await acquireLease(lease2, A);
+    await beat('node1');
+    calls = 0;
+    const e = await rejectsWith(takeoverLease(lease2, B, live(3, { pollMs: 500, sleep: async () => { ++calls; if (calls === 1 || calls === 3) await beat('node1'); } })), 'E_LEASE_HELD');
+    assert.match(e.hint ?? '', /alive/);
+    assert.equal(calls, 3);
+    assert.equal((await checkLease(lease2, { node: 'node1', generation: r2.generation })).node, 'node1');
+  });
+
   test('another node\'s heartbeat does not keep the holder alive', async () => {
     const r = await acquireLease(lease, A);
     await beat('node1');
