@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { readLease } from '../../src/ownership/record.js';
 import { isRoot } from '../helpers/cli.js';
 import { cephNodes, envMounts, type CephNodes } from './cluster-ceph.js';
-import { sleep, view, waitFor } from './cluster-twonode.js';
+import { fencedAndStopped, sleep, view, waitFor } from './cluster-twonode.js';
 
 const LEASE_TTL = 3;
 let fx: CephNodes;
@@ -78,7 +78,7 @@ describe('takeover from a dead owner with the CephFS hooks', () => {
 
     const tAgent = performance.now();
     await n1.startAgent();
-    await waitFor('node1 to fence its copy', () => n1.envs().tk?.status === 'Off');
+    await waitFor('node1 to fence its copy', () => n1.envs().tk?.status === 'Off' && fencedAndStopped(n1, 'tk'));
     console.log(`# fencing on CephFS: node1's restarted agent stopped its copy ${Math.round(performance.now() - tAgent)} ms after it was spawned`);
     const marker = JSON.parse(readFileSync(join(n1.wd, 'var', 'run', 'fenced', 'tk.json'), 'utf8'));
     assert.equal(marker.owner, 'node2');

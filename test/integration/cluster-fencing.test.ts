@@ -17,7 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import { Inventory, type EnvRow } from '../../src/inventory.js';
 import { readLease, readLeaseState } from '../../src/ownership/record.js';
 import { BIN, isRoot } from '../helpers/cli.js';
-import { brickSnapshot, sleep, twoNodes, type TestNode, type TwoNodes } from './cluster-twonode.js';
+import { brickSnapshot, fencedAndStopped, sleep, twoNodes, type TestNode, type TwoNodes } from './cluster-twonode.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
@@ -141,7 +141,7 @@ describe('owner killed: forced takeover, then fencing of the stale copy', () => 
     // node1's agent comes back and fences
     const tAgent = performance.now();
     await n1.startAgent();
-    await waitFor('node1 to stop its stale copy', () => row(n1, 'fx')?.status === 0);
+    await waitFor('node1 to stop its stale copy', () => row(n1, 'fx')?.status === 0 && fencedAndStopped(n1, 'fx'));
     const fenceMs = performance.now() - tAgent;
     console.log(`# fencing: node1's restarted agent stopped the stale copy ${Math.round(fenceMs)} ms after it was spawned (lease_ttl ${LEASE_TTL} s)`);
     const r = n1.run(['jls', '--json']);

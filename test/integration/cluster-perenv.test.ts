@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { readLease } from '../../src/ownership/record.js';
 import { isRoot } from '../helpers/cli.js';
 import { glusterVolume } from '../helpers/gluster.js';
-import { hookMounts, perEnvNodes, sleep, view, waitFor, type TwoNodes } from './cluster-twonode.js';
+import { fencedAndStopped, hookMounts, perEnvNodes, sleep, view, waitFor, type TwoNodes } from './cluster-twonode.js';
 
 const LEASE_TTL = 3;
 let fx: TwoNodes;
@@ -109,7 +109,7 @@ describe('per-env mounts: ownership every node can see', () => {
 
     const tAgent = performance.now();
     await n2.startAgent();
-    await waitFor('node2 to fence its copy', () => n2.envs().pe1?.status === 'Off');
+    await waitFor('node2 to fence its copy', () => n2.envs().pe1?.status === 'Off' && fencedAndStopped(n2, 'pe1'));
     console.log(`# fencing with per-env mounts: node2's restarted agent stopped its copy ${Math.round(performance.now() - tAgent)} ms after it was spawned`);
     const marker = JSON.parse(readFileSync(join(n2.wd, 'var', 'run', 'fenced', 'pe1.json'), 'utf8'));
     assert.equal(marker.owner, 'node1');

@@ -92,6 +92,19 @@ export async function waitFor(what: string, f: () => boolean | Promise<boolean>,
   }
 }
 
+/**
+ * True once node `n`'s agent has fenced `jname` AND recorded that it stopped the copy: the
+ * marker (var/run/fenced/<jname>.json) is rewritten with stopped=true just after the teardown
+ * that sets the env Off, so waiting for Off alone races with that write.
+ */
+export function fencedAndStopped(n: TestNode, jname: string): boolean {
+  try {
+    return JSON.parse(readFileSync(join(n.wd, 'var', 'run', 'fenced', `${jname}.json`), 'utf8')).stopped === true;
+  } catch {
+    return false;
+  }
+}
+
 /** cluster ls --json of a node, the fields every node must agree on, by jname. */
 export function view(n: TestNode): Record<string, unknown> {
   const out: Record<string, unknown> = {};
