@@ -43,7 +43,7 @@ function log(msg: string): void {
 // the library's warnings (a teardown step that failed ...) in the same line format as the
 // monitor's own lines: one format in var/log/monitor.log, not pino's JSON between them
 setWarningSink((msg, fields) => {
-  const kv = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? String(v)}`).join(' ');
+  const kv = Object.entries(fields).map(([k, v]) => `${k}=${JSON.stringify(v) ?? String(v)}`).join(' ');
   log(`warning: ${msg}${kv ? ` (${kv})` : ''}`);
 });
 
