@@ -21,7 +21,8 @@
  * | POST /v1/envs/:jname/unregister     | junregister                            | `node, result`                   |
  * | POST /v1/envs/:jname/prepare        | jmigrate preflight at the destination; body `{uuid?, mount?}`: can this node start it (record, base, engine, hooks); with mount, its storage mounted ahead | `node, plan` |
  * | POST /v1/envs/:jname/cancel         | undo a prepare's mount                 | `node`                           |
- * | POST /v1/envs/:jname/incoming       | jmigrate live=1 destination: start it paused, waiting for the state | `node, incoming: {jid, uri}` |
+ * | POST /v1/envs/:jname/incoming       | jmigrate live=1 destination: start it paused, waiting for the state | `node, incoming: {jid, channel}` |
+ * | GET /v1/envs/:jname/migration (Upgrade: berth-migration) | jmigrate live=1: the state's byte stream, relayed to the paused env (src/agent/stream.ts), once per incoming | `101 Switching Protocols` |
  * | POST /v1/envs/:jname/resume         | jmigrate live=1 destination: resume the adopted env | `node` |
  * | POST /v1/envs/:jname/adopt          | jmigrate destination; body `{generation, start?, mounted?, return_to?}`: adopt an env whose lease was handed to this node | `node, result` |
  * | GET  /v1/ownership/probe?node=<n>&id=<hex> | the content of `<lease_dir>/nodes/<n>/probe.<id>` as this node reads it (berth doctor) | `node, probe` |

@@ -31,7 +31,9 @@
  *    heartbeat and records when this node saw it change (var/run/heartbeats.json).
  * 7. **API** (src/agent/api.ts) on the unix socket `var/run/agent.sock` (mode 0600) and, when
  *    api_port (setting or --api_port) is not 0, on 127.0.0.1:<api_port>. Bearer token from
- *    etc/api.token (must not be readable by group or others).
+ *    etc/api.token (must not be readable by group or others). The same servers carry the live
+ *    migration channel (src/agent/stream.ts): an authenticated HTTP Upgrade relayed to the
+ *    paused destination of `jmigrate live=1`.
  *
  * SIGTERM/SIGINT: stop the periods, stop serving, wait (at most 30 s) for operations in
  * progress, remove the socket, exit 0. Envs are NOT stopped: they keep running, and their
@@ -59,6 +61,7 @@ import { openNode, type NodeCtx } from '../node.js';
 import { berthVersion } from '../pkg.js';
 import { observeNodes } from '../nodes/cluster.js';
 import { createApi } from './api.js';
+import { serveMigrationStreams } from './stream.js';
 import { fenceRun } from '../lifecycle/teardown.js';
 import { forgetFencedEnv, isFenced, writeFenceMarker, type FenceMarker } from '../ownership/fence.js';
 import { nodeOps } from './ops.js';
@@ -209,6 +212,8 @@ export class Agent {
       onRequest: (r) => { void log(r.status >= 500 ? 'warn' : 'info', r, 'api'); },
     });
     const unixServer = createAdaptorServer({ fetch: app.fetch }) as Server;
+    const onStream = (r: Record<string, unknown>) => { void log('info', r, 'migration channel'); };
+    serveMigrationStreams(unixServer, this.token, onStream);
     const oldMask = process.umask(0o077);
     try {
       await listen(unixServer, sock);
@@ -224,6 +229,7 @@ export class Agent {
     const port = this.opts.apiPort ?? ctx.settings.api_port;
     if (port) {
       const tcp = createAdaptorServer({ fetch: app.fetch }) as Server;
+      serveMigrationStreams(tcp, this.token, onStream);
       try {
         await listen(tcp, port, '127.0.0.1');
       } catch (e) {

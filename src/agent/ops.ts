@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readSharedDescriptor } from '../descriptor.js';
-import { BerthError } from '../errors.js';
+import { BerthError, EXIT } from '../errors.js';
 import { berthVersion } from '../pkg.js';
 import { STATUS } from '../inventory.js';
 import { readLeaseState } from '../ownership/record.js';
@@ -19,6 +19,7 @@ import type { NodeCtx } from '../node.js';
 import { registerEnv, unregisterEnv } from '../lifecycle/register.js';
 import { adoptEnv, cancelAdopt, prepareAdopt, type AdoptPlan } from '../lifecycle/adopt.js';
 import { abortIncoming, resumeIncoming, startIncoming } from '../lifecycle/live.js';
+import { dropStream, expectStream } from './stream.js';
 import { readSharedText, revalidate } from '../sharedfs.js';
 import { explainNotFound } from '../nodes/owner.js';
 import { readSettings } from '../settings.js';
@@ -145,6 +146,7 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
     }),
     cancel: (jname) => op(async () => {
       unprepare(jname);
+      dropStream(jname);
       await abortIncoming(ctx, jname);
       await cancelAdopt(ctx, jname);
       return {};
@@ -159,8 +161,13 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
     }),
     incoming: (jname) => op(async () => {
       const p = prepared.get(jname);
-      if (p) { clearTimeout(p.timer); const timer = setTimeout(() => { prepared.delete(jname); void track(abortIncoming(ctx, jname).then(() => cancelAdopt(ctx, jname)).catch(() => undefined)); }, PREPARE_TTL_SEC * 1000); timer.unref(); p.timer = timer; }
-      return startIncoming(ctx, jname);
+      if (p) { clearTimeout(p.timer); const timer = setTimeout(() => { prepared.delete(jname); void track(Promise.resolve(dropStream(jname)).then(() => abortIncoming(ctx, jname)).then(() => cancelAdopt(ctx, jname)).catch(() => undefined)); }, PREPARE_TTL_SEC * 1000); timer.unref(); p.timer = timer; }
+      const inc = await startIncoming(ctx, jname);
+      // the state comes through this agent's migration channel (src/agent/stream.ts), relayed
+      // to the engine's node-local socket; the source is told the channel, not the socket
+      if (!inc.uri.startsWith('unix:')) throw new BerthError('E_INTERNAL', `the ${jname} engine listens on ${inc.uri}, not a unix socket`, EXIT.FAILURE);
+      expectStream(jname, inc.uri.slice('unix:'.length));
+      return { jid: inc.jid, channel: `/v1/envs/${encodeURIComponent(jname)}/migration` };
     }),
     resume: (jname) => op(async () => { await resumeIncoming(ctx, jname); return {}; }),
     async probe(node, id) {

@@ -205,12 +205,15 @@ export interface Engine {
   screen?(env: EngineEnv): Promise<ScreenEndpoint | undefined>;
   /**
    * Live migration, destination side (engines with `info.liveMigration`): starts the env paused,
-   * waiting for the incoming state on a loopback TCP port. Undo with stop(env, 0) + cleanup.
-   * @returns the run id and the URI the source sends to (`tcp:127.0.0.1:<port>`)
+   * waiting for the incoming state on a node-local unix socket (never a network port: the
+   * agent relays its authenticated migration channel to it, src/agent/stream.ts).
+   * Undo with stop(env, 0) + cleanup.
+   * @returns the run id and the URI it listens on (`unix:<path>`)
    */
   liveIncoming?(env: EngineEnv): Promise<{ jid: number; uri: string }>;
   /**
-   * Live migration, source side: sends the running env to `uri`; `atSwitchover` runs while the
+   * Live migration, source side: sends the running env to `uri` (`unix:<path>`, the local end
+   * of the migration channel, src/nodes/stream.ts); `atSwitchover` runs while the
    * env is paused here and not yet resumed there (the lease is handed over in it); then the
    * source's process quits. On a failure (`atSwitchover` throwing too) the env runs here again.
    * @returns the engine's own figures (ms, bytes)

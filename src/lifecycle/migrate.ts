@@ -24,6 +24,7 @@
  * migration throws E_MIGRATE_FAILED with the exit code of the failing step's error, and
  * `details` holding the steps and where the env is now.
  */
+import { join } from 'node:path';
 import { BerthError, EXIT, ownedError, toBerthError, usageError } from '../errors.js';
 import { STATUS } from '../inventory.js';
 import { effectiveHooks, hookEnv } from './storage.js';
@@ -34,6 +35,7 @@ import { type StepTiming } from './types.js';
 import { checkJname, checkNodename } from '../names.js';
 import type { NodeCtx } from '../node.js';
 import { nodeClient } from '../nodes/cluster.js';
+import { openMigrationChannel, type MigrationChannel } from '../nodes/stream.js';
 import { runStorageHook } from '../hooks.js';
 import { handoverEnvLease, journal, requireLease } from '../ownership/leases.js';
 import { engineEnv } from '../engines/types.js';
@@ -242,9 +244,12 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
       await cancelThere();
       throw usageError('E_NO_LIVE', `${jname} is a ${row.emulator} env: ${row.emulator} has no live migration; use jmigrate without live=1`);
     }
-    let inc: { jid: number; uri: string };
+    let inc: { jid: number; channel: string };
+    let channel: MigrationChannel;
     try {
-      inc = (await runStep('incoming', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/incoming`, {}))).incoming as { jid: number; uri: string };
+      inc = (await runStep('incoming', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/incoming`, {}))).incoming as { jid: number; channel: string };
+      // the state goes over the destination agent's channel, authenticated with its token
+      channel = await runStep('channel', here, () => openMigrationChannel(client, inc.channel, join(ctx.wd.runDir, `migrate-${jname}.sock`)));
     } catch (e) {
       await cancelThere();
       const cause = toBerthError(e);
@@ -253,9 +258,11 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
     let handed = false;
     let adopted = false;
     let pausedAt = 0;
+    let dropped: Promise<void> | undefined;
+    let resumed: Promise<unknown> | undefined;
     let stats;
     try {
-      stats = await runStep('send', here, () => engine.liveSend!(eenv, inc.uri, async () => {
+      stats = await runStep('send', here, () => engine.liveSend!(eenv, channel.uri, async () => {
         pausedAt = performance.now();
         generation = (await runStep('handover', here, () => handoverEnvLease(ctx, row, dst))).generation;
         handed = true;
@@ -270,9 +277,16 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
         // the run is the destination's now: this node's row goes before the source's qemu quits
         // (its run monitor must not tear down a run that moved)
         ctx.inv.delete(jname);
-        await journal(ctx, 'drop', row, 'handed');
+        // while the last of the state is sent: the journal entry, and the destination's resume
+        // (it waits there until its incoming state is complete, then runs the env; the source
+        // stays paused until it quits)
+        dropped = journal(ctx, 'drop', row, 'handed');
+        resumed = runStep('resume', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/resume`, {}));
+        resumed.catch(() => undefined);
       }));
     } catch (e) {
+      await channel.close();
+      await Promise.allSettled([dropped, resumed]);
       const err = toBerthError(e);
       if (!adopted) {
         await cancelThere();
@@ -280,8 +294,14 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
       }
       throw fail('send', err, `node ${dst} owns ${jname} (generation ${generation}) but the state did not complete`, `on ${dst}: berth bstop jname=${jname}; berth bstart jname=${jname}`);
     }
-    await runStep('resume', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/resume`, {}));
+    try {
+      await resumed;
+    } finally {
+      // closed only now: the relay may still carry the last bytes when the source is done
+      await channel.close();
+    }
     const downtimeMs = Math.round(performance.now() - pausedAt);
+    await dropped;
     await engine.cleanup(eenv).catch(() => undefined);
     await runStep('unmount', here, unmountHere).catch(() => undefined);
     return { jname, from: here, to: dst, wasRunning, steps, downtimeMs, totalMs: ms(tStart), generation, timings: { stop: [], adopt: [] }, live: stats };

@@ -9,7 +9,7 @@
  * for an answer that is not the API's JSON.
  */
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { BerthError, EXIT, usageError, type ErrorCode } from '../errors.js';
 import type { RegisterBody } from './protocol.js';
 
@@ -77,46 +77,88 @@ export class AgentClient {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const headers: Record<string, string> = { Authorization: `Bearer ${this.token}`, Accept: 'application/json' };
     if (payload) { headers['Content-Type'] = 'application/json'; headers['Content-Length'] = String(payload.length); }
-    // a unix socket is connected directly, without node:http's Agent: the Agent checks the host
-    // name with node's IPv6 pattern, whose first use costs a fresh process about 12 ms (the
-    // CLI's fast path, src/cli/fast.ts)
-    const a = this.address;
-    const where = a.kind === 'unix' ? { createConnection: () => connect(a.socketPath) } : { host: a.host, port: a.port };
+    const where = this.where();
     return new Promise<ApiAnswer>((resolve, reject) => {
       const req = request({ ...where, method, path, headers, timeout: timeoutMs }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (e) => reject(this.unreachable(e)));
         res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let doc: any;
-          try {
-            doc = JSON.parse(text);
-          } catch {
-            reject(new BerthError('E_BAD_ANSWER', `node '${this.name}' (${this.url}) answered ${method} ${path} with HTTP ${res.statusCode} and no JSON: ${JSON.stringify(text.slice(0, 120))}`, EXIT.FAILURE,
-              { hint: 'is that URL a berth agent?' }));
-            return;
-          }
-          if (res.statusCode === 200 && doc?.ok === true) { resolve(doc as ApiAnswer); return; }
-          const e = doc?.error ?? {};
-          if (res.statusCode === 401) {
-            reject(new BerthError('E_UNAUTHORIZED', `node '${this.name}' (${this.url}) refused the token`, EXIT.FAILURE,
-              { hint: `use the token in etc/api.token of node '${this.name}': berth node add name=${this.name} url=${this.url} token_file=<a copy of it>`, details: { node: this.name, status: 401 } }));
-            return;
-          }
-          const message = String(e.message ?? `HTTP ${res.statusCode}`);
-          // the code as the remote agent gave it: another berth version's code is passed on unchanged
-          const err = new BerthError(String(e.code ?? 'E_REMOTE') as ErrorCode, this.opts.local ? message : `node '${this.name}': ${message}`,
-            typeof e.exitCode === 'number' ? e.exitCode : EXIT.FAILURE,
-            { hint: e.hint, details: { ...(e.details ?? {}), node: this.name, status: res.statusCode } });
-          // what the operation warned about before it failed (src/agent/api.ts)
-          if (Array.isArray(doc?.warnings)) Object.assign(err, { warnings: doc.warnings });
-          reject(err);
+          const r = this.answer(method, path, res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+          if (r instanceof BerthError) reject(r); else resolve(r);
         });
       });
       req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`), { code: 'ETIMEDOUT' })));
       req.on('error', (e) => reject(this.unreachable(e)));
       if (payload) req.write(payload);
+      req.end();
+    });
+  }
+
+  /**
+   * node:http request options for this agent's address. A unix socket is connected directly,
+   * without node:http's Agent: the Agent checks the host name with node's IPv6 pattern, whose
+   * first use costs a fresh process about 12 ms (the CLI's fast path, src/cli/fast.ts).
+   */
+  private where(): { createConnection: () => Socket } | { host: string; port: number } {
+    const a = this.address;
+    return a.kind === 'unix' ? { createConnection: () => connect(a.socketPath) } : { host: a.host, port: a.port };
+  }
+
+  /** The API answer in `text`, or the BerthError it stands for (see the module header). */
+  private answer(method: string, path: string, status: number, text: string): ApiAnswer | BerthError {
+    let doc: any;
+    try {
+      doc = JSON.parse(text);
+    } catch {
+      return new BerthError('E_BAD_ANSWER', `node '${this.name}' (${this.url}) answered ${method} ${path} with HTTP ${status} and no JSON: ${JSON.stringify(text.slice(0, 120))}`, EXIT.FAILURE,
+        { hint: 'is that URL a berth agent?' });
+    }
+    if (status === 200 && doc?.ok === true) return doc as ApiAnswer;
+    const e = doc?.error ?? {};
+    if (status === 401) {
+      return new BerthError('E_UNAUTHORIZED', `node '${this.name}' (${this.url}) refused the token`, EXIT.FAILURE,
+        { hint: `use the token in etc/api.token of node '${this.name}': berth node add name=${this.name} url=${this.url} token_file=<a copy of it>`, details: { node: this.name, status: 401 } });
+    }
+    const message = String(e.message ?? `HTTP ${status}`);
+    // the code as the remote agent gave it: another berth version's code is passed on unchanged
+    const err = new BerthError(String(e.code ?? 'E_REMOTE') as ErrorCode, this.opts.local ? message : `node '${this.name}': ${message}`,
+      typeof e.exitCode === 'number' ? e.exitCode : EXIT.FAILURE,
+      { hint: e.hint, details: { ...(e.details ?? {}), node: this.name, status } });
+    // what the operation warned about before it failed (src/agent/api.ts)
+    if (Array.isArray(doc?.warnings)) Object.assign(err, { warnings: doc.warnings });
+    return err;
+  }
+
+  /**
+   * Opens a byte stream to the agent: `GET <path>` with `Connection: Upgrade`,
+   * `Upgrade: <protocol>` and the bearer token; resolves with the connection once the agent
+   * answered `101 Switching Protocols` (the live migration channel, src/nodes/stream.ts).
+   * @param timeoutMs how long to wait for the 101 (the stream itself has no timeout)
+   * @throws BerthError as {@link call} for any other answer (E_UNAUTHORIZED for a 401, the
+   *   agent's error otherwise), E_NODE_UNREACHABLE
+   */
+  upgrade(path: string, protocol: string, timeoutMs = GET_TIMEOUT_MS): Promise<Socket> {
+    const headers = { Authorization: `Bearer ${this.token}`, Connection: 'Upgrade', Upgrade: protocol };
+    const where = this.where();
+    return new Promise<Socket>((resolve, reject) => {
+      const req = request({ ...where, method: 'GET', path, headers, timeout: timeoutMs });
+      req.on('upgrade', (res, socket, head) => {
+        socket.setTimeout(0);
+        if (res.headers.upgrade?.toLowerCase() !== protocol) { socket.destroy(); reject(this.answer('GET', path, res.statusCode ?? 0, '')); return; }
+        if (head.length) socket.unshift(head);
+        resolve(socket);
+      });
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const r = this.answer('GET', path, res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+          reject(r instanceof BerthError ? r : new BerthError('E_BAD_ANSWER', `node '${this.name}' (${this.url}) did not switch ${path} to ${protocol}`, EXIT.FAILURE, { hint: 'is that agent an older berth? update it' }));
+        });
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${Math.round(timeoutMs / 1000)} s`), { code: 'ETIMEDOUT' })));
+      req.on('error', (e) => reject(this.unreachable(e)));
       req.end();
     });
   }

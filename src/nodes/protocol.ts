@@ -39,3 +39,11 @@ export const AdoptBody = z.strictObject({
   running_jid: z.number().int().positive().optional(),
 });
 export type AdoptBody = z.infer<typeof AdoptBody>;
+
+/**
+ * The HTTP Upgrade token of the live migration channel: `GET /v1/envs/:jname/migration` with
+ * `Connection: Upgrade`, `Upgrade: berth-migration` and the node's bearer token becomes, after
+ * `101 Switching Protocols`, the byte stream of the env's running state (src/agent/stream.ts
+ * serves it, src/nodes/stream.ts opens it).
+ */
+export const STREAM_PROTOCOL = 'berth-migration';

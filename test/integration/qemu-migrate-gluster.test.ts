@@ -8,6 +8,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { GUEST_READY_LINE } from '../../src/engines/qemu/guest.js';
@@ -112,10 +113,14 @@ test('live: jmigrate live=1 moves a running VM to node2 without a reboot; lease 
   const before = brickBytes(vol);
   const r = n1.ok(['jmigrate', 'jname=mv', 'dst=node2', 'live=1', '--json'], 240_000);
   const m = r.json.migration;
-  assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['prepare', 'node2', true], ['incoming', 'node2', true], ['send', 'node1', true], ['handover', 'node1', true], ['adopt', 'node2', true], ['resume', 'node2', true], ['unmount', 'node1', true]]);
+  assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['prepare', 'node2', true], ['incoming', 'node2', true], ['channel', 'node1', true], ['send', 'node1', true], ['handover', 'node1', true], ['adopt', 'node2', true], ['resume', 'node2', true], ['unmount', 'node1', true]]);
   assert.equal(m.generation, gen + 1, 'the generation raised once');
   assert.ok(m.live.transferredBytes > 0 && m.downtimeMs > 0, JSON.stringify(m));
   console.log(`# jmigrate live=1 (qemu, 256 MiB guest, TCG): downtime ${m.downtimeMs} ms (berth), ${m.live.downtimeMs} ms (QEMU); total ${m.totalMs} ms; ${Math.round(m.live.transferredBytes / 1048576)} MiB sent; steps ${m.steps.map((s: any) => `${s.step}@${s.node} ${s.ms} ms`).join(', ')}`);
+  // the state went through node2's agent (its authenticated migration channel), all of it
+  const relayed = readFileSync(n2.agentLog, 'utf8').split('\n').filter((l) => l.includes('"migration channel"')).map((l) => JSON.parse(l)).filter((l) => l.jname === 'mv');
+  assert.equal(relayed.at(-1)?.status, 101, `node2's agent relayed the stream: ${JSON.stringify(relayed)}`);
+  assert.ok(relayed.at(-1).bytesIn >= m.live.transferredBytes, `all the state through the channel: ${relayed.at(-1).bytesIn} of ${m.live.transferredBytes} bytes`);
   assert.equal(vm(n1, 'mv'), undefined, 'node1 has no row');
   const there = vm(n2, 'mv');
   assert.equal(there.status, 'On');

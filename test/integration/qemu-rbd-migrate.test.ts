@@ -71,7 +71,7 @@ test('jmigrate live=1 of a running VM on RBD: it goes on at node2, the lease mov
   await sleep(1000);
   const r = n1.ok(['jmigrate', 'jname=rm1', 'dst=node2', 'live=1', '--json'], 240_000);
   const m = r.json.migration;
-  assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['prepare', 'node2', true], ['incoming', 'node2', true], ['send', 'node1', true], ['handover', 'node1', true], ['adopt', 'node2', true], ['resume', 'node2', true], ['unmount', 'node1', true]]);
+  assert.deepEqual(m.steps.map((s: any) => [s.step, s.node, s.ok]), [['prepare', 'node2', true], ['incoming', 'node2', true], ['channel', 'node1', true], ['send', 'node1', true], ['handover', 'node1', true], ['adopt', 'node2', true], ['resume', 'node2', true], ['unmount', 'node1', true]]);
   assert.equal(m.generation, gen + 1, 'the generation raised once');
   console.log(`# jmigrate live=1 (qemu on RBD, CephFS per-env mounts, 256 MiB guest, TCG): downtime ${m.downtimeMs} ms (berth), ${m.live.downtimeMs} ms (QEMU); total ${m.totalMs} ms; ${Math.round(m.live.transferredBytes / 1048576)} MiB of memory sent`);
   assert.equal(vm(n1, 'rm1'), undefined, 'node1 has no row');

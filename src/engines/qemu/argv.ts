@@ -51,6 +51,9 @@ export interface QemuRunPaths {
   pidFile: string;
   /** qemu's own messages (start-up errors): var/log/<vm>.qemu.log */
   qemuLog: string;
+  /** where a live migration's destination qemu listens for the state: var/run/qemu/<vm>.migrate
+   * (the agent relays the migration channel to it, src/agent/stream.ts); qemuRunPaths sets it */
+  migrateSocket?: string;
 }
 
 /**
@@ -65,8 +68,9 @@ export function qemuRunPaths(wd: Workdir, jname: string): QemuRunPaths {
     consoleLog: join(wd.logDir, `${jname}.console.log`),
     pidFile: join(run, `${jname}.pid`),
     qemuLog: join(wd.logDir, `${jname}.qemu.log`),
+    migrateSocket: join(run, `${jname}.migrate`),
   };
-  for (const s of [p.qmpSocket, p.consoleSocket]) {
+  for (const s of [p.qmpSocket, p.consoleSocket, p.migrateSocket!]) {
     if (Buffer.byteLength(s) > UNIX_PATH_MAX) {
       throw new BerthError('E_SOCKET_PATH', `the socket path ${s} is longer than ${UNIX_PATH_MAX} bytes (the unix socket limit)`, EXIT.FAILURE, {
         hint: 'use a shorter workdir path or a shorter jname',

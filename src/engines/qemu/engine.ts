@@ -28,7 +28,7 @@ import { busyboxGuestFiles, isBusyboxTree } from './guest.js';
 import { qemuInfo } from './info.js';
 import { readKernelBase } from './kernel.js';
 import { abortMigration, completeSwitchover, migrateToSwitchover, prepareIncoming } from './migrate.js';
-import { chooseVncPorts, portFree, setVncPassword } from './ports.js';
+import { chooseVncPorts, setVncPassword } from './ports.js';
 import { cleanupRunFiles, qemuPid, startQemu } from './process.js';
 import { QmpClient } from './qmp.js';
 import { cloneRbdDisks, createRbdDisk, rbdDiskFiles, removeRbdDisks } from './rbd-disks.js';
@@ -139,15 +139,18 @@ export class QemuEngine implements Engine {
 
   /**
    * Destination of a live migration: qemu started paused (`-incoming defer -S`), then QMP
-   * `migrate-incoming` on a free loopback port (QEMU listens there).
+   * `migrate-incoming unix:var/run/qemu/<vm>.migrate`: qemu listens on a node-local unix
+   * socket only; the state reaches it through the agent's authenticated migration channel
+   * (src/agent/stream.ts).
    */
   async liveIncoming(env: EngineEnv): Promise<{ jid: number; uri: string }> {
     const { jid } = await this.boot(env, true);
     try {
-      let port = 0;
-      for (let p = 49152 + (process.pid % 1000) * 8; p < 65000 && !port; p++) if (await portFree(p)) port = p;
-      const uri = `tcp:127.0.0.1:${port}`;
-      const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).qmpSocket, { timeoutMs: 5000 });
+      const run = qemuRunPaths(env.wd, env.jname);
+      const sock = run.migrateSocket!;
+      await rm(sock, { force: true });
+      const uri = `unix:${sock}`;
+      const qmp = await QmpClient.connect(run.qmpSocket, { timeoutMs: 5000 });
       try { await prepareIncoming(qmp, uri); } finally { qmp.close(); }
       return { jid, uri };
     } catch (e) {
