@@ -57,14 +57,15 @@ export class LinuxMounts implements MountPrimitive {
   }
 
   async unmount(target: string): Promise<void> {
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 8; i++) {
       const r = await run(['umount', target], { check: false });
       if (r.exitCode === 0) return;
       if (!/busy/i.test(r.stderr)) {
         if (!(await this.list()).some((m) => m.target === target)) return;
         throw engineError('E_UMOUNT', `umount ${target} failed: ${r.stderr.trim()}`);
       }
-      await new Promise((res) => setTimeout(res, 100 * (i + 1)));
+      // busy: a process that is just exiting still has its cwd there (10, 20, 40 ... 1280 ms)
+      if (i < 7) await new Promise((res) => setTimeout(res, 10 * 2 ** i));
     }
     // Still busy after retries: detach it (lazy) so the mount table is clean; the kernel
     // frees it when the last user goes.

@@ -104,7 +104,11 @@ export class RuncEngine implements Engine {
     let pid = Number((await readFile(join(env.paths.bundle, 'init.pid'), 'utf8').catch(() => '0')).trim());
     // Never signal a pid that is not this env's container (a stale pid file, a reused pid).
     if (pid && !(await this.inContainer(env, pid))) pid = 0;
-    const alive = async () => (pid ? this.isRunning(env, pid) : (await this.state(env)) === 'running');
+    const initAlive = async () => (pid ? this.isRunning(env, pid) : (await this.state(env)) === 'running');
+    // stopped means every process of the container gone, not only its init: the others die
+    // just after it (the kernel kills a PID namespace's processes when its init exits), and
+    // until they have, their working directories keep the env's mounts busy
+    const alive = async () => (await initAlive()) || this.cgroupBusy(env);
     if (!(await alive())) return;
     // SIGTERM straight to the init pid we just saw alive (no runc process needed); the
     // forced kill below goes through runc, which knows every process of the container.
@@ -132,6 +136,21 @@ export class RuncEngine implements Engine {
       await sleep(50);
     }
     throw engineError('E_ENGINE', `${env.jname} did not stop after SIGKILL`);
+  }
+
+  /**
+   * True while a live process is left in the env's cgroup (`cgroup.procs` of the pids
+   * controller under cgroup v1, of the unified hierarchy under v2; zombies count as gone).
+   * False when the cgroup does not exist (runc removed it, or it was never made).
+   */
+  private async cgroupBusy(env: EngineEnv): Promise<boolean> {
+    const path = cgroupsPath(env.nodename, env.jname);
+    for (const root of ['/sys/fs/cgroup/pids', '/sys/fs/cgroup']) {
+      const text = await readFile(`${root}${path}/cgroup.procs`, 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      return text.split('\n').some((l) => Number(l) > 0 && pidAlive(Number(l)));
+    }
+    return false;
   }
 
   /** True when `pid` lives in this env's cgroup (`/berth/<node>/<jname>`, see oci.ts). */
