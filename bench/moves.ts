@@ -26,10 +26,23 @@ export function moves(n1: TestNode, n2: TestNode, jname: string, rounds: number)
   return out;
 }
 
-/** The median move's downtime, step by step (ms). */
+/**
+ * The median move's downtime, step by step (ms). The downtime runs from the start of the stop
+ * on the source to the destination's answer to adopt: the source's stop steps up to its
+ * `while down` step, then `while down` itself, which is the switch-over (handover of the lease,
+ * then adopt on the destination: its request, checks and start); the source's `engine cleanup`
+ * comes after, outside the downtime.
+ */
 export function whereItGoes(ms: Move[]): string {
   const m = [...ms].sort((a, b) => a.downtimeMs - b.downtimeMs)[Math.floor(ms.length / 2)]!;
   const step = (n: string) => m.steps.find((s) => s.step === n)?.ms ?? 0;
   const inner = (l: { step: string; ms: number }[]) => l.map((s) => `${s.step} ${s.ms}`).join(', ');
-  return `stop ${step('stop')} ms [${inner(m.timings.stop)}] + handover ${step('handover')} ms + adopt (request, checks, start) ${step('adopt')} ms [${inner(m.timings.adopt)}]`;
+  const w = m.timings.stop.findIndex((s) => s.step === 'while down');
+  if (w < 0) return `stop ${step('stop')} ms [${inner(m.timings.stop)}] + handover ${step('handover')} ms + adopt (request, checks, start) ${step('adopt')} ms [${inner(m.timings.adopt)}]`;
+  const before = m.timings.stop.slice(0, w);
+  const sum = (l: { ms: number }[]) => Math.round(l.reduce((t, s) => t + s.ms, 0));
+  const adoptInner = sum(m.timings.adopt);
+  return `downtime ${m.downtimeMs} ms = source stop up to the switch-over ${sum(before)} ms [${inner(before)}]`
+    + ` + switch-over ${m.timings.stop[w]!.ms} ms (handover ${step('handover')} ms + adopt ${step('adopt')} ms: destination's steps ${adoptInner} ms [${inner(m.timings.adopt)}], request and answer ${Math.round(step('adopt') - adoptInner)} ms)`
+    + `; after it, outside the downtime: ${inner(m.timings.stop.slice(w + 1)) || 'nothing'}`;
 }
