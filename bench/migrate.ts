@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { report, sh } from './common.js';
 import { perEnvNodes, twoNodes, type TestNode, type TwoNodes } from '../test/integration/cluster-twonode.js';
 import { formatDescriptor } from '../src/descriptor.js';
+import { med, moves as movesOf, whereItGoes, type Move } from './moves.js';
 
 const BIG = Number(process.env.BENCH_BIG_MIB ?? 2048);
 const NREG = Number(process.env.BENCH_REGISTER_N ?? 500);
@@ -30,28 +31,7 @@ const TTL = Number(process.env.BENCH_TTL ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const LAYOUTS = (process.env.BENCH_LAYOUTS ?? 'whole,per-env').split(',');
 
-const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-interface Move { downtimeMs: number; timings: { stop: { step: string; ms: number }[]; adopt: { step: string; ms: number }[] }; steps: { step: string; ms: number }[] }
-
 sh(['scripts/gluster-up']);
-
-/** jmigrate of a running env there and back, ROUNDS times: the moves. */
-function moves(n1: TestNode, n2: TestNode, jname: string): Move[] {
-  const out: Move[] = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    out.push(n1.ok(['jmigrate', `jname=${jname}`, 'dst=node2', '--json'], 600_000).json.migration);
-    out.push(n2.ok(['jmigrate', `jname=${jname}`, 'dst=node1', '--json'], 600_000).json.migration);
-  }
-  return out;
-}
-
-/** The median move's downtime, step by step. */
-function whereItGoes(ms: Move[]): string {
-  const m = [...ms].sort((a, b) => a.downtimeMs - b.downtimeMs)[Math.floor(ms.length / 2)]!;
-  const step = (n: string) => m.steps.find((s) => s.step === n)?.ms ?? 0;
-  const inner = (l: { step: string; ms: number }[]) => l.map((s) => `${s.step} ${s.ms}`).join(', ');
-  return `stop ${step('stop')} ms [${inner(m.timings.stop)}] + handover ${step('handover')} ms + adopt (request, checks, start) ${step('adopt')} ms [${inner(m.timings.adopt)}]`;
-}
 
 async function layout(name: string, fx: TwoNodes): Promise<void> {
   const { n1, n2 } = fx;
@@ -65,7 +45,7 @@ async function layout(name: string, fx: TwoNodes): Promise<void> {
     n1.ok(['jcreate', `jname=${jname}`, 'base=bb']);
     n1.ok(['jstart', `jname=${jname}`]);
     n1.ok(['jexec', `jname=${jname}`, 'dd', 'if=/dev/urandom', 'of=/root/blob', 'bs=1M', `count=${mib}`], 600_000);
-    const ms = moves(n1, n2, jname);
+    const ms = movesOf(n1, n2, jname, ROUNDS);
     rows.push([`${mib} MiB`, med(ms.map((m) => m.downtimeMs)), ms]);
     n1.ok(['jstop', `jname=${jname}`]);
     if (jname === 'big') {

@@ -11,7 +11,10 @@
  *   known issue, §7.5); `fix` adds it;
  * - every configured hook (node defaults, each env's mnt_start / mnt_stop / clone_script) and
  *   every script in the env's host hook dirs (master_*.d, remove.d, clone.d, clone-local.d,
- *   rename.d): present, executable and safely owned ({@link checkHookSafe}).
+ *   rename.d): present, executable and safely owned ({@link checkHookSafe});
+ * - when an env has an RBD disk or berth.conf has rbd_* settings: the node's RBD access
+ *   (src/storage/rbd-check.ts: ceph.conf and keyring readable, each pool answers `rbd ls`
+ *   within 10 s, qemu's rbd block driver).
  *
  * Record locks: Node has no fcntl(2), and flock(1) is a different lock (BSD flock, which NFS
  * and FUSE handle separately), so the probe is a short perl(1) script using the core Fcntl
@@ -35,13 +38,15 @@ import { checkJnamePattern, jnameMatcher } from './names.js';
 import type { NodeCtx } from './node.js';
 import { run } from './proc.js';
 import { readDescriptor, type EnvConf } from './descriptor.js';
+import { RBD_SETTING_KEYS } from './storage/rbd.js';
+import { checkRbd } from './storage/rbd-check.js';
 
 /** Outcome of one check. `fixed`: it failed and `fix` repaired it. Only `fail` makes doctor exit 1. */
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'fixed' | 'skip';
 
 /** One row of the report. */
 export interface DoctorCheck {
-  /** 'shared dir' | 'env dir' | 'var/db' | 'pkg locking' | 'hook' | 'descriptor' | 'engine' */
+  /** 'shared dir' | 'env dir' | 'var/db' | 'pkg locking' | 'hook' | 'descriptor' | 'rbd' | 'engine' */
   check: string;
   /** the path (or name) checked */
   subject: string;
@@ -448,6 +453,20 @@ export async function doctor(ctx: NodeCtx, opts: DoctorOptions = {}): Promise<Do
       if (h && h !== '0') checks.push(checkHook(h, `${k} of ${e.jname}`));
     }
     checks.push(...checkHookDirs(wd.env(e.jname).sysdir, e.jname));
+  }
+
+  // RBD access: when an env has an RBD disk, or the node has rbd_* settings
+  {
+    const pools = new Set<string>();
+    for (const e of envs) {
+      for (const [k, v] of Object.entries(e.conf)) {
+        const m = /^dsk_type(\d+)$/.exec(k);
+        const path = m && v === 'rbd' ? e.conf[`dsk_path${m[1]}`] : undefined;
+        if (path) pools.add(path.split('/')[0]!);
+      }
+    }
+    const configured = RBD_SETTING_KEYS.some((k) => { const v = ctx.settings.raw[k]; return v !== undefined && v !== '' && v !== '0'; });
+    if (pools.size || configured) checks.push(...await checkRbd(ctx.settings.raw, [...pools]));
   }
 
   if (!opts.jname) {

@@ -39,11 +39,23 @@ export function names(opts: Opts, args: string[]): string[] {
   return out;
 }
 
-/** Settings given on the command line: the settable keys only (src/lifecycle/settings.ts). */
+/**
+ * Settings given on the command line: the settable keys (src/lifecycle/settings.ts) and the
+ * numbered row settings of `opts.row` (CmdDef.keyPatterns: `key=value` lines); which of them
+ * the env's engine takes is checked later (validateSettings).
+ * @throws BerthError E_BAD_VALUE (exit 2) for a row setting that is not key=value
+ */
 export async function settingsOf(opts: Opts): Promise<Record<string, string>> {
   const { SETTABLE_KEYS } = await import('../lifecycle/settings.js');
   const s: Record<string, string> = {};
   for (const k of SETTABLE_KEYS) if (typeof opts[k] === 'string') s[k] = opts[k] as string;
+  if (typeof opts.row === 'string') {
+    for (const kv of opts.row.split('\n')) {
+      const m = /^([A-Za-z_][A-Za-z0-9_]*)=([\s\S]*)$/.exec(kv);
+      if (!m) throw usageError('E_BAD_VALUE', `bad row setting ${JSON.stringify(kv)}: expected key=value (e.g. dsk_type2=rbd)`);
+      s[m[1]!] = m[2]!;
+    }
+  }
   return s;
 }
 

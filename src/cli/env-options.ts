@@ -19,3 +19,9 @@ export function envKeys(family: 'j' | 'b'): OptDef[] {
     ...settingsHelp(family).map((d) => o(d.key, d.help, d.arg)),
   ];
 }
+
+/** The patterns of the numbered-row settings (dsk_*N, nic_*N ...) of the engines of `family`; undefined when none has any. */
+export function envKeyPatterns(family: 'j' | 'b'): RegExp[] | undefined {
+  const p = ENGINE_MODULES.map((m) => m.info).filter((i) => i.family === family).flatMap((i) => (i.settingPatterns ?? []).map((x) => x.pattern));
+  return p.length ? p : undefined;
+}

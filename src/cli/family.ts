@@ -4,7 +4,7 @@
  * (src/cli/args.ts familyOf), with the settings options of the VM engines instead of those of
  * jails and containers (src/cli/env-options.ts). One entry per command in src/cli/registry.ts.
  */
-import { envKeys } from './env-options.js';
+import { envKeyPatterns, envKeys } from './env-options.js';
 import type { CmdDef } from './types.js';
 
 /**
@@ -22,7 +22,7 @@ export function vmCommand(def: CmdDef, name: string, summary: string): CmdDef {
   ];
   const { fast: _fast, ...rest } = def;
   return {
-    ...rest, name, summary, options, derivedFrom: def.name,
+    ...rest, name, summary, options, derivedFrom: def.name, keyPatterns: hadSettings ? envKeyPatterns('b') : undefined,
     aliases: def.aliases?.map((a) => a.replace(/^j/, 'b')),
     help: def.help?.replace(/berth j(create|start|stop|restart|remove|ls|set|get|clone|register|unregister)\b/g, 'berth b$1'),
     handler: (opts, args, io) => def.handler({ ...opts, _family: 'b' }, args, io),

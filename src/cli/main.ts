@@ -63,6 +63,12 @@ export function rewriteKeyValues(argv: string[], def: CmdDef, from: number): str
       else out.push(`--${m[1]}=${m[2]}`);
       continue;
     }
+    if (m && def.keyPatterns?.some((p) => p.test(m[1]!))) {
+      // a numbered row setting (dsk_type2=rbd): commander declares no option per row
+      twice(m[1]!);
+      out.push(`--row=${m[1]}=${m[2]}`);
+      continue;
+    }
     if (m && !passthrough) { unknown.push(m[1]!); continue; }
     if (!a.startsWith('-') && def.positional?.startsWith('[command')) {
       // the rest is the command line to run inside the env: never parse its options
@@ -124,6 +130,10 @@ export async function main(argv: string[]): Promise<void> {
     if (def.positional) c.arguments(def.positional);
     for (const o of def.options) {
       c.addOption(new Option(o.flag ? `--${o.key}` : `--${o.key} <${o.arg ?? 'value'}>`, o.desc));
+    }
+    if (def.keyPatterns) {
+      c.addOption(new Option('--row <key=value>', 'a numbered row setting, also given as key=value (dsk_type2=rbd dsk_path2=rbd/vm1-dsk2 dsk_size2=10g)')
+        .argParser((v: string, prev?: string) => (prev ? `${prev}\n${v}` : v)));
     }
     c.option('--json', 'print one JSON document on stdout')
       .option('-v, --verbose', 'show hook output and progress on stderr')

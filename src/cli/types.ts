@@ -67,6 +67,12 @@ export interface CmdDef {
   help?: string;
   /** set when the command may be handed to this node's agent (jstart, jstop) */
   fast?: FastPath;
+  /**
+   * Settings named by pattern, beside `options` (numbered rows: `dsk_type2=rbd`, `nic_parent2=br0`;
+   * the engines' settingPatterns): such `key=value` words reach the handler as `opts.row`, the
+   * `key=value` pairs joined by newlines (src/cli/args.ts settingsOf reads them).
+   */
+  keyPatterns?: readonly RegExp[];
   /** a command derived from another module's (bstart from jstart: src/cli/family.ts): that command's name */
   derivedFrom?: string;
   handler: Handler;

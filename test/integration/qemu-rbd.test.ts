@@ -10,73 +10,57 @@
  * - bclone: an instant rbd clone `rbd/<new>-dsk1` (the clone's row points at it); the clone
  *   boots with the file; its writes stay its own;
  * - bremove of the source is refused while the clone depends on it (nothing removed); of the
- *   clone removes its image and the snapshot made for it; then the source goes too.
+ *   clone removes its image and the snapshot made for it; then the source goes too;
+ * - a VM with two disks, the second on RBD (dsk_type2=rbd dsk_path2=rbd/<image> dsk_size2=8m):
+ *   bcreate refuses it without a size and, all or nothing, removes the row 1 image it made when
+ *   row 2 names an existing image; made, the guest writes its /dev/vdb, the bytes are in the
+ *   image; bclone makes `<new>-dsk2` by rbd clone, the clone reads the data, its write stays
+ *   its own; bremove removes each image (the source's only after the clone's).
+ * The cephx client and the guest node: test/helpers/rbd.ts.
  * Needs root, qemu-system-x86, qemu-block-extra, ceph-common, apt access.
  */
 import { strict as assert } from 'node:assert';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { qemuRunPaths } from '../../src/engines/qemu/argv.js';
-import { qemuPid, waitPidGone } from '../../src/engines/qemu/process.js';
-import { BerthError } from '../../src/errors.js';
 import { cloneEnv } from '../../src/lifecycle/clone.js';
 import { createEnv } from '../../src/lifecycle/create.js';
 import { removeEnv } from '../../src/lifecycle/remove.js';
 import { startEnv } from '../../src/lifecycle/start.js';
 import { stopEnv } from '../../src/lifecycle/stop.js';
 import { openNode, type NodeCtx } from '../../src/node.js';
-import { readSettings, writeSettings } from '../../src/settings.js';
-import { rbdCreate, rbdInfo, rbdRemove, type RbdAccess, type RbdImage } from '../../src/storage/rbd.js';
-import { isRoot, tempDir } from '../helpers/cli.js';
-import { ceph, CEPH_CONF, cephMonitors, requireCeph } from '../helpers/ceph.js';
-import { Console, guestNode, type GuestNode } from '../helpers/vmguest.js';
+import { run } from '../../src/proc.js';
+import { rbdCreate, rbdInfo, rbdRemove, type RbdAccess } from '../../src/storage/rbd.js';
+import { isRoot } from '../helpers/cli.js';
+import { CEPH_CONF } from '../helpers/ceph.js';
+import { guestShell, isErr, rbdGuestSetup, rbdImg as img, type RbdGuestSetup } from '../helpers/rbd.js';
+import type { Console } from '../helpers/vmguest.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
 const pid = process.pid;
-const client = `client.bt${pid}-qrbd`;
 const A = `qa${pid}`;
 const B = `qb${pid}`;
-const img = (image: string): RbdImage => ({ pool: 'rbd', image });
-const admin: RbdAccess = { conf: CEPH_CONF };
-const images = [img(`bt${pid}-${A}`), img(`${B}-dsk1`), img(`bt${pid}-taken`)];
-let node: GuestNode;
+const C = `qc${pid}`;
+const D = `qd${pid}`;
+let admin: RbdAccess;
+const images = [img(`bt${pid}-${A}`), img(`${B}-dsk1`), img(`bt${pid}-taken`), img(`bt${pid}-${C}-2`), img(`${D}-dsk2`), img(`bt${pid}-${C}-1`)];
+let fx: RbdGuestSetup;
 let ctx: NodeCtx;
 
 before(async () => {
-  await requireCeph();
-  const r = await ceph(['auth', 'get-or-create', client, 'mon', 'profile rbd', 'osd', 'profile rbd pool=rbd']);
-  const keyring = join(tempDir('berth-qrbd-key-'), 'qrbd.keyring');
-  writeFileSync(keyring, r.stdout, { mode: 0o600 });
-  node = await guestNode('berth-qrbd-');
-  const s = readSettings(node.wd.conf);
-  await writeSettings(node.wd.conf, { ...s.raw, rbd_id: `bt${pid}-qrbd`, rbd_keyring: keyring, rbd_mon_host: cephMonitors(), rbd_conf: '/dev/null' });
-  ctx = openNode(node.wd.root, { runMonitor: false });
+  fx = await rbdGuestSetup(`bt${pid}-qrbd`, 'berth-qrbd-', { nodeSettings: true });
+  fx.images.push(...images);
+  admin = fx.admin;
+  ctx = openNode(fx.node.wd.root, { runMonitor: false });
 });
 
-after(async () => {
-  for (const j of [A, B]) {
-    const p = qemuPid(qemuRunPaths(node.wd, j));
-    if (p) { process.kill(p, 'SIGKILL'); await waitPidGone(p, 5000); }
-  }
-  for (const i of [...images].reverse()) await rbdRemove(admin, i).catch((e) => console.log(`# cleanup of ${i.image}: ${(e as Error).message}`));
-  await ceph(['auth', 'del', client], false);
-  node?.close();
-});
-
-const isErr = (code: string, re?: RegExp) => (e: unknown) => {
-  assert.ok(e instanceof BerthError, String(e));
-  assert.equal(e.code, code, e.message);
-  if (re) assert.match(e.message, re);
-  return true;
-};
+after(async () => { await fx?.cleanup([A, B, C, D]); });
 
 async function withConsole<T>(jname: string, fn: (c: Console) => Promise<T>): Promise<T> {
-  const c = await Console.connect(qemuRunPaths(node.wd, jname).consoleSocket);
+  const c = await guestShell(qemuRunPaths(ctx.wd, jname).consoleSocket);
   try {
-    c.write('\n');
-    await c.waitFor(/# $|# \S*$/m, 120_000);
     return await fn(c);
   } finally {
     c.close();
@@ -144,5 +128,53 @@ describe('qemu VMs on RBD disks', () => {
     const ra = await removeEnv(ctx, A);
     assert.ok(ra.removed.includes(`rbd:rbd/${images[0]!.image}`));
     assert.equal(await rbdInfo(admin, images[0]!), undefined);
+  });
+
+  test('a VM with two disks, the second on RBD: bcreate makes it (dsk_size2), the guest writes it, bclone clones it by rbd clone, bremove removes each', async () => {
+    const [img2, cloned, img1] = [images[3]!, images[4]!, images[5]!];
+    const two = { base: 'bb', vm_kernel: 'k1', vm_ram: '256m', vm_vnc_port: '1', dsk_type2: 'rbd', dsk_path2: `rbd/${img2.image}` };
+    await assert.rejects(createEnv(ctx, { jname: C, emulator: 'qemu', settings: two }), isErr('E_BAD_VALUE', /disk 2 \(dsk_path2=rbd\/\S+, an RBD image\) has no size/));
+    assert.equal(ctx.inv.get(C), undefined);
+    assert.equal(await rbdInfo(admin, img2), undefined, 'nothing made');
+    // all or nothing: row 2 names an existing image, so the image made for row 1 goes again
+    await rbdCreate(admin, images[2]!, 4 << 20);
+    await assert.rejects(createEnv(ctx, { jname: C, emulator: 'qemu', settings: { ...two, dsk_type1: 'rbd', dsk_path1: `rbd/${img1.image}`, dsk_path2: `rbd/${images[2]!.image}`, dsk_size2: '4m' } }), isErr('E_DISK_EXISTS'));
+    assert.equal(await rbdInfo(admin, img1), undefined, 'the row 1 image made before the refusal is removed');
+    assert.equal((await rbdInfo(admin, images[2]!))!.size, 4 << 20, 'the existing image is untouched');
+    assert.equal(await rbdRemove(admin, images[2]!), true);
+
+    const e = await createEnv(ctx, { jname: C, emulator: 'qemu', settings: { ...two, dsk_size2: '8m' } });
+    assert.deepEqual([e.conf.dsk_type1, e.conf.dsk_path1, e.conf.dsk_type2, e.conf.dsk_path2, e.conf.dsk_size2], ['vhd', 'dsk1.vhd', 'rbd', `rbd/${img2.image}`, String(8 << 20)]);
+    assert.equal((await rbdInfo(admin, img2))!.size, 8 << 20);
+    assert.deepEqual(readdirSync(ctx.wd.env(C).data).sort(), ['dsk1.vhd', 'rbd-disks'], 'the first disk a file, the second only named');
+    assert.equal(readFileSync(join(ctx.wd.env(C).data, 'rbd-disks'), 'utf8'), `dsk2 rbd/${img2.image}\n`);
+    await startEnv(ctx, C);
+    await withConsole(C, async (c) => {
+      assert.equal((await c.run('cat /sys/block/vdb/size')).trim(), String((8 << 20) / 512), 'the guest sees the RBD image as its second disk');
+      await c.run("printf 'second-disk-on-rbd\\n' > /dev/vdb; sync");
+    });
+    await stopEnv(ctx, C);
+    const head = async (i: typeof img2) => (await run(['rbd', '-c', CEPH_CONF, 'export', '--no-progress', `rbd/${i.image}`, '-'], { timeoutSec: 60 })).stdout.slice(0, 32);
+    assert.match(await head(img2), /^second-disk-on-rbd\n/, 'the guest\'s write is in the image');
+
+    const r = await cloneEnv(ctx, { old: C, new: D });
+    assert.deepEqual(r.disks, [`rbd:rbd/${cloned.image}`]);
+    assert.deepEqual([r.env.conf.dsk_path1, r.env.conf.dsk_path2, r.env.conf.dsk_type2], ['dsk1.vhd', `rbd/${cloned.image}`, 'rbd']);
+    assert.equal(readFileSync(join(ctx.wd.env(D).data, 'rbd-disks'), 'utf8'), `dsk2 rbd/${cloned.image}\n`);
+    assert.deepEqual((await rbdInfo(admin, cloned))!.parent, { pool: 'rbd', image: img2.image, snapshot: `berth-clone-rbd-${cloned.image}` });
+    await startEnv(ctx, D);
+    await withConsole(D, async (c) => {
+      assert.equal((await c.run('head -c 19 /dev/vdb')).trim(), 'second-disk-on-rbd', 'the clone\'s second disk reads the source\'s data');
+      await c.run("printf 'clone-disk-2\\n' > /dev/vdb; sync");
+    });
+    await stopEnv(ctx, D);
+    assert.match(await head(cloned), /^clone-disk-2\n/);
+    assert.match(await head(img2), /^second-disk-on-rbd\n/, 'the source\'s image does not see the clone\'s write');
+
+    await assert.rejects(removeEnv(ctx, C), isErr('E_RBD_IN_USE'));
+    assert.ok((await removeEnv(ctx, D)).removed.includes(`rbd:rbd/${cloned.image}`));
+    assert.equal(await rbdInfo(admin, cloned), undefined);
+    assert.ok((await removeEnv(ctx, C)).removed.includes(`rbd:rbd/${img2.image}`));
+    assert.equal(await rbdInfo(admin, img2), undefined);
   });
 });

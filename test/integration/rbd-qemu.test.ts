@@ -7,65 +7,39 @@
  * client's id and keyring, mon_host, no ceph.conf); a file written through the console is read
  * back after a new boot; the running VM's image cannot be removed; an instant clone
  * (snap create + protect + clone) boots with the source's file and takes writes the source does
- * not see; the source cannot be removed while the clone depends on it; removing the clone
+ * not see (a clone into an existing image is refused, its snapshot undone); the source cannot
+ * be removed while the clone depends on it; removing the clone
  * removes its snapshot; only the images this test made are removed.
  * Needs root, qemu-system-x86, qemu-block-extra (block-rbd), ceph-common, apt access.
  */
 import { strict as assert } from 'node:assert';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { qemuPid, startQemu, waitPidGone } from '../../src/engines/qemu/process.js';
+import { startQemu } from '../../src/engines/qemu/process.js';
 import { stopQemu } from '../../src/engines/qemu/stop.js';
-import { BerthError } from '../../src/errors.js';
 import { qemuRbdFile, rbdClone, rbdCreate, rbdImport, rbdInfo, rbdRemove, type RbdAccess, type RbdImage } from '../../src/storage/rbd.js';
-import { isRoot, tempDir } from '../helpers/cli.js';
-import { ceph, CEPH_CONF, cephMonitors, requireCeph } from '../helpers/ceph.js';
-import { Console, guestNode, guestVm, type GuestNode, type GuestVm } from '../helpers/vmguest.js';
+import { isRoot } from '../helpers/cli.js';
+import { ceph } from '../helpers/ceph.js';
+import { guestShell, isErr, rbdGuestSetup, rbdImg, type RbdGuestSetup } from '../helpers/rbd.js';
+import { guestVm, type Console, type GuestVm } from '../helpers/vmguest.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
 const prefix = `bt${process.pid}`;
-const client = `client.${prefix}-rbd`;
-const img = (name: string): RbdImage => ({ pool: 'rbd', image: `${prefix}-${name}` });
-const admin: RbdAccess = { conf: CEPH_CONF };
+const img = (name: string): RbdImage => rbdImg(`${prefix}-${name}`);
+let fx: RbdGuestSetup;
 let access: RbdAccess;
-let node: GuestNode;
-const made: RbdImage[] = [];
-const vms: GuestVm[] = [];
+let made: RbdImage[];
 
 before(async () => {
-  await requireCeph();
-  const r = await ceph(['auth', 'get-or-create', client, 'mon', 'profile rbd', 'osd', 'profile rbd pool=rbd']);
-  const keyring = join(tempDir('berth-rbd-'), 'rbd.keyring');
-  writeFileSync(keyring, r.stdout, { mode: 0o600 });
-  access = { id: `${prefix}-rbd`, keyring, monitors: cephMonitors() };
-  node = await guestNode('berth-rbd-');
+  fx = await rbdGuestSetup(`${prefix}-rbd`, 'berth-rbd-');
+  ({ access, images: made } = fx);
 });
 
-after(async () => {
-  for (const vm of vms) {
-    const pid = qemuPid(vm.run);
-    if (pid) { process.kill(pid, 'SIGKILL'); await waitPidGone(pid, 5000); }
-  }
-  // only what this test made: clones first (their removal unprotects their snapshots)
-  for (const i of [...made].reverse()) await rbdRemove(admin, i).catch((e) => console.log(`# cleanup of ${i.image}: ${(e as Error).message}`));
-  await ceph(['auth', 'del', client], false);
-  node?.close();
-});
-
-const isErr = (code: string, re?: RegExp) => (e: unknown) => {
-  assert.ok(e instanceof BerthError, String(e));
-  assert.equal(e.code, code, e.message);
-  if (re) assert.match(e.message, re);
-  return true;
-};
+// only what this test made: clones first (their removal unprotects their snapshots)
+after(async () => { await fx?.cleanup(['rb1', 'rb2']); });
 
 async function shell(vm: GuestVm): Promise<Console> {
-  const c = await Console.connect(vm.run.consoleSocket);
-  c.write('\n');
-  await c.waitFor(/# $|# \S*$/m, 120_000);
-  return c;
+  return guestShell(vm.run.consoleSocket);
 }
 
 /** Boots `vm` with disk 1 on `image` (QEMU's rbd driver), runs fn with its console, powers it off. */
@@ -86,8 +60,7 @@ async function withBoot<T>(vm: GuestVm, image: RbdImage, fn: (c: Console) => Pro
 
 describe('RBD disks booted by QEMU\'s rbd driver', () => {
   test('an image made, imported from the guest disk, booted, written, read back after a new boot; not removable while open', async () => {
-    const vm = await guestVm(node, 'rb1');
-    vms.push(vm);
+    const vm = await guestVm(fx.node, 'rb1');
     const bad = img('made');
     await rbdCreate(access, bad, 8 << 20);
     made.push(bad);
@@ -121,11 +94,17 @@ describe('RBD disks booted by QEMU\'s rbd driver', () => {
     const info = (await rbdInfo(access, dst))!;
     assert.deepEqual(info.parent, { pool: 'rbd', image: src.image, snapshot: `berth-clone-rbd-${dst.image}` });
     await assert.rejects(rbdClone(access, src, dst), isErr('E_DISK_EXISTS'));
+    const taken = img('taken');
+    await rbdCreate(access, taken, 4 << 20);
+    made.push(taken);
+    await assert.rejects(rbdClone(access, src, taken), isErr('E_DISK_EXISTS', new RegExp(`rbd/${taken.image} exists`)));
+    assert.equal((await rbdInfo(access, src))!.snapshotCount, 1, 'the snapshot made for the refused clone was undone: only the first clone\'s is left');
+    assert.equal(await rbdRemove(access, taken), true);
+    made.pop();
     await assert.rejects(rbdClone(access, img('nope'), img('nope2')), isErr('E_RBD', /does not exist/));
     assert.equal(await rbdInfo(access, img('nope2')), undefined, 'a failed clone makes nothing');
 
-    const vm = await guestVm(node, 'rb2');
-    vms.push(vm);
+    const vm = await guestVm(fx.node, 'rb2');
     await withBoot(vm, dst, async (c) => {
       assert.equal((await c.run('cat /root/rbd-note')).trim(), 'on-rbd-rb1', 'the clone reads the source\'s data');
       await c.run('echo clone-only > /root/clone-note; sync');

@@ -30,9 +30,18 @@ export const command: CmdDef = {
       if (!jname) throw usageError('E_NO_JNAME', `${family}create needs jname=<name>`);
       const env = await createEnv(ctx, { jname, emulator, family, settings }, { verbose: !!opts.verbose });
       const what = family === 'b'
-        ? (env.conf.dsk_path1 ? `disk ${env.conf.dsk_path1} of ${env.conf.dsk_size1} bytes${env.conf.base ? ` from base ${env.conf.base}` : ''}` : 'no disk')
+        ? (env.conf.dsk_path1 ? `disk ${env.conf.dsk_path1} of ${env.conf.dsk_size1} bytes${env.conf.base ? ` from base ${env.conf.base}` : ''}${moreDisks(env.conf)}` : 'no disk')
         : `base ${env.conf.base}, baserw=${env.conf.baserw}`;
       return { data: { env }, text: `created: ${env.jname} (uuid ${env.uuid}, emulator ${env.emulator}, ${what})` };
     });
   },
 };
+
+/** `, disk 2 rbd/vm1-dsk2 (RBD) of 1073741824 bytes` for each disk row after the first. */
+function moreDisks(conf: Record<string, string | undefined>): string {
+  let out = '';
+  for (let i = 2; conf[`dsk_path${i}`] !== undefined; i++) {
+    out += `, disk ${i} ${conf[`dsk_path${i}`]}${conf[`dsk_type${i}`] === 'rbd' ? ' (RBD)' : ''}${Number(conf[`dsk_size${i}`]) ? ` of ${conf[`dsk_size${i}`]} bytes` : ''}`;
+  }
+  return out;
+}

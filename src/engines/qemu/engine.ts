@@ -31,7 +31,7 @@ import { abortMigration, completeSwitchover, migrateToSwitchover, prepareIncomin
 import { chooseVncPorts, setVncPassword } from './ports.js';
 import { cleanupRunFiles, qemuPid, startQemu } from './process.js';
 import { QmpClient } from './qmp.js';
-import { cloneRbdDisks, createRbdDisk, rbdDiskFiles, removeRbdDisks } from './rbd-disks.js';
+import { cloneRbdDisks, createRbdDisks, rbdDiskFiles, rbdDisks, removeRbdDisks } from './rbd-disks.js';
 import { stopQemu } from './stop.js';
 
 /** The seed ISO of a VM with ci_* keys, remade at each start: jails-system/<vm>/seed.iso. */
@@ -61,17 +61,19 @@ export class QemuEngine implements Engine {
     }
   }
 
-  /**
-   * bcreate: writes CBSD's VM keys with their defaults into env.conf (every column, as CBSD's
-   * descriptors have them; NICs get a MAC address kept on every node), then makes the first
-   * disk: ext4 from `baseDir` (a busybox tree gets the files that make it a guest) or an empty
-   * sparse image of imgsize (10g when 0). imgtype=none makes no disk.
-   */
   /** A clone gets MAC addresses of its own (src/engines/vm/spec.ts freshHwaddrs). */
   cloneConf(conf: EnvConf): void {
     freshHwaddrs(conf);
   }
 
+  /**
+   * bcreate: writes CBSD's VM keys with their defaults into env.conf (every column, as CBSD's
+   * descriptors have them; NICs get a MAC address kept on every node), then makes the disks:
+   * the first from `baseDir` (ext4; a busybox tree gets the files that make it a guest) or
+   * empty of imgsize (10g when 0), as a file in the data dir or an RBD image; every other RBD
+   * row N an empty image of dsk_sizeN (rbd-disks.ts createRbdDisks). All or nothing: a failed
+   * step removes the images made. imgtype=none makes no disk.
+   */
   async create(env: EngineEnv, input: { baseDir?: string }): Promise<void> {
     const defs = vmDefaults('qemu');
     for (const [k, v] of Object.entries(defs)) if (env.conf[k] === undefined) env.conf[k] = v;
@@ -81,21 +83,24 @@ export class QemuEngine implements Engine {
     Object.assign(env.conf, vmSpecToConf(s));
     const first = s.disks.find((d) => d.index === 1);
     if (s.imgtype === 'none' || !first) return;
-    if (isRbdDisk(first)) {
-      const files = input.baseDir && isBusyboxTree(input.baseDir) ? busyboxGuestFiles({ hostname: s.hostname }) : [];
-      const size = await createRbdDisk(env, first, { baseDir: input.baseDir, sizeBytes: s.imgsize || DEFAULT_IMGSIZE, ext4: { sizeBytes: s.imgsize || undefined, files } });
-      env.conf.dsk_size1 = String(size);
-      return;
-    }
-    const file = diskFile(first, env.paths.data);
-    if (input.baseDir) {
-      const files = isBusyboxTree(input.baseDir) ? busyboxGuestFiles({ hostname: s.hostname }) : [];
-      const r = await ext4FromTree(input.baseDir, file, { sizeBytes: s.imgsize || undefined, files });
-      env.conf.dsk_size1 = String(r.sizeBytes);
-    } else {
-      const size = s.imgsize || DEFAULT_IMGSIZE;
-      await createDiskImage(file, size, first.format);
-      env.conf.dsk_size1 = String(size);
+    // the RBD rows (any N): row 1 from the base or empty of imgsize, the others empty of dsk_sizeN
+    const files = input.baseDir && isBusyboxTree(input.baseDir) ? busyboxGuestFiles({ hostname: s.hostname }) : [];
+    const rbd = await createRbdDisks(env, rbdDisks(s), { baseDir: input.baseDir, sizeBytes: s.imgsize || DEFAULT_IMGSIZE, ext4: { sizeBytes: s.imgsize || undefined, files } });
+    for (const [i, size] of Object.entries(rbd.sizes)) env.conf[`dsk_size${i}`] = String(size);
+    if (isRbdDisk(first)) return;
+    try {
+      const file = diskFile(first, env.paths.data);
+      if (input.baseDir) {
+        const r = await ext4FromTree(input.baseDir, file, { sizeBytes: s.imgsize || undefined, files });
+        env.conf.dsk_size1 = String(r.sizeBytes);
+      } else {
+        const size = s.imgsize || DEFAULT_IMGSIZE;
+        await createDiskImage(file, size, first.format);
+        env.conf.dsk_size1 = String(size);
+      }
+    } catch (e) {
+      await rbd.undo();
+      throw e;
     }
   }
 

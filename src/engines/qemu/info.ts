@@ -35,7 +35,7 @@ export const qemuInfo: EngineInfo = {
     ...CI_KEYS.map((k) => text(k, `cloud-init: ${k.slice(3).replace(/_/g, ' ')}`)),
   ],
   settingPatterns: [
-    { pattern: /^dsk_(controller|path|slot|type|size|format)[1-9]\d*$/, help: 'dsk_<column>N: disk N (controller path slot type size format)' },
+    { pattern: /^dsk_(controller|path|slot|type|size|format)[1-9]\d*$/, help: 'dsk_<column>N: disk N (controller path slot type size format); dsk_typeN=rbd dsk_pathN=pool/image dsk_sizeN=<size>: an RBD image bcreate makes' },
     { pattern: /^nic_(order|driver|slot|type|parent|hwaddr|mtu)[1-9]\d*$/, help: 'nic_<column>N: NIC N (order driver slot type parent hwaddr mtu)' },
     { pattern: /^ci_[a-z0-9_]+$/, help: 'ci_*: cloud-init NoCloud keys' },
   ],

@@ -1,5 +1,5 @@
 /**
- * The qemu engine's disks on Ceph RBD (`dsk_typeN=rbd`, `dsk_pathN=pool/image`;
+ * The qemu engine's disks on Ceph RBD (`dsk_typeN=rbd`, `dsk_pathN=pool/image`, any row N;
  * src/storage/rbd.ts): made by bcreate, opened by QEMU's rbd driver at bstart, cloned instantly
  * by bclone (snap create + protect + clone), removed by bremove. The node reaches the cluster
  * with the `rbd_*` settings of its etc/berth.conf (rbdAccessFromSettings). Nothing of such a
@@ -10,6 +10,7 @@
  */
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { usageError } from '../../errors.js';
 import { readSettings } from '../../settings.js';
 import { parseRbdImage, qemuRbdFile, rbdAccessFromSettings, rbdClone, rbdCreate, rbdImport, rbdRemove, rbdSpec, type RbdAccess, type RbdImage } from '../../storage/rbd.js';
 import type { EngineEnv } from '../types.js';
@@ -43,36 +44,52 @@ export function rbdDiskFiles(env: Pick<EngineEnv, 'wd'>, spec: VmSpec): Record<n
 }
 
 /**
- * bcreate of a first disk on RBD: an ext4 image of `baseDir` (made in a temp file in the data
- * dir, imported with `rbd import`, the temp file removed) or an empty image of `sizeBytes`.
- * Refuses an image that exists (E_DISK_EXISTS: it may be another env's), and removes what it
- * made when a step fails.
- * @returns the image's size in bytes
+ * bcreate of the VM's RBD disk rows (`rbdRows`, from {@link rbdDisks}): row 1 an ext4 image of
+ * `first.baseDir` (made in a temp file in the data dir, imported with `rbd import`, the temp
+ * file removed) or an empty image of `first.sizeBytes`; any other row N an empty image of its
+ * dsk_sizeN (required). Every size is checked before anything is made. Refuses an image that
+ * exists (E_DISK_EXISTS: it may be another env's); all or nothing: a failed row removes the
+ * images made before it. Writes {@link RBD_MARKER} naming them all.
+ * @returns the size in bytes of each image, by row index, and `undo`, which removes them (for
+ *   a later step of bcreate that fails)
+ * @throws BerthError E_BAD_VALUE (exit 2) for a row N >= 2 without dsk_sizeN; E_DISK_EXISTS
+ *   (exit 1); E_RBD (exit 5)
  */
-export async function createRbdDisk(env: EngineEnv, disk: VmDisk, input: { baseDir?: string; sizeBytes: number; ext4?: Ext4Options }): Promise<number> {
+export async function createRbdDisks(env: EngineEnv, rbdRows: VmDisk[], first: { baseDir?: string; sizeBytes: number; ext4?: Ext4Options }): Promise<{ sizes: Record<number, number>; undo(): Promise<void> }> {
+  if (!rbdRows.length) return { sizes: {}, undo: async () => undefined };
   const a = nodeRbdAccess(env);
-  const img = parseRbdImage(disk.path, `dsk_path${disk.index}`);
-  let size: number;
-  if (!input.baseDir) {
-    await rbdCreate(a, img, input.sizeBytes);
-    size = Math.ceil(input.sizeBytes / (1 << 20)) * (1 << 20);
-  } else {
-    const tmp = join(env.paths.data, `.dsk${disk.index}.rbd-import.raw`);
-    try {
-      const r = await ext4FromTree(input.baseDir, tmp, input.ext4 ?? {});
-      await rbdImport(a, tmp, img);
-      size = r.sizeBytes;
-    } finally {
-      await rm(tmp, { force: true });
+  const rows = rbdRows.map((d) => ({ disk: d, img: parseRbdImage(d.path, `dsk_path${d.index}`), size: d.index === 1 ? first.sizeBytes : d.size }));
+  for (const r of rows) {
+    if (r.disk.index !== 1 && !(r.size > 0)) {
+      throw usageError('E_BAD_VALUE', `disk ${r.disk.index} (dsk_path${r.disk.index}=${r.disk.path}, an RBD image) has no size`, { hint: `set dsk_size${r.disk.index}=1g` });
     }
   }
+  const made: RbdImage[] = [];
+  const undo = async () => { for (const i of [...made].reverse()) await rbdRemove(a, i).catch(() => undefined); };
+  const sizes: Record<number, number> = {};
   try {
-    await writeMarker(env, [{ index: disk.index, path: rbdSpec(img) }]);
+    for (const r of rows) {
+      if (r.disk.index === 1 && first.baseDir) {
+        const tmp = join(env.paths.data, `.dsk${r.disk.index}.rbd-import.raw`);
+        try {
+          const e = await ext4FromTree(first.baseDir, tmp, first.ext4 ?? {});
+          await rbdImport(a, tmp, r.img);
+          sizes[r.disk.index] = e.sizeBytes;
+        } finally {
+          await rm(tmp, { force: true });
+        }
+      } else {
+        await rbdCreate(a, r.img, r.size);
+        sizes[r.disk.index] = Math.ceil(r.size / (1 << 20)) * (1 << 20);
+      }
+      made.push(r.img);
+    }
+    await writeMarker(env, rows.map((r) => ({ index: r.disk.index, path: rbdSpec(r.img) })));
   } catch (e) {
-    await rbdRemove(a, img).catch(() => undefined);
+    await undo();
     throw e;
   }
-  return size;
+  return { sizes, undo };
 }
 
 /** bremove: removes the RBD images of the VM's disk rows; returns `rbd:pool/image` of each removed. */
