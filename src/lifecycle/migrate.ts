@@ -75,7 +75,8 @@ export interface MigrateOptions {
   verbose?: boolean;
   /**
    * live=1: move a running env without stopping it (engines with EngineInfo.liveMigration:
-   * qemu): started paused there (POST incoming), its state sent over loopback TCP, the lease
+   * qemu): started paused there (POST incoming), its state sent through the destination
+   * agent's token-authenticated migration channel (src/nodes/stream.ts), the lease
    * handed over and the run adopted there while it is paused here, then resumed there.
    */
   live?: boolean;
