@@ -61,41 +61,99 @@ export interface ConsoleDeps {
 
 type Vars = { Variables: { session?: Session; client: string } };
 
-/** Watches the cluster view while pages listen, and tells them when it changed. */
-class ChangeHub {
+/**
+ * The cluster view shared by every request and the change watcher: one computation serves all
+ * who ask within its freshness window, and concurrent askers wait for the same computation.
+ */
+export class SharedView<V> {
+  private last?: { startedAt: number; v: V };
+  private inflight?: { startedAt: number; p: Promise<V> };
+  /** how many times the view was computed (tests, bench) */
+  computed = 0;
+
+  constructor(private readonly compute: () => Promise<V>, private readonly now: () => number = Date.now) {}
+
+  /** The last view computed, whatever its age (undefined: none yet). */
+  peek(): V | undefined {
+    return this.last?.v;
+  }
+
+  /**
+   * A view whose computation started at or after `since` (ms, the `now` clock): the last one,
+   * the one being computed, or a new one. @throws what the computation throws
+   */
+  since(since: number): Promise<V> {
+    if (this.last && this.last.startedAt >= since) return Promise.resolve(this.last.v);
+    if (this.inflight && this.inflight.startedAt >= since) return this.inflight.p;
+    const startedAt = this.now();
+    this.computed++;
+    const p = this.compute().then((v) => {
+      if (!this.last || this.last.startedAt <= startedAt) this.last = { startedAt, v };
+      return v;
+    }).finally(() => { if (this.inflight?.p === p) this.inflight = undefined; });
+    this.inflight = { startedAt, p };
+    return p;
+  }
+
+  /** A view at most `maxAgeMs` old. */
+  fresh(maxAgeMs: number): Promise<V> {
+    return this.since(this.now() - maxAgeMs);
+  }
+}
+
+/**
+ * Watches the cluster view while pages listen (one look per period for all of them, none while
+ * no page listens), and tells them when what they show changed.
+ */
+export class ChangeHub {
   private listeners = new Set<(v: string) => void>();
   private timer?: NodeJS.Timeout;
   private last = '';
   private busy = false;
+  private again = false;
 
-  constructor(private readonly look: () => Promise<string>, private readonly periodMs: number) {}
+  constructor(private readonly shared: SharedView<ClusterView>, private readonly periodMs: number) {}
 
   listen(fn: (v: string) => void): () => void {
     this.listeners.add(fn);
-    if (!this.timer) this.timer = setInterval(() => void this.tick(), this.periodMs);
+    if (!this.timer) {
+      // the pages were rendered from the shared view: a change is a difference from it
+      const seen = this.shared.peek();
+      if (seen) this.last = fingerprint(seen);
+      this.timer = setInterval(() => void this.tick(), this.periodMs);
+    }
     return () => {
       this.listeners.delete(fn);
       if (!this.listeners.size && this.timer) { clearInterval(this.timer); this.timer = undefined; }
     };
   }
 
-  /** Looks now (an action just ran here). */
+  /**
+   * Looks now, at a view computed from now on (every period; and after an action ran here).
+   * A call during a look makes one more look after it (the one running may predate a change).
+   */
   async tick(): Promise<void> {
-    if (this.busy) return;
+    if (this.busy) { this.again = true; return; }
     this.busy = true;
     try {
-      const v = await this.look();
-      if (v !== this.last) {
-        this.last = v;
-        for (const l of this.listeners) l(v);
-      }
-    } catch { /* next time */ } finally {
+      do {
+        this.again = false;
+        try {
+          const v = fingerprint(await this.shared.fresh(0));
+          if (v !== this.last) {
+            this.last = v;
+            for (const l of this.listeners) l(v);
+          }
+        } catch { /* next time */ }
+      } while (this.again && this.listeners.size);
+    } finally {
       this.busy = false;
     }
   }
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
     this.listeners.clear();
   }
 }
@@ -129,6 +187,8 @@ export interface ConsoleApp {
   app: Hono<Vars>;
   sessions: Sessions;
   injectWebSocket: NodeWebSocket['injectWebSocket'];
+  /** the shared cluster view (how often it was computed: tests) */
+  views: SharedView<ClusterView>;
   close(): void;
 }
 
@@ -139,8 +199,12 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
   const ws = createNodeWebSocket({ app });
   const sessions = new Sessions();
   const assets = join(packageRoot(), 'dist', 'console');
-  const view = () => clusterView(ctx, { agentTimeoutMs: 1500 });
-  const hub = new ChangeHub(async () => fingerprint(await view()), (deps.watchSec ?? 1) * 1000);
+  const periodMs = (deps.watchSec ?? 1) * 1000;
+  // one computation of the cluster view per period, whoever asks: the watcher, every page
+  // refreshed by its event, every page loaded meanwhile
+  const shared = new SharedView(() => clusterView(ctx, { agentTimeoutMs: 1500 }));
+  const view = () => shared.fresh(periodMs);
+  const hub = new ChangeHub(shared, periodMs);
   const tokenRole = (id: string): Role | undefined => ctx.inv.listConsoleTokens().find((t) => t.id === id)?.role;
   const pctx = (c: Context<Vars>): PageCtx => {
     const s = c.get('session');
@@ -415,5 +479,5 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
   });
   app.notFound((c) => c.html(errorPage(pctx(c), 404, `no page ${c.req.path}`), 404));
 
-  return { app, sessions, injectWebSocket: ws.injectWebSocket, close: () => hub.close() };
+  return { app, sessions, injectWebSocket: ws.injectWebSocket, views: shared, close: () => hub.close() };
 }
