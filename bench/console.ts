@@ -150,6 +150,11 @@ try {
   // a state change reaching the open page
   await page.goto(url + '/');
   await page.waitForFunction(() => document.body.dataset.live === '1');
+  // in the page: from each event to the page updated (client/console/main.js berth-updated)
+  await page.evaluate(`(() => {
+    window.benchUpdates = [];
+    document.body.addEventListener('berth-updated', (e) => { window.benchUpdates.push([e.detail.ms, e.detail.rows]); });
+  })()`);
   const jname = runName(0);
   let on = true;
   const change = async () => {
@@ -162,6 +167,11 @@ try {
   const [total, cli, ls2] = await medians(5, [change, () => n1.ok(['jls']), () => n1.ok(['cluster', 'ls'])]);
   const latency = total! - cli!;
   report(`state change to the open page (SSE), ${TOTAL} envs, after the CLI returns`, `${latency.toFixed(0)} ms (${(latency / ls2!).toFixed(1)}x cluster ls)`, '<= 1000 ms', latency <= 1000);
+  const updates = (await page.evaluate('window.benchUpdates')) as [number, number][];
+  const upd = updates.map((u) => u[0]).sort((a, b) => a - b)[Math.floor(updates.length / 2)] ?? NaN;
+  const replaced = updates.map((u) => (u[1] < 0 ? 'all' : String(u[1])));
+  report('  of which the page\'s own update after the event (fetch + replace)', `${upd.toFixed(0)} ms (median of ${updates.length})`, 'none', true);
+  console.log(`#   rows replaced per update: ${replaced.join(' ')}`);
   const rows = await page.locator('#envs tbody tr').count();
   if (rows !== TOTAL) throw new Error(`the open page shows ${rows} rows after the changes, not ${TOTAL}`);
   if (!on) n1.ok(['jstart', `jname=${jname}`]);

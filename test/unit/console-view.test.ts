@@ -4,12 +4,32 @@
  */
 import { strict as assert } from 'node:assert';
 import { describe, mock, test } from 'node:test';
-import { ChangeHub, SharedView } from '../../src/agent/console/app.js';
+import { ChangeHub, SharedView, viewChange, viewKeys } from '../../src/agent/console/app.js';
 import type { ClusterView } from '../../src/nodes/cluster.js';
 
-const viewOf = (state: string): ClusterView => ({
-  node: 'n1', nodes: [],
-  envs: [{ jname: 'a', uuid: 'u', emulator: 'runc', registered: true, owner: 'n1', generation: 1, state, stateFrom: 'local', running: null, heartbeat: null, ip4_addr: '', local: null, problems: [] }],
+type Env = ClusterView['envs'][number];
+const env = (jname: string, state: string): Env => ({ jname, uuid: 'u', emulator: 'runc', registered: true, owner: 'n1', generation: 1, state, stateFrom: 'local', running: null, heartbeat: null, ip4_addr: '', local: null, problems: [] });
+const viewOf = (state: string, more: Env[] = [], nodeEnvs = 1): ClusterView => ({
+  node: 'n1', nodes: [{ name: 'n1', self: true, known: false, answering: null, heartbeat: null, envs: nodeEnvs }],
+  envs: [env('a', state), ...more],
+});
+
+describe('viewChange', () => {
+  test('the rows that changed; null when the set of envs changed; [] when only the nodes did; nothing when the same', () => {
+    const k = (v: ClusterView) => viewKeys(v);
+    assert.equal(viewChange(k(viewOf('Off', [env('b', 'On')])), k(viewOf('Off', [env('b', 'On')]))), undefined);
+    assert.deepEqual(viewChange(k(viewOf('Off', [env('b', 'On')])), k(viewOf('On', [env('b', 'On')]))), { rows: ['a'] });
+    assert.deepEqual(viewChange(k(viewOf('Off', [env('b', 'On')])), k(viewOf('On', [env('b', 'Off')]))), { rows: ['a', 'b'] });
+    assert.deepEqual(viewChange(k(viewOf('Off', [env('b', 'On')])), k(viewOf('Off', [env('c', 'On')]))), { rows: null }, 'b gone, c new');
+    assert.deepEqual(viewChange(k(viewOf('Off')), k(viewOf('Off', [env('b', 'On')]))), { rows: null });
+    assert.deepEqual(viewChange(k(viewOf('Off')), k(viewOf('Off', [], 2))), { rows: [] });
+    assert.deepEqual(viewChange(undefined, k(viewOf('Off'))), { rows: null });
+    const hb = viewOf('Off');
+    hb.envs[0]!.heartbeat = { counter: 7 } as Env['heartbeat'];
+    const hb2 = viewOf('Off');
+    hb2.envs[0]!.heartbeat = { counter: 8 } as Env['heartbeat'];
+    assert.deepEqual(viewChange(k(hb), k(hb2)), { rows: ['a'] }, 'the owner\'s heartbeat moved');
+  });
 });
 
 describe('SharedView', () => {
@@ -46,7 +66,8 @@ describe('ChangeHub', () => {
       await sv.fresh(0); // the page was rendered from this view
       const hub = new ChangeHub(sv, 1000);
       const told: number[] = [0, 0, 0];
-      const offs = told.map((_, i) => hub.listen(() => { told[i]!++; }));
+      const what: unknown[] = [];
+      const offs = told.map((_, i) => hub.listen((c) => { told[i]!++; what.push(c); }));
       const flush = () => new Promise((r) => setImmediate(r));
       const base = sv.computed;
       clock += 1000; mock.timers.tick(1000); await flush();
@@ -56,6 +77,7 @@ describe('ChangeHub', () => {
       clock += 1000; mock.timers.tick(1000); await flush();
       assert.equal(sv.computed, base + 2);
       assert.deepEqual(told, [1, 1, 1]);
+      assert.deepEqual(what, [{ rows: ['a'] }, { rows: ['a'] }, { rows: ['a'] }], 'each listener is told which row changed');
       for (const off of offs) off();
       clock += 5000; mock.timers.tick(5000); await flush();
       assert.equal(sv.computed, base + 2, 'no look while no page listens');

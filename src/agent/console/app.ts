@@ -7,10 +7,11 @@
  * | GET  /                               | session  | the cluster page                                  |
  * | GET  /env/:jname                     | session  | the env page                                      |
  * | GET  /partials/cluster, /partials/env/:jname | session | the parts refreshed on a server-sent event |
+ * | GET  /partials/rows?j=a,b            | session  | those rows of the cluster table and the nodes table (a live update of what changed) |
  * | GET  /env/:jname/confirm/:action     | admin    | the confirmation step of an action                |
  * | POST /env/:jname/:action             | admin + CSRF + Origin | start stop restart migrate register unregister |
  * | GET  /env/:jname/stats               | session  | the last hour of CPU/memory samples (JSON)         |
- * | GET  /events                         | session  | server-sent events: `change` when the view changes |
+ * | GET  /events                         | session  | server-sent events: `change` (which rows) when the view changes |
  * | GET  /ws/shell/:jname                | admin + Origin | websocket: a shell in a running container (jexec under a pty) |
  * | GET  /ws/console/:jname              | admin + Origin | websocket: a VM's serial console (the engine's console socket) |
  * | GET  /ws/vnc/:jname                  | admin + Origin | websocket: a VM's screen, RFB relayed to its VNC server on 127.0.0.1 |
@@ -40,7 +41,7 @@ import type { AgentOps } from '../api.js';
 import { isAction, runAction } from './actions.js';
 import type { AuditEntry, AuditLog } from './audit.js';
 import { COOKIE, cookieValue, refuseChange, sessionCookie, Sessions, type Session } from './auth.js';
-import { clusterPage, clusterTable, confirmForm, envPage, envState, errorPage, html, loginPage, outcomeBox, type EnvView, type PageCtx } from './html.js';
+import { clusterPage, clusterRows, clusterTable, confirmForm, envPage, envState, errorPage, html, loginPage, outcomeBox, type EnvView, type PageCtx } from './html.js';
 import type { Stats } from './stats.js';
 
 /** The Content-Security-Policy of every answer: scripts only from the console itself, never inline. */
@@ -102,24 +103,53 @@ export class SharedView<V> {
 }
 
 /**
+ * What changed between two looks: the jnames whose row changed, or null when the set of envs
+ * changed (the pages then redraw the whole table). The nodes table is always redrawn.
+ */
+export interface ViewChange { rows: string[] | null }
+
+/** What one look remembers: each env's row key, and the nodes'. */
+export interface Seen { rows: Map<string, string>; nodes: string }
+
+/** What a row shows (the heartbeat as its counter: its age alone moves at every look). */
+export function viewKeys(v: ClusterView): Seen {
+  return {
+    rows: new Map(v.envs.map((e) => [e.jname, JSON.stringify([e.emulator, e.state, e.owner, e.generation, e.heartbeat?.counter, e.heartbeat?.silent, e.ip4_addr])])),
+    nodes: JSON.stringify(v.nodes.map((n) => [n.name, n.answering, n.problem, n.heartbeat?.counter, n.heartbeat?.silent, n.envs])),
+  };
+}
+
+/** The change from `a` to `b`, or undefined when the pages would show the same. */
+export function viewChange(a: Seen | undefined, b: Seen): ViewChange | undefined {
+  if (!a || a.rows.size !== b.rows.size) return { rows: null };
+  const rows: string[] = [];
+  for (const [j, k] of b.rows) {
+    const was = a.rows.get(j);
+    if (was === undefined) return { rows: null };
+    if (was !== k) rows.push(j);
+  }
+  return rows.length || a.nodes !== b.nodes ? { rows } : undefined;
+}
+
+/**
  * Watches the cluster view while pages listen (one look per period for all of them, none while
- * no page listens), and tells them when what they show changed.
+ * no page listens), and tells them what changed.
  */
 export class ChangeHub {
-  private listeners = new Set<(v: string) => void>();
+  private listeners = new Set<(c: ViewChange) => void>();
   private timer?: NodeJS.Timeout;
-  private last = '';
+  private last?: Seen;
   private busy = false;
   private again = false;
 
   constructor(private readonly shared: SharedView<ClusterView>, private readonly periodMs: number) {}
 
-  listen(fn: (v: string) => void): () => void {
+  listen(fn: (c: ViewChange) => void): () => void {
     this.listeners.add(fn);
     if (!this.timer) {
       // the pages were rendered from the shared view: a change is a difference from it
-      const seen = this.shared.peek();
-      if (seen) this.last = fingerprint(seen);
+      const v = this.shared.peek();
+      if (v) this.last = viewKeys(v);
       this.timer = setInterval(() => void this.tick(), this.periodMs);
     }
     return () => {
@@ -139,11 +169,10 @@ export class ChangeHub {
       do {
         this.again = false;
         try {
-          const v = fingerprint(await this.shared.fresh(0));
-          if (v !== this.last) {
-            this.last = v;
-            for (const l of this.listeners) l(v);
-          }
+          const now = viewKeys(await this.shared.fresh(0));
+          const c = viewChange(this.last, now);
+          this.last = now;
+          if (c) for (const l of this.listeners) l(c);
         } catch { /* next time */ }
       } while (this.again && this.listeners.size);
     } finally {
@@ -156,14 +185,6 @@ export class ChangeHub {
     this.timer = undefined;
     this.listeners.clear();
   }
-}
-
-/** A fingerprint of what the pages show: state, owner, generation, heartbeat of every env and node. */
-function fingerprint(v: ClusterView): string {
-  return JSON.stringify([
-    v.envs.map((e) => [e.jname, e.state, e.owner, e.generation, e.heartbeat?.counter, e.heartbeat?.silent]),
-    v.nodes.map((n) => [n.name, n.answering, n.heartbeat?.counter, n.heartbeat?.silent, n.envs]),
-  ]);
 }
 
 const ASSET_TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
@@ -275,6 +296,12 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
 
   app.get('/', async (c) => c.html(clusterPage(await view(), pctx(c))));
   app.get('/partials/cluster', async (c) => c.html(clusterTable(await view(), pctx(c)).s));
+  // ?j=a,b,c: those rows (and the nodes table), for a live update of only what changed
+  app.get('/partials/rows', async (c) => {
+    const js = (c.req.query('j') ?? '').split(',').filter(Boolean);
+    if (js.length > 10_000) return c.text('400: too many rows', 400);
+    return c.html(clusterRows(await view(), new Set(js.map((j) => checkJname(j))), pctx(c)).s);
+  });
   app.get('/partials/empty', (c) => c.html(''));
 
   const envView = async (jname: string): Promise<EnvView> => {
@@ -341,7 +368,8 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
 
   app.get('/events', (c) => streamSSE(c, async (stream) => {
     let n = 0;
-    const off = hub.listen(() => { void stream.writeSSE({ event: 'change', data: String(++n) }); });
+    // data: {"n": <count on this stream>, "rows": [the jnames whose row changed] | null (redraw all)}
+    const off = hub.listen((ch) => { void stream.writeSSE({ event: 'change', data: JSON.stringify({ n: ++n, rows: ch.rows }) }); });
     await stream.writeSSE({ event: 'hello', data: ctx.nodename });
     const ping = setInterval(() => { void stream.writeSSE({ event: 'ping', data: '' }); }, 15000);
     await new Promise<void>((resolve) => stream.onAbort(() => resolve()));
