@@ -163,6 +163,7 @@ export class ChangeHub {
    * A call during a look makes one more look after it (the one running may predate a change).
    */
   async tick(): Promise<void> {
+    if (!this.listeners.size) return; // nobody looks: nothing to compute
     if (this.busy) { this.again = true; return; }
     this.busy = true;
     try {
@@ -210,6 +211,8 @@ export interface ConsoleApp {
   injectWebSocket: NodeWebSocket['injectWebSocket'];
   /** the shared cluster view (how often it was computed: tests) */
   views: SharedView<ClusterView>;
+  /** looks at the view now when pages listen (after an operation of the agent's API) */
+  poke(): void;
   close(): void;
 }
 
@@ -507,5 +510,5 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
   });
   app.notFound((c) => c.html(errorPage(pctx(c), 404, `no page ${c.req.path}`), 404));
 
-  return { app, sessions, injectWebSocket: ws.injectWebSocket, views: shared, close: () => hub.close() };
+  return { app, sessions, injectWebSocket: ws.injectWebSocket, views: shared, poke: () => { void hub.tick(); }, close: () => hub.close() };
 }
