@@ -24,15 +24,18 @@ async function plots(div) {
   if (!r.ok) return;
   const { samples } = await r.json();
   div.textContent = '';
+  div.dataset.samples = String(samples.length);
   if (!samples.length) { div.textContent = 'no samples yet (one every console_stats_sec seconds)'; return; }
   const t = samples.map((s) => s.t);
   const mk = (label, values, fmt) => new uPlot({
     width: 420, height: 140, title: label,
     series: [{}, { label, stroke: '#2266aa', value: (u, v) => (v == null ? '-' : fmt(v)) }],
-    axes: [{}, { values: (u, vals) => vals.map(fmt) }],
+    axes: [{}, { size: 72, values: (u, vals) => vals.map(fmt) }],
   }, [t, values], div);
   mk('CPU', samples.map((s) => s.cpu * 100), (v) => `${v.toFixed(1)}%`);
-  mk('memory', samples.map((s) => s.mem / 1048576), (v) => `${v.toFixed(1)} MiB`);
+  // a VM's line: qemu's resident memory; the most it may use (its RAM) in the title
+  const max = samples[samples.length - 1].memMax;
+  mk(max ? `memory (of ${(max / 1048576).toFixed(0)} MiB)` : 'memory', samples.map((s) => s.mem / 1048576), (v) => `${v.toFixed(1)} MiB`);
 }
 
 function start() {

@@ -126,7 +126,7 @@ export class Agent {
   /** heartbeat (and fencing, reconcile) period in ms: lease_ttl/3 */
   readonly periodMs: number;
   private servers: Server[] = [];
-  private console?: { url: string; close(): Promise<void> };
+  private console?: { url: string; poke(): void; close(): Promise<void> };
   private timers: NodeJS.Timeout[] = [];
   /** work to wait for on shutdown (rounds, API operations, autostart) */
   private tasks = new Set<Promise<unknown>>();
@@ -209,7 +209,11 @@ export class Agent {
     const app = createApi({
       token: this.token,
       ops: nodeOps(ctx, (p) => this.track(p)),
-      onRequest: (r) => { void log(r.status >= 500 ? 'warn' : 'info', r, 'api'); },
+      onRequest: (r) => {
+        void log(r.status >= 500 ? 'warn' : 'info', r, 'api');
+        // an operation (a CLI's jstart handed over, another node's migration step): the console's open pages look now
+        if (r.method !== 'GET') this.console?.poke();
+      },
     });
     const unixServer = createAdaptorServer({ fetch: app.fetch }) as Server;
     const onStream = (r: Record<string, unknown>) => { void log('info', r, 'migration channel'); };

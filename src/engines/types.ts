@@ -119,6 +119,19 @@ export interface ScreenEndpoint {
   password: boolean;
 }
 
+/**
+ * What a running env uses of this node, read by {@link Engine.usage} (the web console's plots).
+ * CPU as a counter (the caller takes the difference between two readings), memory as a level.
+ */
+export interface EngineUsage {
+  /** CPU seconds the env has used since it started (all its processes; a VM: its vCPUs) */
+  cpuSec: number;
+  /** bytes of memory it uses now (a container: its cgroup's usage; a VM: qemu's resident set) */
+  memBytes: number;
+  /** bytes it may use at most when the engine knows (a VM: its guest RAM) */
+  memMaxBytes?: number;
+}
+
 /** Options of {@link Engine.exec}. */
 export interface ExecOptions {
   tty?: boolean;
@@ -201,6 +214,12 @@ export interface Engine {
   exec?(env: EngineEnv, argv: string[], opts: ExecOptions): Promise<number>;
   /** The running env's console (engines with `info.console` other than none). */
   console?(env: EngineEnv): Promise<ConsoleEndpoint>;
+  /**
+   * The running env's CPU and memory use (runc: its cgroup counters; qemu: QMP and /proc), or
+   * undefined when it cannot be read now (not running, counters gone). Cheap enough to be
+   * called every few seconds for every running env. Never throws.
+   */
+  usage?(env: EngineEnv, jid: number): Promise<EngineUsage | undefined>;
   /** The running VM's screen (VNC), or undefined when it has none (vm_vnc_port=1). */
   screen?(env: EngineEnv): Promise<ScreenEndpoint | undefined>;
   /**

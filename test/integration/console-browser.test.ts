@@ -4,7 +4,8 @@
  * (cluster-twonode.ts twoNodes), each running `berth agent` with console_port set.
  * - a wrong token cannot log in; an admin token can;
  * - the cluster page of node1 lists the envs of both nodes with their owners, and both nodes;
- * - a state changed by the CLI reaches the open page through server-sent events (no reload);
+ * - a state changed by the CLI reaches the open page through server-sent events (no reload),
+ *   which replaces only the rows that changed (the table itself stays);
  * - stop and start from the page, each through its confirmation step, with the CLI's line and
  *   exit code; a refusal (already running) shown with the CLI's exact message and exit code;
  * - no inline script: the CSP header says script-src 'self' only, the pages hold no script
@@ -127,12 +128,19 @@ describe('web console in chromium', () => {
     await page.waitForFunction(() => document.body.dataset.live === '1');
   });
 
-  test('a state changed by the CLI reaches the open page by server-sent events, without a reload', async () => {
-    await page.evaluate(() => { (window as any).notReloaded = true; });
+  test('a state changed by the CLI reaches the open page by server-sent events, without a reload, replacing only the rows that changed', async () => {
+    await page.evaluate(() => {
+      (window as any).notReloaded = true;
+      // the table is marked: a row replaced in it keeps the mark, a redrawn table would not
+      (document.querySelector('#envs') as HTMLElement).dataset.mark = 'kept';
+    });
     fx.n1.ok(['jstart', 'jname=w1']);
     await page.waitForFunction(() => document.querySelector('#envs tr[data-jname="w1"] td.state')?.textContent === 'On', undefined, { timeout: 30_000 });
     assert.equal(await page.evaluate(() => (window as any).notReloaded), true);
     assert.ok((await page.evaluate(() => (window as any).berthEvents)) >= 1);
+    assert.equal(await page.getAttribute('#envs', 'data-mark'), 'kept', 'the table itself was not redrawn');
+    // the replaced row's buttons work (htmx processed them): stop asks for a confirmation
+    assert.equal(await page.locator('#envs tr[data-jname="w1"] button[data-act="stop"]').count(), 1);
     await page.screenshot({ path: join(SHOTS, 'cluster.png'), fullPage: true });
   });
 

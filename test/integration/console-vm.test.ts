@@ -6,6 +6,8 @@
  *   through the confirmation step, with the CLI's line (`berth bstart`) and exit code;
  * - the serial console in xterm: the boot line (GUEST_READY_LINE, from the console log), a
  *   shell prompt after Enter, a typed command's output (keys reach the guest);
+ * - the CPU/memory plots of the running VM (Engine.usage: QMP query-cpus-fast's vCPU threads
+ *   in /proc, qemu's resident memory, the guest's RAM from QMP): samples above 0, two plots;
  * - the screen in noVNC: the VNC password (vnc_password) asked in the page's form, never shown
  *   in the settings or the descriptor; the RFB `connect` event over the agent's /ws/vnc relay
  *   (the browser never reaches qemu's port) and a drawn, non-empty canvas;
@@ -84,7 +86,8 @@ before(async () => {
   node.close();
   wd = node.wd.root;
   const port = await freePort();
-  appendFileSync(join(wd, 'etc', 'berth.conf'), `console_port="${port}"\n`);
+  // a CPU/memory sample every second (the plots)
+  appendFileSync(join(wd, 'etc', 'berth.conf'), `console_port="${port}"\nconsole_stats_sec="1"\n`);
   url = `http://127.0.0.1:${port}`;
   admin = ok(['token', 'add', 'role=admin', '--json']).json.token.token;
   viewer = ok(['token', 'add', 'role=viewer', '--json']).json.token.token;
@@ -153,6 +156,31 @@ describe('the VM console in chromium', () => {
     }
     await page.keyboard.type('echo vm-$((6*7))\n');
     await waitTerm(page, 'vm-42', (l) => l.some((x) => x.trim() === 'vm-42'), 60_000);
+  });
+
+  test('the plots of the running VM: CPU of its vCPU threads and qemu\'s memory (QMP, /proc), both above 0; its RAM as the limit', async () => {
+    await page.goto(url + '/env/vm1');
+    type S = { t: number; cpu: number; mem: number; memMax?: number };
+    const samples = async (): Promise<S[]> => page.evaluate(async () => (await (await fetch('/env/vm1/stats')).json()).samples);
+    // an idle guest may use less than a clock tick between two samples: wait for one that shows CPU
+    const end = Date.now() + 90_000;
+    let got: S[] = [];
+    for (;;) {
+      got = await samples();
+      if (got.length >= 2 && got.some((x) => x.cpu > 0)) break;
+      if (Date.now() > end) assert.fail(`no sample with CPU > 0: ${JSON.stringify(got.slice(-5))}`);
+      await sleep(500);
+    }
+    for (const x of got) {
+      assert.ok(x.mem > 0, `memory ${x.mem}`);
+      assert.ok(x.cpu >= 0, `cpu ${x.cpu}`);
+      assert.equal(x.memMax, 256 * 1048576, 'the guest RAM (vm_ram=256m) from QMP');
+      assert.ok(x.mem < 2 * x.memMax!, `qemu's resident memory ${x.mem} is about its guest's RAM, not more`);
+    }
+    await page.reload();
+    await page.waitForSelector('#plots .uplot');
+    assert.equal(await page.locator('#plots .uplot').count(), 2);
+    assert.match((await page.textContent('#plots'))!, /memory \(of 256 MiB\)/);
   });
 
   test('the screen in noVNC: the VNC password asked in the page, connected through the agent\'s relay, the canvas drawn', async () => {

@@ -7,10 +7,11 @@
  * | GET  /                               | session  | the cluster page                                  |
  * | GET  /env/:jname                     | session  | the env page                                      |
  * | GET  /partials/cluster, /partials/env/:jname | session | the parts refreshed on a server-sent event |
+ * | GET  /partials/rows?j=a,b            | session  | those rows of the cluster table and the nodes table (a live update of what changed) |
  * | GET  /env/:jname/confirm/:action     | admin    | the confirmation step of an action                |
  * | POST /env/:jname/:action             | admin + CSRF + Origin | start stop restart migrate register unregister |
  * | GET  /env/:jname/stats               | session  | the last hour of CPU/memory samples (JSON)         |
- * | GET  /events                         | session  | server-sent events: `change` when the view changes |
+ * | GET  /events                         | session  | server-sent events: `change` (which rows) when the view changes |
  * | GET  /ws/shell/:jname                | admin + Origin | websocket: a shell in a running container (jexec under a pty) |
  * | GET  /ws/console/:jname              | admin + Origin | websocket: a VM's serial console (the engine's console socket) |
  * | GET  /ws/vnc/:jname                  | admin + Origin | websocket: a VM's screen, RFB relayed to its VNC server on 127.0.0.1 |
@@ -40,7 +41,7 @@ import type { AgentOps } from '../api.js';
 import { isAction, runAction } from './actions.js';
 import type { AuditEntry, AuditLog } from './audit.js';
 import { COOKIE, cookieValue, refuseChange, sessionCookie, Sessions, type Session } from './auth.js';
-import { clusterPage, clusterTable, confirmForm, envPage, envState, errorPage, html, loginPage, outcomeBox, type EnvView, type PageCtx } from './html.js';
+import { clusterPage, clusterRows, clusterTable, confirmForm, envPage, envState, errorPage, html, loginPage, outcomeBox, type EnvView, type PageCtx } from './html.js';
 import type { Stats } from './stats.js';
 
 /** The Content-Security-Policy of every answer: scripts only from the console itself, never inline. */
@@ -61,51 +62,130 @@ export interface ConsoleDeps {
 
 type Vars = { Variables: { session?: Session; client: string } };
 
-/** Watches the cluster view while pages listen, and tells them when it changed. */
-class ChangeHub {
-  private listeners = new Set<(v: string) => void>();
+/**
+ * The cluster view shared by every request and the change watcher: one computation serves all
+ * who ask within its freshness window, and concurrent askers wait for the same computation.
+ */
+export class SharedView<V> {
+  private last?: { startedAt: number; v: V };
+  private inflight?: { startedAt: number; p: Promise<V> };
+  /** how many times the view was computed (tests, bench) */
+  computed = 0;
+
+  constructor(private readonly compute: () => Promise<V>, private readonly now: () => number = Date.now) {}
+
+  /** The last view computed, whatever its age (undefined: none yet). */
+  peek(): V | undefined {
+    return this.last?.v;
+  }
+
+  /**
+   * A view whose computation started at or after `since` (ms, the `now` clock): the last one,
+   * the one being computed, or a new one. @throws what the computation throws
+   */
+  since(since: number): Promise<V> {
+    if (this.last && this.last.startedAt >= since) return Promise.resolve(this.last.v);
+    if (this.inflight && this.inflight.startedAt >= since) return this.inflight.p;
+    const startedAt = this.now();
+    this.computed++;
+    const p = this.compute().then((v) => {
+      if (!this.last || this.last.startedAt <= startedAt) this.last = { startedAt, v };
+      return v;
+    }).finally(() => { if (this.inflight?.p === p) this.inflight = undefined; });
+    this.inflight = { startedAt, p };
+    return p;
+  }
+
+  /** A view at most `maxAgeMs` old. */
+  fresh(maxAgeMs: number): Promise<V> {
+    return this.since(this.now() - maxAgeMs);
+  }
+}
+
+/**
+ * What changed between two looks: the jnames whose row changed, or null when the set of envs
+ * changed (the pages then redraw the whole table). The nodes table is always redrawn.
+ */
+export interface ViewChange { rows: string[] | null }
+
+/** What one look remembers: each env's row key, and the nodes'. */
+export interface Seen { rows: Map<string, string>; nodes: string }
+
+/** What a row shows (the heartbeat as its counter: its age alone moves at every look). */
+export function viewKeys(v: ClusterView): Seen {
+  return {
+    rows: new Map(v.envs.map((e) => [e.jname, JSON.stringify([e.emulator, e.state, e.owner, e.generation, e.heartbeat?.counter, e.heartbeat?.silent, e.ip4_addr])])),
+    nodes: JSON.stringify(v.nodes.map((n) => [n.name, n.answering, n.problem, n.heartbeat?.counter, n.heartbeat?.silent, n.envs])),
+  };
+}
+
+/** The change from `a` to `b`, or undefined when the pages would show the same. */
+export function viewChange(a: Seen | undefined, b: Seen): ViewChange | undefined {
+  if (!a || a.rows.size !== b.rows.size) return { rows: null };
+  const rows: string[] = [];
+  for (const [j, k] of b.rows) {
+    const was = a.rows.get(j);
+    if (was === undefined) return { rows: null };
+    if (was !== k) rows.push(j);
+  }
+  return rows.length || a.nodes !== b.nodes ? { rows } : undefined;
+}
+
+/**
+ * Watches the cluster view while pages listen (one look per period for all of them, none while
+ * no page listens), and tells them what changed.
+ */
+export class ChangeHub {
+  private listeners = new Set<(c: ViewChange) => void>();
   private timer?: NodeJS.Timeout;
-  private last = '';
+  private last?: Seen;
   private busy = false;
+  private again = false;
 
-  constructor(private readonly look: () => Promise<string>, private readonly periodMs: number) {}
+  constructor(private readonly shared: SharedView<ClusterView>, private readonly periodMs: number) {}
 
-  listen(fn: (v: string) => void): () => void {
+  listen(fn: (c: ViewChange) => void): () => void {
     this.listeners.add(fn);
-    if (!this.timer) this.timer = setInterval(() => void this.tick(), this.periodMs);
+    if (!this.timer) {
+      // the pages were rendered from the shared view: a change is a difference from it
+      const v = this.shared.peek();
+      if (v) this.last = viewKeys(v);
+      this.timer = setInterval(() => void this.tick(), this.periodMs);
+    }
     return () => {
       this.listeners.delete(fn);
       if (!this.listeners.size && this.timer) { clearInterval(this.timer); this.timer = undefined; }
     };
   }
 
-  /** Looks now (an action just ran here). */
+  /**
+   * Looks now, at a view computed from now on (every period; and after an action ran here).
+   * A call during a look makes one more look after it (the one running may predate a change).
+   */
   async tick(): Promise<void> {
-    if (this.busy) return;
+    if (!this.listeners.size) return; // nobody looks: nothing to compute
+    if (this.busy) { this.again = true; return; }
     this.busy = true;
     try {
-      const v = await this.look();
-      if (v !== this.last) {
-        this.last = v;
-        for (const l of this.listeners) l(v);
-      }
-    } catch { /* next time */ } finally {
+      do {
+        this.again = false;
+        try {
+          const now = viewKeys(await this.shared.fresh(0));
+          const c = viewChange(this.last, now);
+          this.last = now;
+          if (c) for (const l of this.listeners) l(c);
+        } catch { /* next time */ }
+      } while (this.again && this.listeners.size);
+    } finally {
       this.busy = false;
     }
   }
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
     this.listeners.clear();
   }
-}
-
-/** A fingerprint of what the pages show: state, owner, generation, heartbeat of every env and node. */
-function fingerprint(v: ClusterView): string {
-  return JSON.stringify([
-    v.envs.map((e) => [e.jname, e.state, e.owner, e.generation, e.heartbeat?.counter, e.heartbeat?.silent]),
-    v.nodes.map((n) => [n.name, n.answering, n.heartbeat?.counter, n.heartbeat?.silent, n.envs]),
-  ]);
 }
 
 const ASSET_TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
@@ -129,6 +209,10 @@ export interface ConsoleApp {
   app: Hono<Vars>;
   sessions: Sessions;
   injectWebSocket: NodeWebSocket['injectWebSocket'];
+  /** the shared cluster view (how often it was computed: tests) */
+  views: SharedView<ClusterView>;
+  /** looks at the view now when pages listen (after an operation of the agent's API) */
+  poke(): void;
   close(): void;
 }
 
@@ -139,8 +223,12 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
   const ws = createNodeWebSocket({ app });
   const sessions = new Sessions();
   const assets = join(packageRoot(), 'dist', 'console');
-  const view = () => clusterView(ctx, { agentTimeoutMs: 1500 });
-  const hub = new ChangeHub(async () => fingerprint(await view()), (deps.watchSec ?? 1) * 1000);
+  const periodMs = (deps.watchSec ?? 1) * 1000;
+  // one computation of the cluster view per period, whoever asks: the watcher, every page
+  // refreshed by its event, every page loaded meanwhile
+  const shared = new SharedView(() => clusterView(ctx, { agentTimeoutMs: 1500 }));
+  const view = () => shared.fresh(periodMs);
+  const hub = new ChangeHub(shared, periodMs);
   const tokenRole = (id: string): Role | undefined => ctx.inv.listConsoleTokens().find((t) => t.id === id)?.role;
   const pctx = (c: Context<Vars>): PageCtx => {
     const s = c.get('session');
@@ -211,6 +299,12 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
 
   app.get('/', async (c) => c.html(clusterPage(await view(), pctx(c))));
   app.get('/partials/cluster', async (c) => c.html(clusterTable(await view(), pctx(c)).s));
+  // ?j=a,b,c: those rows (and the nodes table), for a live update of only what changed
+  app.get('/partials/rows', async (c) => {
+    const js = (c.req.query('j') ?? '').split(',').filter(Boolean);
+    if (js.length > 10_000) return c.text('400: too many rows', 400);
+    return c.html(clusterRows(await view(), new Set(js.map((j) => checkJname(j))), pctx(c)).s);
+  });
   app.get('/partials/empty', (c) => c.html(''));
 
   const envView = async (jname: string): Promise<EnvView> => {
@@ -277,7 +371,8 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
 
   app.get('/events', (c) => streamSSE(c, async (stream) => {
     let n = 0;
-    const off = hub.listen(() => { void stream.writeSSE({ event: 'change', data: String(++n) }); });
+    // data: {"n": <count on this stream>, "rows": [the jnames whose row changed] | null (redraw all)}
+    const off = hub.listen((ch) => { void stream.writeSSE({ event: 'change', data: JSON.stringify({ n: ++n, rows: ch.rows }) }); });
     await stream.writeSSE({ event: 'hello', data: ctx.nodename });
     const ping = setInterval(() => { void stream.writeSSE({ event: 'ping', data: '' }); }, 15000);
     await new Promise<void>((resolve) => stream.onAbort(() => resolve()));
@@ -415,5 +510,5 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
   });
   app.notFound((c) => c.html(errorPage(pctx(c), 404, `no page ${c.req.path}`), 404));
 
-  return { app, sessions, injectWebSocket: ws.injectWebSocket, close: () => hub.close() };
+  return { app, sessions, injectWebSocket: ws.injectWebSocket, views: shared, poke: () => { void hub.tick(); }, close: () => hub.close() };
 }

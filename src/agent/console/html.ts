@@ -75,20 +75,38 @@ const actionButtons = (jname: string, state: string, p: PageCtx): Html => {
   return html`${acts.map((a) => html`<button class="act" data-act="${a}" hx-get="/env/${encodeURIComponent(jname)}/confirm/${a}" hx-target="#dialog" hx-swap="innerHTML">${a}</button> `)}`;
 };
 
-/** The cluster table (also the SSE-refreshed partial). */
-export function clusterTable(v: ClusterView, p: PageCtx): Html {
-  return html`<table id="envs"><thead><tr><th>jname</th><th>emulator</th><th>owner</th><th>generation</th><th>state</th><th>heartbeat</th><th>address</th><th></th></tr></thead><tbody>
-${v.envs.map((e) => html`<tr data-jname="${e.jname}"><td><a href="/env/${encodeURIComponent(e.jname)}">${e.jname}</a></td><td>${e.emulator}</td><td class="owner">${e.owner ?? '-'}</td><td class="gen">${e.generation}</td><td class="state">${e.state}</td><td>${formatHeartbeat(e.heartbeat)}</td><td>${e.ip4_addr || '-'}</td><td>${e.owner === v.node || !e.owner ? actionButtons(e.jname, e.state, p) : ''}</td></tr>`)}
-</tbody></table>
-<h2>Nodes</h2>
-<table id="nodes"><thead><tr><th>node</th><th>agent</th><th>heartbeat</th><th>envs</th></tr></thead><tbody>
+/** One row of the cluster table (data-jname: what a live update replaces). */
+export function envRow(e: ClusterView['envs'][number], node: string, p: PageCtx): Html {
+  return html`<tr data-jname="${e.jname}"><td><a href="/env/${encodeURIComponent(e.jname)}">${e.jname}</a></td><td>${e.emulator}</td><td class="owner">${e.owner ?? '-'}</td><td class="gen">${e.generation}</td><td class="state">${e.state}</td><td>${formatHeartbeat(e.heartbeat)}</td><td>${e.ip4_addr || '-'}</td><td>${e.owner === node || !e.owner ? actionButtons(e.jname, e.state, p) : ''}</td></tr>`;
+}
+
+/** The nodes table. */
+export function nodesTable(v: ClusterView): Html {
+  return html`<table id="nodes"><thead><tr><th>node</th><th>agent</th><th>heartbeat</th><th>envs</th></tr></thead><tbody>
 ${v.nodes.map((n) => html`<tr data-node="${n.name}"><td>${n.name}${n.self ? ' (this node)' : ''}</td><td class="answering">${n.self ? 'this node' : n.answering === null ? 'not asked' : n.answering ? 'answering' : html`not answering${n.problem ? html` <span class="note">${n.problem}</span>` : ''}`}</td><td>${formatHeartbeat(n.heartbeat)}</td><td class="count">${n.envs}</td></tr>`)}
 </tbody></table>`;
 }
 
+/** The cluster table and the nodes table (the page's #cluster; also the partial of a full refresh). */
+export function clusterTable(v: ClusterView, p: PageCtx): Html {
+  return html`<table id="envs"><thead><tr><th>jname</th><th>emulator</th><th>owner</th><th>generation</th><th>state</th><th>heartbeat</th><th>address</th><th></th></tr></thead><tbody>
+${v.envs.map((e) => envRow(e, v.node, p))}
+</tbody></table>
+<h2>Nodes</h2>
+${nodesTable(v)}`;
+}
+
+/**
+ * The rows of `jnames` (those the view has) and the nodes table: what a live update of the
+ * cluster page replaces when only some rows changed.
+ */
+export function clusterRows(v: ClusterView, jnames: Set<string>, p: PageCtx): Html {
+  return html`<table><tbody>${v.envs.filter((e) => jnames.has(e.jname)).map((e) => envRow(e, v.node, p))}</tbody></table>${nodesTable(v)}`;
+}
+
 export function clusterPage(v: ClusterView, p: PageCtx): string {
   return page(p, 'cluster', html`<h1>Cluster as node ${v.node} sees it</h1>
-<div id="cluster" hx-get="/partials/cluster" hx-trigger="berth-changed from:body" hx-swap="innerHTML">${clusterTable(v, p)}</div>
+<div id="cluster" data-rows="/partials/rows" data-full="/partials/cluster">${clusterTable(v, p)}</div>
 <div id="dialog"></div>`);
 }
 

@@ -21,6 +21,8 @@ import { Stats } from './stats.js';
 export interface ConsoleServer {
   server: Server;
   url: string;
+  /** something may have changed (the agent's API ran an operation): the open pages look now */
+  poke(): void;
   close(): Promise<void>;
 }
 
@@ -56,6 +58,7 @@ export async function startConsole(ctx: NodeCtx, ops: AgentOps, track: <T>(p: Pr
   return {
     server,
     url: `${tls ? 'https' : 'http'}://${host}:${s.console_port}/`,
+    poke: () => con.poke(),
     async close() {
       clearInterval(timer);
       con.close();

@@ -16,7 +16,7 @@ import { engineError, usageError } from '../../errors.js';
 import { warn } from '../../log.js';
 import { tapDown, tapName, tapUp } from '../../net/tap.js';
 import type { Workdir } from '../../paths.js';
-import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, LiveStats, ScreenEndpoint, StartResult } from '../types.js';
+import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, EngineUsage, LiveStats, ScreenEndpoint, StartResult } from '../types.js';
 import { vmDefaults } from '../vm/settings.js';
 import { DEFAULT_IMGSIZE, diskFile, freshHwaddrs, isRbdDisk, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
 import { describeAccel, nodeAccel } from './accel.js';
@@ -33,6 +33,7 @@ import { cleanupRunFiles, qemuPid, startQemu } from './process.js';
 import { QmpClient } from './qmp.js';
 import { cloneRbdDisks, createRbdDisks, rbdDiskFiles, rbdDisks, removeRbdDisks } from './rbd-disks.js';
 import { stopQemu } from './stop.js';
+import { qemuUsage } from './usage.js';
 
 /** The seed ISO of a VM with ci_* keys, remade at each start: jails-system/<vm>/seed.iso. */
 function seedFile(env: EngineEnv): string {
@@ -220,6 +221,14 @@ export class QemuEngine implements Engine {
   async isRunning(env: EngineEnv, jid: number): Promise<boolean> {
     const pid = qemuPid(qemuRunPaths(env.wd, env.jname));
     return pid !== undefined && (!jid || pid === jid);
+  }
+
+  /** CPU of the vCPU threads, qemu's resident memory, the guest's RAM (usage.ts: QMP and /proc). */
+  async usage(env: EngineEnv, jid: number): Promise<EngineUsage | undefined> {
+    const run = qemuRunPaths(env.wd, env.jname);
+    const pid = qemuPid(run);
+    if (!pid || (jid && pid !== jid)) return undefined;
+    return qemuUsage(pid, run.qmpSocket);
   }
 
   async cleanup(env: EngineEnv): Promise<void> {

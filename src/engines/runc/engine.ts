@@ -16,7 +16,7 @@ import { IFNAME } from '../../net/bridge.js';
 import { vethDown, vethNames, vethUp } from '../../net/veth.js';
 import { cgroupsPath, ociConfig } from './oci.js';
 import { runcInfo } from './info.js';
-import type { Engine, EngineEnv, ExecOptions, StartResult } from '../types.js';
+import type { Engine, EngineEnv, EngineUsage, ExecOptions, StartResult } from '../types.js';
 
 const CIDR4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 
@@ -158,6 +158,18 @@ export class RuncEngine implements Engine {
     const cg = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
     const want = cgroupsPath(env.nodename, env.jname);
     return cg.split('\n').some((l) => l.endsWith(':' + want) || l.includes(':' + want + '/'));
+  }
+
+  /**
+   * The container's cgroup v1 counters: `/sys/fs/cgroup/cpuacct/<cgroupsPath>/cpuacct.usage`
+   * (ns of CPU time) and `/sys/fs/cgroup/memory/<cgroupsPath>/memory.usage_in_bytes`, where
+   * cgroupsPath is `/berth/<node>/<jname>` (oci.ts). undefined when either cannot be read.
+   */
+  async usage(env: EngineEnv): Promise<EngineUsage | undefined> {
+    const cg = cgroupsPath(env.nodename, env.jname);
+    const num = async (f: string) => { const n = Number((await readFile(f, 'utf8').catch(() => '')).trim() || NaN); return Number.isFinite(n) ? n : undefined; };
+    const [ns, mem] = await Promise.all([num(`/sys/fs/cgroup/cpuacct${cg}/cpuacct.usage`), num(`/sys/fs/cgroup/memory${cg}/memory.usage_in_bytes`)]);
+    return ns === undefined || mem === undefined ? undefined : { cpuSec: ns / 1e9, memBytes: mem };
   }
 
   async isRunning(_env: EngineEnv, jid: number): Promise<boolean> {
