@@ -45,6 +45,7 @@ export async function handleGuestEnd(ctx: NodeCtx, jname: string, runId: string,
   const engine = await ctx.engine(row.emulator);
   let why: string | undefined;
   const recent = history.filter((t) => now - t < RESTART_WINDOW_MS);
+  history.splice(0, history.length, ...recent);
   if (row.conf[key] !== 'restart' || !engine.restartGuest) why = setting;
   else if (recent.length >= RESTART_LIMIT) why = `${setting}, but it was restarted ${recent.length} times in the last ${RESTART_WINDOW_MS / 1000} s`;
   else {
