@@ -2,7 +2,9 @@
  * CBSD's on_poweroff / on_reboot / on_crash on the qemu engine, for real (qemu under TCG, the
  * busybox guest, the node's run monitor): with on_poweroff=restart a `poweroff` typed in the
  * guest boots it again in the same run (the same qemu, still On, a second boot on the console);
- * with on_reboot=destroy a `reboot` typed in the guest ends the VM, torn down once; bad values
+ * with on_reboot=destroy a `reboot` typed in the guest ends the VM, torn down once; a kernel
+ * panic (sysrq c) reported through pvpanic boots the guest again with on_crash=restart and ends
+ * the VM (torn down once) with the default on_crash=destroy; bad values
  * and a combination qemu cannot honour are exit 2 and change nothing.
  * Needs root, qemu-system-x86, cpio, busybox-static, apt access (the Debian cloud kernel).
  */
@@ -30,7 +32,7 @@ before(async () => {
 });
 
 after(() => {
-  for (const j of ['a1', 'a2']) {
+  for (const j of ['a1', 'a2', 'a3', 'a4']) {
     const pid = qemuPid(qemuRunPaths(node.wd, j));
     if (pid) process.kill(pid, 'SIGKILL');
   }
@@ -121,6 +123,35 @@ test('on_poweroff=restart: the guest\'s poweroff boots it again in the same qemu
   await sleep(1500);
   assert.equal(count(consoleLog('a1'), GUEST_READY_LINE), 2, 'no boot after bstop');
   assert.equal(monitorLines('a1').filter((l) => /restarted/.test(l)).length, 1);
+});
+
+test('on_crash: a kernel panic reported through pvpanic restarts the guest (on_crash=restart) or ends the VM, torn down once (default destroy)', async () => {
+  ok(['bcreate', 'jname=a3', 'base=bb', 'vm_kernel=k1', 'vm_ram=256m', 'vm_vnc_port=1', 'on_crash=restart']);
+  ok(['bstart', 'jname=a3']);
+  const pid = vm('a3').jid;
+  const c = await shell('a3');
+  assert.match(await c.run('ls /sys/bus/platform/drivers/ /sys/bus/acpi/drivers/ | grep -i pvpanic'), /pvpanic/, 'the guest has the pvpanic driver');
+  c.write('echo c > /proc/sysrq-trigger\n');
+  await c.waitFor(/Kernel panic/, 90_000);
+  await waitFor('a second boot of a3', () => count(consoleLog('a3'), GUEST_READY_LINE) === 2);
+  c.close();
+  assert.equal(vm('a3').status, 'On');
+  assert.equal(vm('a3').jid, pid, 'the same qemu');
+  assert.equal(monitorLines('a3').filter((l) => /a3: the guest crashed; restarted \(on_crash=restart, 1 of 5 in 60 s\)/.test(l)).length, 1, monitorLines('a3').join('\n'));
+  ok(['bstop', 'jname=a3'], 90_000);
+
+  ok(['bcreate', 'jname=a4', 'base=bb', 'vm_kernel=k1', 'vm_ram=256m', 'vm_vnc_port=1']);
+  ok(['bstart', 'jname=a4']);
+  const c4 = await shell('a4');
+  c4.write('echo c > /proc/sysrq-trigger\n');
+  await waitFor('a4 to be Off', () => vm('a4').status === 'Off');
+  c4.close();
+  await sleep(1500);
+  assert.match(consoleLog('a4'), /Kernel panic/);
+  assert.equal(monitorLines('a4').filter((l) => l.includes('a4 exited; torn down')).length, 1, 'torn down once');
+  assert.equal(count(consoleLog('a4'), GUEST_READY_LINE), 1, 'it did not boot again');
+  ok(['bremove', 'jname=a3']);
+  ok(['bremove', 'jname=a4']);
 });
 
 test('on_reboot=destroy: the guest\'s reboot ends the VM, torn down once; the mount table is unchanged', async () => {
