@@ -90,6 +90,7 @@ test('run paths live in var/run/qemu and var/log; a socket path over 107 bytes i
   assert.deepEqual(qemuRunPaths(wd, 'vm1'), {
     qmpSocket: '/var/lib/berth/var/run/qemu/vm1.qmp', consoleSocket: '/var/lib/berth/var/run/qemu/vm1.console', watchSocket: '/var/lib/berth/var/run/qemu/vm1.watch',
     consoleLog: '/var/lib/berth/var/log/vm1.console.log', pidFile: '/var/lib/berth/var/run/qemu/vm1.pid', qemuLog: '/var/lib/berth/var/log/vm1.qemu.log',
+    migrateSocket: '/var/lib/berth/var/run/qemu/vm1.migrate',
   });
   assert.throws(() => qemuRunPaths(new Workdir(`/tmp/${'x'.repeat(60)}`), 'a'.repeat(30)), (e: unknown) => e instanceof BerthError && e.code === 'E_SOCKET_PATH');
 });
