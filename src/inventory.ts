@@ -256,6 +256,17 @@ export class Inventory {
   }
 
   /**
+   * Claims run `runId` of a running env for a restart of its guest inside the run (the run
+   * monitor, src/lifecycle/guest-end.ts): On → Maintenance, run_id kept, so that a stop
+   * meanwhile still claims the teardown and a claim left by a dead monitor is recovered.
+   * {@link setRunning} ends it. @returns false when the run is not On any more
+   */
+  claimRestart(jname: string, runId: string): boolean {
+    return this.db.prepare(`UPDATE jails SET status = ${STATUS.MAINTENANCE}, claim_pid = ?, state_time = ? WHERE jname = ? AND run_id = ? AND status = ${STATUS.ON}`)
+      .run(process.pid, now(), jname, runId).changes === 1;
+  }
+
+  /**
    * Claims the teardown of run `runId`: succeeds for exactly one caller (the stop command,
    * the monitor that saw the process exit, a failed start, or the agent), whichever is first.
    * The env stays in Maintenance (run_id cleared) until {@link finishTeardown}.

@@ -4,7 +4,10 @@
  * ensureMonitor). Every 250 ms (or the engine's Engine.monitorIntervalMs) it checks the main
  * process of each env the inventory says is On; when one is gone (it exited, crashed or was
  * killed with -9) it runs the teardown (src/lifecycle.ts teardownRun), which is claimed
- * exactly once across the stop command, this monitor and the agent. It also recovers a
+ * exactly once across the stop command, this monitor and the agent. A VM whose engine holds
+ * its powered-off or crashed guest (Engine.guestEnded: qemu with on_poweroff=restart or
+ * on_crash=restart) goes to src/lifecycle/guest-end.ts: restarted in the same run (bounded), or
+ * torn down. It also recovers a
  * Maintenance claim whose process died (recoverStaleClaim). If the monitor itself is killed,
  * the next jstart or jls starts a new one, which then catches up; the agent does the same.
  *
@@ -24,6 +27,7 @@ import { openNode, type NodeCtx } from './node.js';
 import { engineEnv } from './engines/types.js';
 import { liveMonitorPid, MONITOR_BEAT_MS, monitorPidFile } from './lifecycle/run-monitor.js';
 import { recoverStaleClaim, teardownRun } from './lifecycle/teardown.js';
+import { handleGuestEnd } from './lifecycle/guest-end.js';
 import { sleep } from './proc.js';
 import { setWarningSink } from './log.js';
 
@@ -83,6 +87,8 @@ async function monitor(): Promise<void> {
   const file = monitorPidFile(ctx);
   const inflight = new Map<string, Promise<void>>();
   const lastCheck = new Map<string, number>();
+  // run_id → times of its guest's restarts (the bound of src/lifecycle/guest-end.ts)
+  const restarts = new Map<string, number[]>();
   try {
     if (!takePidFile(ctx, file)) return;
     let idleSince = Date.now();
@@ -108,16 +114,33 @@ async function monitor(): Promise<void> {
         const engine = await ctx.engine(row.emulator);
         if (now - (lastCheck.get(row.jname) ?? 0) < (engine.monitorIntervalMs ?? TICK_MS)) continue;
         lastCheck.set(row.jname, now);
-        if (await engine.isRunning(engineEnv(ctx, row.jname, row.conf), row.jid)) continue;
+        const eenv = engineEnv(ctx, row.jname, row.conf);
+        if (await engine.isRunning(eenv, row.jid)) {
+          const how = engine.guestEnded ? await engine.guestEnded(eenv) : undefined;
+          if (!how) continue;
+          const jname = row.jname;
+          const runId = row.run_id;
+          const history = restarts.get(runId) ?? [];
+          restarts.set(runId, history);
+          const what = how === 'poweroff' ? 'powered off' : 'crashed';
+          inflight.set(jname, handleGuestEnd(ctx, jname, runId, how, history)
+            .then((r) => { if (r.action !== 'none') log(`${jname}: the guest ${what}; ${r.action === 'restarted' ? 'restarted' : 'torn down'} (${r.why})`); })
+            .catch((e: Error) => log(`${jname}: after the guest ${what}: ${e.message}`))
+            .finally(() => { inflight.delete(jname); lastCheck.delete(jname); }));
+          continue;
+        }
         const jname = row.jname;
         inflight.set(jname, teardownRun(ctx, jname, row.run_id, { engineStarted: true, reason: 'exited' })
           .then((did) => { if (did) log(`${jname} exited; torn down`); })
           .catch((e: Error) => log(`${jname}: teardown failed: ${e.message}`))
           .finally(() => { inflight.delete(jname); lastCheck.delete(jname); }));
       }
+      const claimed = ctx.inv.claimed();
+      // a restart's history goes with its run (a run being restarted is claimed meanwhile)
+      for (const id of restarts.keys()) if (!rows.some((r) => r.run_id === id) && !claimed.some((r) => r.run_id === id)) restarts.delete(id);
       // a claim whose process died mid-operation (a berth command, or a monitor killed during
       // a teardown): recovered (torn down, Off) as the next command or the agent would
-      for (const row of ctx.inv.claimed()) {
+      for (const row of claimed) {
         if (inflight.has(row.jname)) continue;
         const jname = row.jname;
         inflight.set(jname, recoverStaleClaim(ctx, row)

@@ -205,6 +205,20 @@ export interface Engine {
   stop(env: EngineEnv, timeoutSec: number): Promise<void>;
   /** True while the env (started with `jid`) still runs. */
   isRunning(env: EngineEnv, jid: number): Promise<boolean>;
+  /**
+   * How the guest of a running VM ended while its process still holds it halted (qemu with
+   * on_poweroff=restart or on_crash=restart: `-action shutdown=pause`, `panic=pause`):
+   * 'poweroff' or 'crash'; undefined while the guest runs, when the process is gone (that is
+   * {@link Engine.isRunning}'s answer) or when the VM's settings never hold a guest. The run
+   * monitor asks it after isRunning said true; src/lifecycle/guest-end.ts acts on it.
+   */
+  guestEnded?(env: EngineEnv): Promise<GuestEnd | undefined>;
+  /**
+   * Powers a halted guest on again inside the same process (qemu: QMP `system_reset`, `cont`):
+   * the same disks, locks, taps and lease; the guest boots from the start.
+   * @throws BerthError E_QMP* (exit 5) when the process does not answer
+   */
+  restartGuest?(env: EngineEnv): Promise<void>;
   /** Removes engine state (runc container record, netns/veth, jail.conf, taps). Idempotent. */
   cleanup(env: EngineEnv): Promise<void>;
   /**
@@ -263,3 +277,6 @@ export interface EngineCheck {
   detail: string;
   data?: Record<string, unknown>;
 }
+
+/** How a guest ended while its engine holds it (see {@link Engine.guestEnded}): it powered off, or it crashed (a pvpanic report). */
+export type GuestEnd = 'poweroff' | 'crash';

@@ -62,6 +62,14 @@ test('golden: vm_boot=cd boots the ISO first; vm_boot=net the first NIC; the rec
   golden('incoming', buildQemuArgv(input({ jname: 'vm1', vm_kernel: 'k1', vm_vnc_port: '1' }, { kernel, incoming: true })));
 });
 
+test('golden: on_poweroff=restart holds the powered-off guest (shutdown=pause) behind a watch socket; the defaults add neither', () => {
+  const argv = buildQemuArgv(input({ jname: 'vm1', vm_kernel: 'k1', vm_vnc_port: '1', on_poweroff: 'restart' }, { kernel }));
+  golden('poweroff-restart', argv);
+  assert.ok(argv.includes('shutdown=pause') && argv.includes('unix:/var/lib/berth/var/run/qemu/vm1.watch,server=on,wait=off'));
+  const plain = buildQemuArgv(input({ jname: 'vm1', vm_kernel: 'k1', vm_vnc_port: '1' }, { kernel }));
+  assert.ok(!plain.includes('shutdown=pause') && !plain.some((a) => a.includes('.watch')) && plain.includes('panic=shutdown'));
+});
+
 test('option values are escaped for QEMU (a comma is doubled), argv carries no shell quoting', () => {
   assert.equal(qemuOptValue('/a,b/c'), '/a,,b/c');
   const argv = buildQemuArgv(input({ jname: 'vm1', vm_boot: 'cd', vm_iso_path: '/iso/a,b.iso', imgtype: 'none', vm_vnc_port: '1' }));
@@ -80,8 +88,9 @@ test('an incomplete input is refused, naming what is missing', () => {
 
 test('run paths live in var/run/qemu and var/log; a socket path over 107 bytes is refused', () => {
   assert.deepEqual(qemuRunPaths(wd, 'vm1'), {
-    qmpSocket: '/var/lib/berth/var/run/qemu/vm1.qmp', consoleSocket: '/var/lib/berth/var/run/qemu/vm1.console',
+    qmpSocket: '/var/lib/berth/var/run/qemu/vm1.qmp', consoleSocket: '/var/lib/berth/var/run/qemu/vm1.console', watchSocket: '/var/lib/berth/var/run/qemu/vm1.watch',
     consoleLog: '/var/lib/berth/var/log/vm1.console.log', pidFile: '/var/lib/berth/var/run/qemu/vm1.pid', qemuLog: '/var/lib/berth/var/log/vm1.qemu.log',
+    migrateSocket: '/var/lib/berth/var/run/qemu/vm1.migrate',
   });
   assert.throws(() => qemuRunPaths(new Workdir(`/tmp/${'x'.repeat(60)}`), 'a'.repeat(30)), (e: unknown) => e instanceof BerthError && e.code === 'E_SOCKET_PATH');
 });

@@ -23,9 +23,13 @@
  *   taps themselves are made by the caller);
  * - `-incoming defer -S` for the receiving side of a live migration (it listens when told
  *   with QMP `migrate-incoming`, and stays paused until `cont`); `-pidfile`; `-daemonize`.
- * - on_reboot=destroy: `-action reboot=shutdown`; on_crash: a pvpanic device and
- *   `-action panic=shutdown` (destroy) or `panic=none` (restart: QEMU reports the panic and
- *   the guest, booted with panic=-1, reboots itself).
+ * - CBSD's on_poweroff/on_reboot/on_crash: on_reboot=destroy is `-action reboot=shutdown` (the
+ *   guest's reboot ends qemu, and the run monitor tears the run down); on_poweroff=restart is
+ *   `-action shutdown=pause` (qemu stays, the guest halted in state `shutdown`); a pvpanic
+ *   device with `-action panic=pause` for on_crash=restart (state `guest-panicked`) or
+ *   `panic=shutdown` for destroy. A VM halted that way is found by the run monitor on a second
+ *   QMP socket of its own (`var/run/qemu/<vm>.watch`, so that it never waits behind a bstop
+ *   or a migration on the first), which powers it on again (src/lifecycle/guest-end.ts).
  */
 import { join } from 'node:path';
 import { BerthError, EXIT } from '../../errors.js';
@@ -47,6 +51,8 @@ export interface QemuRunPaths {
   consoleSocket: string;
   /** serial console log: var/log/<vm>.console.log */
   consoleLog: string;
+  /** the run monitor's QMP socket (VMs with on_poweroff or on_crash restart): var/run/qemu/<vm>.watch */
+  watchSocket?: string;
   /** qemu's pid file: var/run/qemu/<vm>.pid */
   pidFile: string;
   /** qemu's own messages (start-up errors): var/log/<vm>.qemu.log */
@@ -65,12 +71,13 @@ export function qemuRunPaths(wd: Workdir, jname: string): QemuRunPaths {
   const p: QemuRunPaths = {
     qmpSocket: join(run, `${jname}.qmp`),
     consoleSocket: join(run, `${jname}.console`),
+    watchSocket: join(run, `${jname}.watch`),
     consoleLog: join(wd.logDir, `${jname}.console.log`),
     pidFile: join(run, `${jname}.pid`),
     qemuLog: join(wd.logDir, `${jname}.qemu.log`),
     migrateSocket: join(run, `${jname}.migrate`),
   };
-  for (const s of [p.qmpSocket, p.consoleSocket, p.migrateSocket!]) {
+  for (const s of [p.qmpSocket, p.consoleSocket, p.watchSocket!, p.migrateSocket!]) {
     if (Buffer.byteLength(s) > UNIX_PATH_MAX) {
       throw new BerthError('E_SOCKET_PATH', `the socket path ${s} is longer than ${UNIX_PATH_MAX} bytes (the unix socket limit)`, EXIT.FAILURE, {
         hint: 'use a shorter workdir path or a shorter jname',
@@ -128,6 +135,14 @@ const MODEL: Record<string, string> = { vtnet: 'virtio-net-pci', e1000: 'e1000' 
 /** Escapes a value for QEMU's `key=value,...` option syntax (a comma is doubled). */
 export function qemuOptValue(v: string): string {
   return v.replace(/,/g, ',,');
+}
+
+/**
+ * True when qemu holds the VM's guest halted at its end instead of exiting (on_poweroff=restart
+ * or on_crash=restart), so that the run monitor powers it on again through its watch socket.
+ */
+export function watchesGuest(spec: Pick<VmSpec, 'onPoweroff' | 'onCrash'>): boolean {
+  return spec.onPoweroff === 'restart' || spec.onCrash === 'restart';
 }
 
 /**
@@ -191,9 +206,14 @@ export function buildQemuArgv(input: QemuArgvInput): string[] {
     const bi = spec.boot === 'net' && i === 0 ? `,bootindex=${bootIndex(true)}` : '';
     a.push('-device', `${MODEL[n.driver]},netdev=${id},mac=${n.hwaddr}${n.mtu && n.driver === 'vtnet' ? `,host_mtu=${n.mtu}` : ''}${bi}`);
   });
-  // on_crash=restart: QEMU only reports the panic and the guest (panic=-1) reboots itself
-  a.push('-device', 'pvpanic', '-action', `panic=${spec.onCrash === 'restart' ? 'none' : 'shutdown'}`);
+  // the guest's end (see the module comment): a halted guest is powered on again by the run monitor
+  if (watchesGuest(spec)) {
+    need(run.watchSocket, 'on_poweroff=restart or on_crash=restart needs the watch socket');
+    a.push('-qmp', `unix:${o(run.watchSocket!)},server=on,wait=off`);
+  }
+  a.push('-device', 'pvpanic', '-action', `panic=${spec.onCrash === 'restart' ? 'pause' : 'shutdown'}`);
   if (spec.onReboot === 'destroy') a.push('-action', 'reboot=shutdown');
+  if (spec.onPoweroff === 'restart') a.push('-action', 'shutdown=pause');
   if (input.incoming) a.push('-incoming', 'defer', '-S');
   a.push('-pidfile', run.pidFile);
   if (input.daemonize) a.push('-daemonize');

@@ -6,7 +6,8 @@
  * the accelerator of the node's probe (accel.ts: KVM only when it really runs a guest, else
  * TCG); stop is stop.ts (system_powerdown, again after 0.5 s, stop_timeout, QMP quit, SIGKILL).
  * The lifecycle's run monitor sees qemu exit (guest poweroff, crash, kill -9) through
- * isRunning and tears the run down once.
+ * isRunning and tears the run down once; a guest qemu holds halted (on_poweroff=restart,
+ * on_crash=restart) it finds through guestEnded and powers on again with restartGuest.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -16,11 +17,11 @@ import { engineError, usageError } from '../../errors.js';
 import { warn } from '../../log.js';
 import { tapDown, tapName, tapUp } from '../../net/tap.js';
 import type { Workdir } from '../../paths.js';
-import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, EngineUsage, LiveStats, ScreenEndpoint, StartResult } from '../types.js';
+import type { ConsoleEndpoint, Engine, EngineCheck, EngineEnv, EngineUsage, GuestEnd, LiveStats, ScreenEndpoint, StartResult } from '../types.js';
 import { vmDefaults } from '../vm/settings.js';
 import { DEFAULT_IMGSIZE, diskFile, freshHwaddrs, isRbdDisk, parseVmSpec, randomHwaddr, vmSpecToConf, type VmSpec } from '../vm/spec.js';
 import { describeAccel, nodeAccel } from './accel.js';
-import { buildQemuArgv, qemuRunPaths, type QemuRunPaths } from './argv.js';
+import { buildQemuArgv, qemuRunPaths, watchesGuest, type QemuRunPaths } from './argv.js';
 import { writeSeedIso } from './cloudinit.js';
 import { createDiskImage, ext4FromTree } from './disk.js';
 import { uefiFiles } from './firmware.js';
@@ -57,6 +58,9 @@ export class QemuEngine implements Engine {
   validate(conf: EnvConf): void {
     const s = parseVmSpec({ ...conf, emulator: 'qemu' });
     if (s.imgtype === 'qcow2' && conf.base) throw usageError('E_BAD_VALUE', `bad imgtype=qcow2 with base=${conf.base}: a disk made from a base tree is a raw ext4 image`, { hint: 'leave imgtype=md, or give no base for an empty qcow2 disk' });
+    if (s.onPoweroff === 'restart' && s.onReboot === 'destroy') {
+      throw usageError('E_BAD_VALUE', 'bad on_poweroff=restart with on_reboot=destroy: qemu cannot tell a reboot from a poweroff while it holds the halted guest', { hint: 'on_reboot=restart with on_poweroff=restart, or on_poweroff=destroy with on_reboot=destroy' });
+    }
     for (const n of s.nics) {
       if (n.parent === 'auto') throw usageError('E_BAD_VALUE', `bad nic_parent${n.index}=auto: berth has no default bridge`, { hint: `give a bridge: nic_parent${n.index}=<bridge> (or 0: a tap on no bridge)` });
     }
@@ -229,6 +233,39 @@ export class QemuEngine implements Engine {
     const pid = qemuPid(run);
     if (!pid || (jid && pid !== jid)) return undefined;
     return qemuUsage(pid, run.qmpSocket);
+  }
+
+  /**
+   * A halted guest (on_poweroff=restart or on_crash=restart): QMP `query-status` on the VM's
+   * watch socket says `shutdown` (it powered off) or `guest-panicked` (pvpanic). One short
+   * session per call (about 1 ms); a qemu that does not answer within 1 s counts as running
+   * (isRunning tells whether it is gone).
+   */
+  async guestEnded(env: EngineEnv): Promise<GuestEnd | undefined> {
+    let s: VmSpec;
+    try { s = spec(env); } catch { return undefined; }
+    if (!watchesGuest(s)) return undefined;
+    let qmp: QmpClient | undefined;
+    try {
+      qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).watchSocket!, { timeoutMs: 1000 });
+      const st = await qmp.execute<{ status: string }>('query-status', undefined, { timeoutMs: 1000 });
+      return st.status === 'shutdown' ? 'poweroff' : st.status === 'guest-panicked' ? 'crash' : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      qmp?.close();
+    }
+  }
+
+  /** Powers the halted guest on again: QMP `system_reset`, then `cont` (libvirt's "fake reboot"). @throws BerthError E_QMP* (exit 5) */
+  async restartGuest(env: EngineEnv): Promise<void> {
+    const qmp = await QmpClient.connect(qemuRunPaths(env.wd, env.jname).watchSocket!, { timeoutMs: 5000 });
+    try {
+      await qmp.execute('system_reset');
+      await qmp.execute('cont');
+    } finally {
+      qmp.close();
+    }
   }
 
   async cleanup(env: EngineEnv): Promise<void> {

@@ -13,7 +13,8 @@
  * `root=` (default /dev/vda), `rootfstype=` (default ext4), `ro`/`rw` (default rw) and
  * `rootwait=<seconds>` (default 10); it loads, in dependency order, {@link INITRD_MODULES}
  * and what they depend on (read from each module's `.modinfo` `depends=`), skipping modules
- * built into the kernel (`modules.builtin`). `button` and `evdev` are loaded so that the
+ * built into the kernel (`modules.builtin`), and {@link INITRD_OPTIONAL_MODULES} (pvpanic)
+ * when the kernel has them. `button` and `evdev` are loaded so that the
  * guest sees the ACPI power button as /dev/input/event* (busybox acpid in the guest turns
  * QMP `system_powerdown` into a poweroff). When the root cannot be mounted it prints a line
  * starting with `berth-initrd:` on the console and powers the VM off (no panic loop).
@@ -39,6 +40,13 @@ export const DEFAULT_KERNEL_PACKAGE = 'linux-image-cloud-amd64';
 export const INITRD_MODULES: readonly string[] = [
   'virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'virtio_blk', 'virtio_net', 'button', 'evdev',
 ];
+
+/**
+ * Modules the initramfs loads too when the kernel has them (a kernel without them still makes
+ * a base): pvpanic_mmio, the driver of the VM's pvpanic device, through which the guest's
+ * kernel reports a panic to qemu (what on_crash acts on).
+ */
+export const INITRD_OPTIONAL_MODULES: readonly string[] = ['pvpanic_mmio'];
 
 /** The kernel command line a kernel base boots with (root on the first virtio disk). */
 export const KERNEL_CMDLINE = 'console=ttyS0 root=/dev/vda rw quiet panic=-1';
@@ -268,7 +276,9 @@ export async function makeKernelBase(wd: Workdir, name: string, opts: KernelBase
       for (const d of deps.get(m)!) await load(d.replace(/-/g, '_'));
     };
     for (const m of INITRD_MODULES) await load(m);
-    const order = moduleLoadOrder(INITRD_MODULES, deps, builtin);
+    const optional = INITRD_OPTIONAL_MODULES.filter((m) => files.has(m) && !builtin.has(m));
+    for (const m of optional) await load(m);
+    const order = moduleLoadOrder([...INITRD_MODULES, ...optional], deps, builtin);
     progress(`making the initramfs (busybox ${bbVersion}, ${order.length} modules) ...`);
     const ird = join(work, 'initrd');
     for (const d of ['bin', 'dev', 'proc', 'sys', 'newroot', 'lib/modules']) await mkdir(join(ird, d), { recursive: true, mode: 0o755 });

@@ -110,11 +110,11 @@ export async function startQemu(argv: string[], run: QemuRunPaths): Promise<Qemu
 }
 
 /**
- * Removes the VM's QMP, console and migration sockets and pid file, unless its qemu runs. Idempotent.
+ * Removes the VM's QMP, watch, console and migration sockets and pid file, unless its qemu runs. Idempotent.
  * @returns false (and removes nothing) when qemu still runs
  */
 export async function cleanupRunFiles(run: QemuRunPaths): Promise<boolean> {
   if (qemuPid(run)) return false;
-  for (const f of [run.qmpSocket, run.consoleSocket, run.migrateSocket, run.pidFile]) if (f) await rm(f, { force: true });
+  for (const f of [run.qmpSocket, run.consoleSocket, run.watchSocket, run.migrateSocket, run.pidFile]) if (f) await rm(f, { force: true });
   return true;
 }

@@ -3,11 +3,13 @@
  * `double_acpi=1`): QMP `system_powerdown` (the ACPI power button), sent again 0.5 s later
  * because some guests miss the first press while booting, then wait up to `stop_timeout`
  * seconds for the guest to power off; then QMP `quit`, wait; then SIGKILL, wait. A qemu whose
- * QMP socket does not answer goes straight to SIGTERM (qemu quits on it) and SIGKILL.
+ * QMP socket does not answer goes straight to SIGTERM (qemu quits on it) and SIGKILL. A qemu
+ * that holds its powered-off guest instead of exiting (on_poweroff=restart: `-action
+ * shutdown=pause`) is told to `quit` as soon as QMP says `shutdown`: the guest did power off.
  */
 import { BerthError, EXIT } from '../../errors.js';
 import type { QemuRunPaths } from './argv.js';
-import { qemuPid, waitPidGone } from './process.js';
+import { pidAlive, qemuPid, waitPidGone } from './process.js';
 import { QmpClient } from './qmp.js';
 
 /** How the VM ended: the guest powered off (acpi), qemu quit on request, qemu was killed, or it was not running. */
@@ -37,6 +39,25 @@ export interface StopOptions {
 }
 
 /**
+ * Waits up to `ms` for the guest to power off: 'gone' when qemu exited, 'halted' when it holds
+ * the powered-off or panicked guest (QMP status `shutdown` or `guest-panicked`, asked every 200 ms), else 'running'.
+ */
+async function waitPoweredOff(pid: number, qmp: QmpClient, ms: number): Promise<'gone' | 'halted' | 'running'> {
+  const end = performance.now() + ms;
+  let nextAsk = 0;
+  for (;;) {
+    if (!pidAlive(pid)) return 'gone';
+    if (performance.now() >= nextAsk) {
+      nextAsk = performance.now() + 200;
+      const st = await qmp.execute<{ status: string }>('query-status', undefined, { timeoutMs: 1000 }).catch(() => undefined);
+      if (st?.status === 'shutdown' || st?.status === 'guest-panicked') return 'halted';
+    }
+    if (performance.now() >= end) return 'running';
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
  * Stops the VM's qemu (see the module comment). Returns when the qemu process is gone.
  * @throws BerthError E_STOP_FAILED (exit 5) when qemu survives SIGKILL (a process stuck in the kernel)
  */
@@ -56,9 +77,16 @@ export async function stopQemu(run: QemuRunPaths, opts: StopOptions): Promise<St
       const sent = await qmp.execute('system_powerdown', undefined, { timeoutMs: 2000 }).then(() => true, () => false);
       if (sent) {
         const repeat = opts.repeatMs ?? 500;
-        if (await waitPidGone(pid, Math.min(repeat, opts.timeoutSec * 1000))) return done('acpi');
-        await qmp.execute('system_powerdown', undefined, { timeoutMs: 2000 }).catch(() => {});
-        if (await waitPidGone(pid, Math.max(0, opts.timeoutSec * 1000 - repeat))) return done('acpi');
+        let off = await waitPoweredOff(pid, qmp, Math.min(repeat, opts.timeoutSec * 1000));
+        if (off === 'running') {
+          await qmp.execute('system_powerdown', undefined, { timeoutMs: 2000 }).catch(() => {});
+          off = await waitPoweredOff(pid, qmp, Math.max(0, opts.timeoutSec * 1000 - repeat));
+        }
+        if (off === 'gone') return done('acpi');
+        if (off === 'halted') {
+          await qmp.execute('quit', undefined, { timeoutMs: 2000 }).catch(() => {});
+          if (await waitPidGone(pid, opts.quitWaitMs ?? 5000)) return done('acpi');
+        }
       }
     }
     opts.onStep?.('quit');
