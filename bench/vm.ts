@@ -10,6 +10,9 @@
  *    QMP `migrate` (no pause-before-switchover) against berth's liveMigrate (events,
  *    pause-before-switchover, an empty switchover hook, destination `cont`): downtime as QEMU
  *    measures it (target <= 100 ms) and total time (target <= 1.2x bare).
+ *  - the whole `jmigrate live=1` between two nodes (two agents on loopback, the disk on one
+ *    GlusterFS volume) against that bare migrate, its downtime as QEMU and berth measure it;
+ *    and the cold `jmigrate` of the running VM (stop here, boot there) against bare stop + boot.
  * Medians of BENCH_N runs (default 5; 3 for migration), measures taken in turns.
  * Needs root, qemu-system-x86, cpio, busybox-static, apt access (for the kernel package).
  */
@@ -24,6 +27,9 @@ import { liveMigrate } from '../src/engines/qemu/migrate.js';
 import { cleanupRunFiles, qemuPid, startQemu, waitPidGone } from '../src/engines/qemu/process.js';
 import { QmpClient } from '../src/engines/qemu/qmp.js';
 import { stopQemu } from '../src/engines/qemu/stop.js';
+import { makeKernelBase } from '../src/engines/qemu/kernel.js';
+import { Workdir } from '../src/paths.js';
+import { twoNodes, type TestNode } from '../test/integration/cluster-twonode.js';
 
 const N = Number(process.env.BENCH_N ?? 5);
 const NM = Number(process.env.BENCH_MIGRATE_N ?? 3);
@@ -120,7 +126,7 @@ const destRun: QemuRunPaths = {
 };
 
 /** Boots the source with a running counter and starts the destination (-incoming defer). */
-async function pair(): Promise<{ source: QmpClient; dest: QmpClient; srcRun: QemuRunPaths; dstRun: QemuRunPaths; destPid: number }> {
+async function pair(): Promise<{ source: QmpClient; dest: QmpClient; srcRun: QemuRunPaths; dstRun: QemuRunPaths; destPid: number; destStartMs: number }> {
   const [srcRun, dstRun] = [vm.run, destRun];
   for (const r of [srcRun, dstRun]) await cleanupRunFiles(r);
   await startQemu(argv, srcRun);
@@ -130,8 +136,10 @@ async function pair(): Promise<{ source: QmpClient; dest: QmpClient; srcRun: Qem
   c.write('(i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.1; done) &\n');
   await c.waitFor(/tick-3\r?\n/, 60_000);
   c.close();
+  const t0 = performance.now();
   const destPid = (await startQemu(vm.argv({ run: dstRun, incoming: true }), dstRun)).pid;
-  return { source: await QmpClient.connect(srcRun.qmpSocket), dest: await QmpClient.connect(dstRun.qmpSocket), srcRun, dstRun, destPid };
+  const dest = await QmpClient.connect(dstRun.qmpSocket);
+  return { source: await QmpClient.connect(srcRun.qmpSocket), dest, srcRun, dstRun, destPid, destStartMs: performance.now() - t0 };
 }
 
 async function finish(p: Awaited<ReturnType<typeof pair>>): Promise<void> {
@@ -143,7 +151,7 @@ async function finish(p: Awaited<ReturnType<typeof pair>>): Promise<void> {
   }
 }
 
-async function bareMigrate(): Promise<{ downtime: number; total: number }> {
+async function bareMigrate(): Promise<{ downtime: number; total: number; withDest: number }> {
   const p = await pair();
   const uri = `unix:${join(d, 'bare.mig')}`;
   const t0 = performance.now();
@@ -157,7 +165,7 @@ async function bareMigrate(): Promise<{ downtime: number; total: number }> {
   const total = performance.now() - t0;
   await finish(p);
   if (m.status !== 'completed') throw new Error(`bare migration ${m.status}`);
-  return { downtime: m.downtime, total };
+  return { downtime: m.downtime, total, withDest: total + p.destStartMs };
 }
 
 async function berthMigrate(): Promise<{ downtime: number; total: number; measured: number }> {
@@ -167,14 +175,62 @@ async function berthMigrate(): Promise<{ downtime: number; total: number; measur
   return { downtime: r.qemu.downtimeMs, total: r.measured.totalMs, measured: r.measured.downtimeMs };
 }
 
-const mb: { downtime: number; total: number }[] = [];
+const mb: { downtime: number; total: number; withDest: number }[] = [];
 const me: { downtime: number; total: number; measured: number }[] = [];
 for (let i = 0; i < NM; i++) {
   mb.push(await bareMigrate());
   me.push(await berthMigrate());
 }
 const [bd, bt, ed, et, em] = [med(mb.map((x) => x.downtime)), med(mb.map((x) => x.total)), med(me.map((x) => x.downtime)), med(me.map((x) => x.total)), med(me.map((x) => x.measured))];
-console.log(`# live migration, 256 MiB guest, unix socket: bare migrate downtime ${ms(bd)} (QEMU), total ${ms(bt)}; berth liveMigrate downtime ${ms(ed)} (QEMU), ${ms(em)} (measured STOP to RESUME), total ${ms(et)}`);
+const bw = med(mb.map((x) => x.withDest));
+console.log(`# live migration, 256 MiB guest, unix socket: bare migrate downtime ${ms(bd)} (QEMU), total ${ms(bt)} (${ms(bw)} with the destination qemu's start); berth liveMigrate downtime ${ms(ed)} (QEMU), ${ms(em)} (measured STOP to RESUME), total ${ms(et)}`);
 report('live migration downtime (QEMU, berth liveMigrate)', ms(ed), '<= 100 ms', ed <= 100);
 report('live migration total vs bare QEMU migrate', `${(et / bt).toFixed(2)}x (${ms(et)} / ${ms(bt)})`, '<= 1.2x', et / bt <= 1.2);
 node.close();
+
+// ---- the whole jmigrate between two nodes (two agents, one GlusterFS volume) ----
+// live: `jmigrate live=1` (prepare, paused qemu there, the agents' channel, lease handover,
+// resume) against bare QEMU migrate above; cold: `jmigrate` of the running VM (ACPI stop here,
+// boot there) against a bare stop + boot above.
+const fx = await twoNodes(['lease_ttl=5']);
+try {
+  for (const n of [fx.n1, fx.n2]) await makeKernelBase(new Workdir(n.wd), 'k1');
+  await fx.n1.startAgent();
+  await fx.n2.startAgent();
+  fx.n1.ok(['node', 'add', 'name=node2', `url=${fx.n2.url}`, `token_file=${fx.n2.wd}/etc/api.token`]);
+  fx.n2.ok(['node', 'add', 'name=node1', `url=${fx.n1.url}`, `token_file=${fx.n1.wd}/etc/api.token`]);
+  fx.n1.ok(['bcreate', 'jname=mv', 'base=bb', 'vm_kernel=k1', 'vm_ram=256m', 'vm_vnc_port=1']);
+  fx.n1.ok(['bstart', 'jname=mv']);
+  // log=0: only what the console prints from now on (the log holds earlier boots' lines); jmigrate
+  // returns once qemu runs there, seconds before the guest's userspace
+  const ready = (n: TestNode, log: '0' | '1' = '0') => n.ok(['bconsole', 'jname=mv', `until=${GUEST_READY_LINE}`, `log=${log}`, 'timeout=120'], 150_000);
+  ready(fx.n1, '1');
+  const pairs: [TestNode, TestNode, string][] = [[fx.n1, fx.n2, 'node2'], [fx.n2, fx.n1, 'node1']];
+  const live: { total: number; downtime: number; qemu: number }[] = [];
+  for (let i = 0; i < 2 * NM; i++) {
+    const [from, , to] = pairs[i % 2]!;
+    const m = from.ok(['jmigrate', 'jname=mv', `dst=${to}`, 'live=1', '--json'], 240_000).json.migration;
+    live.push({ total: m.totalMs, downtime: m.downtimeMs, qemu: m.live.downtimeMs });
+  }
+  // cold: from the stop here (jmigrate's own prepare step left out) to the guest's userspace there
+  const cold: { downtime: number; userspace: number }[] = [];
+  for (let i = 0; i < NM; i++) {
+    const [from, there, to] = pairs[i % 2]!;
+    const t0 = performance.now();
+    const m = from.ok(['jmigrate', 'jname=mv', `dst=${to}`, '--json'], 240_000).json.migration;
+    ready(there);
+    const prepare = m.steps.find((x: { step: string }) => x.step === 'prepare')?.ms ?? 0;
+    cold.push({ downtime: m.downtimeMs, userspace: performance.now() - t0 - prepare });
+  }
+  const owner = NM % 2 ? fx.n2 : fx.n1;
+  owner.ok(['bstop', 'jname=mv'], 90_000);
+  const [lt, ld, lq, cd, cu] = [med(live.map((x) => x.total)), med(live.map((x) => x.downtime)), med(live.map((x) => x.qemu)), med(cold.map((x) => x.downtime)), med(cold.map((x) => x.userspace))];
+  console.log(`# jmigrate between two nodes (GlusterFS, agents on loopback): live total ${ms(lt)}, downtime ${ms(ld)} (berth) / ${ms(lq)} (QEMU); cold: downtime ${ms(cd)} (stop here to qemu running there), ${ms(cu)} to the guest's userspace there`);
+  report('jmigrate live=1 (whole command) vs bare QEMU migrate', `${(lt / bt).toFixed(2)}x (${ms(lt)} / ${ms(bt)})`, '<= 1.2x', lt / bt <= 1.2);
+  report('  the same, bare with its destination qemu started', `${(lt / bw).toFixed(2)}x (${ms(lt)} / ${ms(bw)})`, '<= 1.2x', lt / bw <= 1.2);
+  report('jmigrate live=1 downtime (QEMU; berth measures paused to resumed)', `${ms(lq)} (${ms(ld)})`, '<= 100 ms', lq <= 100);
+  report('cold jmigrate, stop here to userspace there, vs bare stop + boot', `${(cu / (bs + bb)).toFixed(2)}x (${ms(cu)} / ${ms(bs + bb)})`, '(no target)', true);
+} finally {
+  for (const n of [fx.n1, fx.n2]) n.run(['bstop', 'jname=*'], 90_000);
+  await fx.cleanup();
+}
