@@ -67,7 +67,13 @@ async function bare(): Promise<{ boot: number; stop: number }> {
   const boot = performance.now() - t0;
   const q = await QmpClient.connect(vm.run.qmpSocket, { timeoutMs: 5000 });
   const t1 = performance.now();
-  await q.execute('system_powerdown');
+  // as an admin's script would: the power button again every 0.5 s until qemu exits (a guest
+  // that just reached userspace may not listen to it yet; berth's stopQemu does the same)
+  let pressed = 0;
+  while (running && pressed++ < 240) {
+    await q.execute('system_powerdown').catch(() => undefined);
+    await Promise.race([exited, sleep(500)]);
+  }
   await exited;
   const stop = performance.now() - t1;
   q.close();
