@@ -248,7 +248,9 @@ export interface Engine {
    * Live migration, source side: sends the running env to `uri` (`unix:<path>`, the local end
    * of the migration channel, src/nodes/stream.ts); `atSwitchover` runs while the
    * env is paused here and not yet resumed there (the lease is handed over in it); then the
-   * source's process quits. On a failure (`atSwitchover` throwing too) the env runs here again.
+   * source's process quits. On a failure (`atSwitchover` throwing too) the env runs here
+   * again, except when the error `atSwitchover` threw has `keepPaused: true` (the caller no
+   * longer holds the lease): then it stays paused.
    * @returns the engine's own figures (ms, bytes)
    * @throws BerthError E_MIGRATE (exit 5)
    */

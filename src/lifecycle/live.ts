@@ -10,6 +10,7 @@ import { BerthError, EXIT, usageError } from '../errors.js';
 import { engineEnv, type Engine, type EngineEnv } from '../engines/types.js';
 import type { NodeCtx } from '../node.js';
 import { getEnv } from './envs.js';
+import { requireLease } from '../ownership/leases.js';
 
 async function incomingEnv(ctx: NodeCtx, jname: string): Promise<{ engine: Engine; env: EngineEnv }> {
   const p = ctx.wd.env(jname);
@@ -40,10 +41,17 @@ export async function abortIncoming(ctx: NodeCtx, jname: string): Promise<void> 
   } catch { /* nothing incoming */ }
 }
 
-/** Resumes the adopted `jname` once its state is complete. @throws BerthError E_MIGRATE (5) */
+/**
+ * Resumes the adopted `jname` once its state is complete, only while this node holds its
+ * lease at the adopted generation (the source may have taken back a handover whose adopt it
+ * never heard of: src/ownership/record.ts reclaimHandover).
+ * @throws BerthError E_LEASE_* (4) when this node no longer holds it (the env stays paused;
+ *   the agent's fencing stops it), E_MIGRATE (5)
+ */
 export async function resumeIncoming(ctx: NodeCtx, jname: string): Promise<void> {
   const row = getEnv(ctx, jname);
   const engine = await ctx.engine(row.emulator);
   if (!engine.liveResume) throw usageError('E_NO_LIVE', `${row.emulator} has no live migration`);
+  await requireLease(ctx, row);
   await engine.liveResume(engineEnv(ctx, jname, row.conf));
 }

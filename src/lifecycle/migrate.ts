@@ -37,7 +37,7 @@ import type { NodeCtx } from '../node.js';
 import { nodeClient } from '../nodes/cluster.js';
 import { openMigrationChannel, type MigrationChannel } from '../nodes/stream.js';
 import { runStorageHook } from '../hooks.js';
-import { handoverEnvLease, journal, requireLease } from '../ownership/leases.js';
+import { handoverEnvLease, journal, reclaimEnvLease, requireLease } from '../ownership/leases.js';
 import { engineEnv } from '../engines/types.js';
 
 /** One timed step. */
@@ -261,6 +261,8 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
     let pausedAt = 0;
     let dropped: Promise<void> | undefined;
     let resumed: Promise<unknown> | undefined;
+    // set when the handover could not be taken back: the env stays paused here (no lease)
+    let keepPaused: BerthError | undefined;
     let stats;
     try {
       stats = await runStep('send', here, () => engine.liveSend!(eenv, channel.uri, async () => {
@@ -271,7 +273,20 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
           await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`, { generation, mounted: true, return_to: here, running_jid: inc.jid }));
         } catch (e) {
           const back = toBerthError(e).details?.handedBack as { node: string; generation: number } | undefined;
-          if (back?.node === here) { ctx.inv.setGeneration(jname, back.generation); await journal(ctx, 'own', { ...row, generation: back.generation }, 'handed back'); handed = false; }
+          if (back?.node === here) { ctx.inv.setGeneration(jname, back.generation); await journal(ctx, 'own', { ...row, generation: back.generation }, 'handed back'); handed = false; throw e; }
+          // no adopt there and no lease given back (its agent did not answer): the paused
+          // destination resumes only when asked, after a lease check, so this node may take
+          // the handover back; the env resumes here only when it holds the lease again
+          try {
+            const rec = await runStep('reclaim', here, () => reclaimEnvLease(ctx, row, dst));
+            ctx.inv.setGeneration(jname, rec.generation);
+            await journal(ctx, 'own', { ...row, generation: rec.generation }, 'reclaimed');
+            generation = rec.generation;
+            handed = false;
+          } catch (r) {
+            keepPaused = toBerthError(r);
+            throw Object.assign(toBerthError(e), { keepPaused: true });
+          }
           throw e;
         }
         adopted = true;
@@ -291,6 +306,10 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
       const err = toBerthError(e);
       if (!adopted) {
         await cancelThere();
+        if (keepPaused) {
+          throw fail('send', err, `${jname} is paused on ${here}, not resumed: node ${dst} holds its lease (generation ${generation}) and this node could not take it back (${keepPaused.message})`,
+            `once ${dst} answers: berth jmigrate jname=${jname} dst=${dst} live=1 again, or stop it here (berth bstop jname=${jname}) and start it on ${dst}`);
+        }
         throw fail('send', err, handed ? `node ${dst} holds the lease of ${jname} (generation ${generation}); ${jname} runs on ${here} again` : `${jname} runs on ${here} again`, handed ? `on ${dst}: berth jls jname=${jname}` : err.hint);
       }
       throw fail('send', err, `node ${dst} owns ${jname} (generation ${generation}) but the state did not complete`, `on ${dst}: berth bstop jname=${jname}; berth bstart jname=${jname}`);

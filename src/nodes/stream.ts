@@ -49,7 +49,9 @@ export async function openMigrationChannel(client: AgentClient, path: string, lo
     remote.pipe(conn);
     conn.on('error', () => remote.destroy());
     remote.on('error', () => conn.destroy());
-    remote.once('close', () => conn.end());
+    // the channel gone (the destination's agent died, or it closed after the end): the engine's
+    // side is closed at once, so a migration still sending fails now, not at its timeout
+    remote.once('close', () => conn.destroy());
     conn.once('close', () => remote.end());
   });
   try {

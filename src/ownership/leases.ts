@@ -18,7 +18,7 @@ import { readNodeBeatRaw, watchSeconds } from './heartbeat.js';
 import { importLegacy } from './legacy.js';
 import { leaveNotice } from './notices.js';
 import {
-  acquireLease, checkLease, claimFrom, handoverLease, releaseLease, takeoverLease, watchHolder,
+  acquireLease, checkLease, claimFrom, handoverLease, reclaimHandover, releaseLease, takeoverLease, watchHolder,
   type LeaseRecord, type TakeoverOptions, type WatchResult,
 } from './record.js';
 
@@ -133,6 +133,15 @@ export async function releaseEnvLease(ctx: OwnerCtx, row: Pick<EnvRow, 'jname' |
 /** Hands this node's lease of `row` to node `to` (jmigrate): one exclusive create, generation + 1. */
 export async function handoverEnvLease(ctx: OwnerCtx, row: Pick<EnvRow, 'jname' | 'generation' | 'uuid'>, to: string): Promise<LeaseRecord> {
   return handoverLease(recordOf(ctx, row.jname), { node: ctx.nodename, generation: row.generation, uuid: row.uuid }, { node: to, uuid: row.uuid });
+}
+
+/**
+ * Takes back this node's lease of `row` (generation N) that it handed to `to` (N+1) when `to`
+ * never adopted it (a live migration's paused destination that did not answer): see
+ * record.ts {@link reclaimHandover}. @returns this node's record at N+2
+ */
+export async function reclaimEnvLease(ctx: OwnerCtx, row: Pick<EnvRow, 'jname' | 'generation' | 'uuid'>, to: string): Promise<LeaseRecord> {
+  return reclaimHandover(recordOf(ctx, row.jname), { node: ctx.nodename, generation: row.generation, uuid: row.uuid }, to);
 }
 
 /**

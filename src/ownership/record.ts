@@ -554,6 +554,43 @@ export async function handoverLease(leasePath: string, from: LeaseHolder, to: Le
   throw supersededError(leasePath, from, await readGen(leasePath, from.generation + 1).catch(() => undefined), await stateOf(leasePath).catch(() => undefined));
 }
 
+/**
+ * Takes back a lease `from` handed to node `to` (generation N+1) that `to` never used: a live
+ * migration whose destination could not adopt the paused env and did not answer (its agent
+ * stopped). One exclusive create of N+2 for `from`, valid only while N+1 is still the newest
+ * generation and is the handover `from` made; a destination that adopts later finds its N+1
+ * superseded and refuses. When the destination handed it back itself (N+2 names `from`), that
+ * record is returned.
+ * Only for a handover whose receiving side cannot act on it without a further request (the
+ * paused destination of a live migration resumes only when asked, after a lease check).
+ * @returns `from`'s record at N+2
+ * @throws E_LEASE_SUPERSEDED / E_LEASE_MISSING / E_LEASE_BUSY (exit 4) when N+1 is not that
+ *   handover any more and N+2 does not name `from`
+ */
+export async function reclaimHandover(leasePath: string, from: LeaseHolder & { uuid: string }, to: string): Promise<LeaseRecord> {
+  const n1 = from.generation + 1;
+  const mine = async () => {
+    const next = await readGen(leasePath, n1 + 1).catch(() => undefined);
+    return next?.kind === 'claim' && next.node === from.node && next.uuid === from.uuid ? checkLease(leasePath, { node: from.node, generation: n1 + 1, uuid: from.uuid }) : undefined;
+  };
+  let g: ClaimFile;
+  try {
+    g = await verifyHolder(leasePath, { node: to, generation: n1, uuid: from.uuid });
+  } catch (e) {
+    const back = await mine();
+    if (back) return back;
+    throw e;
+  }
+  if (g.handoverFrom?.node !== from.node || g.handoverFrom.generation !== from.generation) {
+    throw ownedError('E_LEASE_SUPERSEDED', `generation ${n1} of ${leasePath} is not the handover of node '${from.node}' at ${from.generation}`, { hint: 'this node does not own this env; do not use it', details: { lease: leasePath, node: from.node, generation: n1 } });
+  }
+  const r = await claim(leasePath, n1 + 1, { node: from.node, uuid: from.uuid }, { handoverFrom: { node: to, generation: n1 } });
+  if (r) return r;
+  const back = await mine();
+  if (back) return back;
+  throw supersededError(leasePath, { node: to, generation: n1 }, await readGen(leasePath, n1 + 1).catch(() => undefined), await stateOf(leasePath).catch(() => undefined));
+}
+
 /** What {@link watchHolder} found: the holder stayed silent (`holder`), or the lease was free or got released (`free`). */
 export type WatchResult = { holder: LeaseRecord; free?: undefined } | { free: true; holder?: undefined };
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
 import { BerthError } from '../../src/errors.js';
 import {
-  acquireLease, checkLease, claimFrom, handoverLease, KEEP_GENERATIONS, leaseTuning, readLease, readLeaseHistory, readLeaseState, releaseLease,
+  acquireLease, checkLease, claimFrom, handoverLease, KEEP_GENERATIONS, reclaimHandover, leaseTuning, readLease, readLeaseHistory, readLeaseState, releaseLease,
   seedLease, takeoverLease, watchHolder, type TakeoverOptions,
 } from '../../src/ownership/record.js';
 import { readNodeBeatRaw, watchSeconds, writeNodeBeat } from '../../src/ownership/heartbeat.js';
@@ -168,6 +168,44 @@ describe('handover (jmigrate)', () => {
     ]);
     assert.equal(results.filter((x) => x.status === 'fulfilled').length, 1);
     assert.equal((await readLeaseState(lease)).generation, r.generation + 1);
+  });
+});
+
+describe('reclaim of a handover nobody adopted (jmigrate live=1, destination silent)', () => {
+  test('the giver takes it back at generation + 2; the receiver is superseded at the handed generation', async () => {
+    const r = await acquireLease(lease, A);
+    const h = await handoverLease(lease, { ...A, generation: r.generation }, B);
+    const back = await reclaimHandover(lease, { ...A, generation: r.generation, uuid: 'u-1' }, 'node2');
+    assert.equal(back.node, 'node1');
+    assert.equal(back.generation, r.generation + 2);
+    assert.deepEqual(back.handoverFrom, { node: 'node2', generation: h.generation });
+    await rejectsWith(checkLease(lease, { node: 'node2', generation: h.generation, uuid: 'u-1' }), 'E_LEASE_SUPERSEDED');
+    assert.equal((await checkLease(lease, { ...A, generation: back.generation })).node, 'node1');
+  });
+
+  test('the receiver handed it back first: that record is the giver\'s, nothing more is written', async () => {
+    const r = await acquireLease(lease, A);
+    const h = await handoverLease(lease, { ...A, generation: r.generation }, B);
+    const returned = await handoverLease(lease, { ...B, generation: h.generation }, A);
+    const before = readdirSync(lease).sort();
+    const back = await reclaimHandover(lease, { ...A, generation: r.generation, uuid: 'u-1' }, 'node2');
+    assert.equal(back.generation, returned.generation);
+    assert.equal(back.node, 'node1');
+    assert.deepEqual(readdirSync(lease).sort(), before);
+  });
+
+  test('refused, changing nothing, once the receiver passed it on, or for a handover the giver did not make', async () => {
+    const r = await acquireLease(lease, A);
+    const h = await handoverLease(lease, { ...A, generation: r.generation }, B);
+    await handoverLease(lease, { ...B, generation: h.generation }, C);
+    let before = readdirSync(lease).sort();
+    await rejectsWith(reclaimHandover(lease, { ...A, generation: r.generation, uuid: 'u-1' }, 'node2'), 'E_LEASE_SUPERSEDED');
+    assert.deepEqual(readdirSync(lease).sort(), before);
+    // node3 holds it now (handed by node2): node1 cannot claim that handover as its own
+    const cur = await readLeaseState(lease);
+    before = readdirSync(lease).sort();
+    await rejectsWith(reclaimHandover(lease, { ...A, generation: cur.generation - 1, uuid: 'u-1' }, 'node3'), 'E_LEASE_SUPERSEDED');
+    assert.deepEqual(readdirSync(lease).sort(), before);
   });
 });
 

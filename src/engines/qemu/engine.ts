@@ -181,7 +181,8 @@ export class QemuEngine implements Engine {
         await qmp.execute('quit').catch(() => {});
         return { downtimeMs: q.downtimeMs, totalMs: q.totalMs, transferredBytes: q.transferredBytes };
       } catch (e) {
-        await abortMigration(qmp, async () => {});
+        // resumed here unless the caller says it may not run it any more (it lost the lease)
+        await abortMigration(qmp, async () => {}, !(e as { keepPaused?: boolean }).keepPaused);
         throw e;
       }
     } finally {

@@ -143,10 +143,11 @@ export async function startIncoming(dest: QmpClient, since: number, opts: Migrat
 
 /**
  * Undoes a migration that failed: cancel on the source, make sure it runs (`cont` unless
- * `query-status` says running), and kill the destination. Never throws; returns the source's
+ * `query-status` says running; not with `resume` false: it stays paused, for a caller that
+ * may not run it any more), and kill the destination. Never throws; returns the source's
  * final run state.
  */
-export async function abortMigration(source: QmpClient, killDestination: () => Promise<void>): Promise<string> {
+export async function abortMigration(source: QmpClient, killDestination: () => Promise<void>, resume = true): Promise<string> {
   await source.execute('migrate_cancel').catch(() => {});
   const end = performance.now() + 10_000;
   for (;;) {
@@ -156,7 +157,7 @@ export async function abortMigration(source: QmpClient, killDestination: () => P
   }
   await killDestination().catch(() => {});
   const st = await source.execute('query-status').catch(() => undefined);
-  if (st && st.status !== 'running') await source.execute('cont').catch(() => {});
+  if (resume && st && st.status !== 'running') await source.execute('cont').catch(() => {});
   const after = await source.execute('query-status').catch(() => undefined);
   return after?.status ?? 'unknown';
 }
