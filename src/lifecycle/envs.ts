@@ -42,3 +42,13 @@ export function selectEnvs(ctx: NodeCtx, patterns: string[]): EnvRow[] {
 export function envPaths(ctx: NodeCtx, jname: string): EnvPaths {
   return ctx.wd.env(jname);
 }
+
+/**
+ * The command that stops `row`, by its engine's family (EngineInfo.family; CBSD's names):
+ * `berth jstop jname=<jname>` for jails and containers, `berth bstop jname=<jname>` for VMs.
+ * Never throws (an engine that cannot be loaded: the j form).
+ */
+export async function stopCommand(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'emulator'>): Promise<string> {
+  const family = await ctx.engine(row.emulator).then((e) => e.info.family, () => 'j');
+  return `berth ${family}stop jname=${row.jname}`;
+}

@@ -12,7 +12,7 @@ import { STATUS, statusWord } from '../inventory.js';
 import { mountsUnder } from '../mounts/types.js';
 import type { NodeCtx } from '../node.js';
 import { journal, publishDescriptor, releaseEnvLease } from '../ownership/leases.js';
-import { getEnv } from './envs.js';
+import { getEnv, stopCommand } from './envs.js';
 import { emptyDir, noSymlinkBelow } from './files.js';
 import { hookEnv, withStorage } from './storage.js';
 import { recoverStaleClaim } from './teardown.js';
@@ -30,7 +30,7 @@ import type { OpOptions } from './types.js';
 export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<{ jname: string; removed: string[] }> {
   let row = getEnv(ctx, jname);
   if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
-  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: berth jstop jname=${jname}`, EXIT.FAILURE);
+  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: ${await stopCommand(ctx, row)}`, EXIT.FAILURE);
   if (row.conf.protected === '1') throw new BerthError('E_PROTECTED', `${jname} is protected (protected=1)`, EXIT.FAILURE, { hint: `berth jset jname=${jname} protected=0` });
   if (!ctx.inv.claimStart(jname, `remove-${randomUUID()}`)) throw ownedError('E_BUSY', `${jname} is busy`);
   const p = ctx.wd.env(jname);
