@@ -14,6 +14,12 @@ export interface SkipRule {
   codes: readonly string[];
 }
 
+/** The `notes` of a result (e.g. jremove's disks it left), one indented line each. */
+function noteLines(r: object): string {
+  const n = (r as { notes?: unknown }).notes;
+  return Array.isArray(n) ? n.map((x) => `\n  note: ${String(x)}`).join('') : '';
+}
+
 /**
  * @param concurrency how many envs run side by side (1: one after another)
  * @param skip an env matched by a glob that is already in the state asked for (jstop of a stopped
@@ -23,7 +29,7 @@ export interface SkipRule {
 export async function forEachEnv(jnames: string[], verb: string, fn: (jname: string) => Promise<object>, concurrency = 1, skip?: SkipRule): Promise<CmdOutput> {
   if (jnames.length === 1 && !skip?.globbed.has(jnames[0]!)) {
     const r = await fn(jnames[0]!);
-    return { data: { results: [{ jname: jnames[0], ok: true, ...r }] }, text: `${verb}: ${jnames[0]}` };
+    return { data: { results: [{ jname: jnames[0], ok: true, ...r }] }, text: `${verb}: ${jnames[0]}${noteLines(r)}` };
   }
   const results: Record<string, unknown>[] = new Array(jnames.length);
   const lines: string[] = new Array(jnames.length);
@@ -32,8 +38,9 @@ export async function forEachEnv(jnames: string[], verb: string, fn: (jname: str
     for (let i = next++; i < jnames.length; i = next++) {
       const j = jnames[i]!;
       try {
-        results[i] = { jname: j, ok: true, ...(await fn(j)) };
-        lines[i] = `${verb}: ${j}`;
+        const r = await fn(j);
+        results[i] = { jname: j, ok: true, ...r };
+        lines[i] = `${verb}: ${j}${noteLines(r)}`;
       } catch (e) {
         const err = toBerthError(e);
         if (skip?.globbed.has(j) && skip.codes.includes(err.code)) {

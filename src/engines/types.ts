@@ -180,10 +180,12 @@ export interface Engine {
    * removes them, before anything else of the env is deleted, so that a refusal (an image that
    * is open, or that clones depend on) leaves the env as it was. Runs on the owner only, inside
    * the storage bracket, after remove.d.
-   * @returns what it removed (e.g. `rbd:rbd/vm1-dsk1`)
+   * Removes only what was made for this env (qemu: images marked with its uuid); what it leaves
+   * it names in `notes`.
+   * @returns what it removed (e.g. `rbd:rbd/vm1-dsk1`), and notes (e.g. `rbd/x left: not made for vm2`)
    * @throws BerthError (exit 1 when refused, 5 for a failing tool)
    */
-  removeDisks?(env: EngineEnv): Promise<string[]>;
+  removeDisks?(env: EngineEnv): Promise<{ removed: string[]; notes: string[] }>;
   /**
    * jclone of a disk engine whose disks may live outside the data dir (qemu: RBD images, by an
    * instant rbd clone): makes the clone's copies of them and points the disk rows of `dst.conf`

@@ -24,10 +24,10 @@ import type { OpOptions } from './types.js';
  * ownership record (no node can adopt the env from then on), releases the lease, deletes the
  * engine's disks outside the data dir (Engine.removeDisks: RBD images) before all that, and
  * inventory row, the data, sysdir and fstab dir contents, the ownership record, and the local
- * mount point dirs.
+ * mount point dirs. Disks the engine leaves (not made for this env) are named in `notes`.
  * @throws BerthError E_RUNNING (1), E_PROTECTED (1), E_LEASE_* (4), E_IDENTITY (5)
  */
-export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<{ jname: string; removed: string[] }> {
+export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<{ jname: string; removed: string[]; notes?: string[] }> {
   let row = getEnv(ctx, jname);
   if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
   if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: ${await stopCommand(ctx, row)}`, EXIT.FAILURE);
@@ -35,6 +35,7 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
   if (!ctx.inv.claimStart(jname, `remove-${randomUUID()}`)) throw ownedError('E_BUSY', `${jname} is busy`);
   const p = ctx.wd.env(jname);
   const removed: string[] = [];
+  const notes: string[] = [];
   let deleted = false;
   let withdrawn = false;
   try {
@@ -48,7 +49,11 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
       await runHookDir(join(p.sysdir, 'remove.d'), 'remove', hookEnv(ctx, jname, row.conf, opts), { stopOnError: true });
       // disks outside the data dir (RBD images) first: a refusal there changes nothing else
       const engine = await ctx.engine(row.emulator).catch(() => undefined);
-      if (engine?.removeDisks) removed.push(...await engine.removeDisks(engineEnv(ctx, jname, row.conf)));
+      if (engine?.removeDisks) {
+        const r = await engine.removeDisks(engineEnv(ctx, jname, row.conf));
+        removed.push(...r.removed);
+        notes.push(...r.notes);
+      }
       await rm(p.recordDescriptor, { force: true });
       withdrawn = true;
       await releaseEnvLease(ctx, row);
@@ -70,5 +75,5 @@ export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {
     if (!table.some((m) => m.target === d)) await rmdir(d).catch(() => undefined);
   }
   await rm(p.log, { force: true });
-  return { jname, removed };
+  return { jname, removed, ...(notes.length ? { notes } : {}) };
 }

@@ -13,7 +13,12 @@
  * - QEMU's rbd filename (block/rbd.c): `rbd:pool/image[@snap][:opt=val...]` where `id` is the
  *   cephx user (without `client.`), `conf` the ceph.conf to read (`/dev/null`: none), and any
  *   other option a Ceph setting (`keyring`, `mon_host`); `:`, `@` and `=` in values are escaped
- *   with a backslash.
+ *   with a backslash;
+ * - `rbd image-meta set <img> <key> <value>` stores a key on the image (`image-meta list --format
+ *   json` prints them, nothing at all when there are none); `rbd clone` copies the parent's keys
+ *   into the clone; `rbd create`/`import` cannot set one, so berth sets its mark right after;
+ * - `rbd status --format json` lists the image's watchers: every client that has it open
+ *   read-write (a running QEMU) is one; `rbd info`/`status` themselves are not.
  */
 import { statSync } from 'node:fs';
 import { BerthError, EXIT, usageError } from '../errors.js';
@@ -154,18 +159,73 @@ export async function rbdInfo(a: RbdAccess, img: RbdImage): Promise<RbdImageInfo
   return { size: j.size, snapshotCount: j.snapshot_count ?? 0, parent: j.parent ? { pool: j.parent.pool, image: j.parent.image, snapshot: j.parent.snapshot } : undefined };
 }
 
+/** The image-meta key of berth's mark: the uuid of the env an image was made for. */
+export const RBD_OWNER_KEY = 'berth.uuid';
+
 /**
- * Creates image `img` of `sizeBytes` bytes (rounded up to whole MiB, as rbd counts).
+ * The image-meta keys of `img` (`rbd image-meta list`), or undefined when it does not exist.
+ * @throws BerthError E_RBD (exit 5) when rbd fails otherwise
+ */
+export async function rbdMeta(a: RbdAccess, img: RbdImage): Promise<Record<string, string> | undefined> {
+  const r = await rbd(a, ['image-meta', 'list', '--format', 'json', rbdSpec(img)]);
+  if (r.exitCode === 2) return undefined;
+  if (r.exitCode !== 0) throw failed(`rbd image-meta list ${rbdSpec(img)}`, r);
+  return r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, string>) : {};
+}
+
+/**
+ * Marks a just-made `img` as made for the env of uuid `owner` (image-meta {@link RBD_OWNER_KEY});
+ * when that fails the image is removed again (`rbd rm`), so that a failed step leaves nothing.
+ * @throws BerthError E_RBD (exit 5)
+ */
+async function markOrRemove(a: RbdAccess, img: RbdImage, owner: string): Promise<void> {
+  const r = await rbd(a, ['image-meta', 'set', rbdSpec(img), RBD_OWNER_KEY, owner]);
+  if (r.exitCode === 0) return;
+  await rbd(a, ['rm', '--no-progress', rbdSpec(img)]);
+  throw failed(`rbd image-meta set ${rbdSpec(img)} ${RBD_OWNER_KEY}`, r);
+}
+
+/** One client that has an image open (`rbd status`). */
+export interface RbdWatcher {
+  /** its address, e.g. `127.0.0.1:0/3721098765` */
+  address: string;
+  /** the cluster's client id (`client.<n>`) */
+  client: number;
+}
+
+/**
+ * The watchers of `img` (`rbd status`): every client that has it open (a running QEMU is one).
+ * @returns undefined when the image does not exist
+ * @throws BerthError E_RBD (exit 5) when rbd fails otherwise
+ */
+export async function rbdWatchers(a: RbdAccess, img: RbdImage): Promise<RbdWatcher[] | undefined> {
+  const r = await rbd(a, ['status', '--format', 'json', rbdSpec(img)]);
+  if (r.exitCode === 2) return undefined;
+  if (r.exitCode !== 0) throw failed(`rbd status ${rbdSpec(img)}`, r);
+  const j = JSON.parse(r.stdout) as { watchers?: { address: string; client: number }[] };
+  return (j.watchers ?? []).map((w) => ({ address: w.address, client: w.client }));
+}
+
+/** What the {@link rbdCreate}, {@link rbdImport} and {@link rbdClone} of an env's image take. */
+export interface RbdMakeOptions {
+  /** the uuid of the env the image is made for: set as its {@link RBD_OWNER_KEY} mark in the same step */
+  owner?: string;
+}
+
+/**
+ * Creates image `img` of `sizeBytes` bytes (rounded up to whole MiB, as rbd counts), marked
+ * with `opts.owner` when given (a failed mark removes the image again).
  * @throws BerthError E_BAD_VALUE (exit 2) for a size below 1 byte;
  *   E_DISK_EXISTS (exit 1) when the image exists (it is left as it is);
  *   E_RBD (exit 5) when rbd fails otherwise
  */
-export async function rbdCreate(a: RbdAccess, img: RbdImage, sizeBytes: number): Promise<void> {
+export async function rbdCreate(a: RbdAccess, img: RbdImage, sizeBytes: number, opts: RbdMakeOptions = {}): Promise<void> {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 1) throw usageError('E_BAD_VALUE', `RBD image size ${sizeBytes} is not a positive number of bytes`);
   const mib = Math.ceil(sizeBytes / (1 << 20));
   const r = await rbd(a, ['create', '--size', `${mib}M`, rbdSpec(img)]);
   if (r.exitCode === 17) throw new BerthError('E_DISK_EXISTS', `the RBD image ${rbdSpec(img)} exists`, EXIT.FAILURE, { hint: 'choose another image name, or remove the image first' });
   if (r.exitCode !== 0) throw failed(`rbd create ${rbdSpec(img)}`, r);
+  if (opts.owner) await markOrRemove(a, img, opts.owner);
 }
 
 /**
@@ -222,12 +282,14 @@ export interface RbdStepTime {
  * proposes at most once per `paxos propose interval`, 1 s by default); protect and clone take
  * ~50 ms each. The source should not be written meanwhile (a running VM's unflushed writes are
  * not in the snapshot): the caller stops it or accepts a crash-consistent copy.
+ * With `opts.owner`, the clone is marked as made for that env (a fourth process,
+ * `rbd image-meta set`, not in the times), replacing the mark it inherits from its source.
  * All or nothing: a failed step undoes the steps before it.
  * @returns the time of each rbd invocation (ms)
  * @throws BerthError E_DISK_EXISTS (exit 1) when dst exists; E_RBD (exit 5)
  *   when src does not exist or rbd fails
  */
-export async function rbdClone(a: RbdAccess, src: RbdImage, dst: RbdImage): Promise<RbdStepTime[]> {
+export async function rbdClone(a: RbdAccess, src: RbdImage, dst: RbdImage, opts: RbdMakeOptions = {}): Promise<RbdStepTime[]> {
   const snap = `${rbdSpec(src)}@${cloneSnapshotName(dst)}`;
   const undo: string[][] = [];
   const times: RbdStepTime[] = [];
@@ -249,6 +311,15 @@ export async function rbdClone(a: RbdAccess, src: RbdImage, dst: RbdImage): Prom
   await step('snap create', ['snap', 'create', '--no-progress', snap], `rbd snap create ${snap}`, ['snap', 'rm', '--no-progress', snap]);
   await step('snap protect', ['snap', 'protect', snap], `rbd snap protect ${snap}`, ['snap', 'unprotect', snap]);
   await step('clone', ['clone', snap, rbdSpec(dst)], `rbd clone ${snap} ${rbdSpec(dst)}`);
+  if (opts.owner) {
+    // the clone carries its parent's keys (the source's mark): replaced by its own
+    try {
+      await markOrRemove(a, dst, opts.owner);
+    } catch (e) {
+      for (const u of undo.reverse()) await rbd(a, u);
+      throw e;
+    }
+  }
   return times;
 }
 
@@ -267,13 +338,15 @@ export async function rbdCopy(a: RbdAccess, src: RbdImage, dst: RbdImage): Promi
 /**
  * Makes a new image `dst` holding the raw disk file `file` (`rbd import`; runs of zeros are not
  * written, so a sparse file stays sparse; an existing dst makes it exit 17, EEXIST, writing
- * nothing). The image's size is the file's.
+ * nothing). The image's size is the file's; marked with `opts.owner` when given (a failed mark
+ * removes the image again).
  * @throws BerthError E_DISK_EXISTS (exit 1) when dst exists; E_RBD (exit 5) when rbd fails
  */
-export async function rbdImport(a: RbdAccess, file: string, dst: RbdImage): Promise<void> {
+export async function rbdImport(a: RbdAccess, file: string, dst: RbdImage, opts: RbdMakeOptions = {}): Promise<void> {
   const r = await rbd(a, ['import', '--no-progress', file, rbdSpec(dst)]);
   if (r.exitCode === 17) throw new BerthError('E_DISK_EXISTS', `the RBD image ${rbdSpec(dst)} exists`, EXIT.FAILURE, { hint: 'choose another image name, or remove the image first' });
   if (r.exitCode !== 0) throw failed(`rbd import ${file} ${rbdSpec(dst)}`, r);
+  if (opts.owner) await markOrRemove(a, dst, opts.owner);
 }
 
 /** Escapes a value of QEMU's rbd filename: a backslash before `\`, `:`, `@` and `=`. */

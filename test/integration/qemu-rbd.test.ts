@@ -16,6 +16,12 @@
  *   row 2 names an existing image; made, the guest writes its /dev/vdb, the bytes are in the
  *   image; bclone makes `<new>-dsk2` by rbd clone, the clone reads the data, its write stays
  *   its own; bremove removes each image (the source's only after the clone's).
+ * - every image bcreate and bclone make carries the env's uuid (image-meta berth.uuid): a VM
+ *   whose row bset points at another VM's image (or at an image made by hand) leaves it at
+ *   bremove, with a note, and the other VM still boots from it; bremove of the owner removes
+ *   its own images;
+ * - bstart of a VM pointed at the image of a running VM is refused (E_RBD_IN_USE naming the
+ *   image and the watcher) and leaves no qemu, no mount, the env Off.
  * The cephx client and the guest node: test/helpers/rbd.ts.
  * Needs root, qemu-system-x86, qemu-block-extra, ceph-common, apt access.
  */
@@ -24,14 +30,17 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { qemuRunPaths } from '../../src/engines/qemu/argv.js';
+import { qemuPid } from '../../src/engines/qemu/process.js';
+import { STATUS } from '../../src/inventory.js';
 import { cloneEnv } from '../../src/lifecycle/clone.js';
 import { createEnv } from '../../src/lifecycle/create.js';
 import { removeEnv } from '../../src/lifecycle/remove.js';
+import { setEnv } from '../../src/lifecycle/set.js';
 import { startEnv } from '../../src/lifecycle/start.js';
 import { stopEnv } from '../../src/lifecycle/stop.js';
 import { openNode, type NodeCtx } from '../../src/node.js';
 import { run } from '../../src/proc.js';
-import { rbdCreate, rbdInfo, rbdRemove, type RbdAccess } from '../../src/storage/rbd.js';
+import { rbdCreate, rbdInfo, rbdMeta, rbdRemove, rbdWatchers, type RbdAccess } from '../../src/storage/rbd.js';
 import { isRoot } from '../helpers/cli.js';
 import { CEPH_CONF } from '../helpers/ceph.js';
 import { guestShell, isErr, rbdGuestSetup, rbdImg as img, type RbdGuestSetup } from '../helpers/rbd.js';
@@ -44,8 +53,11 @@ const A = `qa${pid}`;
 const B = `qb${pid}`;
 const C = `qc${pid}`;
 const D = `qd${pid}`;
+const E = `qe${pid}`;
+const F = `qf${pid}`;
+const G = `qg${pid}`;
 let admin: RbdAccess;
-const images = [img(`bt${pid}-${A}`), img(`${B}-dsk1`), img(`bt${pid}-taken`), img(`bt${pid}-${C}-2`), img(`${D}-dsk2`), img(`bt${pid}-${C}-1`)];
+const images = [img(`bt${pid}-${A}`), img(`${B}-dsk1`), img(`bt${pid}-taken`), img(`bt${pid}-${C}-2`), img(`${D}-dsk2`), img(`bt${pid}-${C}-1`), img(`bt${pid}-${E}`), img(`bt${pid}-${E}-d2`), img(`bt${pid}-hand`)];
 let fx: RbdGuestSetup;
 let ctx: NodeCtx;
 
@@ -56,7 +68,7 @@ before(async () => {
   ctx = openNode(fx.node.wd.root, { runMonitor: false });
 });
 
-after(async () => { await fx?.cleanup([A, B, C, D]); });
+after(async () => { await fx?.cleanup([A, B, C, D, E, F, G]); });
 
 async function withConsole<T>(jname: string, fn: (c: Console) => Promise<T>): Promise<T> {
   const c = await guestShell(qemuRunPaths(ctx.wd, jname).consoleSocket);
@@ -67,6 +79,7 @@ async function withConsole<T>(jname: string, fn: (c: Console) => Promise<T>): Pr
   }
 }
 
+const fileVm = { base: 'bb', vm_kernel: 'k1', vm_ram: '256m', vm_vnc_port: '1' };
 const vm = (image: string) => ({ base: 'bb', vm_kernel: 'k1', vm_ram: '256m', vm_vnc_port: '1', dsk_type1: 'rbd', dsk_path1: `rbd/${image}` });
 
 describe('qemu VMs on RBD disks', () => {
@@ -176,5 +189,60 @@ describe('qemu VMs on RBD disks', () => {
     assert.equal(await rbdInfo(admin, cloned), undefined);
     assert.ok((await removeEnv(ctx, C)).removed.includes(`rbd:rbd/${img2.image}`));
     assert.equal(await rbdInfo(admin, img2), undefined);
+  });
+  test('bremove removes only the images made for the VM: a row bset to another VM\'s image is left, with a note', async () => {
+    const [own1, own2] = [images[6]!, images[7]!];
+    const e = await createEnv(ctx, { jname: E, emulator: 'qemu', settings: { ...vm(own1.image), dsk_type2: 'rbd', dsk_path2: `rbd/${own2.image}`, dsk_size2: '64m' } });
+    for (const i of [own1, own2]) assert.deepEqual(await rbdMeta(admin, i), { 'berth.uuid': e.uuid }, `${i.image} is marked as made for ${E}`);
+    const f = await createEnv(ctx, { jname: F, emulator: 'qemu', settings: fileVm });
+    await setEnv(ctx, F, { dsk_type2: 'rbd', dsk_path2: `rbd/${own2.image}`, dsk_size2: '64m' });
+    const r = await removeEnv(ctx, F);
+    assert.deepEqual(r.notes, [`rbd/${own2.image} left: not made for ${F}`]);
+    assert.ok(!r.removed.some((x) => x.startsWith('rbd:')), JSON.stringify(r.removed));
+    assert.equal(ctx.inv.get(F), undefined, 'the env itself is removed');
+    assert.equal((await rbdInfo(admin, own2))!.size, 64 << 20, `${E}'s second disk is still there`);
+    assert.deepEqual(await rbdMeta(admin, own2), { 'berth.uuid': e.uuid });
+    assert.notEqual(f.uuid, e.uuid);
+    await startEnv(ctx, E);
+    await withConsole(E, async (c) => {
+      assert.equal((await c.run('cat /sys/block/vdb/size')).trim(), String((64 << 20) / 512), `${E} boots with its second disk`);
+    });
+    await stopEnv(ctx, E);
+  });
+
+  test('bstart of a VM on the image a running VM has open is refused (E_RBD_IN_USE) and leaves nothing; an unmarked image is left at bremove', async () => {
+    const [own1, own2, hand] = [images[6]!, images[7]!, images[8]!];
+    await createEnv(ctx, { jname: G, emulator: 'qemu', settings: fileVm });
+    await rbdCreate(admin, hand, 4 << 20);
+    await setEnv(ctx, G, { dsk_type1: 'rbd', dsk_path1: `rbd/${own1.image}`, dsk_type2: 'rbd', dsk_path2: `rbd/${hand.image}`, dsk_size2: '4m' });
+    await startEnv(ctx, E);
+    try {
+      const w = (await rbdWatchers(admin, own1))!;
+      assert.equal(w.length, 1, `${E}'s qemu is the watcher of its image`);
+      await assert.rejects(startEnv(ctx, G), isErr('E_RBD_IN_USE', new RegExp(`rbd/${own1.image} \\(dsk_path1 of ${G}\\) is open by client\\.${w[0]!.client} at ${w[0]!.address.replace(/[.]/g, '\\.')}`)));
+      assert.equal(ctx.inv.get(G)!.status, STATUS.OFF);
+      assert.equal(qemuPid(qemuRunPaths(ctx.wd, G)), undefined, 'no qemu started');
+      const table = await (await ctx.mounts()).list();
+      assert.deepEqual(table.filter((m) => m.target.includes(`/${G}`)).map((m) => m.target), [], 'no mount left');
+      assert.deepEqual(await rbdWatchers(admin, hand), [], 'the other image was not opened either');
+      await withConsole(E, async (c) => {
+        assert.equal((await c.run('echo still-here')).trim(), 'still-here', `${E} runs on`);
+      });
+    } finally {
+      await stopEnv(ctx, E);
+    }
+    assert.deepEqual(await rbdWatchers(admin, own1), [], 'closed once stopped');
+
+    const rg = await removeEnv(ctx, G);
+    assert.deepEqual(rg.notes, [`rbd/${own1.image} left: not made for ${G}`, `rbd/${hand.image} left: not made for ${G}`]);
+    assert.ok(await rbdInfo(admin, own1));
+    assert.ok(await rbdInfo(admin, hand), 'an image without berth\'s mark is left');
+    assert.equal(await rbdRemove(admin, hand), true);
+
+    const re = await removeEnv(ctx, E);
+    assert.deepEqual(re.removed.filter((x) => x.startsWith('rbd:')), [`rbd:rbd/${own1.image}`, `rbd:rbd/${own2.image}`]);
+    assert.equal(re.notes, undefined);
+    assert.equal(await rbdInfo(admin, own1), undefined);
+    assert.equal(await rbdInfo(admin, own2), undefined);
   });
 });

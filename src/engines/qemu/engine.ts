@@ -32,7 +32,7 @@ import { abortMigration, completeSwitchover, migrateToSwitchover, prepareIncomin
 import { chooseVncPorts, setVncPassword } from './ports.js';
 import { cleanupRunFiles, qemuPid, startQemu } from './process.js';
 import { QmpClient } from './qmp.js';
-import { cloneRbdDisks, createRbdDisks, rbdDiskFiles, rbdDisks, removeRbdDisks } from './rbd-disks.js';
+import { assertRbdDisksFree, cloneRbdDisks, createRbdDisks, rbdDiskFiles, rbdDisks, removeRbdDisks } from './rbd-disks.js';
 import { stopQemu } from './stop.js';
 import { qemuUsage } from './usage.js';
 
@@ -113,9 +113,15 @@ export class QemuEngine implements Engine {
     return this.boot(env, false);
   }
 
-  /** Starts qemu (paused with `-incoming defer` for a live migration's destination). */
+  /**
+   * Starts qemu (paused with `-incoming defer` for a live migration's destination). Outside a
+   * migration, refuses first an RBD image another client has open (E_RBD_IN_USE, exit 1).
+   */
   private async boot(env: EngineEnv, incoming: boolean): Promise<StartResult> {
     const s = spec(env);
+    // QEMU locks image files, not rbd: images: refuse one another client has open, before
+    // anything is made (a live migration's destination opens what its source has open)
+    if (!incoming) await assertRbdDisksFree(env, s);
     const run = qemuRunPaths(env.wd, env.jname);
     const accel = await nodeAccel(env.wd);
     const kernel = s.kernel ? readKernelBase(env.wd, s.kernel) : undefined;
@@ -207,8 +213,8 @@ export class QemuEngine implements Engine {
     }
   }
 
-  /** bremove: the VM's RBD images (rbd-disks.ts); file disks go with the data dir. */
-  async removeDisks(env: EngineEnv): Promise<string[]> {
+  /** bremove: the VM's RBD images made for it (rbd-disks.ts); file disks go with the data dir. */
+  async removeDisks(env: EngineEnv): Promise<{ removed: string[]; notes: string[] }> {
     return removeRbdDisks(env, spec(env));
   }
 
