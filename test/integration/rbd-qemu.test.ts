@@ -9,14 +9,16 @@
  * (snap create + protect + clone) boots with the source's file and takes writes the source does
  * not see (a clone into an existing image is refused, its snapshot undone); the source cannot
  * be removed while the clone depends on it; removing the clone
- * removes its snapshot; only the images this test made are removed.
+ * removes its snapshot; a running VM's image has its qemu as watcher (rbd status), none once
+ * it is off; an image made or cloned for an env carries that env's uuid (image-meta
+ * berth.uuid), a clone its own, not its source's; only the images this test made are removed.
  * Needs root, qemu-system-x86, qemu-block-extra (block-rbd), ceph-common, apt access.
  */
 import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
 import { startQemu } from '../../src/engines/qemu/process.js';
 import { stopQemu } from '../../src/engines/qemu/stop.js';
-import { qemuRbdFile, rbdClone, rbdCreate, rbdImport, rbdInfo, rbdRemove, type RbdAccess, type RbdImage } from '../../src/storage/rbd.js';
+import { qemuRbdFile, rbdClone, rbdCreate, rbdImport, rbdInfo, rbdMeta, rbdRemove, rbdWatchers, type RbdAccess, type RbdImage } from '../../src/storage/rbd.js';
 import { isRoot } from '../helpers/cli.js';
 import { ceph } from '../helpers/ceph.js';
 import { guestShell, isErr, rbdGuestSetup, rbdImg, type RbdGuestSetup } from '../helpers/rbd.js';
@@ -78,7 +80,10 @@ describe('RBD disks booted by QEMU\'s rbd driver', () => {
       assert.equal((await c.run('echo on-rbd-$(hostname) > /root/rbd-note; sync; cat /root/rbd-note')).trim(), 'on-rbd-rb1');
       assert.match(await c.run('cat /proc/partitions'), /vda/);
       await assert.rejects(rbdRemove(access, src), isErr('E_RBD_IN_USE', /is open/));
+      assert.equal((await rbdWatchers(access, src))!.length, 1, 'the running qemu is the image\'s watcher');
     });
+    assert.deepEqual(await rbdWatchers(access, src), [], 'no watcher once qemu is gone');
+    assert.equal(await rbdWatchers(access, img('nope')), undefined);
     await withBoot(vm, src, async (c) => {
       assert.equal((await c.run('cat /root/rbd-note')).trim(), 'on-rbd-rb1', 'the file is on the image');
     });
@@ -122,5 +127,22 @@ describe('RBD disks booted by QEMU\'s rbd driver', () => {
     made.pop();
     const ls = await ceph(['osd', 'pool', 'stats', 'rbd']); // the cluster still answers
     assert.match(ls.stdout, /pool rbd/);
+  });
+  test('an image made or cloned for an env carries its uuid (image-meta berth.uuid); a clone its own, not its source\'s', async () => {
+    const a = img('owned');
+    const b = img('owned-clone');
+    await rbdCreate(access, a, 4 << 20, { owner: 'uuid-a' });
+    made.push(a);
+    assert.deepEqual(await rbdMeta(access, a), { 'berth.uuid': 'uuid-a' });
+    await rbdClone(access, a, b, { owner: 'uuid-b' });
+    made.push(b);
+    assert.deepEqual(await rbdMeta(access, b), { 'berth.uuid': 'uuid-b' }, 'the mark it inherited from its source is replaced');
+    assert.deepEqual(await rbdMeta(access, a), { 'berth.uuid': 'uuid-a' });
+    const bare = img('bare');
+    await rbdCreate(access, bare, 4 << 20);
+    made.push(bare);
+    assert.deepEqual(await rbdMeta(access, bare), {}, 'made without an owner: no mark');
+    assert.equal(await rbdMeta(access, img('nope')), undefined);
+    for (const i of [bare, b, a]) { assert.equal(await rbdRemove(access, i), true); made.pop(); }
   });
 });
