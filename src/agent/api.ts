@@ -15,8 +15,8 @@
  * | GET  /v1/envs[?unregistered=1]      | list (jls)                             | `node, envs: EnvStatus[]`        |
  * | GET  /v1/envs/:jname                | status of one env                      | `node, env: EnvStatus`           |
  * | GET  /v1/envs/:jname/storage        | what this node sees of the env on the shared storage | `node, storage: StorageView` |
- * | POST /v1/envs/:jname/start          | jstart                                 | `node, env, warnings`            |
- * | POST /v1/envs/:jname/stop           | jstop                                  | `node, env, warnings`            |
+ * | POST /v1/envs/:jname/start          | jstart; body `{family?}` (`j`/`b`: a jstart of a VM, a bstart of a jail refused as the CLI refuses it) | `node, env, warnings` |
+ * | POST /v1/envs/:jname/stop           | jstop; body `{family?}`                | `node, env, warnings`            |
  * | POST /v1/envs/:jname/register       | jregister; body `{force?, mnt_start?, mnt_stop?, keep_storage?}` | `node, result` |
  * | POST /v1/envs/:jname/unregister     | junregister                            | `node, result`                   |
  * | POST /v1/envs/:jname/prepare        | jmigrate preflight at the destination; body `{uuid?, mount?}`: can this node start it (record, base, engine, hooks); with mount, its storage mounted ahead | `node, plan` |
@@ -44,9 +44,9 @@ import { z } from 'zod';
 import { BerthError, EXIT, toBerthError, usageError } from '../errors.js';
 import { checkJname, checkNodename } from '../names.js';
 import { collectWarnings, type Warning } from '../log.js';
-import { AdoptBody, PrepareBody, RegisterBody } from '../nodes/protocol.js';
+import { AdoptBody, PrepareBody, RegisterBody, RunBody } from '../nodes/protocol.js';
 
-export { AdoptBody, PrepareBody, RegisterBody };
+export { AdoptBody, PrepareBody, RegisterBody, RunBody };
 
 /** What the routes need from the node. Every method throws BerthError on failure. */
 export interface AgentOps {
@@ -56,8 +56,9 @@ export interface AgentOps {
   list(opts: { unregistered: boolean }): Promise<unknown[]>;
   status(jname: string): Promise<unknown>;
   storage(jname: string): Promise<unknown>;
-  start(jname: string): Promise<unknown>;
-  stop(jname: string): Promise<unknown>;
+  /** `body.family`: refuse an env of the other command family (E_BAD_EMULATOR, exit 2), as the CLI does */
+  start(jname: string, body?: RunBody): Promise<unknown>;
+  stop(jname: string, body?: RunBody): Promise<unknown>;
   register(jname: string, body: RegisterBody): Promise<unknown>;
   unregister(jname: string): Promise<unknown>;
   prepare(jname: string, body: PrepareBody): Promise<unknown>;
@@ -175,12 +176,17 @@ export function createApi(opts: ApiOptions): Hono {
   });
   app.get('/v1/envs/:jname', async (c) => ok(c, { env: await ops.status(jname(c)) }));
   app.get('/v1/envs/:jname/storage', async (c) => ok(c, { storage: await ops.storage(jname(c)) }));
+  const RUN_SHAPE = '{"family"?: "j" | "b"}';
   app.post('/v1/envs/:jname/start', async (c) => {
-    const { result, warnings } = await collectWarnings(() => ops.start(jname(c)));
+    const name = jname(c);
+    const b = await body(c, RunBody, 'start', RUN_SHAPE);
+    const { result, warnings } = await collectWarnings(() => ops.start(name, b));
     return ok(c, { env: result, warnings });
   });
   app.post('/v1/envs/:jname/stop', async (c) => {
-    const { result, warnings } = await collectWarnings(() => ops.stop(jname(c)));
+    const name = jname(c);
+    const b = await body(c, RunBody, 'stop', RUN_SHAPE);
+    const { result, warnings } = await collectWarnings(() => ops.stop(name, b));
     return ok(c, { env: result, warnings });
   });
   app.post('/v1/envs/:jname/register', async (c) => {

@@ -23,7 +23,8 @@ import { dropStream, expectStream } from './stream.js';
 import { readSharedText, revalidate } from '../sharedfs.js';
 import { explainNotFound } from '../nodes/owner.js';
 import { readSettings } from '../settings.js';
-import type { AdoptBody, AgentOps, PrepareBody, RegisterBody } from './api.js';
+import type { AdoptBody, AgentOps, PrepareBody, RegisterBody, RunBody } from './api.js';
+import { checkFamily } from '../engines/registry.js';
 import { clearFenceMarker, forgetFencedEnv, isFenced, listFenceMarkers, type FenceMarker } from '../ownership/fence.js';
 
 /** An env as the API reports it: EnvInfo plus running and fencing state. */
@@ -85,6 +86,11 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       throw e;
     }
   };
+  // a jstart/jstop handed over by the CLI refuses a VM as the CLI would (and bstart/bstop a jail)
+  const ofFamily = (jname: string, body: RunBody, verb: 'start' | 'stop') => {
+    const row = ctx.inv.get(jname);
+    if (row && body.family) checkFamily(jname, row.emulator, body.family, verb);
+  };
   return {
     nodename: ctx.nodename,
     async info() {
@@ -116,8 +122,8 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const fenced = !!row && !!lease && (lease.node !== ctx.nodename || lease.generation !== row.generation);
       return { jname, registered: !!row, fenced, descriptor, rcconf: existsSync(p.rcconfFile), lease, defaultMntStart: ctx.settings.default_mnt_start };
     },
-    start: (jname) => op(async () => statusOf(await explained(jname, () => startEnv(ctx, jname)))),
-    stop: (jname) => op(async () => statusOf(await explained(jname, () => stopEnv(ctx, jname)))),
+    start: (jname, body: RunBody = {}) => op(async () => statusOf(await explained(jname, async () => { ofFamily(jname, body, 'start'); return startEnv(ctx, jname); }))),
+    stop: (jname, body: RunBody = {}) => op(async () => statusOf(await explained(jname, async () => { ofFamily(jname, body, 'stop'); return stopEnv(ctx, jname); }))),
     register: (jname, body: RegisterBody) => op(async () => {
       // a stale row of a fenced env (this node lost it earlier) must not block its return
       if (ctx.inv.get(jname)) await forgetFencedEnv(ctx, jname);

@@ -82,15 +82,10 @@ export async function each(ctx: NodeCtx, opts: Opts, args: string[], verb: strin
   // a j command acts on jails and containers, a b command on VMs: a glob picks those of the
   // family; an env of the other family named explicitly is refused (CBSD's bstart of a jail)
   const family = familyOf(opts);
-  const { engineModule } = await import('../engines/registry.js');
-  const { usageError: bad } = await import('../errors.js');
-  const familyOfEnv = (emulator: string) => engineModule(emulator)?.info.family ?? 'j';
+  const { checkFamily, familyOfEmulator } = await import('../engines/registry.js');
   const rows = (await select(ctx, given)).filter((r) => {
-    if (familyOfEnv(r.emulator) === family) return true;
-    if (explicit.has(r.jname)) {
-      const cmd = verb === 'started' ? 'start' : verb === 'stopped' ? 'stop' : verb === 'restarted' ? 'restart' : 'remove';
-      throw bad('E_BAD_EMULATOR', `${r.jname} is a ${r.emulator} ${family === 'b' ? 'env, not a VM' : 'VM'}: use ${family === 'b' ? 'j' : 'b'}${cmd}`);
-    }
+    if (familyOfEmulator(r.emulator) === family) return true;
+    if (explicit.has(r.jname)) checkFamily(r.jname, r.emulator, family, verb === 'started' ? 'start' : verb === 'stopped' ? 'stop' : verb === 'restarted' ? 'restart' : 'remove');
     return false;
   });
   if (!rows.length) throw (await import('../errors.js')).notFound('E_NO_SUCH_ENV', `no ${family === 'b' ? 'VM' : 'jail or container'} matches ${given.map((g) => JSON.stringify(g)).join(' ')} on node ${ctx.nodename}`);

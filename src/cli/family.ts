@@ -9,8 +9,8 @@ import type { CmdDef } from './types.js';
 
 /**
  * The VM command `name` made from env command `def`: its options with the settings of family b
- * (the env-settings options of family j replaced), its handler run with `_family=b`, no agent
- * fast path (that path does not check the family).
+ * (the env-settings options of family j replaced), its handler run with `_family=b`, the agent
+ * fast path as `def`'s (the request names the family, src/cli/fast.ts).
  */
 export function vmCommand(def: CmdDef, name: string, summary: string): CmdDef {
   const jKeys = new Set(envKeys('j').map((k) => k.key));
@@ -20,9 +20,8 @@ export function vmCommand(def: CmdDef, name: string, summary: string): CmdDef {
     ...def.options.filter((k) => !jKeys.has(k.key)),
     ...(hadSettings || hadEmulator ? envKeys('b').filter((k) => (k.key === 'emulator' ? hadEmulator : hadSettings)) : []),
   ];
-  const { fast: _fast, ...rest } = def;
   return {
-    ...rest, name, summary, options, derivedFrom: def.name, keyPatterns: hadSettings ? envKeyPatterns('b') : undefined,
+    ...def, name, summary, options, derivedFrom: def.name, keyPatterns: hadSettings ? envKeyPatterns('b') : undefined,
     aliases: def.aliases?.map((a) => a.replace(/^j/, 'b')),
     help: def.help?.replace(/berth j(create|start|stop|restart|remove|ls|set|get|clone|register|unregister)\b/g, 'berth b$1'),
     handler: (opts, args, io) => def.handler({ ...opts, _family: 'b' }, args, io),

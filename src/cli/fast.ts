@@ -1,11 +1,13 @@
 /**
- * The CLI's fast path for `berth jstart <jname>` and `berth jstop <jname>`: when this node's
+ * The CLI's fast path for `berth jstart <jname>` and `berth jstop <jname>` (and bstart, bstop
+ * of a VM): when this node's
  * agent runs (`berth agent`, listening on `var/run/agent.sock`), the command is handed to it
  * over that socket (POST /v1/envs/<jname>/start|stop, src/agent/api.ts) instead of being run
  * in this process. The agent runs the same lifecycle code (src/lifecycle/start.ts, stop.ts)
  * and already has the inventory open, so the command skips loading the CLI and the library
  * (bench/lifecycle.ts (a)). Docker and Incus hand every command to their daemon; berth hands
- * only these two, and only when the daemon is there.
+ * only these, and only when the daemon is there. The request names the command's family (j
+ * or b), so that the agent refuses a jstop of a VM (`use bstop`) as the CLI does.
  *
  * Only the plain forms are handed over: exactly one env name (`jname=web1` or `web1`, no
  * glob) and no other argument, so `-v` (hook output on the terminal), `--debug`, `--json`,
@@ -42,17 +44,18 @@ import type { FastPath } from './types.js';
 
 /**
  * The commands the fast path takes: the command modules that declare a `fast` route (their
- * route and success verb come from the module). Named here, not found through the registry,
- * so that this bundle holds these two modules only; test/unit/fast-path.test.ts checks that
+ * route and success verb come from the module) and their VM forms (bstart, bstop:
+ * src/cli/family.ts keeps the route). Named here, not found through the registry, so that
+ * this bundle holds these two modules only; test/unit/command-modules.test.ts checks that
  * they are exactly the registry's commands with a `fast` route.
  */
-export const FAST_COMMANDS: ReadonlyMap<string, FastPath> = new Map([jstart, jstop].map((c) => [c.name, c.fast!]));
+export const FAST_COMMANDS: ReadonlyMap<string, FastPath> = new Map([jstart, jstop].flatMap((c) => [[c.name, c.fast!], [`b${c.name.slice(1)}`, c.fast!]]));
 
 /** Errors of connect(2) on a unix socket: the request was not sent. */
 const NOT_SENT = new Set(['ENOENT', 'ECONNREFUSED', 'EACCES', 'EPERM', 'EAGAIN', 'ENOTDIR', 'ELOOP', 'ENAMETOOLONG', 'ENOTSOCK']);
 
 /** What the fast path would send for `argv`, or undefined when the full CLI must run it. */
-export function fastRequest(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { cmd: string; fast: FastPath; jname: string } | undefined {
+export function fastRequest(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): { cmd: string; fast: FastPath; jname: string; family: 'j' | 'b' } | undefined {
   if (env.BERTH_AGENT === '0' || argv.length !== 2) return undefined;
   if (Object.keys(env).some((k) => k.startsWith('BERTH_') && k !== 'BERTH_WORKDIR' && k !== 'BERTH_AGENT')) return undefined;
   const cmd = argv[0]!;
@@ -60,7 +63,8 @@ export function fastRequest(argv: readonly string[], env: NodeJS.ProcessEnv = pr
   if (!fast) return undefined;
   const jname = argv[1]!.startsWith('jname=') ? argv[1]!.slice(6) : argv[1]!;
   // a glob or a bad name goes to the full CLI (globs select from the inventory; it names bad ones)
-  return JNAME.test(jname) ? { cmd, fast, jname } : undefined;
+  // the family goes with the request: the agent refuses a jstop of a VM as the CLI does (use bstop)
+  return JNAME.test(jname) ? { cmd, fast, jname, family: cmd.startsWith('b') ? 'b' : 'j' } : undefined;
 }
 
 /**
@@ -87,7 +91,7 @@ export async function viaAgent(argv: readonly string[], env: NodeJS.ProcessEnv =
     `berth ${req.cmd}: waiting for this node's agent (${socket}) to finish ${req.cmd} ${req.jname}; if it hangs, ^C and run it without the agent: BERTH_AGENT=0 berth ${req.cmd} ${req.jname}\n`), 10_000) : undefined;
   try {
     // no time limit, as in-process: the operation's hooks are bounded by mnt_timeout
-    const answer = await client.call('POST', `/v1/envs/${req.jname}/${req.fast.route}`, {}, 0);
+    const answer = await client.call('POST', `/v1/envs/${req.jname}/${req.fast.route}`, { family: req.family }, 0);
     printWarnings(req.cmd, answer.warnings);
     process.stdout.write(`${req.fast.verb}: ${req.jname}\n`);
     process.exitCode = 0;

@@ -22,6 +22,22 @@ export function engineModule(emulator: string): EngineModule | undefined {
   return ENGINE_MODULES.find((m) => m.info.name === emulator);
 }
 
+/** The command family of `emulator` (j: jails and containers, b: VMs); an emulator berth does not know counts as j. */
+export function familyOfEmulator(emulator: string): 'j' | 'b' {
+  return engineModule(emulator)?.info.family ?? 'j';
+}
+
+/**
+ * Refuses a command of family `family` on an env of the other family (CBSD's split: a j
+ * command acts on jails and containers, a b command on VMs): `vm1 is a qemu VM: use bstop`.
+ * @param verb the command without its family letter: start, stop, rename ...
+ * @throws BerthError E_BAD_EMULATOR (exit 2) when the env's emulator is of the other family
+ */
+export function checkFamily(jname: string, emulator: string, family: 'j' | 'b', verb: string): void {
+  if (familyOfEmulator(emulator) === family) return;
+  throw usageError('E_BAD_EMULATOR', `${jname} is a ${emulator} ${family === 'b' ? 'env, not a VM' : 'VM'}: use ${family === 'b' ? 'j' : 'b'}${verb}`);
+}
+
 /** The engines that run on `platform`, of the command family `family` (j: jails and containers, b: VMs), when given. */
 export function enginesFor(platform: Platform, family?: 'j' | 'b'): EngineInfo[] {
   return ENGINE_MODULES.map((m) => m.info).filter((i) => i.platforms.includes(platform) && (!family || i.family === family));

@@ -16,6 +16,13 @@ export const RegisterBody = z.strictObject({
 });
 export type RegisterBody = z.infer<typeof RegisterBody>;
 
+/** Body of POST /v1/envs/:jname/start and /stop. */
+export const RunBody = z.strictObject({
+  /** the command family that asks (jstart: j, bstart: b): an env of the other family is refused as the CLI refuses it */
+  family: z.enum(['j', 'b']).optional(),
+});
+export type RunBody = z.infer<typeof RunBody>;
+
 /** Body of POST /v1/envs/:jname/prepare. */
 export const PrepareBody = z.strictObject({
   /** the env's uuid at the source: the destination must see the same env */

@@ -43,7 +43,7 @@ const fake: AgentOps = {
     }
     return { jname: j, status: 'On' };
   },
-  async stop(j) { calls.push(`stop:${j}`); return { jname: j, status: 'Off' }; },
+  async stop(j, body) { calls.push(`stop:${j}${body?.family ? `:${body.family}` : ''}`); return { jname: j, status: 'Off' }; },
   async register(j, body) { calls.push(`register:${j}:${JSON.stringify(body)}`); return { jname: j, generation: 7 }; },
   async unregister(j) { calls.push(`unregister:${j}`); return { jname: j }; },
   async prepare(j, body) { calls.push(`prepare:${j}:${JSON.stringify(body)}`); return { jname: j, mounted: !!body.mount }; },
@@ -147,6 +147,19 @@ describe('API over app.request', () => {
       assert.equal(((await r.json()) as any).error.code, 'E_BAD_REQUEST');
     }
     assert.deepEqual(calls, ['register:web1:{}', 'register:web1:{"force":true,"mnt_start":"/h/s"}']);
+  });
+
+  test('start, stop: the body names the command family (the CLI fast path sends it); validated like register\'s', async () => {
+    calls.length = 0;
+    const post = (body?: string) => req('/v1/envs/vm1/stop', { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body });
+    assert.equal((await post('{"family":"b"}')).status, 200);
+    assert.equal((await post('{}')).status, 200);
+    for (const bad of ['{"family":"x"}', '{"family":"j","more":1}']) {
+      const r = await post(bad);
+      assert.equal(r.status, 400, bad);
+      assert.equal(((await r.json()) as any).error.code, 'E_BAD_REQUEST');
+    }
+    assert.deepEqual(calls, ['stop:vm1:b', 'stop:vm1']);
   });
 
   test('prepare, cancel, adopt (jmigrate destination): bodies validated like register\'s', async () => {

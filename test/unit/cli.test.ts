@@ -151,8 +151,10 @@ test('tables show control characters as \\xNN (a descriptor on shared storage mu
 
 test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`; globs, bad names, options, BERTH_* settings in the environment and BERTH_AGENT=0 go to the CLI', async () => {
   const { fastRequest } = await import('../../src/cli/fast.js');
-  assert.deepEqual(fastRequest(['jstart', 'web1'], {}), { cmd: 'jstart', fast: { route: 'start', verb: 'started' }, jname: 'web1' });
-  assert.deepEqual(fastRequest(['jstop', 'jname=web-1_a'], {}), { cmd: 'jstop', fast: { route: 'stop', verb: 'stopped' }, jname: 'web-1_a' });
+  assert.deepEqual(fastRequest(['jstart', 'web1'], {}), { cmd: 'jstart', fast: { route: 'start', verb: 'started' }, jname: 'web1', family: 'j' });
+  assert.deepEqual(fastRequest(['jstop', 'jname=web-1_a'], {}), { cmd: 'jstop', fast: { route: 'stop', verb: 'stopped' }, jname: 'web-1_a', family: 'j' });
+  // the VM forms: the same routes, the request names family b (the agent refuses a jstop of a VM)
+  assert.deepEqual(fastRequest(['bstop', 'vm1'], {}), { cmd: 'bstop', fast: { route: 'stop', verb: 'stopped' }, jname: 'vm1', family: 'b' });
   for (const argv of [['jstart', 'web*'], ['jstart', 'jname=web[12]'], ['jstart', 'a.b'], ['jstart', 'jname='], ['jstart', '-v'],
     ['jstart', 'web1', '--json'], ['jstart', 'web1', '-v'], ['jstart', '--jname=web1'], ['jrestart', 'web1'], ['jstart'], ['jremove', 'web1'], ['jstart', 'x'.repeat(65)]]) {
     assert.equal(fastRequest(argv, {}), undefined, argv.join(' '));
@@ -160,7 +162,7 @@ test('the agent fast path takes only `jstart|jstop <jname>` and `jname=<jname>`;
   for (const env of [{ BERTH_AGENT: '0' }, { BERTH_DEBUG: '1' }, { BERTH_LOG_LEVEL: 'debug' }, { BERTH_LOG_LEVEL: 'DEBUG' }, { BERTH_LOG_LEVEL: 'silent' }, { BERTH_PLATFORM: 'freebsd' }]) {
     assert.equal(fastRequest(['jstart', 'web1'], env), undefined, JSON.stringify(env));
   }
-  assert.deepEqual(fastRequest(['jstart', 'web1'], { BERTH_WORKDIR: '/x', BERTH_AGENT: '1', PATH: '/bin' }), { cmd: 'jstart', fast: { route: 'start', verb: 'started' }, jname: 'web1' });
+  assert.deepEqual(fastRequest(['jstart', 'web1'], { BERTH_WORKDIR: '/x', BERTH_AGENT: '1', PATH: '/bin' }), { cmd: 'jstart', fast: { route: 'start', verb: 'started' }, jname: 'web1', family: 'j' });
 });
 
 test('without an agent socket the fast path declines and the CLI runs the command (here it says the workdir is not one)', async () => {

@@ -48,5 +48,6 @@ test('the fast path takes exactly the commands whose module declares a fast rout
   assert.deepEqual([...FAST_COMMANDS.entries()].sort(), declared.sort());
   assert.deepEqual(fastRequest(['jstart', 'web1'], {})?.fast, { route: 'start', verb: 'started' });
   assert.deepEqual(fastRequest(['jstop', 'jname=web1'], {})?.fast, { route: 'stop', verb: 'stopped' });
+  assert.deepEqual(fastRequest(['bstart', 'vm1'], {})?.fast, { route: 'start', verb: 'started' });
   assert.equal(fastRequest(['jrestart', 'web1'], {}), undefined);
 });

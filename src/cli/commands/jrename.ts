@@ -13,14 +13,12 @@ export const command: CmdDef = {
     const nw = str(opts, 'new') ?? args[1];
     if (!old || !nw) throw usageError('E_USAGE', 'jrename needs old=<env> new=<new name>');
     const { renameEnv } = await import('../../lifecycle/rename.js');
-    const { engineModule } = await import('../../engines/registry.js');
+    const { checkFamily } = await import('../../engines/registry.js');
     const family = familyOf(opts);
     return withNode(opts, async (ctx) => {
       // jrename renames jails and containers, brename VMs (CBSD's split)
       const row = ctx.inv.get(old);
-      if (row && (engineModule(row.emulator)?.info.family ?? 'j') !== family) {
-        throw usageError('E_BAD_EMULATOR', `${old} is a ${row.emulator} ${family === 'b' ? 'env, not a VM' : 'VM'}: use ${family === 'b' ? 'j' : 'b'}rename`);
-      }
+      if (row) checkFamily(old, row.emulator, family, 'rename');
       const r = await renameEnv(ctx, old, nw, { verbose: !!opts.verbose });
       return { data: { env: r }, text: `renamed: ${old} -> ${nw}` };
     });
