@@ -70,6 +70,22 @@ export interface MigrateResult {
   timings: { stop: StepTiming[]; adopt: StepTiming[] };
 }
 
+/**
+ * The downtime of a migration in one line, as `berth jmigrate` and the console print it:
+ * none (it was not running), stop-to-start (cold) or pause-to-resume (live=1, with the
+ * engine's own downtime and the bytes of memory sent). Times in ms.
+ */
+export function downtimeLine(r: MigrateResult): string {
+  if (r.downtimeMs === null) return 'downtime: none (it was not running)';
+  if (r.live) return `downtime: ${r.downtimeMs} ms as berth measures it (paused on ${r.from} -> resumed on ${r.to}); ${r.live.downtimeMs} ms as the engine measures it; ${r.live.transferredBytes} bytes of memory sent`;
+  return `downtime: ${r.downtimeMs} ms (stopped on ${r.from} -> started on ${r.to})`;
+}
+
+/** The last line `berth jmigrate` prints: `migrated: web1 node1 -> node2 (generation 3, ...)`. */
+export function migratedLine(r: MigrateResult): string {
+  return `migrated: ${r.jname} ${r.from} -> ${r.to} (generation ${r.generation}, no data copied, total ${r.totalMs} ms)`;
+}
+
 /** Options of {@link migrateEnv}. */
 export interface MigrateOptions {
   verbose?: boolean;

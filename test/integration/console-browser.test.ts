@@ -243,11 +243,12 @@ describe('web console in chromium', () => {
     await page.waitForFunction(() => document.body.dataset.live === '1');
     await page.click('#envs tr[data-jname="w1"] button[data-act="migrate"]');
     await page.waitForSelector('form.confirm select[name=dst]');
+    assert.equal(await page.locator('form.confirm input[name=live]').count(), 0, 'a container moves cold: no live choice');
     await page.selectOption('form.confirm select[name=dst]', 'node2');
     await page.click('form.confirm button.confirm-yes');
     await page.waitForSelector('.outcome', { timeout: 120_000 });
     assert.equal(await page.getAttribute('.outcome', 'data-exit'), '0', await page.textContent('.outcome') ?? '');
-    assert.match((await page.textContent('.outcome pre.stdout'))!, /^migrated: w1 node1 -> node2 \(generation \d+/);
+    assert.match((await page.textContent('.outcome pre.stdout'))!, /^downtime: \d+ ms \(stopped on node1 -> started on node2\)\nmigrated: w1 node1 -> node2 \(generation \d+/);
     await page.waitForFunction(() => document.querySelector('#envs tr[data-jname="w1"] td.owner')?.textContent === 'node2', undefined, { timeout: 30_000 });
     await p2.waitForFunction(() => document.querySelector('#envs tr[data-jname="w1"] td.owner')?.textContent === 'node2', undefined, { timeout: 30_000 });
     assert.equal(jlsState(fx.n2, 'w1'), 'On');

@@ -11,8 +11,11 @@
  * - the screen in noVNC: the VNC password (vnc_password) asked in the page's form, never shown
  *   in the settings or the descriptor; the RFB `connect` event over the agent's /ws/vnc relay
  *   (the browser never reaches qemu's port) and a drawn, non-empty canvas;
+ * - the migrate form of the running VM offers live (jmigrate live=1), checked;
  * - a viewer has no console or screen and both websockets are refused; so is the admin's
  *   session cookie sent from another Origin;
+ * - the CLI's fast path through the agent: `berth jstop vm1` refused as without the agent
+ *   (use bstop, exit 2), the VM running on; bstop and bstart handed to the agent;
  * - the audit log holds the console and the screen; nothing is left running after.
  */
 import { strict as assert } from 'node:assert';
@@ -144,6 +147,13 @@ describe('the VM console in chromium', () => {
     await page.waitForFunction(() => document.querySelector('#envs tr[data-jname="vm1"] td.state')?.textContent === 'On', undefined, { timeout: 30_000 });
   });
 
+  test('the migrate form of the running VM offers live, checked (its engine has live migration)', async () => {
+    await page.click('#envs tr[data-jname="vm1"] button[data-act="migrate"]');
+    await page.waitForSelector('form.confirm');
+    assert.equal(await page.isChecked('form.confirm input[name=live]'), true);
+    await page.click('form.confirm button.confirm-no');
+  });
+
   test('the serial console in xterm: the boot line, a shell prompt, a typed command\'s output', async () => {
     await page.goto(url + '/env/vm1');
     await page.click('#shell-open');
@@ -235,6 +245,32 @@ describe('the VM console in chromium', () => {
     }))));
     assert.deepEqual(r, ['refused', 'refused']);
     await vctx.close();
+  });
+
+  test('through the agent (the CLI fast path) a jstop of the VM is refused as in-process (use bstop, exit 2); bstop and bstart go through it', async () => {
+    const agentLog = join(wd, 'var', 'log', 'agent-test.log');
+    const handed = (route: string) => readFileSync(agentLog, 'utf8').split('\n').filter((l) => l.includes(`"path":"/v1/envs/vm1/${route}"`)).length;
+    const pid = qemuPid(qemuRunPaths(node.wd, 'vm1'));
+    assert.ok(pid);
+    const before = handed('stop');
+    const viaAgent = berth(['jstop', 'vm1'], { workdir: wd });
+    assert.equal(handed('stop'), before + 1, 'the agent took the jstop');
+    assert.deepEqual({ code: viaAgent.code, stdout: viaAgent.stdout }, { code: 2, stdout: '' });
+    assert.match(viaAgent.stderr, /^berth jstop: vm1 is a qemu VM: use bstop$/m);
+    const local = berth(['jstop', 'vm1'], { workdir: wd, env: { BERTH_AGENT: '0' } });
+    assert.deepEqual({ code: local.code, stdout: local.stdout, stderr: local.stderr }, { code: viaAgent.code, stdout: viaAgent.stdout, stderr: viaAgent.stderr }, 'the same answer without the agent');
+    assert.equal(vmState(), 'On');
+    assert.equal(qemuPid(qemuRunPaths(node.wd, 'vm1')), pid, 'the same qemu runs on');
+    const stop = berth(['bstop', 'vm1'], { workdir: wd, timeoutMs: 120_000 });
+    assert.deepEqual([stop.code, stop.stdout], [0, 'stopped: vm1\n'], stop.stderr);
+    assert.equal(handed('stop'), before + 2, 'the agent took the bstop');
+    assert.equal(vmState(), 'Off');
+    assert.equal(qemuPid(qemuRunPaths(node.wd, 'vm1')), undefined);
+    const startsBefore = handed('start');
+    const start = berth(['bstart', 'jname=vm1'], { workdir: wd });
+    assert.deepEqual([start.code, start.stdout], [0, 'started: vm1\n'], start.stderr);
+    assert.equal(handed('start'), startsBefore + 1, 'the agent took the bstart');
+    assert.equal(vmState(), 'On');
   });
 
   test('stop by button: bstop, the VM is Off and qemu gone; the audit log has the console and the screen', async () => {

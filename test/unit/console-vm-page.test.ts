@@ -5,8 +5,9 @@
  */
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { envPage, type EnvView, type PageCtx } from '../../src/agent/console/html.js';
-import { commandOf } from '../../src/agent/console/actions.js';
+import { confirmForm, envPage, type EnvView, type PageCtx } from '../../src/agent/console/html.js';
+import { commandOf, liveOffered } from '../../src/agent/console/actions.js';
+import { STATUS } from '../../src/inventory.js';
 import type { NodeCtx } from '../../src/node.js';
 
 const view = (over: Partial<EnvView> = {}): EnvView => ({
@@ -39,4 +40,18 @@ test('a VM\'s actions are named as the b commands; a container\'s as the j comma
   assert.equal(commandOf(ctx('qemu'), 'migrate', 'vm1'), 'jmigrate');
   assert.equal(commandOf(ctx('runc'), 'start', 'w1'), 'jstart');
   assert.equal(commandOf(ctx(), 'register', 'x'), 'jregister');
+});
+
+test('the migrate form offers live (checked) only for a running env whose engine has live migration', () => {
+  const ctx = (emulator: string, status: number) => ({ inv: { get: () => ({ emulator, status }) } }) as unknown as NodeCtx;
+  assert.equal(liveOffered(ctx('qemu', STATUS.ON), 'vm1'), true);
+  assert.equal(liveOffered(ctx('qemu', STATUS.OFF), 'vm1'), false, 'a stopped VM moves cold');
+  assert.equal(liveOffered(ctx('bhyve', STATUS.ON), 'vm1'), false, 'bhyve has no live migration');
+  assert.equal(liveOffered(ctx('runc', STATUS.ON), 'w1'), false);
+  assert.equal(liveOffered({ inv: { get: () => undefined } } as unknown as NodeCtx, 'x'), false);
+  const live = confirmForm('vm1', 'migrate', admin, ['n2'], true).s;
+  assert.match(live, /<input type="checkbox" name="live" value="1" checked>/);
+  assert.match(live, /<option value="n2">n2<\/option>/);
+  assert.ok(!confirmForm('w1', 'migrate', admin, ['n2'], false).s.includes('name="live"'));
+  assert.ok(!confirmForm('vm1', 'stop', admin, ['n2'], true).s.includes('name="live"'), 'only migrate has it');
 });

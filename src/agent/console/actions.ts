@@ -9,9 +9,10 @@ import { cliErrorLines, EXIT, toBerthError } from '../../errors.js';
 import { getEnv } from '../../lifecycle/envs.js';
 import { startEnv } from '../../lifecycle/start.js';
 import { stopEnv } from '../../lifecycle/stop.js';
-import { migrateEnv } from '../../lifecycle/migrate.js';
+import { downtimeLine, migrateEnv, migratedLine } from '../../lifecycle/migrate.js';
+import { STATUS } from '../../inventory.js';
 import type { NodeCtx } from '../../node.js';
-import { ENGINE_MODULES } from '../../engines/registry.js';
+import { ENGINE_MODULES, engineModule } from '../../engines/registry.js';
 import type { AgentOps } from '../api.js';
 
 /** The actions of the console, and the CLI command each one is. */
@@ -30,6 +31,15 @@ export function commandOf(ctx: NodeCtx, action: Action, jname: string): string {
   return (family === 'b' && VM_COMMANDS[action]) || ACTIONS[action];
 }
 
+/**
+ * Whether the migrate form offers live (jmigrate live=1): `jname` runs on this node and its
+ * engine can move a running env without stopping it (EngineInfo.liveMigration).
+ */
+export function liveOffered(ctx: NodeCtx, jname: string): boolean {
+  const row = ctx.inv.get(jname);
+  return !!row && row.status === STATUS.ON && !!engineModule(row.emulator)?.info.liveMigration;
+}
+
 /** What the CLI would have printed and exited with. */
 export interface Outcome {
   action: Action;
@@ -46,10 +56,10 @@ export function isAction(a: string): a is Action {
 }
 
 /**
- * Runs `action` on `jname`. Never throws: a failure is an Outcome with the CLI's exit code and lines.
+ * Runs `action` on `jname` (`opts.dst`, `opts.live`: migrate's destination and jmigrate live=1). Never throws: a failure is an Outcome with the CLI's exit code and lines.
  * @param track the agent's tracker of work in progress (waited for on shutdown)
  */
-export async function runAction(ctx: NodeCtx, ops: AgentOps, action: Action, jname: string, opts: { dst?: string }, track: <T>(p: Promise<T>) => Promise<T>): Promise<Outcome> {
+export async function runAction(ctx: NodeCtx, ops: AgentOps, action: Action, jname: string, opts: { dst?: string; live?: boolean }, track: <T>(p: Promise<T>) => Promise<T>): Promise<Outcome> {
   let command: string = ACTIONS[action];
   try {
     command = commandOf(ctx, action, jname);
@@ -65,8 +75,9 @@ export async function runAction(ctx: NodeCtx, ops: AgentOps, action: Action, jna
         stdout = `restarted: ${jname}`;
         break;
       case 'migrate': {
-        const r = await track(migrateEnv(ctx, jname, opts.dst ?? '', {}));
-        stdout = `migrated: ${r.jname} ${r.from} -> ${r.to} (generation ${r.generation}, no data copied, total ${r.totalMs} ms)`;
+        // live: jmigrate live=1 (refused, as by the CLI, for an engine without live migration)
+        const r = await track(migrateEnv(ctx, jname, opts.dst ?? '', { live: !!opts.live }));
+        stdout = `${downtimeLine(r)}\n${migratedLine(r)}`;
         break;
       }
       case 'register': {

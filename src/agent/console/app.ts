@@ -9,7 +9,7 @@
  * | GET  /partials/cluster, /partials/env/:jname | session | the parts refreshed on a server-sent event |
  * | GET  /partials/rows?j=a,b            | session  | those rows of the cluster table and the nodes table (a live update of what changed) |
  * | GET  /env/:jname/confirm/:action     | admin    | the confirmation step of an action                |
- * | POST /env/:jname/:action             | admin + CSRF + Origin | start stop restart migrate register unregister |
+ * | POST /env/:jname/:action             | admin + CSRF + Origin | start stop restart migrate (dst=, live=1) register unregister |
  * | GET  /env/:jname/stats               | session  | the last hour of CPU/memory samples (JSON)         |
  * | GET  /events                         | session  | server-sent events: `change` (which rows) when the view changes |
  * | GET  /ws/shell/:jname                | admin + Origin | websocket: a shell in a running container (jexec under a pty) |
@@ -38,7 +38,7 @@ import { engineEnv } from '../../engines/types.js';
 import { packageRoot } from '../../pkg.js';
 import { findToken, type Role } from '../../tokens.js';
 import type { AgentOps } from '../api.js';
-import { isAction, runAction } from './actions.js';
+import { isAction, liveOffered, runAction } from './actions.js';
 import type { AuditEntry, AuditLog } from './audit.js';
 import { COOKIE, cookieValue, refuseChange, sessionCookie, Sessions, type Session } from './auth.js';
 import { clusterPage, clusterRows, clusterTable, confirmForm, envPage, envState, errorPage, html, loginPage, outcomeBox, type EnvView, type PageCtx } from './html.js';
@@ -347,7 +347,7 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
     if (!isAction(action)) return c.text('404: no such action', 404);
     if (s.role !== 'admin') return c.text(`403: role ${s.role} may not act (admin only)`, 403);
     const nodes = (await view()).nodes.filter((n) => !n.self).map((n) => n.name);
-    return c.html(confirmForm(jnameOf(c), action, pctx(c), nodes).s);
+    return c.html(confirmForm(jnameOf(c), action, pctx(c), nodes, action === 'migrate' && liveOffered(ctx, jnameOf(c))).s);
   });
 
   app.post('/env/:jname/:action', async (c) => {
@@ -357,14 +357,17 @@ export function createConsole(deps: ConsoleDeps): ConsoleApp {
     const form = await c.req.parseBody();
     const csrf = c.req.header('X-CSRF-Token') ?? (typeof form._csrf === 'string' ? form._csrf : undefined);
     const dst = typeof form.dst === 'string' ? form.dst : undefined;
+    // live=1: jmigrate live=1 (the form's checkbox)
+    const live = action === 'migrate' && form.live === '1';
+    const detail = dst ? { dst, ...(live ? { live: true } : {}) } : undefined;
     if (!isAction(action)) return c.text('404: no such action', 404);
     const why = refuseChange(s, csrf, c.req.header('Origin'), c.req.header('Host'), secure);
     if (why) {
-      write(c, { what: action, jname, result: 'refused', message: why, detail: dst ? { dst } : undefined });
+      write(c, { what: action, jname, result: 'refused', message: why, detail });
       return c.html(html`<div class="outcome refused" data-exit="403"><p>403 Forbidden: ${why}; nothing was done</p></div>`.s, 403);
     }
-    const o = await runAction(ctx, ops, action, jname, { dst }, deps.track);
-    write(c, { what: action, jname, detail: dst ? { dst } : undefined, result: o.exitCode === 0 ? 'ok' : 'failed', exitCode: o.exitCode, code: o.code, message: (o.stdout || o.stderr).trim() });
+    const o = await runAction(ctx, ops, action, jname, { dst, live }, deps.track);
+    write(c, { what: action, jname, detail, result: o.exitCode === 0 ? 'ok' : 'failed', exitCode: o.exitCode, code: o.code, message: (o.stdout || o.stderr).trim() });
     void hub.tick();
     return c.html(outcomeBox(o).s);
   });

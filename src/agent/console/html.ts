@@ -110,12 +110,16 @@ export function clusterPage(v: ClusterView, p: PageCtx): string {
 <div id="dialog"></div>`);
 }
 
-/** The confirmation step of an action. */
-export function confirmForm(jname: string, action: string, p: PageCtx, nodes: string[]): Html {
+/**
+ * The confirmation step of an action. `live`: migrate offers live (jmigrate live=1), checked:
+ * the env runs and its engine has live migration (actions.ts liveOffered).
+ */
+export function confirmForm(jname: string, action: string, p: PageCtx, nodes: string[], live = false): Html {
   return html`<form class="confirm" hx-post="/env/${encodeURIComponent(jname)}/${action}" hx-target="#dialog" hx-swap="innerHTML">
 <input type="hidden" name="_csrf" value="${p.csrf}">
 <p>${action} <b>${jname}</b> on node ${p.node}?</p>
 ${action === 'migrate' ? html`<label>destination <select name="dst">${nodes.map((n) => html`<option value="${n}">${n}</option>`)}</select></label>` : ''}
+${action === 'migrate' && live ? html`<label><input type="checkbox" name="live" value="1" checked> live: it keeps running (memory sent, disk shared); unchecked, it is stopped here and started there</label>` : ''}
 <button type="submit" class="confirm-yes">yes, ${action}</button>
 <button type="button" class="confirm-no" hx-get="/partials/empty" hx-target="#dialog">cancel</button></form>`;
 }

@@ -13,20 +13,14 @@ export const command: CmdDef = {
     if (!jname) throw usageError('E_NO_JNAME', 'jmigrate needs jname=<name> and dst=<node>');
     const dst = typeof opts.dst === 'string' ? opts.dst : '';
     if (opts.live !== undefined && opts.live !== '0' && opts.live !== '1') throw usageError('E_BAD_VALUE', `bad live=${JSON.stringify(opts.live)}: expected 0 or 1`);
-    const { migrateEnv } = await import('../../lifecycle/migrate.js');
+    const { downtimeLine, migrateEnv, migratedLine } = await import('../../lifecycle/migrate.js');
     return withNode(opts, async (ctx) => {
       const r = await migrateEnv(ctx, jname, dst, {
         verbose: !!opts.verbose, live: opts.live === '1',
         onStep: (s) => { if (!opts.json) io.note(`${s.ok ? 'done' : 'FAILED'}: ${s.step} on ${s.node} (${s.ms} ms)${s.error ? `: ${s.error.message}` : ''}`); },
       });
       const table = renderTable(['step', 'node', 'ms'], r.steps.map((s) => [s.step, s.node, s.ms]));
-      const down = r.downtimeMs === null ? 'downtime: none (it was not running)'
-        : r.live ? `downtime: ${r.downtimeMs} ms as berth measures it (paused on ${r.from} -> resumed on ${r.to}); ${r.live.downtimeMs} ms as the engine measures it; ${r.live.transferredBytes} bytes of memory sent`
-          : `downtime: ${r.downtimeMs} ms (stopped on ${r.from} -> started on ${r.to})`;
-      return {
-        data: { migration: r },
-        text: `${table}\n${down}\nmigrated: ${r.jname} ${r.from} -> ${r.to} (generation ${r.generation}, no data copied, total ${r.totalMs} ms)`,
-      };
+      return { data: { migration: r }, text: `${table}\n${downtimeLine(r)}\n${migratedLine(r)}` };
     });
   },
 };
