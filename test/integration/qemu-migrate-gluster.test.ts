@@ -3,12 +3,14 @@
  * two agents on loopback ports): `jmigrate` of a stopped VM and of a running one (stopped by
  * ACPI on the source, booted again on the destination); its disk (jails-data/<vm>-data/
  * dsk1.vhd on the volume) is not copied; the lease moves; a file written inside the VM on one
- * node is read back on the other; the old owner refuses to start it (exit 4).
+ * node is read back on the other; the old owner refuses to start it (exit 4). Live (live=1):
+ * the guest's counter goes on at the destination, by the CLI and by the web console's migrate
+ * form (its live choice, checked for a running VM).
  * Needs root, glusterd (scripts/gluster-up), qemu-system-x86, cpio, busybox-static, apt access.
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { GUEST_READY_LINE } from '../../src/engines/qemu/guest.js';
@@ -18,17 +20,21 @@ import { Workdir } from '../../src/paths.js';
 import { BIN, berth, isRoot } from '../helpers/cli.js';
 import { qemuRunPaths } from '../../src/engines/qemu/argv.js';
 import { qemuPid } from '../../src/engines/qemu/process.js';
-import { brickBytes, sleep, twoNodes, type TestNode, type TwoNodes } from './cluster-twonode.js';
+import { brickBytes, freePort, sleep, twoNodes, type TestNode, type TwoNodes } from './cluster-twonode.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
 
 /** Used bytes may move by the lease records and the descriptor rewritten on the way. */
 const TOLERANCE = 64 * 1024;
 let fx: TwoNodes;
+let consolePort = 0;
 
 before(async () => {
   fx = await twoNodes(['lease_ttl=5']);
   for (const n of [fx.n1, fx.n2]) await makeKernelBase(new Workdir(n.wd), 'k1');
+  // node2's agent serves the web console too (the live migrate by its form)
+  consolePort = await freePort();
+  appendFileSync(join(fx.n2.wd, 'etc', 'berth.conf'), `console_port="${consolePort}"\n`);
   await fx.n1.startAgent();
   await fx.n2.startAgent();
   fx.n1.ok(['node', 'add', 'name=node2', `url=${fx.n2.url}`, `token_file=${fx.n2.wd}/etc/api.token`]);
@@ -171,4 +177,32 @@ test('live: a destination qemu killed while the state is sent rolls back: the VM
   const out = spawnInput(n2, ['bconsole', 'jname=mv', 'log=0', 'until=tick-[0-9]+\r?\n', 'timeout=60'], '');
   assert.equal(out.code, 0, 'the guest goes on counting at the source');
   n2.ok(['bstop', 'jname=mv'], 90_000);
+});
+
+test('live by the web console: the migrate form of the running VM has live checked; posted, the guest moves to node1 without a reboot and the outcome shows the live downtime', async () => {
+  const { n1, n2 } = fx;
+  n2.ok(['bstart', 'jname=mv']);
+  assert.equal(n2.run(['bconsole', 'jname=mv', `until=${GUEST_READY_LINE}`, 'timeout=120'], 150_000).code, 0);
+  typeOn(n2, 'mv', '(i=0; while :; do echo tock-$i; i=$((i+1)); sleep 0.2; done) &', 'tock-3\r?\n');
+  const url = `http://127.0.0.1:${consolePort}`;
+  const token = n2.ok(['token', 'add', 'role=admin', '--json']).json.token.token as string;
+  const login = await fetch(url + '/login', { method: 'POST', redirect: 'manual', headers: { Origin: url }, body: new URLSearchParams({ token }) });
+  assert.equal(login.status, 303, await login.text());
+  const cookie = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const form = await (await fetch(url + '/env/mv/confirm/migrate', { headers: { Cookie: cookie } })).text();
+  assert.match(form, /<input type="checkbox" name="live" value="1" checked>/, form);
+  assert.match(form, /<option value="node1">node1<\/option>/);
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(form)![1]!;
+  const res = await fetch(url + '/env/mv/migrate', { method: 'POST', headers: { Cookie: cookie, Origin: url }, body: new URLSearchParams({ _csrf: csrf, dst: 'node1', live: '1' }) });
+  const out = await res.text();
+  assert.match(out, /data-exit="0"/, out);
+  assert.match(out, /<pre class="stdout">downtime: \d+ ms as berth measures it \(paused on node2 -&#62; resumed on node1\); \d+ ms as the engine measures it; \d+ bytes of memory sent\nmigrated: mv node2 -&#62; node1 \(generation \d+/, out);
+  assert.equal(vm(n2, 'mv'), undefined, 'node2 has no row');
+  assert.equal(vm(n1, 'mv').status, 'On');
+  // the same guest: its counter goes on at node1 (a guest booted again would not have it)
+  const tick = spawnInput(n1, ['bconsole', 'jname=mv', 'log=0', 'until=tock-[0-9]+\r?\n', 'timeout=60'], '');
+  assert.equal(tick.code, 0, `the counter goes on on node1: ${tick.stderr}${tick.stdout}`);
+  const audit = readFileSync(join(n2.wd, 'var', 'log', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(audit.some((l) => l.what === 'migrate' && l.result === 'ok' && l.detail?.dst === 'node1' && l.detail?.live === true), 'the audit log has the live migration');
+  n1.ok(['bstop', 'jname=mv'], 90_000);
 });
