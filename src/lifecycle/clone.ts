@@ -417,7 +417,7 @@ export async function cloneEnv(ctx: NodeCtx, input: CloneInput, opts: CloneOptio
 
   const row = getEnv(ctx, oldName);
   if (row.status === STATUS.ON) {
-    throw new BerthError('E_RUNNING', `${oldName} is running; stop it before cloning (a running env's data is not consistent): ${await stopCommand(ctx, row)}`, EXIT.FAILURE);
+    throw new BerthError('E_RUNNING', `${oldName} is running; stop it before cloning (a running env's data is not consistent): ${stopCommand(row)}`, EXIT.FAILURE);
   }
   if (row.status !== STATUS.OFF) throw ownedError('E_BUSY', `${oldName} is busy (a start, stop, remove or clone is in progress on this node)`, { hint: 'wait and retry' });
   if (ctx.inv.get(newName)) throw new BerthError('E_ENV_EXISTS', `env ${newName} already exists on node ${ctx.nodename}`, EXIT.FAILURE);

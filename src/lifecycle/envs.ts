@@ -3,6 +3,7 @@
  */
 import { existsSync } from 'node:fs';
 import { notFound, usageError } from '../errors.js';
+import { familyOfEmulator } from '../engines/registry.js';
 import type { EnvRow } from '../inventory.js';
 import { checkJname, checkJnamePattern, isGlob, jnameMatcher } from '../names.js';
 import type { NodeCtx } from '../node.js';
@@ -46,9 +47,7 @@ export function envPaths(ctx: NodeCtx, jname: string): EnvPaths {
 /**
  * The command that stops `row`, by its engine's family (EngineInfo.family; CBSD's names):
  * `berth jstop jname=<jname>` for jails and containers, `berth bstop jname=<jname>` for VMs.
- * Never throws (an engine that cannot be loaded: the j form).
  */
-export async function stopCommand(ctx: NodeCtx, row: Pick<EnvRow, 'jname' | 'emulator'>): Promise<string> {
-  const family = await ctx.engine(row.emulator).then((e) => e.info.family, () => 'j');
-  return `berth ${family}stop jname=${row.jname}`;
+export function stopCommand(row: Pick<EnvRow, 'jname' | 'emulator'>): string {
+  return `berth ${familyOfEmulator(row.emulator)}stop jname=${row.jname}`;
 }

@@ -288,7 +288,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
 export async function unregisterEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { rcfile?: string } = {}): Promise<{ jname: string; rcfile: string }> {
   let row = getEnv(ctx, jname);
   if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
-  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${row.status === STATUS.ON ? 'running' : 'busy'}; stop it first: ${await stopCommand(ctx, row)}`, EXIT.FAILURE);
+  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${row.status === STATUS.ON ? 'running' : 'busy'}; stop it first: ${stopCommand(row)}`, EXIT.FAILURE);
   if (!ctx.inv.claimStart(jname, `unregister-${randomUUID()}`)) throw ownedError('E_BUSY', `${jname} is busy`);
   const p = ctx.wd.env(jname);
   const target = opts.rcfile ?? p.rcconfFile;

@@ -30,7 +30,7 @@ import type { OpOptions } from './types.js';
 export async function removeEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<{ jname: string; removed: string[]; notes?: string[] }> {
   let row = getEnv(ctx, jname);
   if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, jname);
-  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: ${await stopCommand(ctx, row)}`, EXIT.FAILURE);
+  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${jname} is ${statusWord(row.status)}; stop it first: ${stopCommand(row)}`, EXIT.FAILURE);
   if (row.conf.protected === '1') throw new BerthError('E_PROTECTED', `${jname} is protected (protected=1)`, EXIT.FAILURE, { hint: `berth jset jname=${jname} protected=0` });
   if (!ctx.inv.claimStart(jname, `remove-${randomUUID()}`)) throw ownedError('E_BUSY', `${jname} is busy`);
   const p = ctx.wd.env(jname);

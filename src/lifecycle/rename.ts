@@ -67,7 +67,7 @@ export async function renameEnv(ctx: NodeCtx, oldName: string, newName: string, 
   if (oldName === newName) throw usageError('E_SAME_NAME', `old and new name are both ${JSON.stringify(oldName)}`);
   let row = getEnv(ctx, oldName);
   if (await recoverStaleClaim(ctx, row, opts)) row = getEnv(ctx, oldName);
-  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${oldName} is ${statusWord(row.status)}; stop it first: ${await stopCommand(ctx, row)}`, EXIT.FAILURE);
+  if (row.status !== STATUS.OFF) throw new BerthError('E_RUNNING', `${oldName} is ${statusWord(row.status)}; stop it first: ${stopCommand(row)}`, EXIT.FAILURE);
   await requireLease(ctx, row);
   const np = ctx.wd.env(newName);
   const taken = (why: string) => new BerthError('E_NAME_TAKEN', `cannot rename ${oldName} to ${newName}: ${why}`, EXIT.FAILURE, { hint: 'choose another name (see berth jls and berth cluster ls)' });
