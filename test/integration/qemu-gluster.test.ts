@@ -7,9 +7,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isRoot } from '../helpers/cli.js';
 import { glusterVolume, type GlusterVolume } from '../helpers/gluster.js';
 import { Console, guestNode, guestVm, type GuestNode } from '../helpers/vmguest.js';
@@ -41,6 +41,8 @@ after(async () => {
   }
   await vol?.remove();
   node?.close();
+  // the second mount point's temp dir, once nothing is mounted there (never delete through a mount)
+  if (mountB && !readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${mountB} `)) rmSync(dirname(mountB), { recursive: true, force: true });
 });
 
 async function shell(run: QemuRunPaths): Promise<Console> {
