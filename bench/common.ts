@@ -5,8 +5,11 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncOptions } from 'node:child_process';
 import { connect } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { formatDescriptor } from '../src/descriptor.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 export const BIN = join(ROOT, 'bin', 'berth');
@@ -95,4 +98,31 @@ export async function startAgent(wd: string): Promise<() => Promise<void>> {
     child.once('exit', () => res());
     child.kill('SIGTERM');
   });
+}
+
+/** Runs `berth ...` on the node of workdir `n.wd` without blocking this process (several nodes at once); rejects with its stderr when it fails. */
+export function berthAsync(n: { name: string; wd: string }, args: string[]): Promise<void> {
+  return new Promise((res, rej) => {
+    const c = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, BERTH_WORKDIR: n.wd }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.on('exit', (code) => (code === 0 ? res() : rej(new Error(`berth ${args.join(' ')} on ${n.name} exited ${code}: ${err.slice(0, 500)}`))));
+  });
+}
+
+/** Runs `fn` over `items`, `n` at a time. */
+export async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let i = 0;
+  await Promise.all(Array.from({ length: n }, async () => { while (i < items.length) await fn(items[i++]!); }));
+}
+
+/** What junregister leaves for a runc env `jname` in workdir `wd` (data dir, sysdir with the descriptor, jails-rcconf), ready for `jregister`. */
+export async function writeUnregistered(wd: string, jname: string): Promise<void> {
+  const conf = { jname, uuid: randomUUID(), emulator: 'runc', base: 'bb', baserw: '0', host_hostname: jname, ip4_addr: '0', vnet: '0', astart: '0', mnt_start: '0', mnt_stop: '0' };
+  const text = formatDescriptor(conf, wd);
+  await mkdir(join(wd, 'jails-data', `${jname}-data`, 'etc'), { recursive: true });
+  await writeFile(join(wd, 'jails-data', `${jname}-data`, 'etc', 'hostname'), jname + '\n');
+  await mkdir(join(wd, 'jails-system', jname), { recursive: true });
+  await writeFile(join(wd, 'jails-system', jname, `rc.conf_${jname}`), text);
+  await writeFile(join(wd, 'jails-rcconf', `rc.conf_${jname}`), text);
 }

@@ -22,17 +22,13 @@
  *    the rows replaced.
  * Needs root (runc) and /usr/bin/chromium. BENCH_CONSOLE_ENVS (default 1000).
  */
-import { randomUUID } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { appendFileSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Page } from 'playwright-core';
-import { BIN, median, medians, report } from './common.js';
+import { berthAsync, median, medians, report, writeUnregistered } from './common.js';
 import { TestNode, freePort } from '../test/integration/cluster-twonode.js';
 import { berthOk, tempDir } from '../test/helpers/cli.js';
-import { formatDescriptor } from '../src/descriptor.js';
 
 const TOTAL = Number(process.env.BENCH_CONSOLE_ENVS ?? 1000);
 const RUNNING = 3;
@@ -42,27 +38,6 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 const base = tempDir('berth-bcon-');
 const lease = join(base, 'lease');
 const nodes = [0, 1, 2].map((i) => new TestNode(`node${i + 1}`, join(base, `n${i + 1}`, 'wd')));
-
-/** Runs `berth ...` on node `n` without blocking this process (several nodes at once). */
-function berthAsync(n: TestNode, args: string[]): Promise<void> {
-  return new Promise((res, rej) => {
-    const c = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, BERTH_WORKDIR: n.wd }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    c.on('exit', (code) => (code === 0 ? res() : rej(new Error(`berth ${args.join(' ')} on ${n.name} exited ${code}: ${err.slice(0, 500)}`))));
-  });
-}
-
-/** What junregister leaves for env `jname` on node `n` (data dir, sysdir with the descriptor, jails-rcconf). */
-async function writeUnregistered(n: TestNode, jname: string): Promise<void> {
-  const conf = { jname, uuid: randomUUID(), emulator: 'runc', base: 'bb', baserw: '0', host_hostname: jname, ip4_addr: '0', vnet: '0', astart: '0', mnt_start: '0', mnt_stop: '0' };
-  const text = formatDescriptor(conf, n.wd);
-  await mkdir(join(n.wd, 'jails-data', `${jname}-data`, 'etc'), { recursive: true });
-  await writeFile(join(n.wd, 'jails-data', `${jname}-data`, 'etc', 'hostname'), jname + '\n');
-  await mkdir(join(n.wd, 'jails-system', jname), { recursive: true });
-  await writeFile(join(n.wd, 'jails-system', jname, `rc.conf_${jname}`), text);
-  await writeFile(join(n.wd, 'jails-rcconf', `rc.conf_${jname}`), text);
-}
 
 /**
  * Navigates to `url` and returns the ms from the navigation to the first frame painted with
@@ -100,7 +75,7 @@ try {
   // RUNNING real containers on node1 and one on node2 (jcreate, started), the rest only registered
   const per = [0, 1, 2].map((k) => Math.floor(TOTAL / 3) + (k < TOTAL % 3 ? 1 : 0) - (k === 0 ? RUNNING : k === 1 ? 1 : 0));
   await Promise.all(nodes.map(async (n, k) => {
-    for (let i = 0; i < per[k]!; i += 32) await Promise.all(Array.from({ length: Math.min(32, per[k]! - i) }, (_, j) => writeUnregistered(n, envName(k, i + j))));
+    for (let i = 0; i < per[k]!; i += 32) await Promise.all(Array.from({ length: Math.min(32, per[k]! - i) }, (_, j) => writeUnregistered(n.wd, envName(k, i + j))));
     await berthAsync(n, ['jregister', `jname=${PREFIX[k]}*`]);
   }));
   console.log(`# ${TOTAL} envs registered over 3 nodes in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

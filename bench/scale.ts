@@ -15,17 +15,13 @@
  * Needs root and glusterd (scripts/gluster-up). BENCH_SCALE_SIZES (default 500,2000,10000),
  * BENCH_SCALE_TTL (6), BENCH_SCALE_WINDOW (seconds, default 5 x ttl).
  */
-import { randomUUID } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { readFileSync, rmSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { readSharedText } from '../src/sharedfs.js';
 import { join } from 'node:path';
-import { BIN, report, sh } from './common.js';
+import { berthAsync, pool, report, sh, writeUnregistered } from './common.js';
 import { TestNode, freePort } from '../test/integration/cluster-twonode.js';
 import { glusterVolume } from '../test/helpers/gluster.js';
 import { berthOk, tempDir } from '../test/helpers/cli.js';
-import { formatDescriptor } from '../src/descriptor.js';
 
 const SIZES = (process.env.BENCH_SCALE_SIZES ?? '500,2000,10000').split(',').map(Number);
 const TTL = Number(process.env.BENCH_SCALE_TTL ?? 6);
@@ -38,34 +34,6 @@ const base = tempDir('berth-scale-');
 const vol = await glusterVolume();
 const nodes = [0, 1, 2].map((i) => new TestNode(`node${i + 1}`, join(base, `n${i + 1}`, 'wd')));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Runs `berth ...` on node `n` without blocking this process (several nodes at once). */
-function berthAsync(n: TestNode, args: string[]): Promise<void> {
-  return new Promise((res, rej) => {
-    const c = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, BERTH_WORKDIR: n.wd }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    c.on('exit', (code) => (code === 0 ? res() : rej(new Error(`berth ${args.join(' ')} on ${n.name} exited ${code}: ${err.slice(0, 500)}`))));
-  });
-}
-
-/** Runs `fn` over `items`, `n` at a time. */
-async function pool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(Array.from({ length: n }, async () => { while (i < items.length) await fn(items[i++]!); }));
-}
-
-/** What junregister leaves for env `jname` (data dir, sysdir with the descriptor, jails-rcconf), written through node1's mounts. */
-async function writeUnregistered(jname: string): Promise<void> {
-  const wd = nodes[0]!.wd;
-  const conf = { jname, uuid: randomUUID(), emulator: 'runc', base: 'bb', baserw: '0', host_hostname: jname, ip4_addr: '0', vnet: '0', astart: '0', mnt_start: '0', mnt_stop: '0' };
-  const text = formatDescriptor(conf, wd);
-  await mkdir(join(wd, 'jails-data', `${jname}-data`, 'etc'), { recursive: true });
-  await writeFile(join(wd, 'jails-data', `${jname}-data`, 'etc', 'hostname'), jname + '\n');
-  await mkdir(join(wd, 'jails-system', jname), { recursive: true });
-  await writeFile(join(wd, 'jails-system', jname, `rc.conf_${jname}`), text);
-  await writeFile(join(wd, 'jails-rcconf', `rc.conf_${jname}`), text);
-}
 
 /** The volume's brick process (glusterfsd) and the total of its user+system CPU ticks. */
 function brickPid(): number {
@@ -108,7 +76,7 @@ try {
     const t0 = performance.now();
     const names: string[][] = [[], [], []];
     for (let i = have; i < size; i++) names[i % 3]!.push(`${PREFIX[i % 3]}${String(i).padStart(6, '0')}`);
-    await pool(names.flat(), 32, writeUnregistered);
+    await pool(names.flat(), 32, (j) => writeUnregistered(nodes[0]!.wd, j));
     const tw = performance.now();
     await Promise.all(nodes.map(async (n, k) => {
       if (!names[k]!.length) return;
