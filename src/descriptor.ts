@@ -7,7 +7,7 @@
  */
 import { lstatSync, readFileSync } from 'node:fs';
 import { parseKV, quoteValue, type KV } from './kvfile.js';
-import { readSharedText, replaceFileAtomic } from './sharedfs.js';
+import { readSharedText, readSharedTextAs, replaceFileAtomic, textDigest } from './sharedfs.js';
 
 /** An env's settings, keyed by CBSD names (jname, emulator, baserw, ip4_addr ...). */
 export type EnvConf = KV;
@@ -72,6 +72,18 @@ export function readDescriptor(file: string, workdir: string): EnvConf {
  */
 export function readSharedDescriptor(file: string, workdir: string): EnvConf {
   return parseDescriptor(readSharedText(file), workdir, file);
+}
+
+/**
+ * {@link readSharedDescriptor} of the version whose text has sha256 `digest` (what another node
+ * just wrote and read back: src/sharedfs.ts readSharedTextAs waits out this node's DFS cache).
+ * @returns the settings and the digest of the text they were read from, or `undefined` when this
+ *   node still read another version after the wait
+ * @throws BerthError E_BAD_CONF; Node errors (ENOENT)
+ */
+export async function readSharedDescriptorAs(file: string, workdir: string, digest: string | undefined): Promise<{ conf: EnvConf; digest: string } | undefined> {
+  const text = await readSharedTextAs(file, digest);
+  return text === undefined ? undefined : { conf: parseDescriptor(text, workdir, file), digest: textDigest(text) };
 }
 
 /**

@@ -144,6 +144,7 @@ export const ERROR_CODES = [
   'E_RBD',
   'E_RBD_IN_USE',
   'E_RCFILE_EXISTS',
+  'E_RECORD_STALE',
   'E_REMOTE',
   'E_REMOVE_FAILED',
   'E_RENAME_LOST',

@@ -2,7 +2,7 @@
  * Writing files on the shared storage (GlusterFS, NFSv4, CephFS), where every call is a network
  * round trip: descriptors and lease heartbeats.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { lstatSync, readFileSync } from 'node:fs';
 import { lstat, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -115,5 +115,32 @@ export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boole
     } finally {
       await fh.close().catch(() => undefined);
     }
+  }
+}
+
+/** The sha256 (hex) of a shared file's text: how two nodes agree that they read the same version. */
+export function textDigest(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** How long {@link readSharedTextAs} waits for the expected version, milliseconds. */
+const EXPECT_WAIT_MS = 3000;
+
+/**
+ * Reads a shared file that another node has just rewritten, expecting the version whose
+ * {@link textDigest} is `digest`: a DFS client may serve the old version for a while through
+ * its cached entry (GlusterFS FUSE keeps entries and attributes about 1 s), so a different
+ * text is read again, after a fresh lookup, every 50–200 ms for up to `waitMs` (default 3000).
+ * Without `digest` it is {@link readSharedText}.
+ * @returns the text, or `undefined` when it still differed after `waitMs` (the caller says what that means)
+ * @throws Node errors (ENOENT ...) as readSharedText
+ */
+export async function readSharedTextAs(path: string, digest: string | undefined, waitMs = EXPECT_WAIT_MS): Promise<string | undefined> {
+  const until = performance.now() + waitMs;
+  for (let pause = 50; ; pause = Math.min(pause * 2, 200)) {
+    const text = readSharedText(path);
+    if (!digest || textDigest(text) === digest) return text;
+    if (performance.now() + pause > until) return undefined;
+    await sleep(pause);
   }
 }

@@ -141,7 +141,7 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
     }),
     prepare: (jname, body: PrepareBody) => op(async () => {
       for (const f of [ctx.wd.env(jname).recordDescriptor, ctx.wd.env(jname).descriptor]) revalidate(f);
-      const plan = await prepareAdopt(ctx, jname, { uuid: body.uuid, mount: body.mount });
+      const plan = await prepareAdopt(ctx, jname, { uuid: body.uuid, mount: body.mount, digest: body.digest });
       if (plan.mounted) {
         unprepare(jname);
         const timer = setTimeout(() => { prepared.delete(jname); void track(cancelAdopt(ctx, jname).catch(() => undefined)); }, PREPARE_TTL_SEC * 1000);
@@ -161,14 +161,14 @@ export function nodeOps(ctx: NodeCtx, track: <T>(p: Promise<T>) => Promise<T> = 
       const plan = unprepare(jname);
       const mounted = !!body.mounted && !!plan;
       for (const f of [ctx.wd.env(jname).recordDescriptor, ctx.wd.env(jname).descriptor]) revalidate(f);
-      const r = await adoptEnv(ctx, jname, { generation: body.generation, start: body.start, mounted, returnTo: body.return_to, plan: mounted ? plan : undefined, runningJid: body.running_jid });
+      const r = await adoptEnv(ctx, jname, { generation: body.generation, start: body.start, mounted, returnTo: body.return_to, plan: mounted ? plan : undefined, runningJid: body.running_jid, digest: body.digest });
       await clearFenceMarker(ctx.wd, jname);
       return r;
     }),
     incoming: (jname) => op(async () => {
       const p = prepared.get(jname);
       if (p) { clearTimeout(p.timer); const timer = setTimeout(() => { prepared.delete(jname); void track(Promise.resolve(dropStream(jname)).then(() => abortIncoming(ctx, jname)).then(() => cancelAdopt(ctx, jname)).catch(() => undefined)); }, PREPARE_TTL_SEC * 1000); timer.unref(); p.timer = timer; }
-      const inc = await startIncoming(ctx, jname);
+      const inc = await startIncoming(ctx, jname, p?.plan.digest);
       // the state comes through this agent's migration channel (src/agent/stream.ts), relayed
       // to the engine's node-local socket; the source is told the channel, not the socket
       if (!inc.uri.startsWith('unix:')) throw new BerthError('E_INTERNAL', `the ${jname} engine listens on ${inc.uri}, not a unix socket`, EXIT.FAILURE);

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { ensureMonitor } from './run-monitor.js';
 import { existsSync } from 'node:fs';
-import { readSharedDescriptor, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
+import { readSharedDescriptor, readSharedDescriptorAs, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
 import { BerthError, EXIT, notFound, ownedError } from '../errors.js';
 import { checkHookSafe } from '../hooks.js';
 import { checkJname } from '../names.js';
@@ -28,25 +28,30 @@ export interface AdoptPlan {
   hooks: { start: string; stop: string };
   /** mnt_start ran (the storage stays mounted until adoptEnv or cancelAdopt) */
   mounted: boolean;
+  /** sha256 of the record's descriptor text the checks were made on (src/sharedfs.ts textDigest) */
+  digest: string;
 }
 
 /**
- * Can this node adopt `jname`, and, with `mount`, its storage mounted ahead (jmigrate's
- * destination, while the source still runs the env: the mounts are made outside the downtime).
- * Reads the descriptor from the env's ownership record and checks what a start here needs: not
- * registered here (a stale fenced row is dropped), the same uuid as `uuid`, the base present
- * (tree engines, baserw=0), the engine available on this platform, the hooks present and safe; with `mount`,
- * runs mnt_start and the identity check. Changes nothing else; {@link cancelAdopt} undoes the mount.
- * @throws BerthError E_ENV_EXISTS (1), E_NO_RCCONF (3), E_NOT_SHARED (1), E_NO_SUCH_BASE (3),
- *   E_BAD_EMULATOR (2), E_HOOK_UNSAFE / E_HOOK_MISSING (1), hook errors, E_IDENTITY (5)
+ * Reads the descriptor in `jname`'s ownership record at a jmigrate destination, in the version
+ * the source holds: `digest` is the sha256 of the text the source reads (PrepareBody.digest).
+ * This node's DFS client may still serve the previous version for a while (a `jset` on the
+ * source just before the jmigrate; GlusterFS FUSE caches about 1 s): it is read again until it
+ * matches, for up to 3 s, so that the env is never mounted or started here with settings the
+ * source has already replaced. Without `digest` (an older source) the current read is taken.
+ * @returns the settings and the digest of the text they came from
+ * @throws BerthError E_NOT_SHARED (1) when this node does not see the record or sees another env
+ *   (`uuid` differs), E_RECORD_STALE (1) when it still reads another version after the wait; E_BAD_CONF
  */
-export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions & { uuid?: string; mount?: boolean } = {}): Promise<AdoptPlan> {
-  checkJname(jname);
+export async function readRecordDescriptor(ctx: NodeCtx, jname: string, digest?: string, uuid?: string): Promise<{ conf: EnvConf; digest: string }> {
   const p = ctx.wd.env(jname);
-  if (ctx.inv.get(jname) && !(await forgetFencedEnv(ctx, jname))) throw new BerthError('E_ENV_EXISTS', `${jname} is already registered on node ${ctx.nodename}`, EXIT.FAILURE, { hint: `see it there: berth jls jname=${jname}` });
-  let conf: EnvConf;
+  const notShared = (conf: EnvConf) => new BerthError('E_NOT_SHARED', `node ${ctx.nodename} sees another env named ${jname} in its ownership directory (uuid ${conf.uuid}, the source's ${uuid}): the two nodes do not share it`, EXIT.FAILURE);
   try {
-    conf = readSharedDescriptor(p.recordDescriptor, ctx.wd.root);
+    const r = await readSharedDescriptorAs(p.recordDescriptor, ctx.wd.root, digest);
+    if (r && uuid && r.conf.uuid !== uuid) throw notShared(r.conf);
+    if (r) return r;
+    const seen = readSharedDescriptor(p.recordDescriptor, ctx.wd.root);
+    if (uuid && seen.uuid !== uuid) throw notShared(seen);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new BerthError('E_NOT_SHARED', `node ${ctx.nodename} does not see the ownership record of ${jname} (${p.recordDescriptor}): the two nodes do not share the ownership directory`, EXIT.FAILURE,
@@ -54,9 +59,27 @@ export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions 
     }
     throw e;
   }
-  if (opts.uuid && conf.uuid !== opts.uuid) {
-    throw new BerthError('E_NOT_SHARED', `node ${ctx.nodename} sees another env named ${jname} in its ownership directory (uuid ${conf.uuid}, the source's ${opts.uuid}): the two nodes do not share it`, EXIT.FAILURE);
-  }
+  throw new BerthError('E_RECORD_STALE', `node ${ctx.nodename} still reads another version of the descriptor of ${jname} (${p.recordDescriptor}) than the source holds, after 3 s: its view of the ownership directory is stale, or it is not the same directory`, EXIT.FAILURE,
+    { hint: `compare the file on both nodes and check how node ${ctx.nodename} mounts the ownership directory (berth doctor); then run jmigrate again` });
+}
+
+/**
+ * Can this node adopt `jname`, and, with `mount`, its storage mounted ahead (jmigrate's
+ * destination, while the source still runs the env: the mounts are made outside the downtime).
+ * Reads the descriptor from the env's ownership record (the version of `digest`:
+ * {@link readRecordDescriptor}) and checks what a start here needs: not
+ * registered here (a stale fenced row is dropped), the same uuid as `uuid`, the base present
+ * (tree engines, baserw=0), the engine available on this platform, the hooks present and safe; with `mount`,
+ * runs mnt_start and the identity check. Changes nothing else; {@link cancelAdopt} undoes the mount.
+ * @throws BerthError E_ENV_EXISTS (1), E_NO_RCCONF (3), E_NOT_SHARED (1), E_RECORD_STALE (1), E_NO_SUCH_BASE (3),
+ *   E_BAD_EMULATOR (2), E_HOOK_UNSAFE / E_HOOK_MISSING (1), hook errors, E_IDENTITY (5)
+ */
+export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions & { uuid?: string; mount?: boolean; digest?: string } = {}): Promise<AdoptPlan> {
+  checkJname(jname);
+  const p = ctx.wd.env(jname);
+  if (ctx.inv.get(jname) && !(await forgetFencedEnv(ctx, jname))) throw new BerthError('E_ENV_EXISTS', `${jname} is already registered on node ${ctx.nodename}`, EXIT.FAILURE, { hint: `see it there: berth jls jname=${jname}` });
+  const rec = await readRecordDescriptor(ctx, jname, opts.digest, opts.uuid);
+  let conf = rec.conf;
   // (a data= of its own, honoured by jregister, stays as written: src/lifecycle/register.ts resolveDescriptorPaths)
   conf = { ...conf, jname, path: p.path, data: ctx.wd.env(jname, conf.data).data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
   conf.emulator ??= 'jail';
@@ -68,7 +91,7 @@ export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions 
   }
   const hooks = effectiveHooks(ctx, conf);
   for (const h of [hooks.start, hooks.stop]) if (h !== '' && h !== '0') checkHookSafe(h);
-  const plan: AdoptPlan = { jname, uuid: conf.uuid ?? '', emulator: conf.emulator, hooks, mounted: false };
+  const plan: AdoptPlan = { jname, uuid: conf.uuid ?? '', emulator: conf.emulator, hooks, mounted: false, digest: rec.digest };
   if (!opts.mount) return plan;
   // mounted and checked, and left mounted for the adopt (a failure unmounts again)
   await withStorage(ctx, jname, conf, { action: 'register', uuid: plan.uuid, lease: false, keep: true }, opts, async () => { plan.mounted = true; });
@@ -94,7 +117,7 @@ export async function cancelAdopt(ctx: NodeCtx, jname: string, opts: OpOptions =
  * @throws BerthError E_LEASE_SUPERSEDED / E_LEASE_MISSING (4), E_ENV_EXISTS (1), hook errors,
  *   E_IDENTITY (5), start errors
  */
-export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string; plan?: AdoptPlan; runningJid?: number }): Promise<RegisterResult> {
+export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { generation: number; mounted?: boolean; start?: boolean; returnTo?: string; plan?: AdoptPlan; runningJid?: number; digest?: string }): Promise<RegisterResult> {
   // a plan from this process's prepare (its checks done, the storage mounted) is used as it is
   const plan = opts.plan?.jname === jname && opts.plan.mounted ? opts.plan : await prepareAdopt(ctx, jname, { ...opts, mount: !opts.mounted }).catch(async (e) => {
     if (opts.mounted) await cancelAdopt(ctx, jname, opts).catch(() => undefined);
@@ -109,7 +132,7 @@ export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { 
   try {
     const rec = await timed(t, 'lease', () => checkLease(p.lease, { node: ctx.nodename, generation: opts.generation, uuid: plan.uuid }));
     conf = await timed(t, 'descriptor', async () => {
-      const d = readSharedDescriptor(p.recordDescriptor, ctx.wd.root);
+      const d = (await readRecordDescriptor(ctx, jname, plan.digest, plan.uuid)).conf;
       const c: EnvConf = { ...d, jname, path: p.path, data: ctx.wd.env(jname, d.data).data, mount_fstab: p.fstab, rcconf: p.rcconfFile };
       c.emulator ??= 'jail';
       await writeDescriptorIfChanged(p.descriptor, c, ctx.wd.root);

@@ -5,28 +5,30 @@
  * Between those the source hands the lease over and the destination adopts the run
  * (adoptEnv with runningJid).
  */
-import { readSharedDescriptor, type EnvConf } from '../descriptor.js';
+import type { EnvConf } from '../descriptor.js';
 import { BerthError, EXIT, usageError } from '../errors.js';
 import { engineEnv, type Engine, type EngineEnv } from '../engines/types.js';
 import type { NodeCtx } from '../node.js';
 import { getEnv } from './envs.js';
 import { requireLease } from '../ownership/leases.js';
+import { readRecordDescriptor } from './adopt.js';
 
-async function incomingEnv(ctx: NodeCtx, jname: string): Promise<{ engine: Engine; env: EngineEnv }> {
+async function incomingEnv(ctx: NodeCtx, jname: string, digest?: string): Promise<{ engine: Engine; env: EngineEnv }> {
   const p = ctx.wd.env(jname);
-  const conf: EnvConf = { ...readSharedDescriptor(p.recordDescriptor, ctx.wd.root), jname, path: p.path, data: p.data, rcconf: p.rcconfFile };
+  const conf: EnvConf = { ...(await readRecordDescriptor(ctx, jname, digest)).conf, jname, path: p.path, data: p.data, rcconf: p.rcconfFile };
   const engine = await ctx.engine(conf.emulator ?? 'jail');
   return { engine, env: engineEnv(ctx, jname, conf) };
 }
 
 /**
- * Starts `jname` here paused, waiting for its running state (after a prepare that mounted its storage).
+ * Starts `jname` here paused, waiting for its running state (after a prepare that mounted its
+ * storage), with the descriptor version `digest` that prepare checked (adopt.ts readRecordDescriptor).
  * @returns the run id and the URI the source sends the state to
- * @throws BerthError E_NO_LIVE (2) for an engine without live migration, E_ENV_EXISTS (1), engine errors (5)
+ * @throws BerthError E_NO_LIVE (2) for an engine without live migration, E_ENV_EXISTS (1), E_RECORD_STALE (1), engine errors (5)
  */
-export async function startIncoming(ctx: NodeCtx, jname: string): Promise<{ jid: number; uri: string }> {
+export async function startIncoming(ctx: NodeCtx, jname: string, digest?: string): Promise<{ jid: number; uri: string }> {
   if (ctx.inv.get(jname)) throw new BerthError('E_ENV_EXISTS', `${jname} is already registered on node ${ctx.nodename}`, EXIT.FAILURE);
-  const { engine, env } = await incomingEnv(ctx, jname);
+  const { engine, env } = await incomingEnv(ctx, jname, digest);
   if (!engine.info.liveMigration || !engine.liveIncoming) throw usageError('E_NO_LIVE', `${jname} is a ${engine.name} env: ${engine.name} has no live migration; use jmigrate without live=1`);
   return engine.liveIncoming(env);
 }

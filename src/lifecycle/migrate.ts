@@ -37,7 +37,7 @@ import type { NodeCtx } from '../node.js';
 import { nodeClient } from '../nodes/cluster.js';
 import { openMigrationChannel, type MigrationChannel } from '../nodes/stream.js';
 import { runStorageHook } from '../hooks.js';
-import { handoverEnvLease, journal, reclaimEnvLease, requireLease } from '../ownership/leases.js';
+import { handoverEnvLease, journal, reclaimEnvLease, recordDescriptorDigest, requireLease } from '../ownership/leases.js';
 import { engineEnv } from '../engines/types.js';
 
 /** One timed step. */
@@ -106,7 +106,7 @@ const ms = (t0: number) => Math.round(performance.now() - t0);
  * jmigrate jname= dst=.
  * @throws BerthError: E_NO_SUCH_ENV/E_NO_SUCH_NODE (3), lease errors (4), E_BUSY (4),
  *   E_MIGRATE_REFUSED with the exit code of the destination's refusal (E_ENV_EXISTS 1,
- *   E_NOT_SHARED 1, E_NO_SUCH_BASE 3, E_BAD_EMULATOR 2, E_HOOK_UNSAFE 1, a failing mnt_start
+ *   E_NOT_SHARED 1, E_RECORD_STALE 1, E_NO_SUCH_BASE 3, E_BAD_EMULATOR 2, E_HOOK_UNSAFE 1, a failing mnt_start
  *   there ...; details.cause) when nothing was changed, E_NODE_MISMATCH (1),
  *   E_NODE_UNREACHABLE (1), E_MIGRATE_FAILED (the failing step's exit code; details.steps,
  *   details.location)
@@ -153,10 +153,12 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
       hint, details: { steps, location, cause: cause.toJSON(), rollback: rollbackErr?.toJSON() }, cause,
     });
 
-  // preflight at the destination (it mounts the storage there ahead when the env runs)
+  // preflight at the destination (it mounts the storage there ahead when the env runs), on the
+  // descriptor version this node holds (digest: the destination's DFS cache may be older)
+  const digest = recordDescriptorDigest(ctx, jname);
   let prep;
   try {
-    prep = await runStep('prepare', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/prepare`, { uuid: row.uuid, mount: wasRunning }));
+    prep = await runStep('prepare', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/prepare`, { uuid: row.uuid, mount: wasRunning, digest }));
   } catch (e) {
     const cause = toBerthError(e);
     throw new BerthError('E_MIGRATE_REFUSED', `node ${dst} cannot take ${jname}: ${cause.message}; nothing was changed (${jname} stays ${wasRunning ? 'running ' : ''}on ${here})`, cause.exitCode, {
@@ -189,7 +191,7 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
     }
     try {
       const a = await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`,
-        { generation, start: wasRunning, mounted: wasRunning, return_to: here }));
+        { generation, start: wasRunning, mounted: wasRunning, return_to: here, digest }));
       adoptTimings = ((a.result as { timings?: StepTiming[] } | undefined)?.timings) ?? [];
       tUp = performance.now();
     } catch (e) {
@@ -286,7 +288,7 @@ export async function migrateEnv(ctx: NodeCtx, jname: string, dst: string, opts:
         generation = (await runStep('handover', here, () => handoverEnvLease(ctx, row, dst))).generation;
         handed = true;
         try {
-          await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`, { generation, mounted: true, return_to: here, running_jid: inc.jid }));
+          await runStep('adopt', dst, () => client.call('POST', `/v1/envs/${encodeURIComponent(jname)}/adopt`, { generation, mounted: true, return_to: here, running_jid: inc.jid, digest }));
         } catch (e) {
           const back = toBerthError(e).details?.handedBack as { node: string; generation: number } | undefined;
           if (back?.node === here) { ctx.inv.setGeneration(jname, back.generation); await journal(ctx, 'own', { ...row, generation: back.generation }, 'handed back'); handed = false; throw e; }

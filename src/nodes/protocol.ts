@@ -29,6 +29,8 @@ export const PrepareBody = z.strictObject({
   uuid: z.string().max(64).optional(),
   /** mount the env's storage ahead (mnt_start + identity check) */
   mount: z.boolean().optional(),
+  /** sha256 of the descriptor text in the env's ownership record as the source reads it: the destination waits until it reads that version */
+  digest: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type PrepareBody = z.infer<typeof PrepareBody>;
 
@@ -44,6 +46,8 @@ export const AdoptBody = z.strictObject({
   return_to: z.string().max(64).optional(),
   /** a live migration: the env already runs here (paused, POST incoming), as run `running_jid` */
   running_jid: z.number().int().positive().optional(),
+  /** as PrepareBody.digest, for an adopt without a prepare's mount */
+  digest: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type AdoptBody = z.infer<typeof AdoptBody>;
 

@@ -11,6 +11,7 @@ import { writeDescriptor } from '../descriptor.js';
 import { BerthError } from '../errors.js';
 import type { EnvRow } from '../inventory.js';
 import { warn } from '../log.js';
+import { readSharedText, textDigest } from '../sharedfs.js';
 import type { Workdir } from '../paths.js';
 import type { JournalWriter } from './journal.js';
 import type { Ownership } from './store.js';
@@ -164,6 +165,15 @@ export async function journal(ctx: OwnerCtx, op: 'own' | 'drop', e: { jname: str
  */
 export async function publishDescriptor(ctx: OwnerCtx, jname: string, conf: EnvConf): Promise<void> {
   await writeDescriptor(ctx.wd.env(jname).recordDescriptor, conf, ctx.wd.root);
+}
+
+/**
+ * The sha256 of the descriptor copy in `jname`'s record as this node reads it (the owner, which
+ * wrote it), for a jmigrate destination to wait for that version (src/lifecycle/adopt.ts
+ * readRecordDescriptor). @returns undefined when the record holds no readable copy
+ */
+export function recordDescriptorDigest(ctx: OwnerCtx, jname: string): string | undefined {
+  try { return textDigest(readSharedText(ctx.wd.env(jname).recordDescriptor)); } catch { return undefined; }
 }
 
 /** True when the record of `jname` holds a descriptor copy. */
