@@ -50,10 +50,10 @@ import { BerthError, EXIT, ownedError, toBerthError, usageError } from '../error
 import { readApiToken } from '../initenv.js';
 import { STATUS, type EnvRow } from '../inventory.js';
 import { readLeaseState } from '../ownership/record.js';
-import { journal, requireLease } from '../ownership/leases.js';
+import { compactJournal, journal, requireLease } from '../ownership/leases.js';
 import { newBootId, writeNodeBeat } from '../ownership/heartbeat.js';
 import { clearNotice, listNotices } from '../ownership/notices.js';
-import { COMPACT_EVERY, entriesSinceSnapshot, readNodeIndex, writeSnapshot } from '../ownership/journal.js';
+import { readNodeIndex } from '../ownership/journal.js';
 import { reconcileEnv } from '../lifecycle/teardown.js';
 import { startEnv } from '../lifecycle/start.js';
 import { getLogger } from '../log.js';
@@ -435,12 +435,8 @@ export class Agent {
     if (!force && ++this.roundsSinceCompactCheck < 10) return;
     this.roundsSinceCompactCheck = 0;
     const { ctx } = this;
-    if (!force && (await entriesSinceSnapshot(ctx.own)) < COMPACT_EVERY) return;
-    const head = await ctx.journal.currentHead();
-    if (head === 0) return;
-    const envs = ctx.inv.list().filter((r) => r.generation > 0 && !isFenced(ctx, r.jname))
-      .map((r) => ({ jname: r.jname, uuid: r.uuid, generation: r.generation, emulator: r.emulator }));
-    if (await writeSnapshot(ctx.own, head, envs)) await log('debug', { v: head, envs: envs.length }, 'journal snapshot written');
+    const snap = await compactJournal(ctx, { force });
+    if (snap) await log('debug', snap, 'journal snapshot written');
   }
 
   /** Fences `row` (see src/ownership/fence.ts): marker first, then the running copy is killed. */

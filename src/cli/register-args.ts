@@ -1,4 +1,5 @@
 /** What jregister and junregister share. */
+import type { NodeCtx } from '../node.js';
 
 /**
  * Envs registered (or unregistered) at once by one glob command. Each env's work is mostly
@@ -6,3 +7,14 @@
  * as CBSD queues one task per env (§6.1); results keep the name order.
  */
 export const REGISTER_CONCURRENCY = 8;
+
+/**
+ * After a glob jregister/junregister: compacts this node's ownership journal when the command
+ * left COMPACT_EVERY or more entries after its snapshot (src/ownership/leases.ts
+ * compactJournal), so that `cluster ls` on any node, arriving cold, reads one snapshot rather
+ * than one journal entry per env. Best effort: the agent compacts within 10 heartbeat periods anyway.
+ */
+export async function compactAfterMany(ctx: NodeCtx): Promise<void> {
+  const { compactJournal } = await import('../ownership/leases.js');
+  await compactJournal(ctx).catch(() => undefined);
+}

@@ -9,11 +9,12 @@ import { existsSync } from 'node:fs';
 import type { EnvConf } from '../descriptor.js';
 import { writeDescriptor } from '../descriptor.js';
 import { BerthError } from '../errors.js';
-import type { EnvRow } from '../inventory.js';
+import type { EnvRow, Inventory } from '../inventory.js';
 import { warn } from '../log.js';
 import { readSharedText, textDigest } from '../sharedfs.js';
 import type { Workdir } from '../paths.js';
-import type { JournalWriter } from './journal.js';
+import { COMPACT_EVERY, entriesSinceSnapshot, writeSnapshot, type JournalWriter } from './journal.js';
+import { isFenced } from './fence.js';
 import type { Ownership } from './store.js';
 import { readNodeBeatRaw, watchSeconds } from './heartbeat.js';
 import { importLegacy } from './legacy.js';
@@ -179,4 +180,25 @@ export function recordDescriptorDigest(ctx: OwnerCtx, jname: string): string | u
 /** True when the record of `jname` holds a descriptor copy. */
 export function hasRecordDescriptor(ctx: OwnerCtx, jname: string): boolean {
   return existsSync(ctx.wd.env(jname).recordDescriptor);
+}
+
+/**
+ * Compacts this node's ownership journal (src/ownership/journal.ts): when at least
+ * COMPACT_EVERY (64) entries follow the newest snapshot, or with `force`, writes
+ * `snapshot.<head>` from this node's inventory (every row held at a generation, fenced rows
+ * left out) and prunes what no reader needs. The agent calls it every 10 heartbeat periods; a
+ * command that changed many envs at once (a glob jregister) calls it at its end, so that a
+ * reader arriving cold reads one snapshot instead of every entry. Concurrent callers are
+ * harmless: one snapshot per head (exclusive create).
+ * @returns the snapshot's version and env count, or undefined when none was written
+ * @throws file system errors of the ownership directory
+ */
+export async function compactJournal(ctx: OwnerCtx & { inv: Pick<Inventory, 'list' | 'get' | 'delete'> }, opts: { force?: boolean } = {}): Promise<{ v: number; envs: number } | undefined> {
+  if (!opts.force && (await entriesSinceSnapshot(ctx.own)) < COMPACT_EVERY) return undefined;
+  // the head first, then the inventory: the snapshot holds at least every transition up to it
+  const head = await ctx.journal.currentHead();
+  if (head === 0) return undefined;
+  const envs = ctx.inv.list().filter((r) => r.generation > 0 && !isFenced(ctx, r.jname))
+    .map((r) => ({ jname: r.jname, uuid: r.uuid, generation: r.generation, emulator: r.emulator }));
+  return (await writeSnapshot(ctx.own, head, envs)) ? { v: head, envs: envs.length } : undefined;
 }

@@ -3,7 +3,7 @@ import { usageError } from '../../errors.js';
 import { str, withNode } from '../args.js';
 import { forEachEnv } from '../each.js';
 import { f, JNAME, o } from '../options.js';
-import { REGISTER_CONCURRENCY } from '../register-args.js';
+import { compactAfterMany, REGISTER_CONCURRENCY } from '../register-args.js';
 import type { CmdDef } from '../types.js';
 
 /** `fn`, called the first time only (the takeover's wait note; the library calls it every second). */
@@ -36,7 +36,9 @@ export const command: CmdDef = {
         const r = noteMapped(await registerEnv(ctx, patterns[0], ropts));
         return { data: { results: [{ ok: true, ...r }] }, text: `registered: ${r.jname} (generation ${r.generation}${r.tookOver ? `, taken over from ${r.previousOwner}` : ''})${r.started ? `\nstarted: ${r.jname}` : ''}` };
       }
-      return forEachEnv(registerTargets(ctx, patterns), 'registered', async (j) => noteMapped(await registerEnv(ctx, j, ropts)), REGISTER_CONCURRENCY);
+      const out = await forEachEnv(registerTargets(ctx, patterns), 'registered', async (j) => noteMapped(await registerEnv(ctx, j, ropts)), REGISTER_CONCURRENCY);
+      await compactAfterMany(ctx);
+      return out;
     });
   },
 };

@@ -2,7 +2,7 @@
 import { str, withNode } from '../args.js';
 import { forEachEnv } from '../each.js';
 import { JNAME, o } from '../options.js';
-import { REGISTER_CONCURRENCY } from '../register-args.js';
+import { compactAfterMany, REGISTER_CONCURRENCY } from '../register-args.js';
 import type { CmdDef } from '../types.js';
 
 export const command: CmdDef = {
@@ -14,7 +14,9 @@ export const command: CmdDef = {
     const { selectEnvs } = await import('../../lifecycle/envs.js');
     return withNode(opts, async (ctx) => {
       const rows = selectEnvs(ctx, patterns);
-      return forEachEnv(rows.map((r) => r.jname), 'unregistered', (j) => unregisterEnv(ctx, j, { verbose: !!opts.verbose, rcfile: rows.length === 1 ? str(opts, 'rcfile') : undefined }), REGISTER_CONCURRENCY);
+      const out = await forEachEnv(rows.map((r) => r.jname), 'unregistered', (j) => unregisterEnv(ctx, j, { verbose: !!opts.verbose, rcfile: rows.length === 1 ? str(opts, 'rcfile') : undefined }), REGISTER_CONCURRENCY);
+      await compactAfterMany(ctx);
+      return out;
     });
   },
 };
