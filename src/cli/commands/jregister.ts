@@ -36,8 +36,9 @@ export const command: CmdDef = {
         const r = noteMapped(await registerEnv(ctx, patterns[0], ropts));
         return { data: { results: [{ ok: true, ...r }] }, text: `registered: ${r.jname} (generation ${r.generation}${r.tookOver ? `, taken over from ${r.previousOwner}` : ''})${r.started ? `\nstarted: ${r.jname}` : ''}` };
       }
-      const out = await forEachEnv(registerTargets(ctx, patterns), 'registered', async (j) => noteMapped(await registerEnv(ctx, j, ropts)), REGISTER_CONCURRENCY);
-      await compactAfterMany(ctx);
+      const targets = registerTargets(ctx, patterns);
+      const out = await forEachEnv(targets, 'registered', async (j) => noteMapped(await registerEnv(ctx, j, ropts)), REGISTER_CONCURRENCY);
+      await compactAfterMany(ctx, targets.length);
       return out;
     });
   },

@@ -14,8 +14,9 @@ export const command: CmdDef = {
     const { selectEnvs } = await import('../../lifecycle/envs.js');
     return withNode(opts, async (ctx) => {
       const rows = selectEnvs(ctx, patterns);
-      const out = await forEachEnv(rows.map((r) => r.jname), 'unregistered', (j) => unregisterEnv(ctx, j, { verbose: !!opts.verbose, rcfile: rows.length === 1 ? str(opts, 'rcfile') : undefined }), REGISTER_CONCURRENCY);
-      await compactAfterMany(ctx);
+      const targets = rows.map((r) => r.jname);
+      const out = await forEachEnv(targets, 'unregistered', (j) => unregisterEnv(ctx, j, { verbose: !!opts.verbose, rcfile: rows.length === 1 ? str(opts, 'rcfile') : undefined }), REGISTER_CONCURRENCY);
+      await compactAfterMany(ctx, targets.length);
       return out;
     });
   },
