@@ -103,14 +103,17 @@ export class JournalWriter {
 
   private async write(e: Omit<JournalEntry, 'v'>): Promise<number> {
     const dir = this.own.journalDir();
-    await mkdir(dir, { recursive: true });
+    // the dir is made when an open says it is missing, not before every entry (a round trip
+    // each on the shared storage, and entries are written one after the other)
     let v = (this.head ?? (await this.currentHead())) + 1;
+    let made = false;
     for (let attempt = 0; ; attempt++) {
       let fh;
       try {
         fh = await open(join(dir, String(v)), 'wx', 0o644);
       } catch (err) {
         if (errno(err) === 'EEXIST' && attempt < 1000) { v++; continue; }
+        if (errno(err) === 'ENOENT' && !made) { await mkdir(dir, { recursive: true }); made = true; continue; }
         throw err;
       }
       try {
