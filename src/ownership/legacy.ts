@@ -34,10 +34,11 @@ export async function readLegacy(legacyDir: string): Promise<{ generation: numbe
  * @throws E_LEASE_CORRUPT / E_LEASE_IO (exit 1) from src/ownership/record.ts
  */
 export async function importLegacy(legacyDir: string, recordDir: string): Promise<number> {
-  const cur = await readLeaseState(recordDir);
-  if (cur.generation > 0) return 0;
+  // the legacy log first: nearly always absent (one lookup), and then the record is not read at all
   const old = await readLegacy(legacyDir);
   if (!old) return 0;
+  const cur = await readLeaseState(recordDir);
+  if (cur.generation > 0) return 0;
   await seedLease(recordDir, old.generation, old.text);
   await writeFile(join(legacyDir, 'MOVED'), `This lease moved to ${recordDir} (berth >= 0.2 keeps ownership records in the shared lease_dir).\n`).catch(() => undefined);
   return old.generation;
