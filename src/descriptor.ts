@@ -6,8 +6,10 @@
  * does. The sysdir copy is rewritten atomically (temp file + fsync + rename).
  */
 import { lstatSync, readFileSync } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { parseKV, quoteValue, type KV } from './kvfile.js';
-import { readSharedText, readSharedTextAs, replaceFileAtomic, textDigest } from './sharedfs.js';
+import { sleep } from './proc.js';
+import { readSharedBytesAsync, readSharedText, readSharedTextAs, readSharedTextAsync, replaceFileAtomic, textDigest } from './sharedfs.js';
 
 /** An env's settings, keyed by CBSD names (jname, emulator, baserw, ip4_addr ...). */
 export type EnvConf = KV;
@@ -66,12 +68,45 @@ export function readDescriptor(file: string, workdir: string): EnvConf {
 }
 
 /**
+ * {@link readDescriptor}, asynchronous: the same lookup afresh, bytes read (src/sharedfs.ts
+ * readSharedTextAsync, which also retries ESTALE), a replace in progress (ENOENT) retried after
+ * 20, 40, 60, 80 ms. For the paths that read many descriptors at once on shared storage
+ * (jregister of a glob), where a synchronous call holds the whole process for one network
+ * round trip (about 1 ms on GlusterFS FUSE).
+ * @throws BerthError E_BAD_CONF; Node errors (ENOENT)
+ */
+export async function readDescriptorAsync(file: string, workdir: string): Promise<EnvConf> {
+  return parseDescriptor((await readDescriptorBytes(file)).toString('utf8'), workdir, file);
+}
+
+/**
+ * The bytes of a descriptor file, read as {@link readDescriptorAsync} reads them (parse them
+ * with {@link parseDescriptor}). @throws Node errors (ENOENT after the retries)
+ */
+export async function readDescriptorBytes(file: string): Promise<Buffer> {
+  for (let i = 0; ; i++) {
+    try { await lstat(file); } catch { /* the read says why */ }
+    try {
+      return await readSharedBytesAsync(file);
+    } catch (e) {
+      if (i >= 4 || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      await sleep(20 * (i + 1)); // a rename on another node settles
+    }
+  }
+}
+
+/**
  * readDescriptor for a descriptor that another node may rewrite on shared storage (the copy in
  * the ownership record, jails-rcconf/): read as src/sharedfs.ts readSharedText does.
  * @throws BerthError E_BAD_CONF; Node errors (ENOENT)
  */
 export function readSharedDescriptor(file: string, workdir: string): EnvConf {
   return parseDescriptor(readSharedText(file), workdir, file);
+}
+
+/** {@link readSharedDescriptor}, asynchronous (src/sharedfs.ts readSharedTextAsync). @throws BerthError E_BAD_CONF; Node errors (ENOENT) */
+export async function readSharedDescriptorAsync(file: string, workdir: string): Promise<EnvConf> {
+  return parseDescriptor(await readSharedTextAsync(file), workdir, file);
 }
 
 /**
@@ -109,14 +144,18 @@ export function formatDescriptor(conf: EnvConf, workdir: string): string {
 /**
  * Writes the descriptor (as {@link writeDescriptor}) unless the file already holds exactly that
  * text: on shared storage a read is cheaper than a durable replace (jregister of hundreds of
- * envs whose descriptor copy is already current). @returns true when it was written
+ * envs whose descriptor copy is already current). `known`: the file's text as the caller just
+ * read it (under the env's lease, so nobody else wrote it since), saving the read.
+ * @returns true when it was written
  */
-export async function writeDescriptorIfChanged(file: string, conf: EnvConf, workdir: string): Promise<boolean> {
+export async function writeDescriptorIfChanged(file: string, conf: EnvConf, workdir: string, known?: string): Promise<boolean> {
   const text = formatDescriptor(conf, workdir);
-  let current: string | undefined;
-  try {
-    current = readSharedText(file);
-  } catch { /* missing or unreadable: write it */ }
+  let current = known;
+  if (current === undefined) {
+    try {
+      current = await readSharedTextAsync(file);
+    } catch { /* missing or unreadable: write it */ }
+  }
   if (current === text) return false;
   await replaceFileAtomic(file, text, { mode: 0o644 });
   return true;

@@ -93,6 +93,11 @@ const RETRIES = 6;
  * @throws Node errors (ENOENT when missing, ...)
  */
 export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boolean } = {}): Promise<string> {
+  return (await readSharedBytesAsync(path, opts)).toString('utf8');
+}
+
+/** {@link readSharedTextAsync}, the bytes as read (a file put back exactly as it was found). @throws Node errors (ENOENT ...) */
+export async function readSharedBytesAsync(path: string, opts: { nonEmpty?: boolean } = {}): Promise<Buffer> {
   for (let i = 0; ; i++) {
     if (i > 0) {
       await sleep(5 << i); // 10, 20, 40 ... 320 ms
@@ -106,9 +111,9 @@ export async function readSharedTextAsync(path: string, opts: { nonEmpty?: boole
       throw e;
     }
     try {
-      const text = (await fh.readFile()).toString('utf8');
-      if (text === '' && opts.nonEmpty && i < RETRIES) continue;
-      return text;
+      const bytes = await fh.readFile();
+      if (bytes.length === 0 && opts.nonEmpty && i < RETRIES) continue;
+      return bytes;
     } catch (e) {
       if ((isStale(e) || (e as NodeJS.ErrnoException).code === 'ENOENT') && i < RETRIES) continue;
       throw e;

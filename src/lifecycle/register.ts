@@ -18,11 +18,11 @@
  * env at that generation, its storage mounted beforehand by {@link prepareAdopt}.
  */
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { access, lstat, mkdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BerthError, EXIT, notFound, ownedError, usageError } from '../errors.js';
-import { readDescriptor, readSharedDescriptor, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
+import { parseDescriptor, readDescriptor, readDescriptorAsync, readSharedDescriptorAsync, writeDescriptor, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
 import { STATUS } from '../inventory.js';
 import { checkJname, checkJnamePattern, checkUuid, isGlob, jnameMatcher } from '../names.js';
 import type { NodeCtx } from '../node.js';
@@ -30,13 +30,17 @@ import { forgetFencedEnv } from '../ownership/fence.js';
 import {
   acquireEnvLease, completeTakeover, importLegacyLease, journal, releaseEnvLease, takeoverEnvLease, watchOwner,
 } from '../ownership/leases.js';
-import { readLease, type WatchResult } from '../ownership/record.js';
+import { readLease, readLeaseState, type WatchResult } from '../ownership/record.js';
+import { readSharedBytesAsync } from '../sharedfs.js';
 import { getEnv, stopCommand } from './envs.js';
 import { settingDefsFor, validateSettings } from './settings.js';
 import { startEnv } from './start.js';
 import { verifyIdentity, withStorage } from './storage.js';
 import { recoverStaleClaim } from './teardown.js';
 import type { EnvInfo, OpOptions, StepTiming } from './types.js';
+
+/** Whether `path` exists (access(2), asynchronous: one round trip on shared storage that holds no other work up). */
+const exists = (path: string): Promise<boolean> => access(path).then(() => true, () => false);
 
 /** Options of {@link registerEnv}. */
 export interface RegisterOptions extends OpOptions {
@@ -145,8 +149,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   if (!rcfile) throw usageError('E_NO_JNAME', 'jregister needs jname= or rcfile=');
   // Not in jails-rcconf/ (a dead owner never wrote it, or jails-rcconf is not shared): the copy
   // in the ownership record is current (rewritten on every change) and visible on every node.
-  if (!existsSync(rcfile)) {
-    if (!opts.rcfile && jname && existsSync(ctx.wd.env(jname).recordDescriptor)) rcfile = ctx.wd.env(jname).recordDescriptor;
+  if (!(await exists(rcfile))) {
+    if (!opts.rcfile && jname && (await exists(ctx.wd.env(jname).recordDescriptor))) rcfile = ctx.wd.env(jname).recordDescriptor;
     else {
       throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''}${jname ? ` and no ownership record of it in ${ctx.wd.leaseDir}` : ''}`, {
         hint: `junregister writes it on the node that lets the env go; an env made by any node has its descriptor in ${ctx.wd.leaseDir}/envs/<jname>/ (is lease_dir the shared directory? see berth doctor)`,
@@ -155,7 +159,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   }
   let conf: EnvConf;
   try {
-    conf = rcfile === (jname && ctx.wd.env(jname).recordDescriptor) ? readSharedDescriptor(rcfile, ctx.wd.root) : readDescriptor(rcfile, ctx.wd.root);
+    conf = rcfile === (jname && ctx.wd.env(jname).recordDescriptor) ? await readSharedDescriptorAsync(rcfile, ctx.wd.root) : await readDescriptorAsync(rcfile, ctx.wd.root);
   } catch (e) {
     // another node adopted it (and deleted the descriptor) between the check and the read
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw notFound('E_NO_RCCONF', `no descriptor ${rcfile}${jname ? ` for ${jname}` : ''} (adopted by another node just now?)`);
@@ -183,7 +187,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   // The owner as the record says (the record is visible whatever is mounted): another node's
   // lease is refused here, before anything is mounted, unless force; then its node's heartbeat
   // is watched while mnt_start mounts the storage.
-  let current = await readLease(p.lease);
+  const before = await readLeaseState(p.lease);
+  let current = before.holder;
   const refuseHeld = async () => { if (current && current.node !== ctx.nodename && !opts.force) await acquireEnvLease(ctx, name, conf.uuid ?? current.uuid); }; // throws E_LEASE_HELD naming the owner, hint --force
   let legacyChecked = false;
   await refuseHeld();
@@ -198,12 +203,12 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   // (an adopted env's dirs exist: one lookup each on the shared storage, not a mkdir and a stat)
   const made: string[] = [];
   for (const d of [p.data, p.sysdir, p.fstabDir]) {
-    if (!existsSync(d)) { await mkdir(d, { recursive: true }); made.push(d); }
+    if (!(await exists(d))) { await mkdir(d, { recursive: true }); made.push(d); }
   }
   let lease: { generation: number } | undefined;
   let wroteSysDescriptor = false;
   const result: RegisterResult = { jname: name, uuid: '', generation: 0, tookOver: false, rcfile, data: p.data, ...(mapped.length ? { mapped } : {}) };
-  const hadRecord = existsSync(p.lease);
+  const hadRecord = await exists(p.lease);
   let sysBefore: Buffer | undefined | null = null; // null: not read yet
   try {
     // the start that follows (start=1) unmounts when it fails (its teardown)
@@ -211,10 +216,12 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
       let inserted = false;
       try {
         // the sysdir's descriptor as found (CBSD's own, uuid-less; or none): put back on a failure
-        try { sysBefore = readFileSync(p.descriptor); } catch { sysBefore = undefined; }
+        // (read once: the identity check and the rewrite below use this text)
+        try { await lstat(p.descriptor); sysBefore = await readSharedBytesAsync(p.descriptor); } catch { sysBefore = undefined; }
+        const sysText = sysBefore?.toString('utf8');
         if (!conf.uuid) {
           // A descriptor written by CBSD: no uuid yet. The sysdir must not already belong to a berth env.
-          const existing = existsSync(p.descriptor) ? readDescriptor(p.descriptor, ctx.wd.root).uuid || undefined : undefined;
+          const existing = sysText !== undefined ? parseDescriptor(sysText, ctx.wd.root, p.descriptor).uuid || undefined : undefined;
           if (existing) checkUuid(existing, p.descriptor);
           conf.uuid = existing ?? randomUUID();
           if (!existing) {
@@ -223,7 +230,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
           }
         }
         result.uuid = conf.uuid;
-        verifyIdentity(ctx, name, conf.uuid, conf);
+        // (a descriptor this registration wrote is read back from the storage)
+        await verifyIdentity(ctx, name, conf.uuid, conf, wroteSysDescriptor ? undefined : sysText);
         if (!current) {
           // no record yet: an env of berth 0.1 keeps its lease in the (now mounted) sysdir
           legacyChecked = true;
@@ -246,7 +254,12 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
           lease = await acquireEnvLease(ctx, name, conf.uuid, { legacy: !legacyChecked });
         }
         result.generation = lease.generation;
-        await writeDescriptorIfChanged(p.descriptor, conf, ctx.wd.root);
+        // The text read above is still the file's when the lease was free before it was read and
+        // nobody claimed or released it until this claim (generation + 1): only a holder writes
+        // it. Otherwise (a takeover, a legacy import, a race, a descriptor this registration
+        // wrote) it is read again.
+        const unchanged = !wroteSysDescriptor && !before.holder && lease.generation === before.generation + 1;
+        await writeDescriptorIfChanged(p.descriptor, conf, ctx.wd.root, unchanged ? sysText : undefined);
         await writeDescriptorIfChanged(p.recordDescriptor, conf, ctx.wd.root);
         ctx.inv.insert({ jname: name, uuid: conf.uuid, emulator: conf.emulator!, generation: lease.generation, conf });
         inserted = true;
@@ -304,7 +317,7 @@ export async function unregisterEnv(ctx: NodeCtx, jname: string, opts: OpOptions
       try {
         await mkdir(join(target, '..'), { recursive: true });
         await writeDescriptor(p.descriptor, row.conf, ctx.wd.root);
-        wroteTarget = !existsSync(target);
+        wroteTarget = !(await exists(target));
         await writeDescriptor(target, row.conf, ctx.wd.root);
         await writeDescriptorIfChanged(p.recordDescriptor, row.conf, ctx.wd.root);
         await releaseEnvLease(ctx, row);

@@ -121,7 +121,7 @@ export async function moveFiles(ctx: NodeCtx, from: string, to: string, conf: En
       const out = renameFstabText(text, ctx.wd.root, fp, tp);
       if (out !== text) await replaceFileAtomic(f, out, { mode: 0o644 });
     }
-    verifyIdentity(ctx, to, uuid, conf);
+    await verifyIdentity(ctx, to, uuid, conf);
   } catch (e) {
     await runStorageHook('mnt_stop', hooks.stop, 'rename', henv).catch((err) => warn({ jname: to, err: String(err) }, 'mnt_stop after a failed rename'));
     throw e;

@@ -9,9 +9,8 @@
  * mnt_stop). Every operation on an env's files uses it: create, start, set, clone, register,
  * unregister, remove, adopt; stop is the teardown (src/lifecycle/teardown.ts).
  */
-import { readdirSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import { readDescriptor, type EnvConf } from '../descriptor.js';
+import { mkdir, opendir } from 'node:fs/promises';
+import { parseDescriptor, readDescriptorAsync, type EnvConf } from '../descriptor.js';
 import { BerthError, EXIT, engineError } from '../errors.js';
 import { cbsdHookVars, runStorageHook, type HookAction, type HookEnv } from '../hooks.js';
 import { warn } from '../log.js';
@@ -47,14 +46,17 @@ export async function mntStop(ctx: NodeCtx, jname: string, conf: EnvConf, action
 /**
  * The identity check after mnt_start (product.md start step 2): the sysdir holds this env's
  * descriptor with the same uuid, and the data dir (`conf.data` when it names its own dir) exists
- * and is not empty.
- * @throws BerthError E_IDENTITY (exit 5): the mount most likely failed
+ * and is not empty. `descriptorText`: the sysdir descriptor's text as the caller just read it
+ * after mnt_start (jregister reads it anyway), else it is read here. Asynchronous (one lookup, one read, one directory entry): on shared storage
+ * each is a network round trip, and jregister of a glob checks many envs at once.
+ * @throws BerthError E_IDENTITY (exit 5): the mount most likely failed; E_BAD_CONF (1): the
+ *   descriptor has a bad line (its line number in the message)
  */
-export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string, conf?: EnvConf): void {
+export async function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string, conf?: EnvConf, descriptorText?: string): Promise<void> {
   const p = ctx.wd.env(jname, conf?.data);
   let found: string | undefined;
   try {
-    found = readDescriptor(p.descriptor, ctx.wd.root).uuid;
+    found = (descriptorText !== undefined ? parseDescriptor(descriptorText, ctx.wd.root, p.descriptor) : await readDescriptorAsync(p.descriptor, ctx.wd.root)).uuid;
   } catch (e) {
     // a descriptor that is there but has a bad line: say which line (it is not a mount problem)
     if (e instanceof BerthError && e.code === 'E_BAD_CONF') {
@@ -70,9 +72,14 @@ export function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string, conf?:
       hint: found ? `the storage mounted at ${p.sysdir} holds another env's files (check mnt_start), or a descriptor's uuid was edited by hand` : hint,
     });
   }
-  let entries: string[] = [];
-  try { entries = readdirSync(p.data); } catch { /* missing */ }
-  if (entries.length === 0) throw engineError('E_IDENTITY', `data dir ${p.data} is missing or empty; refusing to use ${jname}`, { hint });
+  if (!(await hasEntry(p.data))) throw engineError('E_IDENTITY', `data dir ${p.data} is missing or empty; refusing to use ${jname}`, { hint });
+}
+
+/** Whether directory `dir` exists and holds at least one entry (reads one entry, not the whole listing). */
+async function hasEntry(dir: string): Promise<boolean> {
+  let d;
+  try { d = await opendir(dir, { bufferSize: 1 }); } catch { return false; }
+  try { return (await d.read()) !== null; } catch { return false; } finally { await d.close().catch(() => undefined); }
 }
 
 /** How an operation brackets its work with the env's storage (see the module header). */
