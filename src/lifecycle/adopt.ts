@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { readSharedDescriptor, readSharedDescriptorAs, writeDescriptorIfChanged, type EnvConf } from '../descriptor.js';
 import { BerthError, EXIT, notFound, ownedError } from '../errors.js';
 import { checkHookSafe } from '../hooks.js';
+import { unmountAllUnder } from '../mounts/types.js';
 import { checkJname } from '../names.js';
 import type { NodeCtx } from '../node.js';
 import { forgetFencedEnv } from '../ownership/fence.js';
@@ -16,6 +17,7 @@ import { handoverEnvLease, journal } from '../ownership/leases.js';
 import { checkLease, readLease } from '../ownership/record.js';
 import type { RegisterResult } from './register.js';
 import { startEnv } from './start.js';
+import { assembleRoot } from './root.js';
 import { effectiveHooks, mntStop, withStorage } from './storage.js';
 import { timed, type OpOptions, type StepTiming } from './types.js';
 
@@ -28,6 +30,8 @@ export interface AdoptPlan {
   hooks: { start: string; stop: string };
   /** mnt_start ran (the storage stays mounted until adoptEnv or cancelAdopt) */
   mounted: boolean;
+  /** the env's root is assembled too (a tree engine's, mounted with the storage): the start skips it */
+  rootReady?: boolean;
   /** sha256 of the record's descriptor text the checks were made on (src/sharedfs.ts textDigest) */
   digest: string;
 }
@@ -70,7 +74,10 @@ export async function readRecordDescriptor(ctx: NodeCtx, jname: string, digest?:
  * {@link readRecordDescriptor}) and checks what a start here needs: not
  * registered here (a stale fenced row is dropped), the same uuid as `uuid`, the base present
  * (tree engines, baserw=0), the engine available on this platform, the hooks present and safe; with `mount`,
- * runs mnt_start and the identity check. Changes nothing else; {@link cancelAdopt} undoes the mount.
+ * runs mnt_start and the identity check, and assembles a tree engine's root (binds of the base
+ * and the data dirs, src/lifecycle/root.ts: they read the shared storage as it is, so they can be
+ * made while the source still runs the env, outside the downtime). Changes nothing else;
+ * {@link cancelAdopt} undoes the mounts.
  * @throws BerthError E_ENV_EXISTS (1), E_NO_RCCONF (3), E_NOT_SHARED (1), E_RECORD_STALE (1), E_NO_SUCH_BASE (3),
  *   E_BAD_EMULATOR (2), E_HOOK_UNSAFE / E_HOOK_MISSING (1), hook errors, E_IDENTITY (5)
  */
@@ -94,8 +101,24 @@ export async function prepareAdopt(ctx: NodeCtx, jname: string, opts: OpOptions 
   const plan: AdoptPlan = { jname, uuid: conf.uuid ?? '', emulator: conf.emulator, hooks, mounted: false, digest: rec.digest };
   if (!opts.mount) return plan;
   // mounted and checked, and left mounted for the adopt (a failure unmounts again)
-  await withStorage(ctx, jname, conf, { action: 'register', uuid: plan.uuid, lease: false, keep: true }, opts, async () => { plan.mounted = true; });
+  await withStorage(ctx, jname, conf, { action: 'register', uuid: plan.uuid, lease: false, keep: true }, opts, async () => {
+    if (engine.info.root === 'tree') {
+      try {
+        await timed(opts.timings, 'root', () => assembleRoot(ctx, jname, conf));
+      } catch (e) {
+        await unmountRoot(ctx, jname).catch(() => undefined);
+        throw e;
+      }
+      plan.rootReady = true;
+    }
+    plan.mounted = true;
+  });
   return plan;
+}
+
+/** Unmounts what is mounted under the env's root dir jails/<jname> (a prepared root), deepest first. */
+async function unmountRoot(ctx: NodeCtx, jname: string): Promise<void> {
+  await unmountAllUnder(await ctx.mounts(), ctx.wd.env(jname).path);
 }
 
 /** Undoes {@link prepareAdopt}'s mount (mnt_stop), when the adoption does not follow. */
@@ -104,6 +127,7 @@ export async function cancelAdopt(ctx: NodeCtx, jname: string, opts: OpOptions =
   let conf: EnvConf;
   try { const c = readSharedDescriptor(p.recordDescriptor, ctx.wd.root); conf = { ...c, jname, data: ctx.wd.env(jname, c.data).data }; } catch { return; }
   if (ctx.inv.get(jname)) return; // adopted after all: its storage is the env's now
+  await unmountRoot(ctx, jname);
   await mntStop(ctx, jname, conf, 'register', opts);
 }
 
@@ -156,9 +180,10 @@ export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { 
       } else if (opts.start) {
         started = true; // from here on the start (or its teardown) owns the mount
         mounted = false;
-        result.started = await startEnv(ctx, jname, { verbose: opts.verbose, mounted: true, timings: t });
+        result.started = await startEnv(ctx, jname, { verbose: opts.verbose, mounted: true, rootReady: plan.rootReady, timings: t });
       } else if (!opts.keepStorage) {
         mounted = false;
+        if (plan.rootReady) await unmountRoot(ctx, jname);
         await mntStop(ctx, jname, conf, 'register', opts);
       }
     } finally {
@@ -170,7 +195,10 @@ export async function adoptEnv(ctx: NodeCtx, jname: string, opts: OpOptions & { 
       ctx.inv.delete(jname);
       await journal(ctx, 'drop', { jname, uuid: plan.uuid, generation: opts.generation, emulator: conf.emulator ?? plan.emulator }, 'handed back');
     }
-    if (mounted && !started) await mntStop(ctx, jname, { ...conf, mnt_start: plan.hooks.start, mnt_stop: plan.hooks.stop }, 'register', opts).catch(() => undefined);
+    if (mounted && !started) {
+      if (plan.rootReady) await unmountRoot(ctx, jname).catch(() => undefined);
+      await mntStop(ctx, jname, { ...conf, mnt_start: plan.hooks.start, mnt_stop: plan.hooks.stop }, 'register', opts).catch(() => undefined);
+    }
     throw await handBack(e);
   }
 

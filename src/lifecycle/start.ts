@@ -23,7 +23,8 @@ import { envInfo, timed, type EnvInfo, type OpOptions } from './types.js';
 /**
  * jstart: mnt_start, identity check, lease check, root assembly, master_prestart.d (non-zero
  * vetoes), engine start, master_poststart.d. A failure at any step tears down what was set up.
- * With `opts.mounted` the storage is already mounted (no mnt_start).
+ * With `opts.mounted` the storage is already mounted (no mnt_start); with `opts.rootReady` the
+ * root too (no root assembly).
  * @throws BerthError E_RUNNING (1), E_BUSY (4), lease errors (4), hook errors, E_MOUNT/E_ENGINE (5)
  */
 export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}): Promise<EnvInfo> {
@@ -48,7 +49,7 @@ export async function startEnv(ctx: NodeCtx, jname: string, opts: OpOptions = {}
   try {
     // the storage stays mounted while the env runs; a failure's teardown unmounts it
     await withStorage(ctx, jname, conf, { action: 'start', uuid: row.uuid, lease: { generation: row.generation, uuid: row.uuid }, mounted: opts.mounted, keep: true, undoUnmounts: true }, opts, async () => {
-      if (engine.info.root === 'tree') await timed(t, 'root', () => assembleRoot(ctx, jname, conf));
+      if (engine.info.root === 'tree' && !opts.rootReady) await timed(t, 'root', () => assembleRoot(ctx, jname, conf));
       const henv = hookEnv(ctx, jname, conf, opts);
       await timed(t, 'master_prestart.d', () => runHookDir(join(eenv.paths.sysdir, 'master_prestart.d'), 'start', henv, { stopOnError: true }));
       engineStarted = true;

@@ -20,6 +20,12 @@ export interface OpOptions {
    * destination after its prepare): jstart skips mnt_start; its teardown runs mnt_stop as always.
    */
   mounted?: boolean;
+  /**
+   * The env's root is already assembled by this process (jmigrate's destination: its prepare
+   * assembled it while the source still ran the env): jstart skips the root assembly; its
+   * teardown unmounts the root as always.
+   */
+  rootReady?: boolean;
   /** when given, each step of a start or teardown appends its duration here (jmigrate, benches) */
   timings?: StepTiming[];
   /**

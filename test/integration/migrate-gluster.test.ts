@@ -18,7 +18,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readLease } from '../../src/ownership/record.js';
-import { berthOk, isRoot } from '../helpers/cli.js';
+import { berthOk, isRoot, mountTable } from '../helpers/cli.js';
 import { brickBytes, sleep, TestNode, twoNodes, type TwoNodes } from './cluster-twonode.js';
 
 assert.ok(isRoot, 'integration tests need root (CI runs as root)');
@@ -48,6 +48,24 @@ function raw(opts: { socketPath?: string; port?: number; method: string; path: s
     });
     r.on('error', reject);
     r.end();
+  });
+}
+
+/** The mount points at or below `dir`. */
+const mountsUnder = (dir: string) => mountTable(dir).filter((t) => t === dir || t.startsWith(dir + '/'));
+
+/** POST of a JSON body to a node's agent, through its socket and with its token. */
+function post(n: TestNode, path: string, body: unknown): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const data = JSON.stringify(body);
+    const r = request({ socketPath: join(n.wd, 'var', 'run', 'agent.sock'), method: 'POST', path,
+      headers: { Authorization: `Bearer ${n.token}`, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    r.on('error', reject);
+    r.end(data);
   });
 }
 
@@ -214,6 +232,7 @@ describe('jmigrate', () => {
       assert.match(r.json.error.message, /back on node2 and running/);
       assert.equal(n2.envs().web.status, 'On');
       assert.equal(n1.envs().web, undefined);
+      assert.deepEqual(mountsUnder(join(n1.wd, 'jails', 'web')), [], 'the root prepared on node1 is unmounted again');
       // the lease went there and back: handover (+1), handed back (+1)
       assert.equal(n2.envs().web.generation, (r.json.error.details.cause.details.handedBack.generation));
     } finally {
@@ -245,6 +264,28 @@ describe('jmigrate', () => {
     n2.ok(['jstop', 'jname=web']);
     n2.ok(['jset', 'jname=web', 'mnt_start=0']);
     n2.ok(['jstart', 'jname=web']);
+  });
+
+  test("a running env's prepare assembles its root on the destination ahead; a cancel unmounts it", async () => {
+    const { n1, n2 } = fx;
+    const before = n2.envs().web;
+    assert.equal(before.status, 'On');
+    const root = join(n1.wd, 'jails', 'web');
+    let c: { status: number; body: any } | undefined;
+    try {
+      const prep = await post(n1, '/v1/envs/web/prepare', { uuid: before.uuid, mount: true });
+      assert.equal(prep.status, 200, JSON.stringify(prep.body));
+      assert.equal(prep.body.plan.rootReady, true, JSON.stringify(prep.body));
+      assert.ok(mountsUnder(root).includes(root), `node1 bound the base at ${root}: ${mountsUnder(root).join(' ')}`);
+      assert.ok(mountsUnder(root).includes(join(root, 'etc')), "and the env's data dirs into it");
+    } finally {
+      c = await post(n1, '/v1/envs/web/cancel', {});
+    }
+    assert.equal(c.status, 200, JSON.stringify(c.body));
+    assert.deepEqual(mountsUnder(root), [], 'nothing stays mounted on node1');
+    assert.equal(n1.envs().web, undefined);
+    const after = n2.envs().web;
+    assert.equal(after.jid, before.jid, 'the env never stopped on node2');
   });
 
   test('a destination without the base, or with an unsafe hook, refuses before anything stops', () => {
