@@ -190,7 +190,8 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   const before = await readLeaseState(p.lease);
   let current = before.holder;
   const refuseHeld = async () => { if (current && current.node !== ctx.nodename && !opts.force) await acquireEnvLease(ctx, name, conf.uuid ?? current.uuid); }; // throws E_LEASE_HELD naming the owner, hint --force
-  let legacyChecked = false;
+  // a record that has generations already is never seeded from a berth 0.1 log (importLegacy)
+  let legacyChecked = before.generation > 0;
   await refuseHeld();
   const ac = new AbortController();
   let watching: Promise<WatchResult> | undefined;
@@ -208,7 +209,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
   let lease: { generation: number } | undefined;
   let wroteSysDescriptor = false;
   const result: RegisterResult = { jname: name, uuid: '', generation: 0, tookOver: false, rcfile, data: p.data, ...(mapped.length ? { mapped } : {}) };
-  const hadRecord = await exists(p.lease);
+  const hadRecord = before.generation > 0 || (await exists(p.lease));
   let sysBefore: Buffer | undefined | null = null; // null: not read yet
   try {
     // the start that follows (start=1) unmounts when it fails (its teardown)
@@ -232,7 +233,7 @@ export async function registerEnv(ctx: NodeCtx, jname: string | undefined, opts:
         result.uuid = conf.uuid;
         // (a descriptor this registration wrote is read back from the storage)
         await verifyIdentity(ctx, name, conf.uuid, conf, wroteSysDescriptor ? undefined : sysText);
-        if (!current) {
+        if (!current && !legacyChecked) {
           // no record yet: an env of berth 0.1 keeps its lease in the (now mounted) sysdir
           legacyChecked = true;
           if (await importLegacyLease(ctx, name)) {
