@@ -79,11 +79,8 @@ export async function readDescriptorAsync(file: string, workdir: string): Promis
   return parseDescriptor((await readDescriptorBytes(file)).toString('utf8'), workdir, file);
 }
 
-/**
- * The bytes of a descriptor file, read as {@link readDescriptorAsync} reads them (parse them
- * with {@link parseDescriptor}). @throws Node errors (ENOENT after the retries)
- */
-export async function readDescriptorBytes(file: string): Promise<Buffer> {
+/** The bytes of a descriptor file, read as {@link readDescriptorAsync} says. @throws Node errors (ENOENT after the retries) */
+async function readDescriptorBytes(file: string): Promise<Buffer> {
   for (let i = 0; ; i++) {
     try { await lstat(file); } catch { /* the read says why */ }
     try {
@@ -144,8 +141,8 @@ export function formatDescriptor(conf: EnvConf, workdir: string): string {
 /**
  * Writes the descriptor (as {@link writeDescriptor}) unless the file already holds exactly that
  * text: on shared storage a read is cheaper than a durable replace (jregister of hundreds of
- * envs whose descriptor copy is already current). `known`: the file's text as the caller just
- * read it (under the env's lease, so nobody else wrote it since), saving the read.
+ * envs whose descriptor copy is already current). `known`: the file's text as the caller read
+ * it, when the caller knows nobody wrote it since (src/lifecycle/register.ts), saving the read.
  * @returns true when it was written
  */
 export async function writeDescriptorIfChanged(file: string, conf: EnvConf, workdir: string, known?: string): Promise<boolean> {

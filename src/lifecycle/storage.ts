@@ -47,8 +47,9 @@ export async function mntStop(ctx: NodeCtx, jname: string, conf: EnvConf, action
  * The identity check after mnt_start (product.md start step 2): the sysdir holds this env's
  * descriptor with the same uuid, and the data dir (`conf.data` when it names its own dir) exists
  * and is not empty. `descriptorText`: the sysdir descriptor's text as the caller just read it
- * after mnt_start (jregister reads it anyway), else it is read here. Asynchronous (one lookup, one read, one directory entry): on shared storage
- * each is a network round trip, and jregister of a glob checks many envs at once.
+ * after mnt_start (jregister reads it anyway), else it is read here. Asynchronous (one lookup,
+ * one read, one directory entry): on shared storage each is a network round trip, and jregister
+ * of a glob checks many envs at once.
  * @throws BerthError E_IDENTITY (exit 5): the mount most likely failed; E_BAD_CONF (1): the
  *   descriptor has a bad line (its line number in the message)
  */
