@@ -3,13 +3,15 @@
  * env's own: empty a dir without following a symlink, refuse symlinks on a path.
  */
 import { lstatSync } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { opendir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { engineError } from '../errors.js';
 
-/** True when `dir` has no entry (or does not exist). */
+/** True when `dir` has no entry (or does not exist). Reads one entry, not the whole listing (a round trip per batch on shared storage). */
 export async function isEmptyDir(dir: string): Promise<boolean> {
-  try { return (await readdir(dir)).length === 0; } catch { return true; }
+  let d;
+  try { d = await opendir(dir, { bufferSize: 1 }); } catch { return true; }
+  try { return (await d.read()) === null; } catch { return true; } finally { await d.close().catch(() => undefined); }
 }
 
 /**

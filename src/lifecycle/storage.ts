@@ -9,13 +9,14 @@
  * mnt_stop). Every operation on an env's files uses it: create, start, set, clone, register,
  * unregister, remove, adopt; stop is the teardown (src/lifecycle/teardown.ts).
  */
-import { mkdir, opendir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { parseDescriptor, readDescriptorAsync, type EnvConf } from '../descriptor.js';
 import { BerthError, EXIT, engineError } from '../errors.js';
 import { cbsdHookVars, runStorageHook, type HookAction, type HookEnv } from '../hooks.js';
 import { warn } from '../log.js';
 import type { NodeCtx } from '../node.js';
 import { requireLease } from '../ownership/leases.js';
+import { isEmptyDir } from './files.js';
 import { timed, type OpOptions } from './types.js';
 
 /** Effective storage hooks: the env's, else the node defaults (`''`/missing = default, `0` = none). */
@@ -73,14 +74,7 @@ export async function verifyIdentity(ctx: NodeCtx, jname: string, uuid: string, 
       hint: found ? `the storage mounted at ${p.sysdir} holds another env's files (check mnt_start), or a descriptor's uuid was edited by hand` : hint,
     });
   }
-  if (!(await hasEntry(p.data))) throw engineError('E_IDENTITY', `data dir ${p.data} is missing or empty; refusing to use ${jname}`, { hint });
-}
-
-/** Whether directory `dir` exists and holds at least one entry (reads one entry, not the whole listing). */
-async function hasEntry(dir: string): Promise<boolean> {
-  let d;
-  try { d = await opendir(dir, { bufferSize: 1 }); } catch { return false; }
-  try { return (await d.read()) !== null; } catch { return false; } finally { await d.close().catch(() => undefined); }
+  if (await isEmptyDir(p.data)) throw engineError('E_IDENTITY', `data dir ${p.data} is missing or empty; refusing to use ${jname}`, { hint });
 }
 
 /** How an operation brackets its work with the env's storage (see the module header). */
