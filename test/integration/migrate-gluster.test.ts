@@ -13,11 +13,12 @@
  * Needs root, runc, busybox-static and a running glusterd (scripts/gluster-up).
  */
 import { strict as assert } from 'node:assert';
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readLease } from '../../src/ownership/record.js';
+import { textDigest } from '../../src/sharedfs.js';
 import { berthOk, isRoot, mountTable } from '../helpers/cli.js';
 import { brickBytes, sleep, TestNode, twoNodes, type TwoNodes } from './cluster-twonode.js';
 
@@ -273,7 +274,10 @@ describe('jmigrate', () => {
     const root = join(n1.wd, 'jails', 'web');
     let c: { status: number; body: any } | undefined;
     try {
-      const prep = await post(n1, '/v1/envs/web/prepare', { uuid: before.uuid, mount: true });
+      // the digest of the record's descriptor as the source holds it, as jmigrate sends it (the
+      // test before changed mnt_start; node1's FUSE mount may still serve the old copy)
+      const digest = textDigest(readFileSync(join(n2.wd, 'jails-lease', 'envs', 'web', 'rc.conf_web'), 'utf8'));
+      const prep = await post(n1, '/v1/envs/web/prepare', { uuid: before.uuid, mount: true, digest });
       assert.equal(prep.status, 200, JSON.stringify(prep.body));
       assert.equal(prep.body.plan.rootReady, true, JSON.stringify(prep.body));
       assert.ok(mountsUnder(root).includes(root), `node1 bound the base at ${root}: ${mountsUnder(root).join(' ')}`);
